@@ -1,0 +1,119 @@
+"""The catalog: loads and validates definitions/ (the only reader of that folder)."""
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+from aggassets.errors import AggassetsError
+
+Period = Literal["day", "week", "month"]
+GroupKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")]
+MeasureName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-.]{0,127}$")]
+
+
+class MeasureDefinition(BaseModel):
+    """One DACC measure definition (camelCase as in DACC's definitions file)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: MeasureName
+    org: str | None = None
+    created_by: str | None = Field(None, alias="createdBy")
+    group1_key: GroupKey | None = Field(None, alias="group1Key")
+    group2_key: GroupKey | None = Field(None, alias="group2Key")
+    group3_key: GroupKey | None = Field(None, alias="group3Key")
+    description: str | None = None
+    aggregation_period: Period = Field(alias="aggregationPeriod")
+    execution_frequency: Period | None = Field(None, alias="executionFrequency")
+    aggregation_threshold: int = Field(5, alias="aggregationThreshold", ge=1)
+    access_app: bool = Field(False, alias="accessApp")
+    access_public: bool = Field(False, alias="accessPublic")
+    with_quartiles: bool = Field(False, alias="withQuartiles")
+    max_days_to_update_quartile: int = Field(100, alias="maxDaysToUpdateQuartile", ge=0)
+
+    @model_validator(mode="after")
+    def _groups_in_order(self) -> "MeasureDefinition":
+        """group2Key needs group1Key, group3Key needs group2Key (DACC groups are positional)."""
+        keys = [self.group1_key, self.group2_key, self.group3_key]
+        for i in (1, 2):
+            if keys[i] is not None and keys[i - 1] is None:
+                raise ValueError(f"group{i + 1}Key is set but group{i}Key is not")
+        return self
+
+    def group_keys(self) -> tuple[str | None, str | None, str | None]:
+        """The three group keys (None where the measure has no such group)."""
+        return (self.group1_key, self.group2_key, self.group3_key)
+
+
+class MeasuresFile(BaseModel):
+    """DACC's definitions file: {"definitions": [...]}, names unique."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    definitions: list[MeasureDefinition]
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "MeasuresFile":
+        """Definitions are matched by name, so a name may appear once."""
+        seen: set[str] = set()
+        dupes = sorted({d.name for d in self.definitions if d.name in seen or seen.add(d.name)})
+        if dupes:
+            raise ValueError(f"duplicate measure names: {', '.join(dupes)}")
+        return self
+
+
+@dataclass(frozen=True)
+class MeasureCatalog:
+    """The validated measure definitions, by name."""
+
+    measures: tuple[MeasureDefinition, ...]
+
+    def get(self, name: str) -> MeasureDefinition:
+        """The definition named `name`, or a clear error."""
+        for m in self.measures:
+            if m.name == name:
+                return m
+        raise AggassetsError(f"unknown measure {name!r}")
+
+    def names(self) -> list[str]:
+        """Every measure name, in file order."""
+        return [m.name for m in self.measures]
+
+
+def _format_errors(path: Path, exc: ValidationError) -> str:
+    """Every pydantic error as `file: location: message`, one per line."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+        lines.append(f"{path}: {loc}: {err['msg']}")
+    return f"invalid definitions file ({len(lines)} error(s)):\n" + "\n".join(lines)
+
+
+def load_measures_file(path: Path) -> MeasureCatalog:
+    """Validate a DACC definitions file as a whole; refuse it listing every error."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AggassetsError(f"cannot read definitions file {path}: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise AggassetsError(f"{path}: not JSON: {exc}") from exc
+    try:
+        parsed = MeasuresFile.model_validate(raw)
+    except ValidationError as exc:
+        raise AggassetsError(_format_errors(Path(path), exc)) from exc
+    return MeasureCatalog(tuple(parsed.definitions))
+
+
+def load_measures(definitions_dir: Path) -> MeasureCatalog:
+    """The catalog's measures: `<definitions_dir>/measures.json`."""
+    return load_measures_file(Path(definitions_dir) / "measures.json")
+
+
+def experiment_files(definitions_dir: Path) -> Sequence[Path]:
+    """The experiment definition files, `<definitions_dir>/experiments/*.json`, sorted."""
+    folder = Path(definitions_dir) / "experiments"
+    return sorted(folder.glob("*.json")) if folder.is_dir() else []

@@ -1,0 +1,29 @@
+"""Where things live: warehouse URL, catalog folder, inbox folder, first partition (env overrides)."""
+
+import os
+from datetime import date
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_START = "2020-01-01"
+
+
+def warehouse_url() -> str:
+    """AGGASSETS_WAREHOUSE, else the embedded DuckDB file under data/."""
+    default = f"duckdb:///{PROJECT_ROOT / 'data' / 'aggassets.duckdb'}"
+    return os.environ.get("AGGASSETS_WAREHOUSE") or default
+
+
+def definitions_dir() -> Path:
+    """AGGASSETS_DEFINITIONS, else the project's definitions/ folder."""
+    return Path(os.environ.get("AGGASSETS_DEFINITIONS") or PROJECT_ROOT / "definitions")
+
+
+def inbox_dir() -> Path:
+    """AGGASSETS_INBOX, else data/inbox under the project."""
+    return Path(os.environ.get("AGGASSETS_INBOX") or PROJECT_ROOT / "data" / "inbox")
+
+
+def partitions_start() -> date:
+    """First day of every partitions definition (AGGASSETS_PARTITIONS_START, default 2020-01-01)."""
+    return date.fromisoformat(os.environ.get("AGGASSETS_PARTITIONS_START") or DEFAULT_START)

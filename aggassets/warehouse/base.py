@@ -1,0 +1,270 @@
+"""The warehouse contract: one class of operations, the SQL of each engine in its own module."""
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from aggassets.catalog import MeasureDefinition
+from aggassets.errors import AggassetsError
+from aggassets.warehouse import intake
+
+GRAINS = ("day", "week", "month")
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    """What one intake did: received = accepted + rejected."""
+
+    received: int
+    accepted: int
+    rejected: int
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The CLI's JSON line."""
+        return {
+            "received": self.received,
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "rejected_by_reason": self.rejected_by_reason,
+        }
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    """What one aggregate refresh wrote for its window."""
+
+    grain: str
+    start: date
+    end: date
+    rows: int
+    released: int
+    suppressed: int
+    preview: pd.DataFrame
+
+
+def utc_now() -> datetime:
+    """The current UTC time, naive (every timestamp in the warehouse is UTC)."""
+    return datetime.utcnow().replace(microsecond=0)
+
+
+def file_sha256(path: Path) -> str:
+    """The file's SHA-256, to ingest an inbox file at most once."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def definitions_frame(definitions: Sequence[MeasureDefinition]) -> pd.DataFrame:
+    """The catalog as rows of the measure_definitions table."""
+    rows = [
+        {
+            "name": d.name, "org": d.org, "created_by": d.created_by, "group1_key": d.group1_key,
+            "group2_key": d.group2_key, "group3_key": d.group3_key, "description": d.description,
+            "aggregation_period": d.aggregation_period, "execution_frequency": d.execution_frequency,
+            "aggregation_threshold": d.aggregation_threshold, "access_app": d.access_app,
+            "access_public": d.access_public, "with_quartiles": d.with_quartiles,
+            "max_days_to_update_quartile": d.max_days_to_update_quartile,
+        }
+        for d in definitions
+    ]
+    return pd.DataFrame(rows, columns=list(MeasureDefinition.model_fields))
+
+
+class Warehouse:
+    """Operations on the warehouse; engines supply execution, staging and their SQL module."""
+
+    sql: ModuleType
+
+    # -- engine primitives -------------------------------------------------
+    def execute(self, statement: str, params: Mapping[str, Any] | None = None) -> None:
+        """Run one statement."""
+        raise NotImplementedError
+
+    def fetch(self, statement: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """Run one query and return its rows."""
+        raise NotImplementedError
+
+    def stage(self, name: str, table: pa.Table) -> None:
+        """Make `table` readable as `name` for the current transaction (a temp table)."""
+        raise NotImplementedError
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Everything inside commits together or not at all."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the connection."""
+        raise NotImplementedError
+
+    def __enter__(self) -> "Warehouse":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- schema and catalog ------------------------------------------------
+    def setup(self) -> None:
+        """Create every table that does not exist yet."""
+        with self.transaction():
+            for statement in self.sql.SCHEMA:
+                self.execute(statement)
+
+    def sync_definitions(self, definitions: Sequence[MeasureDefinition]) -> None:
+        """Replace the measure_definitions table by the catalog."""
+        frame = definitions_frame(definitions)
+        with self.transaction():
+            self.stage("staged_definitions", pa.Table.from_pandas(frame, preserve_index=False))
+            self.execute(self.sql.DELETE_DEFINITIONS)
+            self.execute(self.sql.INSERT_DEFINITIONS)
+
+    def read_table(self, name: str, order_by: str | None = None) -> pd.DataFrame:
+        """A whole table (tests and the demo summary); `name` must be a known table."""
+        known = {s.split("EXISTS ", 1)[1].split(" ", 1)[0] for s in self.sql.SCHEMA}
+        if name not in known:
+            raise AggassetsError(f"unknown table {name!r}")
+        return self.fetch(f"SELECT * FROM {name}" + (f" ORDER BY {order_by}" if order_by else ""))
+
+    # -- intake --------------------------------------------------------------
+    def file_seen(self, sha256: str) -> bool:
+        """Whether a file with this content was ingested already."""
+        return int(self.fetch(self.sql.FILE_SEEN, {"sha256": sha256}).iloc[0, 0]) > 0
+
+    def ingest_file(
+        self, path: Path, definitions: Sequence[MeasureDefinition], first_day: date,
+        sha256: str | None = None,
+    ) -> IntakeResult:
+        """Store every item of the file in the inbox, then in raw_measures or rejected_measures."""
+        with duckdb.connect() as con:
+            items = intake.read_items(con, Path(path))
+            validated = intake.validate_items(con, items, definitions, first_day)
+        return self.store_intake(validated, str(path), sha256)
+
+    def store_intake(self, validated: pa.Table, source: str, sha256: str | None) -> IntakeResult:
+        """One transaction: inbox rows, sealed-key rejections, raw and rejected rows, batch record."""
+        now = utc_now()
+        with self.transaction():
+            self.stage("staged", validated)
+            ids = self.fetch(self.sql.NEXT_IDS).iloc[0]
+            params = {"seq0": int(ids["seq"]), "batch_id": int(ids["batch_id"]) + 1, "now": now}
+            self.execute(self.sql.STAGE_SEALED_KEYS)
+            for statement in (self.sql.INSERT_INBOX, self.sql.INSERT_RAW, self.sql.INSERT_REJECTED):
+                self.execute(statement, params)
+            counts = self.fetch(self.sql.STAGED_COUNTS)
+            by_reason = {r: int(n) for r, n in counts.itertuples(index=False) if r}
+            received = int(counts.iloc[:, 1].sum()) if len(counts) else 0
+            rejected = sum(by_reason.values())
+            self.execute(self.sql.INSERT_BATCH, {
+                **params, "source": source, "sha256": sha256, "received": received,
+                "accepted": received - rejected, "rejected": rejected,
+            })
+        ordered = dict(sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0])))
+        return IntakeResult(received, received - rejected, rejected, ordered)
+
+    def loss_counts(self) -> tuple[int, int, int]:
+        """(received still held, accepted, rejected): the first equals the sum of the others."""
+        row = self.fetch(self.sql.LOSS_COUNTS).iloc[0]
+        return int(row.iloc[0]), int(row.iloc[1]), int(row.iloc[2])
+
+    def raw_window_counts(self, start: date, end: date) -> dict[str, int]:
+        """Accepted measures per measure name whose period starts in [start, end)."""
+        frame = self.fetch(self.sql.RAW_WINDOW_COUNTS, {"start": start, "end": end})
+        return {str(m): int(n) for m, n in frame.itertuples(index=False)}
+
+    def rejected_window_counts(self, start: date, end: date) -> dict[str, int]:
+        """Rejected measures by reason, received in [start, end)."""
+        frame = self.fetch(self.sql.REJECTED_WINDOW_COUNTS, {"start": start, "end": end})
+        return {str(r): int(n) for r, n in frame.itertuples(index=False)}
+
+    # -- aggregates ------------------------------------------------------------
+    def refresh(self, grain: str, start: date, end: date) -> RefreshResult:
+        """Recompute one grain's table over [start, end) from raw and sealed measures."""
+        if grain not in GRAINS:
+            raise AggassetsError(f"unknown grain {grain!r}; expected one of {', '.join(GRAINS)}")
+        params = {"start": start, "end": end, "now": utc_now()}
+        with self.transaction():
+            for statement in self.sql.refresh_aggregates(grain):
+                self.execute(statement, params)
+        window = {"start": start, "end": end}
+        summary = self.fetch(self.sql.window_summary(grain), window).iloc[0]
+        preview = self.fetch(self.sql.window_preview(grain), window)
+        return RefreshResult(grain, start, end, int(summary["rows"]), int(summary["released"] or 0),
+                             int(summary["suppressed"] or 0), preview)
+
+    def check_violations(self, grain: str, start: date, end: date) -> dict[str, int]:
+        """Violation counts of every aggregate check over one window."""
+        window = {"start": start, "end": end}
+        return {name: int(self.fetch(q, window).iloc[0, 0])
+                for name, q in self.sql.check_violations(grain).items()}
+
+    def released(
+        self, grain: str, measure: str, start: date, end: date, created_by: str | None = None
+    ) -> list[dict[str, Any]]:
+        """DACC's restitution rows: count >= threshold only, ordered by start date."""
+        params = {"measure": measure, "start": start, "end": end, "created_by": created_by}
+        frame = self.fetch(self.sql.released_rows(grain), params)
+        return [restitution_row(row) for row in frame.to_dict("records")]
+
+    def late_partitions(self) -> pd.DataFrame:
+        """(grain, period_start, last_received) of partitions with measures newer than them."""
+        return self.fetch(self.sql.LATE_PARTITIONS)
+
+    # -- purge -----------------------------------------------------------------
+    def purge(self, days: int, measure: str | None = None, now: datetime | None = None) -> dict[str, int]:
+        """DESIGN §4.5 in one transaction; returns purged raw measures per measure name."""
+        if days < 0:
+            raise AggassetsError("--days must be >= 0")
+        params = {"days": days, "measure": measure, "now": now or utc_now()}
+        with self.transaction():
+            for statement in self.sql.PURGE:
+                self.execute(statement, params)
+            summary = self.fetch(self.sql.PURGE_SUMMARY)
+        return {str(m): int(n) for m, n in summary.itertuples(index=False)}
+
+
+def _group(key: str | None, stored: str) -> dict[str, Any] | None:
+    """A stored group value (JSON text, '' when absent) back to DACC's {key: value}."""
+    return {key: json.loads(stored)} if key and stored != "" else None
+
+
+def restitution_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """One aggregate row in DACC's restitution shape: camelCase keys, null keys omitted."""
+    out: dict[str, Any] = {
+        "measureName": row["measure_name"],
+        "startDate": pd.Timestamp(row["period_start"]).strftime("%Y-%m-%dT%H:%M:%S"),
+        "createdBy": row["created_by"] or None,
+    }
+    for i in (1, 2, 3):
+        out[f"group{i}"] = _group(row[f"group{i}_key"], row[f"group{i}"])
+    out |= {
+        "count": int(row["count"]), "countNotZero": int(row["count_not_zero"]), "sum": row["sum"],
+        "min": row["min"], "max": row["max"], "avg": row["avg"], "std": row["std"],
+    }
+    if row["with_quartiles"]:
+        out |= {"median": row["median"], "firstQuartile": row["first_quartile"],
+                "thirdQuartile": row["third_quartile"]}
+    if row.get("last_raw_measures_purged") is not None and not pd.isna(row["last_raw_measures_purged"]):
+        out["lastRawMeasuresPurged"] = pd.Timestamp(row["last_raw_measures_purged"]).isoformat()
+    return {k: (float(v) if isinstance(v, float) else v) for k, v in out.items() if v is not None}
+
+
+def period_end(grain: str, start: date) -> date:
+    """The first day after the period of `grain` that starts on `start`."""
+    if grain == "day":
+        return start + timedelta(days=1)
+    if grain == "week":
+        return start + timedelta(days=7)
+    return date(start.year + start.month // 12, start.month % 12 + 1, 1)

@@ -1,0 +1,76 @@
+"""The DuckDB warehouse: one embedded database file (or :memory:)."""
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import re
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from aggassets.warehouse import duckdb_sql
+from aggassets.warehouse.base import Warehouse
+
+
+_PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _bind(statement: str, params: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The parameters the statement names (DuckDB refuses extra ones)."""
+    names = set(_PARAM.findall(statement))
+    return {k: v for k, v in params.items() if k in names} if params and names else None
+
+
+class DuckDBWarehouse(Warehouse):
+    """Warehouse on a DuckDB file; one connection for the object's life."""
+
+    sql = duckdb_sql
+
+    def __init__(self, path: str) -> None:
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.con = duckdb.connect(path)
+        self.con.execute("SET TimeZone = 'UTC'")
+        self._staged: list[str] = []
+        self.setup()
+
+    def execute(self, statement: str, params: Mapping[str, Any] | None = None) -> None:
+        """Run one statement with named parameters."""
+        self.con.execute(statement, _bind(statement, params))
+
+    def fetch(self, statement: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """Run one query and return its rows as a DataFrame."""
+        return self.con.execute(statement, _bind(statement, params)).df()
+
+    def stage(self, name: str, table: pa.Table) -> None:
+        """Copy the Arrow table into a temp table `name` (replaced if present)."""
+        self.con.register("_arrow_in", table)
+        try:
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM _arrow_in")
+        finally:
+            self.con.unregister("_arrow_in")
+        self._staged.append(name)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """BEGIN ... COMMIT, ROLLBACK on any error; temp tables dropped after."""
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        else:
+            self.con.execute("COMMIT")
+        finally:
+            for name in self._staged:
+                self.con.execute(f"DROP TABLE IF EXISTS {name}")
+            self._staged.clear()
+
+    def close(self) -> None:
+        """Close the connection (releases the file lock)."""
+        self.con.close()

@@ -1,0 +1,262 @@
+"""Every SQL statement of the DuckDB warehouse (named parameters: $name)."""
+
+GRAINS = ("day", "week", "month")
+AGGREGATE_TABLES = {"day": "daily_aggregates", "week": "weekly_aggregates", "month": "monthly_aggregates"}
+# Which measure periods feed each grain: day measures roll up into weeks and months.
+PERIODS_FEEDING = {"day": ("day",), "week": ("day", "week"), "month": ("day", "month")}
+KEY = "measure_name, period_start, created_by, group1, group2, group3"
+MEASURE_KEY = "measure_name, created_by, group1, group2, group3"
+
+_AGGREGATE_COLUMNS = """
+  measure_name VARCHAR NOT NULL, period_start DATE NOT NULL, created_by VARCHAR NOT NULL,
+  group1 VARCHAR NOT NULL, group2 VARCHAR NOT NULL, group3 VARCHAR NOT NULL,
+  count BIGINT NOT NULL, count_not_zero BIGINT NOT NULL, sum DOUBLE NOT NULL,
+  min DOUBLE NOT NULL, max DOUBLE NOT NULL, avg DOUBLE NOT NULL, std DOUBLE NOT NULL, m2 DOUBLE NOT NULL,
+  median DOUBLE, first_quartile DOUBLE, third_quartile DOUBLE,
+  last_raw_measures_purged TIMESTAMP, computed_at TIMESTAMP NOT NULL"""
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS measure_definitions (
+  name VARCHAR PRIMARY KEY, org VARCHAR, created_by VARCHAR, group1_key VARCHAR, group2_key VARCHAR,
+  group3_key VARCHAR, description VARCHAR, aggregation_period VARCHAR NOT NULL,
+  execution_frequency VARCHAR, aggregation_threshold INTEGER NOT NULL, access_app BOOLEAN NOT NULL,
+  access_public BOOLEAN NOT NULL, with_quartiles BOOLEAN NOT NULL,
+  max_days_to_update_quartile INTEGER NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS intake_batches (
+  batch_id BIGINT PRIMARY KEY, source VARCHAR, sha256 VARCHAR, received_at TIMESTAMP NOT NULL,
+  received BIGINT NOT NULL, accepted BIGINT NOT NULL, rejected BIGINT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS inbox (
+  seq BIGINT NOT NULL, batch_id BIGINT NOT NULL, received_at TIMESTAMP NOT NULL, payload VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS raw_measures (
+  seq BIGINT NOT NULL, measure_name VARCHAR NOT NULL, start_date DATE NOT NULL, created_by VARCHAR NOT NULL,
+  group1 VARCHAR NOT NULL, group2 VARCHAR NOT NULL, group3 VARCHAR NOT NULL, value DOUBLE NOT NULL,
+  received_at TIMESTAMP NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS rejected_measures (
+  seq BIGINT NOT NULL, received_at TIMESTAMP NOT NULL, reason VARCHAR NOT NULL, measure_name VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS sealed_moments (
+  measure_name VARCHAR NOT NULL, start_date DATE NOT NULL, created_by VARCHAR NOT NULL,
+  group1 VARCHAR NOT NULL, group2 VARCHAR NOT NULL, group3 VARCHAR NOT NULL, count BIGINT NOT NULL,
+  count_not_zero BIGINT NOT NULL, sum DOUBLE NOT NULL, m2 DOUBLE NOT NULL, min DOUBLE NOT NULL,
+  max DOUBLE NOT NULL, sealed_at TIMESTAMP NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS frozen_quartiles (
+  measure_name VARCHAR NOT NULL, grain VARCHAR NOT NULL, period_start DATE NOT NULL,
+  created_by VARCHAR NOT NULL, group1 VARCHAR NOT NULL, group2 VARCHAR NOT NULL, group3 VARCHAR NOT NULL,
+  first_quartile DOUBLE, median DOUBLE, third_quartile DOUBLE, frozen_at TIMESTAMP NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS partition_materializations (
+  grain VARCHAR NOT NULL, period_start DATE NOT NULL, materialized_at TIMESTAMP NOT NULL,
+  PRIMARY KEY (grain, period_start))""",
+    *[f"CREATE TABLE IF NOT EXISTS {t} ({_AGGREGATE_COLUMNS})" for t in AGGREGATE_TABLES.values()],
+]
+
+DELETE_DEFINITIONS = "DELETE FROM measure_definitions"
+INSERT_DEFINITIONS = "INSERT INTO measure_definitions SELECT * FROM staged_definitions"
+
+NEXT_IDS = """SELECT (SELECT coalesce(max(seq), 0) FROM inbox) AS seq,
+                     (SELECT coalesce(max(batch_id), 0) FROM intake_batches) AS batch_id"""
+FILE_SEEN = "SELECT count(*) FROM intake_batches WHERE sha256 = $sha256"
+
+# staged: the validated items (item_no, payload, reason, measure_name, start_date, created_by, groups, value)
+STAGE_SEALED_KEYS = f"""
+UPDATE staged SET reason = 'quartile_key_sealed'
+WHERE reason IS NULL AND EXISTS (
+  SELECT 1 FROM frozen_quartiles f
+  WHERE f.measure_name = staged.measure_name AND f.created_by = staged.created_by
+    AND f.group1 = staged.group1 AND f.group2 = staged.group2 AND f.group3 = staged.group3
+    AND f.period_start = CAST(date_trunc(f.grain, staged.start_date) AS DATE))"""
+INSERT_INBOX = """INSERT INTO inbox
+SELECT $seq0 + item_no, $batch_id, $now, payload FROM staged"""
+INSERT_RAW = f"""INSERT INTO raw_measures
+SELECT $seq0 + item_no, measure_name, start_date, created_by, group1, group2, group3, value, $now
+FROM staged WHERE reason IS NULL"""
+INSERT_REJECTED = """INSERT INTO rejected_measures
+SELECT $seq0 + item_no, $now, reason, measure_name FROM staged WHERE reason IS NOT NULL"""
+STAGED_COUNTS = """SELECT coalesce(reason, '') AS reason, count(*) AS n FROM staged GROUP BY ALL"""
+INSERT_BATCH = """INSERT INTO intake_batches VALUES ($batch_id, $source, $sha256, $now,
+  $received, $accepted, $rejected)"""
+
+
+def _eligible(grain: str) -> str:
+    """The measures that feed `grain`, with their quartile flag."""
+    periods = ", ".join(f"'{p}'" for p in PERIODS_FEEDING[grain])
+    return f"SELECT name, with_quartiles FROM measure_definitions WHERE aggregation_period IN ({periods})"
+
+
+def refresh_aggregates(grain: str) -> list[str]:
+    """Replace the window [$start, $end) of one grain's table: delete, insert, record partitions."""
+    table = AGGREGATE_TABLES[grain]
+    insert = f"""
+INSERT INTO {table}
+WITH eligible AS ({_eligible(grain)}),
+raw_part AS (
+  SELECT r.measure_name, CAST(date_trunc('{grain}', r.start_date) AS DATE) AS period_start, r.created_by,
+         r.group1, r.group2, r.group3, count(*) AS n, count(*) FILTER (WHERE r.value <> 0) AS nz,
+         sum(r.value) AS s, coalesce(var_pop(r.value), 0) * count(*) AS m2, min(r.value) AS mn,
+         max(r.value) AS mx, NULL::TIMESTAMP AS sealed_at,
+         quantile_cont(r.value, [0.25, 0.5, 0.75]) FILTER (WHERE e.with_quartiles) AS q
+  FROM raw_measures r JOIN eligible e ON e.name = r.measure_name
+  WHERE r.start_date >= $start AND r.start_date < $end
+  GROUP BY ALL
+),
+sealed_part AS (
+  SELECT s.measure_name, CAST(date_trunc('{grain}', s.start_date) AS DATE) AS period_start, s.created_by,
+         s.group1, s.group2, s.group3, s.count AS n, s.count_not_zero AS nz, s.sum AS s, s.m2,
+         s.min AS mn, s.max AS mx, s.sealed_at, NULL::DOUBLE[] AS q
+  FROM sealed_moments s JOIN eligible e ON e.name = s.measure_name
+  WHERE s.start_date >= $start AND s.start_date < $end
+),
+parts AS (SELECT * FROM raw_part UNION ALL BY NAME SELECT * FROM sealed_part),
+totals AS (
+  SELECT {KEY}, sum(n) AS n, sum(nz) AS nz, sum(s) AS s, min(mn) AS mn, max(mx) AS mx,
+         max(sealed_at) AS purged, any_value(q) FILTER (WHERE q IS NOT NULL) AS q
+  FROM parts GROUP BY ALL
+),
+spread AS (
+  SELECT {", ".join(f"p.{c}" for c in KEY.split(", "))},
+         sum(p.m2 + p.n * power(p.s / p.n - t.s / t.n, 2)) AS m2
+  FROM parts p JOIN totals t USING ({KEY}) GROUP BY ALL
+)
+SELECT t.measure_name, t.period_start, t.created_by, t.group1, t.group2, t.group3,
+       t.n, t.nz, t.s, t.mn, t.mx, t.s / t.n,
+       CASE WHEN t.n > 1 THEN sqrt(greatest(sp.m2, 0) / (t.n - 1)) ELSE 0 END, sp.m2,
+       coalesce(f.median, t.q[2]), coalesce(f.first_quartile, t.q[1]), coalesce(f.third_quartile, t.q[3]),
+       t.purged, $now
+FROM totals t JOIN spread sp USING ({KEY})
+LEFT JOIN frozen_quartiles f ON f.grain = '{grain}' AND f.measure_name = t.measure_name
+  AND f.period_start = t.period_start AND f.created_by = t.created_by AND f.group1 = t.group1
+  AND f.group2 = t.group2 AND f.group3 = t.group3"""
+    return [
+        f"DELETE FROM {table} WHERE period_start >= $start AND period_start < $end",
+        insert,
+        f"DELETE FROM partition_materializations WHERE grain = '{grain}' "
+        "AND period_start >= $start AND period_start < $end",
+        f"""INSERT INTO partition_materializations
+SELECT '{grain}', CAST(p AS DATE), $now
+FROM generate_series(CAST($start AS TIMESTAMP), CAST($end AS TIMESTAMP) - INTERVAL 1 DAY,
+                     INTERVAL 1 {grain.upper()}) g(p)""",
+    ]
+
+
+def window_summary(grain: str) -> str:
+    """Rows, released and suppressed rows of one grain's window."""
+    return f"""
+SELECT count(*) AS rows, count(*) FILTER (WHERE a.count >= d.aggregation_threshold) AS released,
+       count(*) FILTER (WHERE a.count < d.aggregation_threshold) AS suppressed
+FROM {AGGREGATE_TABLES[grain]} a JOIN measure_definitions d ON d.name = a.measure_name
+WHERE a.period_start >= $start AND a.period_start < $end"""
+
+
+def window_preview(grain: str) -> str:
+    """A few released rows of the window, for the UI preview."""
+    return f"""
+SELECT a.measure_name, a.period_start, a.created_by, a.group1, a.count, a.avg, a.std, a.median
+FROM {AGGREGATE_TABLES[grain]} a JOIN measure_definitions d ON d.name = a.measure_name
+WHERE a.period_start >= $start AND a.period_start < $end AND a.count >= d.aggregation_threshold
+ORDER BY a.count DESC, a.measure_name LIMIT 10"""
+
+
+def released_rows(grain: str) -> str:
+    """DACC's restitution: released rows of one measure, [start, end), optional createdBy."""
+    return f"""
+SELECT a.*, d.with_quartiles, d.group1_key, d.group2_key, d.group3_key
+FROM {AGGREGATE_TABLES[grain]} a JOIN measure_definitions d ON d.name = a.measure_name
+WHERE a.measure_name = $measure AND a.period_start >= $start AND a.period_start < $end
+  AND a.count >= d.aggregation_threshold AND ($created_by IS NULL OR a.created_by = $created_by)
+ORDER BY a.period_start, a.created_by, a.group1, a.group2, a.group3"""
+
+
+RAW_WINDOW_COUNTS = """
+SELECT measure_name, count(*) AS n FROM raw_measures
+WHERE start_date >= $start AND start_date < $end GROUP BY ALL ORDER BY measure_name"""
+REJECTED_WINDOW_COUNTS = """
+SELECT reason, count(*) AS n FROM rejected_measures
+WHERE received_at >= $start AND received_at < $end GROUP BY ALL ORDER BY n DESC, reason"""
+LOSS_COUNTS = """SELECT (SELECT count(*) FROM inbox), (SELECT count(*) FROM raw_measures),
+  (SELECT count(*) FROM rejected_measures)"""
+
+# --- late measures: accepted after their partition (or a roll-up above it) was materialized
+LATE_PARTITIONS = f"""
+WITH feeds AS (
+  SELECT d.name, g.grain FROM measure_definitions d
+  JOIN (VALUES ('day'), ('week'), ('month')) g(grain)
+    ON g.grain = d.aggregation_period OR (d.aggregation_period = 'day' AND g.grain IN ('week', 'month'))
+)
+SELECT f.grain, pm.period_start, max(r.received_at) AS last_received
+FROM raw_measures r JOIN feeds f ON f.name = r.measure_name
+JOIN partition_materializations pm
+  ON pm.grain = f.grain AND pm.period_start = CAST(date_trunc(f.grain, r.start_date) AS DATE)
+WHERE r.received_at > pm.materialized_at
+GROUP BY ALL ORDER BY 1, 2"""
+
+# --- purge (DESIGN §4.5): all statements run in one transaction
+PURGE = [
+    "DROP TABLE IF EXISTS purge_candidates",
+    """CREATE TEMP TABLE purge_candidates AS
+SELECT r.*, d.with_quartiles, d.aggregation_period FROM raw_measures r
+JOIN measure_definitions d ON d.name = r.measure_name
+JOIN partition_materializations pm ON pm.grain = d.aggregation_period AND pm.period_start = r.start_date
+WHERE r.received_at < $now - to_days(CAST($days AS INTEGER)) AND pm.materialized_at >= r.received_at
+  AND (NOT d.with_quartiles OR r.received_at < $now - to_days(d.max_days_to_update_quartile))
+  AND ($measure IS NULL OR r.measure_name = $measure)""",
+    f"""INSERT INTO frozen_quartiles
+WITH targets AS (
+  SELECT DISTINCT c.measure_name, g.grain, CAST(date_trunc(g.grain, c.start_date) AS DATE) AS period_start,
+         c.created_by, c.group1, c.group2, c.group3
+  FROM purge_candidates c JOIN (VALUES ('day'), ('week'), ('month')) g(grain)
+    ON g.grain = c.aggregation_period OR (c.aggregation_period = 'day' AND g.grain IN ('week', 'month'))
+  WHERE c.with_quartiles
+)
+SELECT t.measure_name, t.grain, t.period_start, t.created_by, t.group1, t.group2, t.group3,
+       quantile_cont(r.value, 0.25), quantile_cont(r.value, 0.5), quantile_cont(r.value, 0.75), $now
+FROM targets t JOIN raw_measures r ON r.measure_name = t.measure_name AND r.created_by = t.created_by
+  AND r.group1 = t.group1 AND r.group2 = t.group2 AND r.group3 = t.group3
+  AND CAST(date_trunc(t.grain, r.start_date) AS DATE) = t.period_start
+WHERE NOT EXISTS (SELECT 1 FROM frozen_quartiles f WHERE f.measure_name = t.measure_name
+  AND f.grain = t.grain AND f.period_start = t.period_start AND f.created_by = t.created_by
+  AND f.group1 = t.group1 AND f.group2 = t.group2 AND f.group3 = t.group3)
+GROUP BY ALL""",
+    """INSERT INTO sealed_moments
+SELECT measure_name, start_date, created_by, group1, group2, group3, count(*),
+       count(*) FILTER (WHERE value <> 0), sum(value), coalesce(var_pop(value), 0) * count(*),
+       min(value), max(value), $now
+FROM purge_candidates GROUP BY measure_name, start_date, created_by, group1, group2, group3""",
+    "DELETE FROM raw_measures WHERE seq IN (SELECT seq FROM purge_candidates)",
+    "DELETE FROM inbox WHERE seq IN (SELECT seq FROM purge_candidates)",
+    *[
+        f"""UPDATE {table} SET last_raw_measures_purged = $now
+FROM (SELECT DISTINCT measure_name, CAST(date_trunc('{grain}', start_date) AS DATE) AS period_start,
+             created_by, group1, group2, group3 FROM purge_candidates
+      WHERE aggregation_period IN ({", ".join(f"'{p}'" for p in PERIODS_FEEDING[grain])})) c
+WHERE {table}.measure_name = c.measure_name AND {table}.period_start = c.period_start
+  AND {table}.created_by = c.created_by AND {table}.group1 = c.group1 AND {table}.group2 = c.group2
+  AND {table}.group3 = c.group3"""
+        for grain, table in AGGREGATE_TABLES.items()
+    ],
+]
+PURGE_SUMMARY = """SELECT measure_name, count(*) AS purged FROM purge_candidates GROUP BY ALL ORDER BY 1"""
+
+# --- asset checks over the window [$start, $end): each returns the number of violating rows
+def check_violations(grain: str) -> dict[str, str]:
+    """Violation counts for one grain's window (DESIGN checks)."""
+    t = AGGREGATE_TABLES[grain]
+    win = f"(SELECT * FROM {t} WHERE period_start >= $start AND period_start < $end)"
+    return {
+        "unique_keys": f"SELECT count(*) FROM (SELECT {KEY} FROM {win} GROUP BY ALL HAVING count(*) > 1)",
+        "min_le_avg_le_max": f"SELECT count(*) FROM {win} WHERE NOT (min <= avg + 1e-9 * abs(avg) "
+        "AND avg <= max + 1e-9 * abs(avg))",
+        "quartiles_ordered": f"SELECT count(*) FROM {win} WHERE median IS NOT NULL AND NOT "
+        "(first_quartile <= median AND median <= third_quartile)",
+        "std_non_negative": f"SELECT count(*) FROM {win} WHERE NOT std >= 0",
+        "count_equals_raw": f"""
+WITH eligible AS ({_eligible(grain)}),
+agg AS (SELECT measure_name, sum(count) AS n FROM {win} GROUP BY ALL),
+src AS (
+  SELECT measure_name, sum(n) AS n FROM (
+    SELECT r.measure_name, count(*) AS n FROM raw_measures r JOIN eligible e ON e.name = r.measure_name
+    WHERE r.start_date >= $start AND r.start_date < $end GROUP BY ALL
+    UNION ALL
+    SELECT s.measure_name, sum(s.count) FROM sealed_moments s JOIN eligible e ON e.name = s.measure_name
+    WHERE s.start_date >= $start AND s.start_date < $end GROUP BY ALL
+  ) GROUP BY ALL
+)
+SELECT count(*) FROM agg FULL JOIN src USING (measure_name) WHERE agg.n IS DISTINCT FROM src.n""",
+    }
