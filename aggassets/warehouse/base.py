@@ -19,6 +19,9 @@ from aggassets.errors import AggassetsError
 from aggassets.warehouse import intake
 
 GRAINS = ("day", "week", "month")
+AGGREGATE_TABLES = {"day": "daily_aggregates", "week": "weekly_aggregates", "month": "monthly_aggregates"}
+# Which measure periods feed each grain: day measures roll up into weeks and months.
+PERIODS_FEEDING = {"day": ("day",), "week": ("day", "week"), "month": ("day", "month")}
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,10 @@
 """The DuckDB warehouse: one embedded database file (or :memory:)."""
 
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
-import re
 
 import duckdb
 import pandas as pd
@@ -13,7 +12,6 @@ import pyarrow as pa
 
 from aggassets.warehouse import duckdb_sql
 from aggassets.warehouse.base import Warehouse
-
 
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 

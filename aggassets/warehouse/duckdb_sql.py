@@ -1,9 +1,7 @@
 """Every SQL statement of the DuckDB warehouse (named parameters: $name)."""
 
-GRAINS = ("day", "week", "month")
-AGGREGATE_TABLES = {"day": "daily_aggregates", "week": "weekly_aggregates", "month": "monthly_aggregates"}
-# Which measure periods feed each grain: day measures roll up into weeks and months.
-PERIODS_FEEDING = {"day": ("day",), "week": ("day", "week"), "month": ("day", "month")}
+from aggassets.warehouse.base import AGGREGATE_TABLES, PERIODS_FEEDING
+
 KEY = "measure_name, period_start, created_by, group1, group2, group3"
 MEASURE_KEY = "measure_name, created_by, group1, group2, group3"
 
@@ -56,7 +54,7 @@ NEXT_IDS = """SELECT (SELECT coalesce(max(seq), 0) FROM inbox) AS seq,
 FILE_SEEN = "SELECT count(*) FROM intake_batches WHERE sha256 = $sha256"
 
 # staged: the validated items (item_no, payload, reason, measure_name, start_date, created_by, groups, value)
-STAGE_SEALED_KEYS = f"""
+STAGE_SEALED_KEYS = """
 UPDATE staged SET reason = 'quartile_key_sealed'
 WHERE reason IS NULL AND EXISTS (
   SELECT 1 FROM frozen_quartiles f
@@ -65,7 +63,7 @@ WHERE reason IS NULL AND EXISTS (
     AND f.period_start = CAST(date_trunc(f.grain, staged.start_date) AS DATE))"""
 INSERT_INBOX = """INSERT INTO inbox
 SELECT $seq0 + item_no, $batch_id, $now, payload FROM staged"""
-INSERT_RAW = f"""INSERT INTO raw_measures
+INSERT_RAW = """INSERT INTO raw_measures
 SELECT $seq0 + item_no, measure_name, start_date, created_by, group1, group2, group3, value, $now
 FROM staged WHERE reason IS NULL"""
 INSERT_REJECTED = """INSERT INTO rejected_measures
@@ -174,7 +172,7 @@ LOSS_COUNTS = """SELECT (SELECT count(*) FROM inbox), (SELECT count(*) FROM raw_
   (SELECT count(*) FROM rejected_measures)"""
 
 # --- late measures: accepted after their partition (or a roll-up above it) was materialized
-LATE_PARTITIONS = f"""
+LATE_PARTITIONS = """
 WITH feeds AS (
   SELECT d.name, g.grain FROM measure_definitions d
   JOIN (VALUES ('day'), ('week'), ('month')) g(grain)
@@ -197,7 +195,7 @@ JOIN partition_materializations pm ON pm.grain = d.aggregation_period AND pm.per
 WHERE r.received_at < $now - to_days(CAST($days AS INTEGER)) AND pm.materialized_at >= r.received_at
   AND (NOT d.with_quartiles OR r.received_at < $now - to_days(d.max_days_to_update_quartile))
   AND ($measure IS NULL OR r.measure_name = $measure)""",
-    f"""INSERT INTO frozen_quartiles
+    """INSERT INTO frozen_quartiles
 WITH targets AS (
   SELECT DISTINCT c.measure_name, g.grain, CAST(date_trunc(g.grain, c.start_date) AS DATE) AS period_start,
          c.created_by, c.group1, c.group2, c.group3

@@ -1,0 +1,134 @@
+"""Measure assets: the catalog, raw measures and daily / weekly / monthly aggregates (thin)."""
+
+from datetime import date
+
+import pandas as pd
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetsDefinition,
+    BackfillPolicy,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from aggassets.partitions import PARTITIONS_BY_GRAIN, daily_partitions
+from aggassets.resources import CatalogResource, WarehouseResource
+from aggassets.warehouse.base import AGGREGATE_TABLES
+
+GROUP = "measures"
+AGGREGATE_CHECKS = {
+    "unique_keys": "Every aggregate key (measure, period, createdBy, groups) appears once in the window.",
+    "count_equals_raw": "Per measure, the window's counts equal its raw (and sealed) measure count.",
+    "min_le_avg_le_max": "min <= avg <= max on every row of the window.",
+    "quartiles_ordered": "first_quartile <= median <= third_quartile where quartiles are computed.",
+    "std_non_negative": "std >= 0 on every row of the window.",
+}
+
+
+def window(context: AssetExecutionContext) -> tuple[date, date]:
+    """The run's partition window as dates [start, end)."""
+    tw = context.partition_time_window
+    return tw.start.date(), tw.end.date()
+
+
+def markdown(frame: pd.DataFrame) -> MetadataValue:
+    """A small Markdown table for the UI."""
+    if frame.empty:
+        return MetadataValue.md("_no rows_")
+    return MetadataValue.md(frame.to_markdown(index=False))
+
+
+@asset(group_name=GROUP, pool="warehouse", kinds={"duckdb", "postgres"})
+def measure_definitions(catalog: CatalogResource, warehouse: WarehouseResource) -> MaterializeResult:
+    """The measure catalog (definitions/measures.json), validated and synced to the warehouse."""
+    measures = catalog.measures()
+    with warehouse.open(measures):
+        pass
+    frame = pd.DataFrame(
+        [(m.name, m.aggregation_period, m.aggregation_threshold, m.with_quartiles) for m in measures.measures],
+        columns=["name", "period", "threshold", "quartiles"],
+    )
+    return MaterializeResult(metadata={"measures": len(frame), "preview": markdown(frame)})
+
+
+@asset(
+    group_name=GROUP,
+    partitions_def=daily_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    pool="warehouse",
+    deps=[measure_definitions],
+    check_specs=[AssetCheckSpec("no_loss", asset="raw_measures",
+                                description="received = accepted + rejected, over the whole inbox")],
+)
+def raw_measures(
+    context: AssetExecutionContext, catalog: CatalogResource, warehouse: WarehouseResource
+) -> MaterializeResult:
+    """Accepted raw measures of the window (validated at intake), with rejected counts by reason."""
+    start, end = window(context)
+    with warehouse.open(catalog.measures()) as wh:
+        accepted = wh.raw_window_counts(start, end)
+        rejected = wh.rejected_window_counts(start, end)
+        received, ok, ko = wh.loss_counts()
+    frame = pd.DataFrame(sorted(accepted.items()), columns=["measure", "accepted"])
+    return MaterializeResult(
+        metadata={
+            "window": f"{start} .. {end}", "accepted": sum(accepted.values()),
+            "rejected_received_in_window": sum(rejected.values()),
+            "rejected_by_reason": MetadataValue.json(rejected), "preview": markdown(frame),
+        },
+        check_results=[AssetCheckResult(
+            check_name="no_loss", passed=received == ok + ko,
+            metadata={"received": received, "accepted": ok, "rejected": ko},
+        )],
+    )
+
+
+def build_aggregate_asset(grain: str, description: str) -> AssetsDefinition:
+    """One time-partitioned aggregate asset for `grain`, with its checks."""
+    name = AGGREGATE_TABLES[grain]
+    deps = ["raw_measures"] + (["daily_aggregates"] if grain != "day" else [])
+    specs = [AssetCheckSpec(check, asset=name, description=text) for check, text in AGGREGATE_CHECKS.items()]
+
+    @asset(
+        name=name, group_name=GROUP, partitions_def=PARTITIONS_BY_GRAIN[grain],
+        backfill_policy=BackfillPolicy.single_run(), pool="warehouse", deps=deps, check_specs=specs,
+        description=description,
+    )
+    def _aggregate(
+        context: AssetExecutionContext, catalog: CatalogResource, warehouse: WarehouseResource
+    ) -> MaterializeResult:
+        start, end = window(context)
+        with warehouse.open(catalog.measures()) as wh:
+            result = wh.refresh(grain, start, end)
+            violations = wh.check_violations(grain, start, end)
+        checks = [
+            AssetCheckResult(check_name=check, passed=n == 0, metadata={"violating_rows": n},
+                             severity=AssetCheckSeverity.ERROR)
+            for check, n in violations.items()
+        ]
+        return MaterializeResult(
+            metadata={
+                "window": f"{start} .. {end}", "rows": result.rows, "released_rows": result.released,
+                "suppressed_rows": result.suppressed, "preview": markdown(result.preview),
+            },
+            check_results=checks,
+        )
+
+    return _aggregate
+
+
+daily_aggregates = build_aggregate_asset(
+    "day", "Daily aggregates of day measures (count, sums, min/max/avg/std, quartiles where defined)."
+)
+weekly_aggregates = build_aggregate_asset(
+    "week", "Weekly (Monday) aggregates of week measures and of day measures rolled up."
+)
+monthly_aggregates = build_aggregate_asset(
+    "month", "Monthly aggregates of month measures and of day measures rolled up."
+)
+
+MEASURE_ASSETS = [measure_definitions, raw_measures, daily_aggregates, weekly_aggregates, monthly_aggregates]

@@ -1,0 +1,177 @@
+"""The `aggassets` command: operations that are not asset materializations."""
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from aggassets import settings
+from aggassets.catalog import load_measures, load_measures_file
+from aggassets.errors import AggassetsError
+from aggassets.warehouse import Warehouse, open_warehouse
+
+
+def _date(text: str) -> date:
+    """An argparse type: YYYY-MM-DD."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _print(obj: Any) -> None:
+    """One JSON document on stdout."""
+    print(json.dumps(obj, default=str))
+
+
+def _open(args: argparse.Namespace, sync: bool = True) -> Warehouse:
+    """The warehouse of --warehouse, synced with the catalog of --definitions."""
+    wh = open_warehouse(args.warehouse)
+    if sync:
+        try:
+            wh.sync_definitions(load_measures(Path(args.definitions)).measures)
+        except BaseException:
+            wh.close()
+            raise
+    return wh
+
+
+def cmd_definitions_validate(args: argparse.Namespace) -> int:
+    """Validate a measures file (default: the catalog's)."""
+    path = Path(args.file) if args.file else Path(args.definitions) / "measures.json"
+    catalog = load_measures_file(path)
+    _print({"file": str(path), "valid": True, "measures": len(catalog.measures)})
+    return 0
+
+
+def cmd_definitions_list(args: argparse.Namespace) -> int:
+    """List the catalog's measures."""
+    catalog = load_measures(Path(args.definitions))
+    _print([m.model_dump(by_alias=True, exclude_none=True) for m in catalog.measures])
+    return 0
+
+
+def cmd_measures_ingest(args: argparse.Namespace) -> int:
+    """Ingest measure files; print one JSON line of counts."""
+    catalog = load_measures(Path(args.definitions))
+    totals: dict[str, Any] = {"received": 0, "accepted": 0, "rejected": 0, "rejected_by_reason": {}}
+    with _open(args) as wh:
+        for name in args.files:
+            result = wh.ingest_file(Path(name), catalog.measures, settings.partitions_start())
+            for key in ("received", "accepted", "rejected"):
+                totals[key] += getattr(result, key)
+            for reason, n in result.rejected_by_reason.items():
+                totals["rejected_by_reason"][reason] = totals["rejected_by_reason"].get(reason, 0) + n
+    _print(totals)
+    return 0
+
+
+def cmd_aggregates_query(args: argparse.Namespace) -> int:
+    """Print DACC's restitution JSON for one measure and window."""
+    catalog = load_measures(Path(args.definitions))
+    measure = catalog.get(args.measure)
+    grain = args.grain or measure.aggregation_period
+    if args.end <= args.start:
+        raise AggassetsError("--end must be after --start (start inclusive, end exclusive)")
+    with _open(args) as wh:
+        rows = wh.released(grain, measure.name, args.start, args.end, args.created_by)
+    _print(rows)
+    return 0
+
+
+def cmd_refresh(args: argparse.Namespace) -> int:
+    """Materialize raw, daily, weekly and monthly assets over [start, end)."""
+    from aggassets.refresh import refresh_range
+
+    load_measures(Path(args.definitions))
+    _print(refresh_range(args.start, args.end, args.warehouse, str(args.definitions)))
+    return 0
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    """Purge raw measures older than --days into sealed moments."""
+    catalog = load_measures(Path(args.definitions))
+    if args.measure is not None:
+        catalog.get(args.measure)
+    with _open(args) as wh:
+        purged = wh.purge(args.days, args.measure)
+    _print({"purged": sum(purged.values()), "by_measure": purged})
+    return 0
+
+
+def _add(sub: argparse._SubParsersAction, name: str, func: Callable[[argparse.Namespace], int],
+         help_text: str) -> argparse.ArgumentParser:
+    """A subcommand bound to `func`."""
+    parser = sub.add_parser(name, help=help_text, description=help_text)
+    parser.set_defaults(func=func)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line."""
+    parser = argparse.ArgumentParser(prog="aggassets", description=__doc__)
+    parser.add_argument("--warehouse", default=settings.warehouse_url(),
+                        help="warehouse URL (env AGGASSETS_WAREHOUSE; default the project's DuckDB file)")
+    parser.add_argument("--definitions", default=str(settings.definitions_dir()),
+                        help="catalog folder (env AGGASSETS_DEFINITIONS; default definitions/)")
+    groups = parser.add_subparsers(dest="command", required=True)
+
+    definitions = groups.add_parser("definitions", help="the measure catalog").add_subparsers(required=True)
+    _add(definitions, "validate", cmd_definitions_validate, "validate a definitions file").add_argument(
+        "file", nargs="?")
+    _add(definitions, "list", cmd_definitions_list, "list the catalog's measures")
+
+    measures = groups.add_parser("measures", help="raw measures").add_subparsers(required=True)
+    _add(measures, "ingest", cmd_measures_ingest, "ingest JSON array / {measures: []} / NDJSON files") \
+        .add_argument("files", nargs="+")
+
+    aggregates = groups.add_parser("aggregates", help="released aggregates").add_subparsers(required=True)
+    query = _add(aggregates, "query", cmd_aggregates_query, "DACC restitution of one measure")
+    query.add_argument("--measure", required=True)
+    query.add_argument("--start", type=_date, required=True)
+    query.add_argument("--end", type=_date, required=True)
+    query.add_argument("--grain", choices=["day", "week", "month"])
+    query.add_argument("--created-by")
+
+    refresh = _add(groups, "refresh", cmd_refresh, "materialize every grain over [start, end)")
+    refresh.add_argument("--start", type=_date, required=True)
+    refresh.add_argument("--end", type=_date, required=True)
+
+    purge = _add(groups, "purge", cmd_purge, "purge old raw measures into sealed moments")
+    purge.add_argument("--days", type=int, default=90)
+    purge.add_argument("--measure")
+
+    _add_experiment_commands(groups)
+    return parser
+
+
+def _add_experiment_commands(groups: argparse._SubParsersAction) -> None:
+    """`aggassets experiments ...` when the experiments package provides its commands."""
+    experiments = groups.add_parser("experiments", help="A/B experiment evaluation").add_subparsers(
+        required=True)
+    try:
+        from aggassets.experiments.commands import add_experiment_commands
+    except ImportError:
+        return
+    add_experiment_commands(experiments)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: run the command; bad input is one line on stderr and a non-zero exit."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except AggassetsError as exc:
+        print(f"aggassets: error: {' '.join(str(exc).splitlines())}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"aggassets: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""Jobs: partitioned refresh jobs per grain, the purge job and the inbox intake job."""
+
+from pathlib import Path
+
+from dagster import Config, OpExecutionContext, define_asset_job, job, op
+
+from aggassets.partitions import daily_partitions, monthly_partitions, weekly_partitions
+from aggassets.resources import CatalogResource, WarehouseResource
+from aggassets.settings import partitions_start
+from aggassets.sources.inbox import process_file
+
+daily_refresh_job = define_asset_job(
+    "daily_refresh_job", selection=["raw_measures", "daily_aggregates"], partitions_def=daily_partitions,
+    description="Refresh raw measures and daily aggregates for daily partitions.",
+)
+weekly_refresh_job = define_asset_job(
+    "weekly_refresh_job", selection=["weekly_aggregates"], partitions_def=weekly_partitions,
+    description="Refresh weekly (Monday) aggregates for weekly partitions.",
+)
+monthly_refresh_job = define_asset_job(
+    "monthly_refresh_job", selection=["monthly_aggregates"], partitions_def=monthly_partitions,
+    description="Refresh monthly aggregates for monthly partitions.",
+)
+REFRESH_JOBS = {"day": daily_refresh_job, "week": weekly_refresh_job, "month": monthly_refresh_job}
+
+
+class PurgeConfig(Config):
+    """Purge settings: age in days (DACC's default 90) and an optional measure name."""
+
+    days: int = 90
+    measure: str | None = None
+
+
+@op(pool="warehouse")
+def purge_raw_measures(
+    context: OpExecutionContext, config: PurgeConfig, catalog: CatalogResource, warehouse: WarehouseResource
+) -> None:
+    """Purge old raw measures into sealed moments (DESIGN §4.5)."""
+    measures = catalog.measures()
+    if config.measure is not None:
+        measures.get(config.measure)
+    with warehouse.open(measures) as wh:
+        purged = wh.purge(config.days, config.measure)
+    context.log.info(f"purged {sum(purged.values())} raw measures: {purged}")
+
+
+@job(description="Purge raw measures older than N days (default 90) into sealed moments.")
+def purge_job() -> None:
+    """Purge raw measures older than N days into sealed moments."""
+    purge_raw_measures()
+
+
+class InboxConfig(Config):
+    """The inbox files to ingest (absolute paths)."""
+
+    files: list[str]
+
+
+@op(pool="warehouse")
+def ingest_inbox_files(
+    context: OpExecutionContext, config: InboxConfig, catalog: CatalogResource, warehouse: WarehouseResource
+) -> None:
+    """Ingest inbox files once each, then move them to processed/ or failed/."""
+    measures = catalog.measures()
+    with warehouse.open(measures) as wh:
+        for name in config.files:
+            path = Path(name)
+            if not path.exists():
+                context.log.info(f"{name}: already moved, skipped")
+                continue
+            context.log.info(str(process_file(wh, path, measures, partitions_start())))
+
+
+@job(description="Ingest measure files dropped in the inbox folder.")
+def ingest_inbox_job() -> None:
+    """Ingest measure files dropped in the inbox folder."""
+    ingest_inbox_files()
