@@ -1,0 +1,246 @@
+"""One experiment definition file, in ep-stats' REST request fields, validated strictly (pydantic v2)."""
+
+import datetime
+import json
+import math
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from aggassets.errors import AggassetsError
+from aggassets.experiments.expressions import (
+    Expr,
+    ExpressionError,
+    GoalRef,
+    goal_refs,
+    parse_expression,
+)
+
+Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+NonEmpty = Annotated[str, StringConstraints(min_length=1)]
+Probability = Annotated[float, Field(gt=0, lt=1)]
+_GOAL_NAME = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]+$")]
+_GOAL_RE = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+def _check_expression(text: str, what: str) -> str:
+    """Parse `text`; refuse it with the position and expected token, or when it has no goal."""
+    try:
+        expr = parse_expression(text)
+    except ExpressionError as exc:
+        raise PydanticCustomError("expression", "cannot parse {what} {detail}", {"what": what, "detail": str(exc)}) from exc
+    if not goal_refs(expr):
+        raise PydanticCustomError("expression", "{what} has no goal: {text!r}", {"what": what, "text": text})
+    return text
+
+
+class MetricDefinition(BaseModel):
+    """A metric nominator / denominator; `simple` (reference only) takes bare goal names."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: int
+    name: NonEmpty
+    simple: bool = Field(False, description="ep-stats' SimpleMetric: value(<unit_type>.global.<goal>)")
+    nominator: NonEmpty
+    denominator: NonEmpty
+    minimum_effect: Annotated[float, Field(gt=0)] | None = None
+
+    @field_validator("nominator", "denominator")
+    @classmethod
+    def _parses(cls, text: str, info: ValidationInfo) -> str:
+        """An expression, or with `simple` a bare goal name."""
+        if info.data.get("simple"):
+            if not _GOAL_RE.match(text):
+                raise PydanticCustomError("goal", "a simple metric takes a goal name, got {text!r}", {"text": text})
+            return text
+        return _check_expression(text, str(info.field_name))
+
+    def expressions(self, unit_type: str) -> tuple[Expr, Expr]:
+        """Parsed (nominator, denominator); simple goal names expanded as ep-stats does."""
+        if self.simple:
+            return (
+                parse_expression(f"value({unit_type}.global.{self.nominator})"),
+                parse_expression(f"value({unit_type}.global.{self.denominator})"),
+            )
+        return parse_expression(self.nominator), parse_expression(self.denominator)
+
+
+class CheckDefinition(BaseModel):
+    """An SRM check (exposures per variant) or a SumRatio check (nominator share of the total)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: int
+    name: NonEmpty
+    type: Literal["SRM", "SumRatio"] = "SRM"
+    nominator: NonEmpty | None = None
+    denominator: NonEmpty
+    confidence_level: Probability = 0.999
+    max_sum_ratio: Annotated[float, Field(ge=0, le=1)] = 0.01
+
+    @field_validator("nominator", "denominator")
+    @classmethod
+    def _parses(cls, text: str | None, info: ValidationInfo) -> str | None:
+        """A parsable expression with at least one goal."""
+        return None if text is None else _check_expression(text, str(info.field_name))
+
+    @model_validator(mode="after")
+    def _nominator_by_type(self) -> "CheckDefinition":
+        """SumRatio needs a nominator; SRM has none."""
+        if self.type == "SumRatio" and self.nominator is None:
+            raise ValueError("a SumRatio check needs a nominator")
+        if self.type == "SRM" and self.nominator is not None:
+            raise ValueError("an SRM check takes no nominator (only the denominator: exposures)")
+        return self
+
+
+class FilterDefinition(BaseModel):
+    """ep-stats' filter: exposure / goal scope need dimension and values, trigger needs a goal."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    scope: Literal["exposure", "goal", "trigger"]
+    dimension: Name | None = None
+    value: list[str | int | float] | None = None
+    goal: _GOAL_NAME | None = None
+
+    @model_validator(mode="after")
+    def _by_scope(self) -> "FilterDefinition":
+        """The fields each scope requires, as ep-stats."""
+        if self.scope == "trigger":
+            if not self.goal:
+                raise ValueError("goal is required for scope 'trigger'")
+            if (self.dimension is None) != (not self.value):
+                raise ValueError("a trigger filter takes both dimension and value, or neither")
+        else:
+            if not (self.dimension and self.value):
+                raise ValueError(f"dimension and value are required for scope '{self.scope}'")
+            if self.goal is not None:
+                raise ValueError("goal is only used with scope 'trigger'")
+        return self
+
+    def values_text(self) -> frozenset[str]:
+        """The accepted values as text (1 and 1.0 both read as '1')."""
+        return frozenset(_as_text(v) for v in self.value or [])
+
+
+def _as_text(value: str | int | float) -> str:
+    """A filter value as text; integral numbers without a decimal point."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+class ExperimentDefinition(BaseModel):
+    """One experiment: ep-stats' REST request fields plus traffic_weights for the SRM check."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: NonEmpty
+    control_variant: NonEmpty
+    unit_type: Name
+    variants: list[NonEmpty] | None = None
+    date_from: datetime.date | None = None
+    date_to: datetime.date | None = None
+    date_for: datetime.date | None = Field(None, description="reference only: ep-stats' evaluation date")
+    metrics: list[MetricDefinition]
+    checks: list[CheckDefinition] = []
+    filters: list[FilterDefinition] = []
+    null_hypothesis_rate: Probability | None = None
+    confidence_level: Probability = 0.95
+    traffic_weights: dict[NonEmpty, float] | None = None
+    by_unit: bool = Field(False, description="reference only: ep-stats evaluated it by unit")
+
+    @field_validator("filters", mode="before")
+    @classmethod
+    def _null_filters(cls, value: object) -> object:
+        """ep-stats accepts `"filters": null`."""
+        return [] if value is None else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ExperimentDefinition":
+        """Unique ids, dates in order, variants and weights that fit together."""
+        for what, ids in (("metric", [m.id for m in self.metrics]), ("check", [c.id for c in self.checks])):
+            dupes = sorted({i for i in ids if ids.count(i) > 1})
+            if dupes:
+                raise ValueError(f"duplicate {what} ids: {dupes}")
+        self._check_dates()
+        if self.variants is not None:
+            if len(set(self.variants)) != len(self.variants):
+                raise ValueError("variants must be unique")
+            if self.control_variant not in self.variants:
+                raise ValueError(f"control_variant {self.control_variant!r} is not in variants")
+        self._check_weights()
+        return self
+
+    def _check_dates(self) -> None:
+        """date_to >= date_from; date_for needs both and lies between them (as ep-stats)."""
+        if self.date_from and self.date_to and self.date_to < self.date_from:
+            raise ValueError("date_to must be on or after date_from")
+        if self.date_for is not None:
+            if self.date_from is None or self.date_to is None:
+                raise ValueError("date_for requires date_from and date_to")
+            if not self.date_from <= self.date_for <= self.date_to:
+                raise ValueError("date_for must lie between date_from and date_to")
+
+    def _check_weights(self) -> None:
+        """Positive finite weights, naming the control and exactly the variants when those are listed."""
+        if self.traffic_weights is None:
+            return
+        bad = [k for k, w in self.traffic_weights.items() if not (math.isfinite(w) and w > 0)]
+        if bad:
+            raise ValueError(f"traffic_weights must be positive numbers: {bad}")
+        if self.control_variant not in self.traffic_weights:
+            raise ValueError("traffic_weights must include the control variant")
+        if self.variants is not None and set(self.variants) != set(self.traffic_weights):
+            raise ValueError("traffic_weights must name exactly the variants")
+
+    def exposure_ref(self) -> GoalRef:
+        """`count(<unit_type>.global.exposure)`: the exposures per variant."""
+        return GoalRef("count", self.unit_type, "global", "exposure")
+
+    def check_expressions(self, check: CheckDefinition) -> tuple[Expr | None, Expr]:
+        """Parsed (nominator or None, denominator) of a check."""
+        nominator = parse_expression(check.nominator) if check.nominator else None
+        return nominator, parse_expression(check.denominator)
+
+
+def _format_errors(path: Path, exc: ValidationError) -> str:
+    """Every pydantic error as `file: location: message`, one per line."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+        lines.append(f"{path}: {loc}: {err['msg']}")
+    return f"invalid experiment file ({len(lines)} error(s)):\n" + "\n".join(lines)
+
+
+def parse_experiment(raw: object, source: str = "<experiment>") -> ExperimentDefinition:
+    """Validate an already-decoded experiment; AggassetsError listing every error and its location."""
+    try:
+        return ExperimentDefinition.model_validate(raw)
+    except ValidationError as exc:
+        raise AggassetsError(_format_errors(Path(source), exc)) from exc
+
+
+def load_experiment(path: Path | str) -> ExperimentDefinition:
+    """Read and validate one experiment JSON file; AggassetsError with every error on a bad file."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AggassetsError(f"cannot read experiment file {path}: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise AggassetsError(f"{path}: not JSON: {exc}") from exc
+    return parse_experiment(raw, str(path))
