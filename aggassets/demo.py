@@ -1,0 +1,149 @@
+"""`make demo`: generate ~1M realistic measures over 90 days, ingest, refresh, print a summary."""
+
+import json
+import os
+import sys
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+
+from aggassets import settings
+from aggassets.catalog import MeasureCatalog, MeasureDefinition, load_measures
+from aggassets.refresh import refresh_range
+from aggassets.warehouse import open_warehouse
+
+# Per measure: SQL value expression over random() (r1, r2) and group value choices.
+VALUES = {
+    "connection-count-daily": "floor(-ln(1 - r1) * 3)",
+    "konnector-event-daily": "1",
+    "session-duration-daily": "round(exp(5 + 1.2 * sqrt(-2 * ln(1 - r1)) * cos(6.283185 * r2)), 1)",
+    "file-size-daily": "round(exp(11 + 2 * sqrt(-2 * ln(1 - r1)) * cos(6.283185 * r2)))",
+    "sharing-count-weekly": "floor(-ln(1 - r1) * 2)",
+    "active-users-weekly": "CASE WHEN r1 < 0.7 THEN 1 ELSE 0 END",
+    "consumption-variation-monthly": "round(12 * sqrt(-2 * ln(1 - r1)) * cos(6.283185 * r2), 2)",
+    "storage-used-monthly": "round(exp(21 + sqrt(-2 * ln(1 - r1)) * cos(6.283185 * r2)))",
+    "error-count-daily": "CASE WHEN r1 < 0.85 THEN 0 ELSE floor(-ln(1 - r2) * 4) END",
+}
+CHOICES = {
+    "device": ["desktop", "mobile", "tablet"], "slug": ["enedis", "grdf", "egl", "sfr", "orange", "free"],
+    "event_type": ["connection", "refresh", "deletion"], "status": ["success", "error"],
+    "sharing_type": ["file", "folder", "album"], "fluid_type": ["electricity", "gas", "water"],
+    "dwelling_type": ["house", "apartment"], "offer": ["free", "premium", "pro"],
+    "app": ["drive", "photos", "banks", "ecolyo"], "error_code": ["E401", "E500", "E504", "ETIMEOUT"],
+}
+PER_PERIOD = {"day": 2100, "week": 500, "month": 2000}
+MALFORMED = [
+    "{not json", '{"measureName": "connection-count-daily", "value": NaN, "startDate": "%s", '
+    '"group1": {"device": "mobile"}}', '{"measureName": "unknown-measure", "value": 1, "startDate": "%s"}',
+    '{"measureName": "connection-count-daily", "value": 1, "startDate": "yesterday", "group1": {"device": "x"}}',
+    '{"measureName": "connection-count-daily", "value": 2, "startDate": "%s"}', '[1, 2, 3]',
+    '{"measureName": "konnector-event-daily", "value": "abc", "startDate": "%s", "group1": {"slug": "egl"}}',
+]
+
+
+def _measure_sql(m: MeasureDefinition, first: date, last: date) -> str:
+    """SELECT of one measure's JSON payloads, one row per generated measure."""
+    step = {"day": "1 DAY", "week": "7 DAY", "month": "1 MONTH"}[m.aggregation_period]
+    trunc = f"date_trunc('{m.aggregation_period}', DATE '{first}')"
+    parts = [f"'measureName', '{m.name}'", f"'value', {VALUES.get(m.name, 'r1')}",
+             "'startDate', strftime(p + INTERVAL (floor(r2 * 20)) HOUR, '%Y-%m-%dT%H:%M:%SZ')"]
+    if m.created_by:
+        parts.append(f"'createdBy', CASE WHEN r3 < 0.9 THEN '{m.created_by}' ELSE 'cozy-home' END")
+    for i, key in enumerate(m.group_keys(), start=1):
+        if key:
+            options = CHOICES.get(key, ["a", "b"])
+            pick = f"{options!r}[1 + floor(power(r{3 + i % 2}, 1.5) * {len(options)})::INT]"
+            rare = f"CASE WHEN r3 > 0.9985 THEN '{key}-rare' ELSE {pick} END"  # below every threshold
+            parts.append(f"'group{i}', json_object('{key}', {rare})")
+    return f"""
+SELECT json_object({", ".join(parts)})::VARCHAR AS payload FROM (
+  SELECT p, random() AS r1, random() AS r2, random() AS r3, random() AS r4
+  FROM generate_series({trunc}, DATE '{last}', INTERVAL {step}) g(p), range({PER_PERIOD[m.aggregation_period]})
+  WHERE p >= DATE '{first}' OR '{m.aggregation_period}' = 'week'
+)"""
+
+
+def generate(catalog: MeasureCatalog, folder: Path, first: date, last: date) -> tuple[Path, Path]:
+    """The main NDJSON file and a late file (late + malformed measures)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect()
+    con.execute("SELECT setseed(0.42)")
+    main, late = folder / "measures.ndjson", folder / "late-measures.ndjson"
+    query = " UNION ALL ".join(_measure_sql(m, first, last) for m in catalog.measures)
+    con.execute(f"COPY ({query}) TO '{main}' (FORMAT csv, HEADER false, QUOTE '', ESCAPE '', DELIMITER '\x1e')")
+    late_rows = con.execute(f"""
+        SELECT payload FROM ({_measure_sql(catalog.get('connection-count-daily'), last - timedelta(days=2), last)})
+        USING SAMPLE 300 ROWS (reservoir, 7)""").fetchall()
+    lines = [r[0] for r in late_rows]
+    lines += [t % last.isoformat() if "%s" in t else t for t in MALFORMED for _ in range(20)]
+    late.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return main, late
+
+
+def summary(url: str, first: date, last: date) -> dict[str, object]:
+    """What the demo warehouse holds: measures, partitions, rows per grain, rejected, released."""
+    with open_warehouse(url) as wh:
+        out: dict[str, object] = {"measures": len(wh.read_table("measure_definitions"))}
+        received, accepted, rejected = wh.loss_counts()
+        out |= {"received": received, "accepted": accepted, "rejected": rejected}
+        out["rejected_by_reason"] = wh.rejected_window_counts(date(2000, 1, 1), date(2999, 1, 1))
+        for grain, table in (("day", "daily_aggregates"), ("week", "weekly_aggregates"),
+                             ("month", "monthly_aggregates")):
+            s = wh.fetch(wh.sql.window_summary(grain), {"start": date(2000, 1, 1), "end": date(2999, 1, 1)}).iloc[0]
+            parts = wh.fetch(f"SELECT count(DISTINCT period_start) FROM {table}").iloc[0, 0]
+            out[table] = {"partitions": int(parts), "rows": int(s["rows"]), "released": int(s["released"] or 0),
+                          "suppressed": int(s["suppressed"] or 0)}
+    return out
+
+
+def main() -> int:
+    """Run the demo end to end on the embedded DuckDB file and print a summary."""
+    url = os.environ.get("AGGASSETS_WAREHOUSE") or settings.warehouse_url()
+    catalog = load_measures(settings.definitions_dir())
+    today = datetime.now(UTC).date()
+    first, last = today - timedelta(days=90), today - timedelta(days=1)
+    if url.startswith("duckdb:///") and not url.endswith(":memory:"):
+        Path(url.removeprefix("duckdb://")).unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    main_file, late_file = generate(catalog, settings.PROJECT_ROOT / "data" / "demo", first, last)
+    print(f"generated {main_file} and {late_file} in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+    with open_warehouse(url) as wh:
+        wh.sync_definitions(catalog.measures)
+        t1 = time.perf_counter()
+        ingest = wh.ingest_file(main_file, catalog.measures, settings.partitions_start())
+        print(f"ingested {ingest.as_dict()} in {time.perf_counter() - t1:.1f}s", file=sys.stderr)
+    t2 = time.perf_counter()
+    runs = refresh_range(first, today, url, str(settings.definitions_dir()))
+    print(f"refreshed {runs} in {time.perf_counter() - t2:.1f}s", file=sys.stderr)
+    with open_warehouse(url) as wh:
+        late = wh.ingest_file(late_file, catalog.measures, settings.partitions_start())
+        late_parts = wh.late_partitions()
+    print(f"late file: {late.as_dict()}; partitions to re-materialize: {len(late_parts)}", file=sys.stderr)
+    refresh_range(last - timedelta(days=2), today, url, str(settings.definitions_dir()))
+    result = summary(url, first, last)
+    result["window"] = f"{first} .. {last}"
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    print(render(result))
+    return 0
+
+
+def render(result: dict[str, object]) -> str:
+    """The summary as readable text."""
+    lines = [f"aggassets demo: {result['window']} ({result['seconds']} s)",
+             f"  measures defined: {result['measures']}",
+             f"  received {result['received']:,}  accepted {result['accepted']:,}  rejected {result['rejected']:,}",
+             "  rejected by reason: " + json.dumps(result["rejected_by_reason"]),
+             f"  {'table':<20}{'partitions':>11}{'rows':>9}{'released':>10}{'suppressed':>12}"]
+    for table in ("daily_aggregates", "weekly_aggregates", "monthly_aggregates"):
+        t = result[table]
+        assert isinstance(t, dict)
+        lines.append(f"  {table:<20}{t['partitions']:>11}{t['rows']:>9}{t['released']:>10}{t['suppressed']:>12}")
+    lines.append("Next: `make ui` to browse the runs, or `aggassets aggregates query --measure "
+                 "connection-count-daily --start YYYY-MM-DD --end YYYY-MM-DD`.")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
