@@ -40,7 +40,9 @@ def _check_expression(text: str, what: str) -> str:
     try:
         expr = parse_expression(text)
     except ExpressionError as exc:
-        raise PydanticCustomError("expression", "cannot parse {what} {detail}", {"what": what, "detail": str(exc)}) from exc
+        raise PydanticCustomError(
+            "expression", "cannot parse {what} {detail}", {"what": what, "detail": str(exc)}
+        ) from exc
     if not goal_refs(expr):
         raise PydanticCustomError("expression", "{what} has no goal: {text!r}", {"what": what, "text": text})
     return text

@@ -226,9 +226,7 @@ class _Parser:
         """A dimension value: letters, digits and `_-.% /|`, surrounding blanks dropped."""
         self.skip()
         start = self.pos
-        while self.pos < len(self.text) and (
-            self.text[self.pos].isalnum() or self.text[self.pos] in _VALUE_EXTRA
-        ):
+        while self.pos < len(self.text) and (self.text[self.pos].isalnum() or self.text[self.pos] in _VALUE_EXTRA):
             self.pos += 1
         value = self.text[start : self.pos].strip()
         if not value:

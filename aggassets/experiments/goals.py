@@ -20,6 +20,7 @@ class GoalTable:
     """Per-variant sums of every goal reference: `values[column]` is shaped (refs, variants)."""
 
     variants: tuple[str, ...]
+    refs: tuple[GoalRef, ...]
     index: dict[str, int]
     values: dict[str, np.ndarray]
 
@@ -58,9 +59,7 @@ def _require(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
         raise AggassetsError(f"{what} lack column(s): {', '.join(missing)}")
 
 
-def _date_window(
-    frame: pd.DataFrame, experiment: ExperimentDefinition, as_of: datetime.date
-) -> pd.DataFrame:
+def _date_window(frame: pd.DataFrame, experiment: ExperimentDefinition, as_of: datetime.date) -> pd.DataFrame:
     """Dated rows from date_from to min(date_to, as_of); undated rows are kept."""
     text = text_cells(frame["date"])
     dated = text != ""
@@ -91,11 +90,8 @@ def _apply_filters(frame: pd.DataFrame, experiment: ExperimentDefinition) -> pd.
 def select_goals(
     experiment: ExperimentDefinition, goals: pd.DataFrame, variants: Sequence[str], as_of: datetime.date
 ) -> pd.DataFrame:
-    """Rows of this experiment and its variants, inside the date window, through the filters."""
-    frame = goals
-    if "exp_id" in frame.columns:
-        frame = frame[text_cells(frame["exp_id"]) == experiment.id]
-    frame = frame[text_cells(frame["exp_variant_id"]).isin(set(variants))]
+    """Rows of the variants, inside the date window, through the filters."""
+    frame = goals[text_cells(goals["exp_variant_id"]).isin(set(variants))]
     if "date" in frame.columns:
         frame = _date_window(frame, experiment, as_of)
     if "goal_key" not in frame.columns:
@@ -165,12 +161,13 @@ def _dimension_sums(
     sums = _sum_by(base[all_empty], frame[all_empty], plain, variants)
     out = {_SEP.join([*p.split(_SEP), "[]"]): sums[i] for i, p in enumerate(plain)}
     for ref in {_selection(r): r for r in refs if r.dimensions}.values():
-        mask = (base == _SEP.join([ref.unit_type, ref.agg_type, ref.goal])).to_numpy()
+        mask = np.array(base == _SEP.join([ref.unit_type, ref.agg_type, ref.goal]), dtype=bool)
         used = {d for d, _, _ in ref.dimensions}
         for d in dims:
-            mask &= empty[d] if d not in used else True
+            if d not in used:
+                mask = mask & empty[d]
         for d, op, value in ref.dimensions:
-            mask &= matches(cells[d], op, value, literal)
+            mask = mask & matches(cells[d], op, value, literal)
         out[_selection(ref)] = _sum_by(base[mask].map(lambda _: "x"), frame[mask], ["x"], variants)[0]
     return out
 
@@ -184,6 +181,8 @@ def build_goal_table(
 ) -> GoalTable:
     """Match the goals to every reference (by goal_key when present, else by dimension columns)."""
     _require(goals, ["exp_variant_id", *NUMERIC], "goals")
+    if "exp_id" in goals.columns:
+        goals = goals[text_cells(goals["exp_id"]) == experiment.id]
     variants = experiment_variants(experiment, goals)
     frame = select_goals(experiment, goals, variants, as_of)
     refs = list({r.key: r for r in refs}.values())
@@ -191,11 +190,13 @@ def build_goal_table(
         stacked = _sum_by(text_cells(frame["goal_key"]), frame, [r.key for r in refs], variants)
     else:
         by_selection = _dimension_sums(frame, refs, variants, literal_dimensions)
-        stacked = np.stack([by_selection[_selection(r)] for r in refs]) if refs else _sum_by(
-            pd.Series(dtype=str), frame, [], variants
+        stacked = (
+            np.stack([by_selection[_selection(r)] for r in refs])
+            if refs
+            else _sum_by(pd.Series(dtype=str), frame, [], variants)
         )
     values = {col: stacked[:, :, i] for i, col in enumerate(NUMERIC)}
-    return GoalTable(tuple(variants), {r.key: i for i, r in enumerate(refs)}, values)
+    return GoalTable(tuple(variants), tuple(refs), {r.key: i for i, r in enumerate(refs)}, values)
 
 
 @dataclass(frozen=True)

@@ -46,8 +46,6 @@ def holm_confidence_interval(
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.asarray(p_values / adjusted, dtype=float)
     both_zero = (np.asarray(adjusted) == 0) & (np.asarray(p_values) == 0)
-    if epstats_ratio:
-        ratio = np.nan_to_num(ratio, nan=1.0)
-    else:
-        ratio = np.where(both_zero, holm_rank_factor(p_values), ratio)
+    fallback = np.nan_to_num(ratio, nan=1.0) if epstats_ratio else holm_rank_factor(p_values)
+    ratio = fallback if epstats_ratio else np.where(both_zero, fallback, ratio)
     return standard_error * t_quantile(1 - ratio * alpha, df)

@@ -28,9 +28,9 @@ def required_sample_size(
         raise ValueError("there must be at least two variants")
     std = np.asarray(std, dtype=float)
     variances = 2 * np.square(std) if std_2 is None else np.square(std) + np.square(std_2)
-    delta = np.asarray(mean, dtype=float) * minimum_effect
     z = _bonferroni_z(n_variants, confidence_level) + st.norm.ppf(power)
     with np.errstate(divide="ignore", invalid="ignore"):
+        delta = np.asarray(mean, dtype=float) * minimum_effect
         return np.round(np.square(z) * variances / np.square(delta))
 
 

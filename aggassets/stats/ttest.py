@@ -66,7 +66,8 @@ def absolute_welch(
     df = welch_degrees_of_freedom(std_c, n_c, std_t, n_t, truncate)
     with np.errstate(divide="ignore", invalid="ignore"):
         se = np.sqrt(np.square(std_c) / n_c + np.square(std_t) / n_t)
-    return _finish(np.asarray(mean_t - mean_c, dtype=float), se, df, confidence_level)
+        diff = np.asarray(mean_t - mean_c, dtype=float)
+    return _finish(diff, se, df, confidence_level)
 
 
 def relative_welch(

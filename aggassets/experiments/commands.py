@@ -1,0 +1,116 @@
+"""`aggassets experiments evaluate | sample-size`: evaluation from files and ep-stats' sample-size call."""
+
+import argparse
+import datetime
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from aggassets.errors import AggassetsError
+from aggassets.experiments.definition import load_experiment
+from aggassets.experiments.evaluate import EPSTATS_METRIC_COLUMNS, METRIC_COLUMNS, evaluate_goals, to_rest_json
+from aggassets.experiments.goals import NUMERIC
+from aggassets.stats.power import required_sample_size, required_sample_size_bernoulli
+
+
+def add_experiment_commands(experiments_subparsers: argparse._SubParsersAction) -> None:
+    """Register `evaluate` and `sample-size` under `aggassets experiments`."""
+    ev = experiments_subparsers.add_parser(
+        "evaluate", help="evaluate an experiment from aggregated goals (ep-stats' evaluate_agg)"
+    )
+    ev.add_argument("--experiment", required=True, type=Path, help="experiment definition (JSON)")
+    ev.add_argument("--goals", required=True, type=Path, help="goals aggregated per variant (CSV)")
+    ev.add_argument("--cross", type=Path, help="per-unit cross products (CSV) for the delta method")
+    ev.add_argument("--as-of", help="evaluation date YYYY-MM-DD (default: date_for, else today)")
+    ev.add_argument("--checks-out", type=Path, help="write the checks frame to this CSV file")
+    ev.add_argument("--exposures-out", type=Path, help="write the exposures frame to this CSV file")
+    ev.add_argument("--format", choices=["csv", "json"], default="csv", help="csv: metrics; json: ep-stats REST")
+    ev.add_argument("--extended", action="store_true", help="csv: add abs_diff, abs_*, reason columns")
+    ev.add_argument("--compat", action="store_true", help="reproduce ep-stats 2.5.10, faults included")
+    ev.set_defaults(func=run_evaluate)
+    ss = experiments_subparsers.add_parser(
+        "sample-size", help="required sample size per variant (ep-stats' sample-size-calculation)"
+    )
+    ss.add_argument("--n-variants", required=True, type=int, help="number of variants, control included")
+    ss.add_argument("--minimum-effect", required=True, type=float, help="relative effect to detect, > 0")
+    ss.add_argument("--mean", required=True, type=float, help="current mean (a rate in [0, 1] without --std)")
+    ss.add_argument("--std", type=float, help="current standard deviation (omit for a Bernoulli rate)")
+    ss.add_argument("--confidence-level", type=float, default=0.95)
+    ss.add_argument("--power", type=float, default=0.8)
+    ss.set_defaults(func=run_sample_size)
+
+
+def _read_csv(path: Path, numeric: tuple[str, ...], what: str) -> pd.DataFrame:
+    """A CSV read as text (dimensions keep their spelling), `numeric` columns converted."""
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise AggassetsError(f"cannot read {what} {path}: {exc}") from exc
+    for col in numeric:
+        if col in frame.columns:
+            values = pd.to_numeric(frame[col], errors="coerce")
+            if bool(values.isna().any()):
+                row = int(np.flatnonzero(values.isna().to_numpy())[0]) + 2
+                raise AggassetsError(f"{path}: line {row}: column {col} is not a number: {frame[col].iloc[row - 2]!r}")
+            frame[col] = values.astype(float)
+    return frame
+
+
+def _as_of(text: str | None) -> datetime.date | None:
+    """The --as-of date, or None."""
+    if text is None:
+        return None
+    try:
+        return datetime.date.fromisoformat(text)
+    except ValueError as exc:
+        raise AggassetsError(f"--as-of: expected YYYY-MM-DD, got {text!r}") from exc
+
+
+def _write(frame: pd.DataFrame, path: Path) -> None:
+    """Write a frame as CSV, with a clear error."""
+    try:
+        frame.to_csv(path, index=False)
+    except OSError as exc:
+        raise AggassetsError(f"cannot write {path}: {exc}") from exc
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate and print the metrics (CSV) or the whole REST result (JSON)."""
+    experiment = load_experiment(args.experiment)
+    goals = _read_csv(args.goals, NUMERIC, "goals")
+    cross = _read_csv(args.cross, ("sum_product", "units"), "cross products") if args.cross else None
+    evaluation = evaluate_goals(experiment, goals, cross, _as_of(args.as_of), compat=args.compat)
+    if args.checks_out:
+        _write(evaluation.checks, args.checks_out)
+    if args.exposures_out:
+        _write(evaluation.exposures, args.exposures_out)
+    if args.format == "json":
+        json.dump(to_rest_json(evaluation), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        columns = METRIC_COLUMNS if args.extended else EPSTATS_METRIC_COLUMNS
+        evaluation.metrics[columns].to_csv(sys.stdout, index=False)
+    return 0
+
+
+def run_sample_size(args: argparse.Namespace) -> int:
+    """Print {"sample_size_per_variant": N} as ep-stats' REST endpoint answers."""
+    if not 0 < args.confidence_level < 1 or not 0 < args.power < 1:
+        raise AggassetsError("--confidence-level and --power must lie strictly between 0 and 1")
+    try:
+        if args.std is None:
+            size = required_sample_size_bernoulli(
+                args.n_variants, args.minimum_effect, args.mean, args.confidence_level, args.power
+            )
+        else:
+            size = required_sample_size(
+                args.n_variants, args.minimum_effect, args.mean, args.std, None, args.confidence_level, args.power
+            )
+    except ValueError as exc:
+        raise AggassetsError(f"cannot calculate the sample size: {exc}") from exc
+    value = float(size)
+    print(json.dumps({"sample_size_per_variant": value if np.isfinite(value) else None}))
+    return 0
