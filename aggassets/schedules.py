@@ -18,7 +18,8 @@ monthly_refresh_schedule = build_schedule_from_partitioned_job(
 )
 
 
-@schedule(job=purge_job, cron_schedule="0 3 * * *", execution_timezone="UTC")
+@schedule(job=purge_job, cron_schedule="0 3 * * *", execution_timezone="UTC",
+          description="Every day at 03:00 UTC: purge raw measures older than 90 days into sealed moments.")
 def purge_schedule(context: ScheduleEvaluationContext) -> RunRequest:
     """Every day at 03:00 UTC: purge raw measures older than 90 days into sealed moments."""
     day = context.scheduled_execution_time.strftime("%Y-%m-%d")

@@ -8,7 +8,8 @@ from aggassets.settings import inbox_dir
 from aggassets.sources.inbox import pending_files
 
 
-@sensor(job=ingest_inbox_job, minimum_interval_seconds=30)
+@sensor(job=ingest_inbox_job, minimum_interval_seconds=30,
+        description="Every 30 s: each new file in the inbox folder (AGGASSETS_INBOX) gets one ingest run.")
 def inbox_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
     """Every 30 s: each new file in the inbox folder (AGGASSETS_INBOX) gets one ingest run."""
     files = pending_files(inbox_dir())
@@ -33,7 +34,8 @@ def late_run_requests(late: list[tuple[str, str, str]]) -> list[RunRequest]:
     ]
 
 
-@sensor(jobs=list(REFRESH_JOBS.values()), minimum_interval_seconds=300)
+@sensor(jobs=list(REFRESH_JOBS.values()), minimum_interval_seconds=300,
+        description="Every 5 min: re-materialize exactly the partitions (and roll-ups) that got late measures.")
 def late_measures_sensor(
     context: SensorEvaluationContext, warehouse: WarehouseResource
 ) -> SensorResult | SkipReason:

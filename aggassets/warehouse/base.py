@@ -5,7 +5,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -58,7 +58,7 @@ class RefreshResult:
 
 def utc_now() -> datetime:
     """The current UTC time, naive (every timestamp in the warehouse is UTC)."""
-    return datetime.utcnow().replace(microsecond=0)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def file_sha256(path: Path) -> str:

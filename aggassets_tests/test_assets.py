@@ -1,0 +1,110 @@
+"""The asset graph under real materialize() on a temporary DuckDB warehouse."""
+
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from dagster import DagsterInstance, SkipReason, build_sensor_context, materialize
+
+from aggassets.assets.measures import MEASURE_ASSETS
+from aggassets.catalog import load_measures
+from aggassets.resources import CatalogResource, WarehouseResource
+from aggassets.sensors import late_measures_sensor
+from aggassets.settings import partitions_start
+from aggassets.warehouse import open_warehouse
+from aggassets_tests.helpers import DEFINITIONS, make_measures, write_ndjson
+
+RANGE = {"day": ("2025-03-03", "2025-03-16"), "week": ("2025-03-03", "2025-03-10"),
+         "month": ("2025-03-01", "2025-03-01")}
+SELECTION = {"day": ["raw_measures", "daily_aggregates"], "week": ["weekly_aggregates"],
+             "month": ["monthly_aggregates"]}
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    """A temp DuckDB warehouse holding two weeks of generated measures (and a few bad lines)."""
+    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    catalog = load_measures(DEFINITIONS)
+    rows = make_measures(date(2025, 3, 3), 14, 40)
+    path = write_ndjson(tmp_path / "m.ndjson", rows, ("{bad", '{"measureName": "nope"}'))
+    with open_warehouse(url) as wh:
+        wh.sync_definitions(catalog.measures)
+        wh.ingest_file(path, catalog.measures, partitions_start())
+    return url
+
+
+def run_all(url: str, instance: DagsterInstance) -> list[bool]:
+    """Materialize every grain over RANGE (one single-run backfill each); all check results."""
+    resources = {"warehouse": WarehouseResource(url=url), "catalog": CatalogResource(definitions_dir=str(DEFINITIONS))}
+    passed: list[bool] = []
+    for grain, (first, last) in RANGE.items():
+        tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+        result = materialize(MEASURE_ASSETS, selection=SELECTION[grain], resources=resources, tags=tags,
+                             instance=instance)
+        assert result.success
+        passed += [e.event_specific_data.passed  # type: ignore[union-attr]
+                   for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    return passed
+
+
+def tables(url: str) -> dict[str, pd.DataFrame]:
+    """Every aggregate table, sorted, without the computation time."""
+    with open_warehouse(url) as wh:
+        return {t: wh.read_table(t, "measure_name, period_start, created_by, group1")
+                .drop(columns="computed_at").reset_index(drop=True)
+                for t in ("daily_aggregates", "weekly_aggregates", "monthly_aggregates")}
+
+
+def test_materialize_all_grains_checks_pass_and_match_numpy(url: str) -> None:
+    with DagsterInstance.ephemeral() as instance:
+        passed = run_all(url, instance)
+    assert passed and all(passed)
+    assert len(passed) == 1 + 3 * 5
+    rows = make_measures(date(2025, 3, 3), 14, 40)
+    frame = pd.DataFrame([{"m": r["measureName"], "v": r["value"], "d": r["startDate"],
+                           "g": r["group1"]["device"]} for r in rows])
+    weekly = tables(url)["weekly_aggregates"]
+    sel = frame[(frame.m == "session-duration-daily") & (frame.g == "mobile") & (frame.d < "2025-03-10")].v.to_numpy()
+    row = weekly[(weekly.measure_name == "session-duration-daily") & (weekly.group1 == '"mobile"')
+                 & (weekly.period_start == pd.Timestamp("2025-03-03"))].iloc[0]
+    assert row["count"] == len(sel)
+    assert row["std"] == pytest.approx(np.std(sel, ddof=1), rel=1e-12)
+    assert row["median"] == pytest.approx(np.median(sel), rel=1e-12)
+    assert row["first_quartile"] == pytest.approx(np.quantile(sel, 0.25), rel=1e-12)
+
+
+def test_materializing_twice_gives_identical_tables(url: str) -> None:
+    with DagsterInstance.ephemeral() as instance:
+        run_all(url, instance)
+        first = tables(url)
+        run_all(url, instance)
+    second = tables(url)
+    for name in first:
+        pd.testing.assert_frame_equal(first[name], second[name])
+
+
+def test_late_measures_sensor_requests_exactly_the_late_partitions(url: str, tmp_path: Path) -> None:
+    with DagsterInstance.ephemeral() as instance:
+        run_all(url, instance)
+    late = write_ndjson(tmp_path / "late.ndjson", [
+        {"measureName": "connection-count-daily", "value": 3, "startDate": "2025-03-12", "group1": {"device": "tv"}},
+    ])
+    catalog = load_measures(DEFINITIONS)
+    with open_warehouse(url) as wh:
+        wh.ingest_file(late, catalog.measures, partitions_start())
+    context = build_sensor_context(resources={"warehouse": WarehouseResource(url=url)})
+    result = late_measures_sensor(context)
+    got = sorted((r.job_name, r.partition_key) for r in result.run_requests)
+    assert got == [("daily_refresh_job", "2025-03-12"), ("monthly_refresh_job", "2025-03-01"),
+                   ("weekly_refresh_job", "2025-03-10")]
+
+
+def test_late_measures_sensor_skips_when_nothing_is_late(url: str) -> None:
+    with DagsterInstance.ephemeral() as instance:
+        run_all(url, instance)
+    context = build_sensor_context(resources={"warehouse": WarehouseResource(url=url)})
+    result = late_measures_sensor(context)
+    assert isinstance(result, SkipReason)
+    assert result.skip_message == "no late measures"

@@ -1,0 +1,96 @@
+"""The `aggassets` command: JSON on stdout, one-line errors and a non-zero exit on bad input."""
+
+import json
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aggassets.cli import main
+from aggassets_tests.helpers import DEFINITIONS, make_measures, write_ndjson
+
+
+def run(capsys: pytest.CaptureFixture[str], url: str, *argv: str) -> tuple[int, str, str]:
+    """Run the CLI in-process; (exit code, stdout, stderr)."""
+    code = main(["--warehouse", url, "--definitions", str(DEFINITIONS), *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    """A fresh DuckDB warehouse URL."""
+    return f"duckdb:///{tmp_path / 'cli.duckdb'}"
+
+
+def test_ingest_refresh_query_purge(capsys: pytest.CaptureFixture[str], url: str, tmp_path: Path) -> None:
+    rows = make_measures(date(2025, 3, 3), 3, 10)
+    path = write_ndjson(tmp_path / "m.ndjson", rows, ("nope", '{"measureName": "x", "value": 1}'))
+    code, out, _ = run(capsys, url, "measures", "ingest", str(path))
+    assert code == 0
+    assert json.loads(out) == {"received": 62, "accepted": 60, "rejected": 2,
+                               "rejected_by_reason": {"invalid_json": 1, "unknown_measure": 1}}
+    code, out, _ = run(capsys, url, "refresh", "--start", "2025-03-03", "--end", "2025-03-06")
+    assert code == 0
+    assert [r["grain"] for r in json.loads(out)] == ["day", "week", "month"]
+    code, out, _ = run(capsys, url, "aggregates", "query", "--measure", "connection-count-daily",
+                       "--start", "2025-03-03", "--end", "2025-03-05")
+    released = json.loads(out)
+    expected = {}
+    for r in rows:
+        if r["measureName"] == "connection-count-daily" and r["startDate"] < "2025-03-05":
+            expected.setdefault((r["startDate"], r["group1"]["device"]), []).append(r["value"])
+    expected = {k: v for k, v in expected.items() if len(v) >= 5}  # the measure's threshold is 5
+    assert [(r["startDate"][:10], r["group1"]["device"]) for r in released] == sorted(expected)
+    for r in released:
+        values = np.array(expected[(r["startDate"][:10], r["group1"]["device"])])
+        assert r["count"] == len(values) and r["sum"] == pytest.approx(values.sum())
+        assert r["std"] == pytest.approx(values.std(ddof=1))
+    code, out, _ = run(capsys, url, "purge", "--days", "0", "--measure", "connection-count-daily")
+    assert code == 0 and json.loads(out)["purged"] == 30
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("aggregates", "query", "--measure", "nope", "--start", "2025-01-01", "--end", "2025-01-02"),
+         "unknown measure"),
+        (("aggregates", "query", "--measure", "connection-count-daily", "--start", "2025-01-02",
+          "--end", "2025-01-01"), "--end must be after --start"),
+        (("measures", "ingest", "/does/not/exist.json"), "no such file"),
+        (("purge", "--days", "-1"), "--days must be >= 0"),
+        (("purge", "--measure", "nope"), "unknown measure"),
+        (("refresh", "--start", "2025-01-05", "--end", "2025-01-01"), "must be after"),
+    ],
+)
+def test_bad_input_is_one_line_and_non_zero(
+    capsys: pytest.CaptureFixture[str], url: str, argv: tuple[str, ...], message: str
+) -> None:
+    code, out, err = run(capsys, url, *argv)
+    assert code != 0 and out == ""
+    assert len(err.strip().splitlines()) == 1 and message in err
+
+
+def test_bad_date_is_an_argparse_error(capsys: pytest.CaptureFixture[str], url: str) -> None:
+    with pytest.raises(SystemExit) as exc:
+        run(capsys, url, "aggregates", "query", "--measure", "x", "--start", "2025-13-01", "--end", "2025-01-01")
+    assert exc.value.code != 0
+
+
+def test_definitions_validate_and_list(capsys: pytest.CaptureFixture[str], url: str, tmp_path: Path) -> None:
+    code, out, _ = run(capsys, url, "definitions", "validate")
+    assert code == 0 and json.loads(out)["measures"] >= 8
+    code, out, _ = run(capsys, url, "definitions", "list")
+    listed = json.loads(out)
+    assert {m["aggregationPeriod"] for m in listed} == {"day", "week", "month"}
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"definitions": [
+        {"name": "a", "aggregationPeriod": "year"},
+        {"name": "a", "aggregationPeriod": "day", "aggregationThreshold": "x"},
+        {"aggregationPeriod": "day", "group2Key": "k"},
+    ]}))
+    code, out, err = run(capsys, url, "definitions", "validate", str(bad))
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    for location in ("definitions.0.aggregationPeriod", "definitions.1.aggregationThreshold", "definitions.2.name"):
+        assert location in err

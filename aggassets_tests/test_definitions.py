@@ -1,0 +1,57 @@
+"""The code location loads; schedules tick to the right partitions."""
+
+from datetime import UTC, datetime
+
+import pytest
+from dagster import AssetKey, build_schedule_context
+
+from aggassets.definitions import defs
+
+ASSETS = {"measure_definitions", "raw_measures", "daily_aggregates", "weekly_aggregates", "monthly_aggregates"}
+
+
+def test_definitions_load_with_every_part() -> None:
+    repo = defs.get_repository_def()
+    keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
+    assert keys >= ASSETS
+    assert {"daily_refresh_job", "weekly_refresh_job", "monthly_refresh_job", "purge_job",
+            "ingest_inbox_job"} <= {j.name for j in repo.get_all_jobs()}
+    assert {"daily_refresh_schedule", "weekly_refresh_schedule", "monthly_refresh_schedule",
+            "purge_schedule"} == {s.name for s in repo.schedule_defs}
+    assert {"inbox_sensor", "late_measures_sensor"} == {s.name for s in repo.sensor_defs}
+
+
+def test_every_definition_has_a_docstring() -> None:
+    repo = defs.get_repository_def()
+    for key in (AssetKey(a) for a in ASSETS):
+        assert repo.asset_graph.get(key).description, key
+    for item in [*repo.schedule_defs, *repo.sensor_defs, *repo.get_all_jobs()]:
+        if not item.name.startswith("__"):
+            assert item.description, item.name
+
+
+@pytest.mark.parametrize(
+    ("schedule", "tick", "partition"),
+    [
+        ("daily_refresh_schedule", datetime(2026, 11, 23, 0, 30, tzinfo=UTC), "2026-11-22"),
+        ("weekly_refresh_schedule", datetime(2026, 11, 23, 1, 0, tzinfo=UTC), "2026-11-16"),
+        ("monthly_refresh_schedule", datetime(2026, 12, 1, 1, 30, tzinfo=UTC), "2026-11-01"),
+    ],
+)
+def test_refresh_schedules_tick_to_the_period_that_ended(schedule: str, tick: datetime, partition: str) -> None:
+    repo = defs.get_repository_def()
+    sched = repo.get_schedule_def(schedule)
+    with build_schedule_context(scheduled_execution_time=tick, repository_def=repo) as context:
+        data = sched.evaluate_tick(context)
+    assert [r.partition_key for r in data.run_requests or []] == [partition]
+
+
+def test_purge_schedule_runs_daily_with_90_days() -> None:
+    repo = defs.get_repository_def()
+    sched = repo.get_schedule_def("purge_schedule")
+    assert sched.cron_schedule == "0 3 * * *"
+    tick = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
+    with build_schedule_context(scheduled_execution_time=tick, repository_def=repo) as context:
+        data = sched.evaluate_tick(context)
+    (request,) = data.run_requests or []
+    assert request.run_config == {"ops": {"purge_raw_measures": {"config": {"days": 90}}}}
