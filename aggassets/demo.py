@@ -43,7 +43,7 @@ MALFORMED = [
 ]
 
 
-def _measure_sql(m: MeasureDefinition, first: date, last: date) -> str:
+def _measure_sql(m: MeasureDefinition, first: date, last: date, per_period: dict[str, int] | None = None) -> str:
     """SELECT of one measure's JSON payloads, one row per generated measure."""
     step = {"day": "1 DAY", "week": "7 DAY", "month": "1 MONTH"}[m.aggregation_period]
     trunc = f"date_trunc('{m.aggregation_period}', DATE '{first}')"
@@ -60,18 +60,21 @@ def _measure_sql(m: MeasureDefinition, first: date, last: date) -> str:
     return f"""
 SELECT json_object({", ".join(parts)})::VARCHAR AS payload FROM (
   SELECT p, random() AS r1, random() AS r2, random() AS r3, random() AS r4
-  FROM generate_series({trunc}, DATE '{last}', INTERVAL {step}) g(p), range({PER_PERIOD[m.aggregation_period]})
+  FROM generate_series({trunc}, DATE '{last}', INTERVAL {step}) g(p),
+       range({(per_period or PER_PERIOD)[m.aggregation_period]})
   WHERE p >= DATE '{first}' OR '{m.aggregation_period}' = 'week'
 )"""
 
 
-def generate(catalog: MeasureCatalog, folder: Path, first: date, last: date) -> tuple[Path, Path]:
+def generate(
+    catalog: MeasureCatalog, folder: Path, first: date, last: date, per_period: dict[str, int] | None = None
+) -> tuple[Path, Path]:
     """The main NDJSON file and a late file (late + malformed measures)."""
     folder.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect()
     con.execute("SELECT setseed(0.42)")
     main, late = folder / "measures.ndjson", folder / "late-measures.ndjson"
-    query = " UNION ALL ".join(_measure_sql(m, first, last) for m in catalog.measures)
+    query = " UNION ALL ".join(_measure_sql(m, first, last, per_period) for m in catalog.measures)
     con.execute(f"COPY ({query}) TO '{main}' (FORMAT csv, HEADER false, QUOTE '', ESCAPE '', DELIMITER '\x1e')")
     late_rows = con.execute(f"""
         SELECT payload FROM ({_measure_sql(catalog.get('connection-count-daily'), last - timedelta(days=2), last)})
