@@ -1,0 +1,211 @@
+"""The PostgreSQL warehouse: one psycopg2 connection, an optional schema of its own."""
+
+import io
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import numpy as np
+import pandas as pd
+import psycopg2
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+from psycopg2 import sql as pgsql
+
+from aggassets.errors import AggassetsError
+from aggassets.warehouse import postgres_sql
+from aggassets.warehouse.base import Warehouse
+
+_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_INT_OIDS = {20, 21, 23}
+_FLOAT_OIDS = {700, 701, 1700}
+_TIME_OIDS = {1082, 1114, 1184}
+_BOOL_OID = 16
+_TEXT_OIDS = {25, 1043, 1042, 19}
+
+
+def split_url(url: str) -> tuple[str, str | None]:
+    """The libpq URL without our `schema` query parameter, and that schema (if any)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schemas = [v for k, v in query if k == "schema"]
+    rest = [(k, v) for k, v in query if k != "schema"]
+    scheme = "postgresql" if parts.scheme in ("postgres", "postgresql") else parts.scheme
+    return urlunsplit((scheme, parts.netloc, parts.path, urlencode(rest), parts.fragment)), (
+        schemas[-1] if schemas else None
+    )
+
+
+def _pg_type(dtype: pa.DataType) -> str:
+    """The column type a staged Arrow column gets in PostgreSQL."""
+    if pa.types.is_integer(dtype):
+        return "BIGINT"
+    if pa.types.is_floating(dtype):
+        return "DOUBLE PRECISION"
+    if pa.types.is_boolean(dtype):
+        return "BOOLEAN"
+    if pa.types.is_date(dtype):
+        return "DATE"
+    if pa.types.is_timestamp(dtype):
+        return "TIMESTAMP"
+    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or pa.types.is_null(dtype):
+        return "TEXT"
+    raise AggassetsError(f"cannot stage a column of Arrow type {dtype} in PostgreSQL")
+
+
+def _copyable(table: pa.Table) -> pa.Table:
+    """Dictionary columns decoded, zone-aware timestamps as naive UTC, NUL characters replaced."""
+    columns = []
+    for column in table.columns:
+        if pa.types.is_dictionary(column.type):
+            column = column.cast(column.type.value_type)
+        if pa.types.is_timestamp(column.type) and column.type.tz is not None:
+            column = column.cast(pa.timestamp(column.type.unit, "UTC")).cast(pa.timestamp(column.type.unit))
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            column = pc.replace_substring(column, "\x00", "\ufffd")  # PostgreSQL text cannot hold NUL
+        columns.append(column)
+    return pa.table(columns, names=table.column_names)
+
+
+def _param(value: Any) -> Any:
+    """A value psycopg2 can adapt (numpy and pandas scalars converted)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime()
+    return value
+
+
+def _params(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The parameters as plain Python values; None when there are none."""
+    return {k: _param(v) for k, v in params.items()} if params else None
+
+
+def _column(values: Sequence[Any], oid: int) -> pd.Series:
+    """One result column with the dtype DuckDB's `.df()` gives the same SQL type."""
+    has_null = any(v is None for v in values)
+    if oid in _INT_OIDS:
+        return pd.Series(values, dtype="Int64" if has_null else "int64")
+    if oid in _FLOAT_OIDS:
+        return pd.Series([np.nan if v is None else float(v) for v in values], dtype="float64")
+    if oid in _TIME_OIDS:
+        return pd.Series(pd.to_datetime(pd.Series(values, dtype=object), utc=oid == 1184)).pipe(_naive_us)
+    if oid == _BOOL_OID:
+        return pd.Series(values, dtype="boolean" if has_null else "bool")
+    if oid in _TEXT_OIDS:
+        return pd.Series(values, dtype="str")
+    return pd.Series(values, dtype=object)
+
+
+def _naive_us(series: pd.Series) -> pd.Series:
+    """Timestamps as naive UTC, microsecond unit."""
+    if isinstance(series.dtype, pd.DatetimeTZDtype):
+        series = series.dt.tz_convert("UTC").dt.tz_localize(None)
+    return series.astype("datetime64[us]")
+
+
+class PostgresWarehouse(Warehouse):
+    """Warehouse on a PostgreSQL database; one connection for the object's life."""
+
+    sql = postgres_sql
+
+    def __init__(self, url: str, schema: str | None = None) -> None:
+        dsn, url_schema = split_url(url)
+        self.schema = schema or url_schema
+        if self.schema is not None and not _SCHEMA_NAME.match(self.schema):
+            raise AggassetsError(f"invalid PostgreSQL schema name {self.schema!r}")
+        try:
+            self.con = psycopg2.connect(dsn)
+        except psycopg2.Error as exc:
+            raise AggassetsError(f"cannot connect to PostgreSQL: {str(exc).strip()}") from exc
+        self.con.autocommit = True
+        self._depth = 0
+        self._staged: list[str] = []
+        with self.con.cursor() as cur:
+            cur.execute("SET TIME ZONE 'UTC'")
+            if self.schema is not None:
+                ident = pgsql.Identifier(self.schema)
+                cur.execute(pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident))
+                cur.execute(pgsql.SQL("SET search_path TO {}").format(ident))
+        self.setup()
+
+    def setup(self) -> None:
+        """Create every table and index that does not exist yet."""
+        super().setup()
+        with self.transaction():
+            for statement in self.sql.INDEXES:
+                self.execute(statement)
+
+    def execute(self, statement: str, params: Mapping[str, Any] | None = None) -> None:
+        """Run one statement with named parameters."""
+        with self.con.cursor() as cur:
+            cur.execute(statement, _params(params))
+
+    def fetch(self, statement: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """Run one query and return its rows as a DataFrame (dtypes as DuckDB gives them)."""
+        with self.con.cursor() as cur:
+            cur.execute(statement, _params(params))
+            names = [d.name for d in cur.description]
+            oids = [d.type_code for d in cur.description]
+            rows = cur.fetchall()
+        columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+        frame = pd.DataFrame({i: _column(col, oid) for i, (col, oid) in enumerate(zip(columns, oids, strict=True))})
+        frame.columns = names
+        return frame
+
+    def stage(self, name: str, table: pa.Table) -> None:
+        """Copy the Arrow table into a temp table `name` (replaced if present) with COPY ... CSV."""
+        table = _copyable(table)
+        ident = pgsql.Identifier(name)
+        columns = pgsql.SQL(", ").join(
+            pgsql.SQL("{} {}").format(pgsql.Identifier(f.name), pgsql.SQL(_pg_type(f.type))) for f in table.schema
+        )
+        on_commit = pgsql.SQL(" ON COMMIT DROP" if self._depth else "")
+        buffer = io.BytesIO()
+        pa_csv.write_csv(table, buffer, pa_csv.WriteOptions(include_header=False))
+        buffer.seek(0)
+        with self.con.cursor() as cur:
+            cur.execute(pgsql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(ident))
+            cur.execute(pgsql.SQL("CREATE TEMP TABLE {} ({}){}").format(ident, columns, on_commit))
+            cur.copy_expert(pgsql.SQL("COPY {} FROM STDIN WITH (FORMAT csv)").format(ident), buffer)
+        self._staged.append(name)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """BEGIN ... COMMIT under the schema's writer lock, ROLLBACK on any error; re-entrant."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self.execute("BEGIN")
+        self._depth = 1
+        try:
+            self.execute(self.sql.WRITER_LOCK)
+            yield
+        except BaseException:
+            self._end("ROLLBACK")
+            raise
+        else:
+            self._end("COMMIT")
+
+    def _end(self, command: str) -> None:
+        """Finish the transaction and forget its staged (ON COMMIT DROP) tables."""
+        self._depth = 0
+        try:
+            self.execute(command)
+        finally:
+            with self.con.cursor() as cur:
+                for name in self._staged:
+                    cur.execute(pgsql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(pgsql.Identifier(name)))
+            self._staged.clear()
+
+    def close(self) -> None:
+        """Close the connection."""
+        if not self.con.closed:
+            self.con.close()

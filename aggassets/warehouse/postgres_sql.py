@@ -1,0 +1,322 @@
+"""Every SQL statement of the PostgreSQL warehouse (psycopg2 named parameters: %(name)s).
+
+The statements mirror duckdb_sql.py one for one, with the same semantics: `percentile_cont`
+for quartiles, `var_pop` for moments, `date_trunc` on timestamps cast back to dates. Text ordering
+uses the "C" collation so that rows come out in the same (byte) order as in DuckDB.
+"""
+
+from aggassets.warehouse.base import AGGREGATE_TABLES, PERIODS_FEEDING
+
+KEY = "measure_name, period_start, created_by, group1, group2, group3"
+MEASURE_KEY = "measure_name, created_by, group1, group2, group3"
+_C = ' COLLATE "C"'
+AGGREGATE_COLUMNS = (
+    "measure_name, period_start, created_by, group1, group2, group3, count, count_not_zero, sum, "
+    "min, max, avg, std, m2, median, first_quartile, third_quartile, last_raw_measures_purged, computed_at"
+)
+
+_AGGREGATE_COLUMNS = """
+  measure_name TEXT NOT NULL, period_start DATE NOT NULL, created_by TEXT NOT NULL,
+  group1 TEXT NOT NULL, group2 TEXT NOT NULL, group3 TEXT NOT NULL,
+  count BIGINT NOT NULL, count_not_zero BIGINT NOT NULL, sum DOUBLE PRECISION NOT NULL,
+  min DOUBLE PRECISION NOT NULL, max DOUBLE PRECISION NOT NULL, avg DOUBLE PRECISION NOT NULL,
+  std DOUBLE PRECISION NOT NULL, m2 DOUBLE PRECISION NOT NULL,
+  median DOUBLE PRECISION, first_quartile DOUBLE PRECISION, third_quartile DOUBLE PRECISION,
+  last_raw_measures_purged TIMESTAMP, computed_at TIMESTAMP NOT NULL"""
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS measure_definitions (
+  name TEXT PRIMARY KEY, org TEXT, created_by TEXT, group1_key TEXT, group2_key TEXT,
+  group3_key TEXT, description TEXT, aggregation_period TEXT NOT NULL,
+  execution_frequency TEXT, aggregation_threshold INTEGER NOT NULL, access_app BOOLEAN NOT NULL,
+  access_public BOOLEAN NOT NULL, with_quartiles BOOLEAN NOT NULL,
+  max_days_to_update_quartile INTEGER NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS intake_batches (
+  batch_id BIGINT PRIMARY KEY, source TEXT, sha256 TEXT, received_at TIMESTAMP NOT NULL,
+  received BIGINT NOT NULL, accepted BIGINT NOT NULL, rejected BIGINT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS inbox (
+  seq BIGINT NOT NULL, batch_id BIGINT NOT NULL, received_at TIMESTAMP NOT NULL, payload TEXT)""",
+    """CREATE TABLE IF NOT EXISTS raw_measures (
+  seq BIGINT NOT NULL, measure_name TEXT NOT NULL, start_date DATE NOT NULL, created_by TEXT NOT NULL,
+  group1 TEXT NOT NULL, group2 TEXT NOT NULL, group3 TEXT NOT NULL, value DOUBLE PRECISION NOT NULL,
+  received_at TIMESTAMP NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS rejected_measures (
+  seq BIGINT NOT NULL, received_at TIMESTAMP NOT NULL, reason TEXT NOT NULL, measure_name TEXT)""",
+    """CREATE TABLE IF NOT EXISTS sealed_moments (
+  measure_name TEXT NOT NULL, start_date DATE NOT NULL, created_by TEXT NOT NULL,
+  group1 TEXT NOT NULL, group2 TEXT NOT NULL, group3 TEXT NOT NULL, count BIGINT NOT NULL,
+  count_not_zero BIGINT NOT NULL, sum DOUBLE PRECISION NOT NULL, m2 DOUBLE PRECISION NOT NULL,
+  min DOUBLE PRECISION NOT NULL, max DOUBLE PRECISION NOT NULL, sealed_at TIMESTAMP NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS frozen_quartiles (
+  measure_name TEXT NOT NULL, grain TEXT NOT NULL, period_start DATE NOT NULL,
+  created_by TEXT NOT NULL, group1 TEXT NOT NULL, group2 TEXT NOT NULL, group3 TEXT NOT NULL,
+  first_quartile DOUBLE PRECISION, median DOUBLE PRECISION, third_quartile DOUBLE PRECISION,
+  frozen_at TIMESTAMP NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS partition_materializations (
+  grain TEXT NOT NULL, period_start DATE NOT NULL, materialized_at TIMESTAMP NOT NULL,
+  PRIMARY KEY (grain, period_start))""",
+    *[f"CREATE TABLE IF NOT EXISTS {t} ({_AGGREGATE_COLUMNS})" for t in AGGREGATE_TABLES.values()],
+]
+
+# Indexes for the window, purge and seal lookups (setup runs them after SCHEMA).
+INDEXES = [
+    "CREATE INDEX IF NOT EXISTS inbox_seq ON inbox (seq)",
+    "CREATE INDEX IF NOT EXISTS raw_measures_start ON raw_measures (start_date)",
+    "CREATE INDEX IF NOT EXISTS raw_measures_seq ON raw_measures (seq)",
+    "CREATE INDEX IF NOT EXISTS rejected_measures_received ON rejected_measures (received_at)",
+    "CREATE INDEX IF NOT EXISTS sealed_moments_start ON sealed_moments (start_date)",
+    "CREATE INDEX IF NOT EXISTS frozen_quartiles_key ON frozen_quartiles (measure_name, period_start)",
+    "CREATE INDEX IF NOT EXISTS intake_batches_sha256 ON intake_batches (sha256)",
+    *[f"CREATE INDEX IF NOT EXISTS {t}_period ON {t} (period_start)" for t in AGGREGATE_TABLES.values()],
+]
+
+# Serialises writers of one schema (intake, refresh, purge): taken first in every transaction.
+WRITER_LOCK = "SELECT pg_advisory_xact_lock(hashtext('aggassets:' || current_schema()))"
+
+_DEFINITION_COLUMNS = (
+    "name, org, created_by, group1_key, group2_key, group3_key, description, aggregation_period, "
+    "execution_frequency, aggregation_threshold, access_app, access_public, with_quartiles, "
+    "max_days_to_update_quartile"
+)
+DELETE_DEFINITIONS = "DELETE FROM measure_definitions"
+INSERT_DEFINITIONS = f"""INSERT INTO measure_definitions ({_DEFINITION_COLUMNS})
+SELECT {_DEFINITION_COLUMNS} FROM staged_definitions"""
+
+NEXT_IDS = """SELECT greatest((SELECT coalesce(max(seq), 0) FROM inbox),
+                             (SELECT coalesce(sum(received), 0) FROM intake_batches))::BIGINT AS seq,
+                     (SELECT coalesce(max(batch_id), 0) FROM intake_batches) AS batch_id"""
+FILE_SEEN = "SELECT count(*) FROM intake_batches WHERE sha256 = %(sha256)s"
+
+_TRUNC = "date_trunc('{grain}', {col}::timestamp)::date"
+
+# staged: the validated items (item_no, payload, reason, measure_name, start_date, created_by, groups, value)
+STAGE_SEALED_KEYS = """
+UPDATE staged SET reason = 'quartile_key_sealed'
+WHERE reason IS NULL AND EXISTS (
+  SELECT 1 FROM frozen_quartiles f
+  WHERE f.measure_name = staged.measure_name AND f.created_by = staged.created_by
+    AND f.group1 = staged.group1 AND f.group2 = staged.group2 AND f.group3 = staged.group3
+    AND f.period_start = date_trunc(f.grain, staged.start_date::timestamp)::date)"""
+INSERT_INBOX = """INSERT INTO inbox (seq, batch_id, received_at, payload)
+SELECT %(seq0)s + item_no, %(batch_id)s, %(now)s, payload FROM staged"""
+INSERT_RAW = """INSERT INTO raw_measures
+  (seq, measure_name, start_date, created_by, group1, group2, group3, value, received_at)
+SELECT %(seq0)s + item_no, measure_name, start_date, created_by, group1, group2, group3, value, %(now)s
+FROM staged WHERE reason IS NULL"""
+INSERT_REJECTED = """INSERT INTO rejected_measures (seq, received_at, reason, measure_name)
+SELECT %(seq0)s + item_no, %(now)s, reason, measure_name FROM staged WHERE reason IS NOT NULL"""
+STAGED_COUNTS = """SELECT coalesce(reason, '') AS reason, count(*) AS n FROM staged GROUP BY 1"""
+INSERT_BATCH = """INSERT INTO intake_batches
+  (batch_id, source, sha256, received_at, received, accepted, rejected)
+VALUES (%(batch_id)s, %(source)s, %(sha256)s, %(now)s, %(received)s, %(accepted)s, %(rejected)s)"""
+
+
+def _periods(grain: str) -> str:
+    """The measure periods feeding `grain`, as an SQL list of constants."""
+    return ", ".join(f"'{p}'" for p in PERIODS_FEEDING[grain])
+
+
+def _eligible(grain: str) -> str:
+    """The measures that feed `grain`, with their quartile flag."""
+    return f"SELECT name, with_quartiles FROM measure_definitions WHERE aggregation_period IN ({_periods(grain)})"
+
+
+def _key_match(left: str, right: str, columns: str = MEASURE_KEY) -> str:
+    """`left.c = right.c AND ...` over the key columns."""
+    return " AND ".join(f"{left}.{c} = {right}.{c}" for c in columns.split(", "))
+
+
+def _aggregate_insert(grain: str) -> str:
+    """The INSERT of one grain's window from raw measures and sealed moments."""
+    trunc_r, trunc_s = _TRUNC.format(grain=grain, col="r.start_date"), _TRUNC.format(grain=grain, col="s.start_date")
+    return f"""
+INSERT INTO {AGGREGATE_TABLES[grain]} ({AGGREGATE_COLUMNS})
+WITH eligible AS ({_eligible(grain)}),
+raw_part AS (
+  SELECT r.measure_name, {trunc_r} AS period_start, r.created_by, r.group1, r.group2, r.group3,
+         count(*) AS n, count(*) FILTER (WHERE r.value <> 0) AS nz, sum(r.value) AS s,
+         coalesce(var_pop(r.value), 0) * count(*) AS m2, min(r.value) AS mn, max(r.value) AS mx,
+         NULL::TIMESTAMP AS sealed_at,
+         percentile_cont(ARRAY[0.25, 0.5, 0.75]::DOUBLE PRECISION[]) WITHIN GROUP (ORDER BY r.value)
+           FILTER (WHERE e.with_quartiles) AS q
+  FROM raw_measures r JOIN eligible e ON e.name = r.measure_name
+  WHERE r.start_date >= %(start)s AND r.start_date < %(end)s
+  GROUP BY 1, 2, 3, 4, 5, 6
+),
+sealed_part AS (
+  SELECT s.measure_name, {trunc_s} AS period_start, s.created_by, s.group1, s.group2, s.group3,
+         s.count AS n, s.count_not_zero AS nz, s.sum AS s, s.m2, s.min AS mn, s.max AS mx,
+         s.sealed_at, NULL::DOUBLE PRECISION[] AS q
+  FROM sealed_moments s JOIN eligible e ON e.name = s.measure_name
+  WHERE s.start_date >= %(start)s AND s.start_date < %(end)s
+),
+parts AS (SELECT * FROM raw_part UNION ALL SELECT * FROM sealed_part),
+totals AS (
+  SELECT {KEY}, sum(n)::BIGINT AS n, sum(nz)::BIGINT AS nz, sum(s) AS s, min(mn) AS mn, max(mx) AS mx,
+         max(sealed_at) AS purged, max(q) AS q
+  FROM parts GROUP BY {KEY}
+),
+spread AS (
+  SELECT {", ".join(f"p.{c}" for c in KEY.split(", "))},
+         sum(p.m2 + p.n * power(p.s / p.n - t.s / t.n, 2)) AS m2
+  FROM parts p JOIN totals t USING ({KEY}) GROUP BY {", ".join(f"p.{c}" for c in KEY.split(", "))}
+)
+SELECT t.measure_name, t.period_start, t.created_by, t.group1, t.group2, t.group3,
+       t.n, t.nz, t.s, t.mn, t.mx, t.s / t.n,
+       CASE WHEN t.n > 1 THEN sqrt(greatest(sp.m2, 0) / (t.n - 1)) ELSE 0 END, sp.m2,
+       coalesce(f.median, t.q[2]), coalesce(f.first_quartile, t.q[1]), coalesce(f.third_quartile, t.q[3]),
+       t.purged, %(now)s
+FROM totals t JOIN spread sp USING ({KEY})
+LEFT JOIN frozen_quartiles f ON f.grain = '{grain}' AND {_key_match("f", "t", KEY)}"""
+
+
+def refresh_aggregates(grain: str) -> list[str]:
+    """Replace the window [start, end) of one grain's table: delete, insert, record partitions."""
+    table = AGGREGATE_TABLES[grain]
+    return [
+        f"DELETE FROM {table} WHERE period_start >= %(start)s AND period_start < %(end)s",
+        _aggregate_insert(grain),
+        f"DELETE FROM partition_materializations WHERE grain = '{grain}' "
+        "AND period_start >= %(start)s AND period_start < %(end)s",
+        f"""INSERT INTO partition_materializations (grain, period_start, materialized_at)
+SELECT '{grain}', p::date, %(now)s
+FROM generate_series(%(start)s::timestamp, %(end)s::timestamp - INTERVAL '1 day',
+                     INTERVAL '1 {grain}') AS g(p)""",
+    ]
+
+
+def window_summary(grain: str) -> str:
+    """Rows, released and suppressed rows of one grain's window."""
+    return f"""
+SELECT count(*) AS rows, count(*) FILTER (WHERE a.count >= d.aggregation_threshold) AS released,
+       count(*) FILTER (WHERE a.count < d.aggregation_threshold) AS suppressed
+FROM {AGGREGATE_TABLES[grain]} a JOIN measure_definitions d ON d.name = a.measure_name
+WHERE a.period_start >= %(start)s AND a.period_start < %(end)s"""
+
+
+def window_preview(grain: str) -> str:
+    """A few released rows of the window, for the UI preview."""
+    return f"""
+SELECT a.measure_name, a.period_start, a.created_by, a.group1, a.count, a.avg, a.std, a.median
+FROM {AGGREGATE_TABLES[grain]} a JOIN measure_definitions d ON d.name = a.measure_name
+WHERE a.period_start >= %(start)s AND a.period_start < %(end)s AND a.count >= d.aggregation_threshold
+ORDER BY a.count DESC, a.measure_name{_C}, a.period_start, a.created_by{_C}, a.group1{_C},
+         a.group2{_C}, a.group3{_C} LIMIT 10"""
+
+
+def released_rows(grain: str) -> str:
+    """DACC's restitution: released rows of one measure, [start, end), optional createdBy."""
+    return f"""
+SELECT a.*, d.with_quartiles, d.group1_key, d.group2_key, d.group3_key
+FROM {AGGREGATE_TABLES[grain]} a JOIN measure_definitions d ON d.name = a.measure_name
+WHERE a.measure_name = %(measure)s AND a.period_start >= %(start)s AND a.period_start < %(end)s
+  AND a.count >= d.aggregation_threshold
+  AND (%(created_by)s::TEXT IS NULL OR a.created_by = %(created_by)s::TEXT)
+ORDER BY a.period_start, a.created_by{_C}, a.group1{_C}, a.group2{_C}, a.group3{_C}"""
+
+
+RAW_WINDOW_COUNTS = f"""
+SELECT measure_name, count(*) AS n FROM raw_measures
+WHERE start_date >= %(start)s AND start_date < %(end)s GROUP BY 1 ORDER BY measure_name{_C}"""
+REJECTED_WINDOW_COUNTS = f"""
+SELECT reason, count(*) AS n FROM rejected_measures
+WHERE received_at >= %(start)s AND received_at < %(end)s GROUP BY 1 ORDER BY n DESC, reason{_C}"""
+LOSS_COUNTS = """SELECT (SELECT count(*) FROM inbox) AS received, (SELECT count(*) FROM raw_measures) AS accepted,
+  (SELECT count(*) FROM rejected_measures) AS rejected"""
+
+# The grains each measure feeds: its own period, and week and month for day measures.
+_FEEDS = """JOIN (VALUES ('day'), ('week'), ('month')) g(grain)
+    ON g.grain = {p} OR ({p} = 'day' AND g.grain IN ('week', 'month'))"""
+
+# --- late measures: accepted after their partition (or a roll-up above it) was materialized
+LATE_PARTITIONS = f"""
+WITH feeds AS (
+  SELECT d.name, g.grain FROM measure_definitions d
+  {_FEEDS.format(p="d.aggregation_period")}
+)
+SELECT f.grain, pm.period_start, max(r.received_at) AS last_received
+FROM raw_measures r JOIN feeds f ON f.name = r.measure_name
+JOIN partition_materializations pm
+  ON pm.grain = f.grain AND pm.period_start = date_trunc(f.grain, r.start_date::timestamp)::date
+WHERE r.received_at > pm.materialized_at
+GROUP BY 1, 2 ORDER BY f.grain{_C}, pm.period_start"""
+
+
+def _purged_stamp(grain: str) -> str:
+    """Stamp last_raw_measures_purged on the rows of `grain` fed by the purged measures."""
+    table = AGGREGATE_TABLES[grain]
+    return f"""UPDATE {table} SET last_raw_measures_purged = %(now)s
+FROM (SELECT DISTINCT measure_name, {_TRUNC.format(grain=grain, col="start_date")} AS period_start,
+             created_by, group1, group2, group3 FROM purge_candidates
+      WHERE aggregation_period IN ({_periods(grain)})) c
+WHERE {_key_match(table, "c", KEY)}"""
+
+
+_TARGET_KEY = "t.measure_name, t.grain, t.period_start, t.created_by, t.group1, t.group2, t.group3"
+
+# --- purge (DESIGN §4.5): all statements run in one transaction
+PURGE = [
+    "DROP TABLE IF EXISTS pg_temp.purge_candidates",
+    """CREATE TEMP TABLE purge_candidates ON COMMIT DROP AS
+SELECT r.*, d.with_quartiles, d.aggregation_period FROM raw_measures r
+JOIN measure_definitions d ON d.name = r.measure_name
+JOIN partition_materializations pm ON pm.grain = d.aggregation_period AND pm.period_start = r.start_date
+WHERE r.received_at < %(now)s - make_interval(days => %(days)s) AND pm.materialized_at >= r.received_at
+  AND (NOT d.with_quartiles OR r.received_at < %(now)s - make_interval(days => d.max_days_to_update_quartile))
+  AND (%(measure)s::TEXT IS NULL OR r.measure_name = %(measure)s::TEXT)""",
+    f"""INSERT INTO frozen_quartiles (measure_name, grain, period_start, created_by, group1, group2, group3,
+  first_quartile, median, third_quartile, frozen_at)
+WITH targets AS (
+  SELECT DISTINCT c.measure_name, g.grain, date_trunc(g.grain, c.start_date::timestamp)::date AS period_start,
+         c.created_by, c.group1, c.group2, c.group3
+  FROM purge_candidates c {_FEEDS.format(p="c.aggregation_period")}
+  WHERE c.with_quartiles
+)
+SELECT {_TARGET_KEY},
+       percentile_cont(0.25) WITHIN GROUP (ORDER BY r.value),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY r.value),
+       percentile_cont(0.75) WITHIN GROUP (ORDER BY r.value), %(now)s
+FROM targets t JOIN raw_measures r ON {_key_match("r", "t")}
+  AND date_trunc(t.grain, r.start_date::timestamp)::date = t.period_start
+WHERE NOT EXISTS (SELECT 1 FROM frozen_quartiles f WHERE f.grain = t.grain AND {_key_match("f", "t", KEY)})
+GROUP BY {_TARGET_KEY}""",
+    """INSERT INTO sealed_moments (measure_name, start_date, created_by, group1, group2, group3, count,
+  count_not_zero, sum, m2, min, max, sealed_at)
+SELECT measure_name, start_date, created_by, group1, group2, group3, count(*),
+       count(*) FILTER (WHERE value <> 0), sum(value), coalesce(var_pop(value), 0) * count(*),
+       min(value), max(value), %(now)s
+FROM purge_candidates GROUP BY measure_name, start_date, created_by, group1, group2, group3""",
+    "DELETE FROM raw_measures WHERE seq IN (SELECT seq FROM purge_candidates)",
+    "DELETE FROM inbox WHERE seq IN (SELECT seq FROM purge_candidates)",
+    *[_purged_stamp(grain) for grain in AGGREGATE_TABLES],
+]
+PURGE_SUMMARY = f"""SELECT measure_name, count(*) AS purged FROM purge_candidates
+GROUP BY 1 ORDER BY measure_name{_C}"""
+
+
+# --- asset checks over the window [start, end): each returns the number of violating rows
+def check_violations(grain: str) -> dict[str, str]:
+    """Violation counts for one grain's window (DESIGN checks)."""
+    t = AGGREGATE_TABLES[grain]
+    win = f"(SELECT * FROM {t} WHERE period_start >= %(start)s AND period_start < %(end)s) w"
+    return {
+        "unique_keys": f"SELECT count(*) FROM (SELECT {KEY} FROM {win} GROUP BY {KEY} HAVING count(*) > 1) k",
+        "min_le_avg_le_max": f"SELECT count(*) FROM {win} WHERE NOT (min <= avg + 1e-9 * abs(avg) "
+        "AND avg <= max + 1e-9 * abs(avg))",
+        "quartiles_ordered": f"SELECT count(*) FROM {win} WHERE median IS NOT NULL AND NOT "
+        "(first_quartile <= median AND median <= third_quartile)",
+        "std_non_negative": f"SELECT count(*) FROM {win} WHERE NOT std >= 0",
+        "count_equals_raw": f"""
+WITH eligible AS ({_eligible(grain)}),
+agg AS (SELECT measure_name, sum(count) AS n FROM {win} GROUP BY 1),
+src AS (
+  SELECT measure_name, sum(n) AS n FROM (
+    SELECT r.measure_name, count(*) AS n FROM raw_measures r JOIN eligible e ON e.name = r.measure_name
+    WHERE r.start_date >= %(start)s AND r.start_date < %(end)s GROUP BY 1
+    UNION ALL
+    SELECT s.measure_name, sum(s.count) FROM sealed_moments s JOIN eligible e ON e.name = s.measure_name
+    WHERE s.start_date >= %(start)s AND s.start_date < %(end)s GROUP BY 1
+  ) u GROUP BY 1
+)
+SELECT count(*) FROM agg FULL JOIN src USING (measure_name) WHERE agg.n IS DISTINCT FROM src.n""",
+    }
