@@ -38,7 +38,10 @@ def peak_rss_mib() -> float:
 def floor_intake(data: Path) -> int:
     """The floor: a bare DuckDB read_json of the same file into a table; its row count."""
     con = duckdb.connect()
-    con.execute(f"CREATE TABLE t AS SELECT * FROM read_json('{data}', format = 'newline_delimited', maximum_depth = 1)")
+    columns = ("{'measureName': 'VARCHAR', 'value': 'DOUBLE', 'startDate': 'VARCHAR', 'createdBy': 'VARCHAR', "
+               "'group1': 'JSON', 'group2': 'JSON', 'group3': 'JSON'}")
+    con.execute(f"CREATE TABLE t AS SELECT * FROM read_json('{data}', format = 'newline_delimited', "
+                f"columns = {columns})")
     return int(con.execute("SELECT count(*) FROM t").fetchall()[0][0])
 
 
