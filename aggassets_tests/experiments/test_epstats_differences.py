@@ -1,0 +1,166 @@
+"""Where we deliberately differ from ep-stats: its value in compat mode, ours from an independent computation."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from epstats.toolkit import Experiment, Metric
+from epstats.toolkit.parser import Parser
+from epstats.toolkit.testing import TestData
+from scipy import stats as st
+
+from aggassets.experiments.comparison import EMPTY, ZERO_CONTROL_MEAN, ZERO_RELATIVE_SE
+from aggassets.experiments.definition import ExperimentDefinition, parse_experiment
+from aggassets.experiments.evaluate import evaluate_goals
+from aggassets.experiments.expressions import evaluate, parse_expression
+from aggassets_tests.experiments.reference_data import REFERENCE_DIR, load_reference
+
+MULTIPLE_METRICS = [
+    (1, "CTR", "count(test_unit_type.unit.click)", "count(test_unit_type.global.exposure)"),
+    (2, "Bookings", "value(test_unit_type.unit.conversion)", "count(test_unit_type.global.exposure)"),
+    (3, "Conversion", "count(test_unit_type.unit.conversion)", "count(test_unit_type.global.exposure)"),
+]
+COMPARED = ["diff", "test_stat", "p_value", "confidence_interval", "standard_error", "degrees_of_freedom"]
+
+
+def _definition(exp_id: str, control: str, metrics: list[tuple[int, str, str, str]]) -> ExperimentDefinition:
+    """A definition with the given metrics and no checks."""
+    raw = {"id": exp_id, "control_variant": control, "unit_type": "test_unit_type", "checks": []}
+    raw["metrics"] = [{"id": i, "name": n, "nominator": a, "denominator": b} for i, n, a, b in metrics]
+    return parse_experiment(raw)
+
+
+def _epstats(exp_id: str, control: str, metrics: list[tuple[int, str, str, str]], goals: pd.DataFrame) -> pd.DataFrame:
+    """ep-stats' own evaluate_agg."""
+    experiment = Experiment(exp_id, control, [Metric(*m) for m in metrics], [], unit_type="test_unit_type")
+    return experiment.evaluate_agg(goals).metrics
+
+
+def _welch_relative(m_c: float, s_c: float, n_c: float, m_t: float, s_t: float, n_t: float) -> tuple[float, ...]:
+    """Relative difference, its delta-method se, truncated Welch df and p-value, by hand."""
+    se = np.sqrt((m_t * s_c) ** 2 / (m_c**2 * n_c) + s_t**2 / n_t) / abs(m_c)
+    a, b = s_c**2 / n_c, s_t**2 / n_t
+    df = np.trunc((a + b) ** 2 / (a**2 / (n_c - 1) + b**2 / (n_t - 1)))
+    diff = (m_t - m_c) / abs(m_c)
+    return diff, se, df, 2 * st.t.sf(abs(diff / se), df)
+
+
+def _moments(goals: pd.DataFrame, variant: str, goal: str, column: str) -> tuple[float, float, float]:
+    """Mean, std and n of value/count per exposure from the raw aggregated rows."""
+    rows = goals[goals.exp_variant_id == variant]
+    n = float(rows[rows.goal == "exposure"]["count"].sum())
+    g = rows[(rows.goal == goal) & (rows.agg_type == "unit")]
+    s = float(g[column].sum())
+    q = float(g["sum_sqr_value" if column == "sum_value" else "sum_sqr_count"].sum())
+    return s / n, np.sqrt((q - s * s / n) / (n - 1)), n
+
+
+def test_holm_with_control_not_first_compat_is_epstats() -> None:
+    goals = TestData.load_goals_agg("test-multiple")
+    ours = evaluate_goals(_definition("test-multiple", "b", MULTIPLE_METRICS), goals, compat=True).metrics
+    theirs = _epstats("test-multiple", "b", MULTIPLE_METRICS, goals)
+    for col in COMPARED:
+        np.testing.assert_allclose(ours[col].to_numpy(float), theirs[col].to_numpy(float), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize(("metric_id", "goal", "column"), [(1, "click", "count"), (2, "conversion", "sum_value")])
+def test_holm_with_control_not_first_adjusts_the_treatments(metric_id: int, goal: str, column: str) -> None:
+    goals = TestData.load_goals_agg("test-multiple")
+    ours = evaluate_goals(_definition("test-multiple", "b", MULTIPLE_METRICS), goals).metrics
+    ours = ours[ours.metric_id == metric_id].set_index("exp_variant_id")
+    control = _moments(goals, "b", goal, column)
+    raw = {v: _welch_relative(*control, *_moments(goals, v, goal, column))[3] for v in ("a", "c")}
+    low, high = sorted(raw, key=raw.get)  # type: ignore[arg-type]
+    holm = {low: min(1.0, 2 * raw[low]), high: min(1.0, max(2 * raw[low], raw[high]))}
+    for v in ("a", "c"):
+        assert ours.loc[v, "p_value"] == pytest.approx(holm[v], rel=1e-9)
+    assert ours.loc["b", "p_value"] == 1.0
+    theirs = _epstats("test-multiple", "b", MULTIPLE_METRICS, goals)
+    theirs = theirs[theirs.metric_id == metric_id].set_index("exp_variant_id")
+    assert theirs.loc["a", "p_value"] == pytest.approx(raw["a"], rel=1e-9)  # ep-stats leaves `a` unadjusted
+
+
+def _negative_goals() -> pd.DataFrame:
+    """Profit per user: control mean -2, treatment mean -1 (an improvement)."""
+    rows = []
+    for variant, n, s, var in (("a", 100, -200.0, 9.0), ("b", 120, -120.0, 4.0)):
+        q = var * (n - 1) + s * s / n
+        rows.append(("neg", variant, "test_unit_type", "global", "exposure", n, n, n, n, n))
+        rows.append(("neg", variant, "test_unit_type", "unit", "profit", n, n, s, q, n))
+    columns = ["exp_id", "exp_variant_id", "unit_type", "agg_type", "goal", "count", "sum_sqr_count"]
+    return pd.DataFrame(rows, columns=[*columns, "sum_value", "sum_sqr_value", "count_unique"])
+
+
+def test_negative_control_mean() -> None:
+    metric = [(1, "Profit", "value(test_unit_type.unit.profit)", "count(test_unit_type.global.exposure)")]
+    goals = _negative_goals()
+    theirs = _epstats("neg", "a", metric, goals).set_index("exp_variant_id")
+    compat = evaluate_goals(_definition("neg", "a", metric), goals, compat=True).metrics.set_index("exp_variant_id")
+    ours = evaluate_goals(_definition("neg", "a", metric), goals).metrics.set_index("exp_variant_id")
+    assert theirs.loc["b", "standard_error"] < 0 and theirs.loc["b", "confidence_interval"] < 0
+    for col in COMPARED:
+        assert compat.loc["b", col] == pytest.approx(theirs.loc["b", col], rel=1e-9)
+    diff, se, df, p = _welch_relative(-2.0, 3.0, 100, -1.0, 2.0, 120)
+    assert diff == pytest.approx(0.5)
+    assert ours.loc["b", "diff"] == pytest.approx(diff)
+    assert ours.loc["b", "standard_error"] == pytest.approx(se) and se > 0
+    assert ours.loc["b", "test_stat"] == pytest.approx(diff / se) and ours.loc["b", "test_stat"] > 0
+    assert ours.loc["b", "p_value"] == pytest.approx(p)
+    assert ours.loc["b", "confidence_interval"] == pytest.approx(se * st.t.ppf(0.975, df))
+
+
+def _three_goals() -> pd.DataFrame:
+    """One variant: goals a = 6, b = 3, c = 2."""
+    base = {"exp_id": "e", "exp_variant_id": "a", "unit_type": "u", "agg_type": "unit", "count_unique": 1}
+    rows = [{**base, "goal": g, "count": v, "sum_sqr_count": v, "sum_value": float(v), "sum_sqr_value": float(v)}
+            for g, v in (("a", 6), ("b", 3), ("c", 2))]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_operator_precedence_is_left_associative_unlike_epstats() -> None:
+    text = "count(u.unit.a) / count(u.unit.b) * count(u.unit.c)"
+    ours = evaluate(parse_expression(text), {"count(u.unit.a)": 6.0, "count(u.unit.b)": 3.0, "count(u.unit.c)": 2.0})
+    assert float(ours) == (6 / 3) * 2
+    _, theirs, _ = Parser(text, "count(u.unit.a)").evaluate_agg(_three_goals())
+    assert float(theirs[0]) == 6 / (3 * 2)
+
+
+def test_decimal_constants_unlike_epstats_silent_truncation() -> None:
+    ours = evaluate(parse_expression("0.5 * value(u.unit.a)"), {"value(u.unit.a)": np.array([6.0])})
+    assert float(ours[0]) == 3.0
+    _, theirs, _ = Parser("0.5 * value(u.unit.a)", "count(u.unit.a)").evaluate_agg(_three_goals())
+    assert float(np.asarray(theirs).ravel()[0]) == 0.0  # ep-stats reads "0" and drops the rest
+
+
+def _default(name: str) -> pd.DataFrame:
+    """Our default evaluation of a reference experiment on ep-stats' goals."""
+    _, experiment = load_reference(REFERENCE_DIR / name)
+    return evaluate_goals(experiment, TestData.load_goals_agg()).metrics.set_index("exp_variant_id")
+
+
+def test_zero_relative_standard_error_is_nan_with_reason() -> None:
+    m = _default("test-missing-value.json")  # a: 30 of 50 clicked; b: 0 of 60
+    assert np.isnan(m.loc["b", "p_value"]) and np.isnan(m.loc["b", "confidence_interval"])
+    assert m.loc["b", "diff"] == pytest.approx(-1.0) and ZERO_RELATIVE_SE in m.loc["b", "reason"]
+    s_a = np.sqrt((30 - 30 * 30 / 50) / 49)
+    expected = st.ttest_ind_from_stats(0.0, 0.0, 60, 0.6, s_a, 50, equal_var=False).pvalue
+    assert m.loc["b", "abs_p_value"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_zero_control_mean_is_nan_with_reason() -> None:
+    m = _default("test-missing-default-value.json")  # a: 0 of 42; b: 10 of 40
+    assert np.isnan(m.loc["b", "diff"]) and ZERO_CONTROL_MEAN in m.loc["b", "reason"]
+    assert m.loc["b", "abs_diff"] == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize(
+    ("name", "variant"), [("test-missing-exposure.json", "b"), ("test-missing-default-exposure.json", "a")]
+)
+def test_empty_variant_is_nan_with_reason(name: str, variant: str) -> None:
+    m = _default(name)
+    assert np.isnan(m.loc[variant, "mean"]) and np.isnan(m.loc[variant, "diff"])
+    assert EMPTY in m.loc[variant, "reason"]
+
+
+def test_dimension_operators_are_evaluated_not_matched_as_text() -> None:
+    m = _default("test-dim-operators.json")  # the bundled rows hold the texts "^button-1", ">1", "!=1"
+    assert list(m["sum_value"]) == [0.0, 0.0, 0.0, 0.0]
