@@ -89,7 +89,7 @@ def read_items(con: duckdb.DuckDBPyConnection, path: Path) -> pa.Table:
         except duckdb.Error as exc:
             raise AggassetsError(f"{path}: cannot read lines: {exc}") from exc
     try:
-        valid, kind, has_list, _n = con.execute(_READ_DOCUMENT, [str(path)]).fetchone()
+        valid, kind, has_list, _n = con.execute(_READ_DOCUMENT, [str(path)]).fetchall()[0]
     except duckdb.Error as exc:
         raise AggassetsError(f"{path}: cannot read: {exc}") from exc
     if not valid:

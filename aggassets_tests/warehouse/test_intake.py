@@ -1,0 +1,247 @@
+"""Intake: malformed measures rejected with a reason, nothing lost, accepted edge cases, file formats."""
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from aggassets.errors import AggassetsError
+from aggassets.warehouse.base import Warehouse
+from aggassets_tests.warehouse.support import DEFINITIONS, FIRST_DAY, ingest
+
+DROP = object()  # marks a field removed from the valid measure
+VALID: dict[str, Any] = {
+    "measureName": "visits-daily",
+    "value": 1,
+    "startDate": "2022-01-03",
+    "group1": {"device": "a"},
+    "group2": {"os": "x"},
+}
+INJECTION = "x'; DROP TABLE raw_measures; --"
+
+
+def line(**fields: Any) -> str:
+    """The valid measure with some fields replaced (or dropped), as one JSON line."""
+    item = {k: v for k, v in (VALID | fields).items() if v is not DROP}
+    return json.dumps(item, allow_nan=True)
+
+
+def raw(text: str) -> str:
+    """The valid measure's JSON text with `"value": 1` replaced by raw text (not expressible in json)."""
+    return line().replace('"value": 1', text)
+
+
+MALFORMED: list[tuple[str, str, str]] = [
+    ("not json", "yesterday I measured 3", "invalid_json"),
+    ("truncated object", '{"measureName": "visits-daily", "value": ', "invalid_json"),
+    ("single quotes", "{'measureName': 'visits-daily'}", "invalid_json"),
+    ("raw NUL in a string", line(group1={"device": "a\x00b"}).replace("\\u0000", "\x00"), "invalid_json"),
+    ("json array", "[1, 2, 3]", "not_an_object"),
+    ("json array of a measure", f"[{line()}]", "not_an_object"),
+    ("json string", '"visits-daily"', "not_an_object"),
+    ("json number", "42", "not_an_object"),
+    ("json null", "null", "not_an_object"),
+    ("json boolean", "true", "not_an_object"),
+    ("oversized payload", line(createdBy="x" * 20_000), "oversized"),
+    ("duplicate key", line().replace('"value": 1', '"value": 1, "value": 2'), "duplicate_field"),
+    ("unknown field", line(extra=1), "unknown_field"),
+    ("field name casing", line(measureName=DROP, MeasureName="visits-daily"), "unknown_field"),
+    ("empty object", "{}", "missing_measure_name"),
+    ("measureName missing", line(measureName=DROP), "missing_measure_name"),
+    ("measureName null", line(measureName=None), "missing_measure_name"),
+    ("measureName number", line(measureName=12), "invalid_measure_name"),
+    ("measureName array", line(measureName=["visits-daily"]), "invalid_measure_name"),
+    ("unknown measure", line(measureName="nope-daily"), "unknown_measure"),
+    ("injection measureName", line(measureName=INJECTION), "unknown_measure"),
+    ("value missing", line(value=DROP), "missing_value"),
+    ("value null", line(value=None), "missing_value"),
+    ("value NaN", raw('"value": NaN'), "value_not_finite"),
+    ("value Infinity", raw('"value": Infinity'), "value_not_finite"),
+    ("value -Infinity", raw('"value": -Infinity'), "value_not_finite"),
+    ("value 1e400", raw('"value": 1e400'), "value_not_finite"),
+    ("value '1e400'", line(value="1e400"), "value_not_finite"),
+    ("value true", line(value=True), "invalid_value"),
+    ("value false", line(value=False), "invalid_value"),
+    ("value text", line(value="twelve"), "invalid_value"),
+    ("value empty string", line(value=""), "invalid_value"),
+    ("value hex string", line(value="0x10"), "invalid_value"),
+    ("value 'NaN' string", line(value="NaN"), "invalid_value"),
+    ("value object", line(value={"v": 1}), "invalid_value"),
+    ("value array", line(value=[1]), "invalid_value"),
+    ("startDate missing", line(startDate=DROP), "missing_start_date"),
+    ("startDate null", line(startDate=None), "missing_start_date"),
+    ("startDate 2022-02-30", line(startDate="2022-02-30"), "invalid_start_date"),
+    ("startDate month 13", line(startDate="2022-13-01"), "invalid_start_date"),
+    ("startDate hour 25", line(startDate="2022-01-03T25:00:00"), "invalid_start_date"),
+    ("startDate yesterday", line(startDate="yesterday"), "invalid_start_date"),
+    ("startDate US format", line(startDate="01/03/2022"), "invalid_start_date"),
+    ("startDate number", line(startDate=20220103), "invalid_start_date"),
+    ("startDate injection", line(startDate=INJECTION), "invalid_start_date"),
+    ("startDate before partitions", line(startDate="2019-12-31"), "start_date_out_of_range"),
+    ("startDate year 3000", line(startDate="3000-01-01"), "start_date_out_of_range"),
+    ("createdBy number", line(createdBy=5), "invalid_created_by"),
+    ("createdBy empty", line(createdBy=""), "invalid_created_by"),
+    ("createdBy object", line(createdBy={"app": "drive"}), "invalid_created_by"),
+    ("createdBy too long", line(createdBy="x" * 256), "invalid_created_by"),
+    ("group1 missing", line(group1=DROP), "missing_group1"),
+    ("group1 null", line(group1=None), "missing_group1"),
+    ("group1 wrong key", line(group1={"os": "a"}), "invalid_group1"),
+    ("group1 two keys", line(group1={"device": "a", "os": "x"}), "invalid_group1"),
+    ("group1 empty object", line(group1={}), "invalid_group1"),
+    ("group1 value object", line(group1={"device": {"a": 1}}), "invalid_group1"),
+    ("group1 value array", line(group1={"device": ["a"]}), "invalid_group1"),
+    ("group1 value null", line(group1={"device": None}), "invalid_group1"),
+    ("group1 plain string", line(group1="a"), "invalid_group1"),
+    ("group1 duplicate key", line().replace('{"device": "a"}', '{"device": "a", "device": "b"}'), "invalid_group1"),
+    ("group2 missing", line(group2=DROP), "missing_group2"),
+    ("group2 wrong key", line(group2={"device": "x"}), "invalid_group2"),
+    ("group3 not defined", line(group3={"status": "ok"}), "unexpected_group3"),
+    (
+        "group on a measure without groups",
+        line(measureName="errors-daily", group1=DROP, group2=DROP, group3={"k": 1}),
+        "unexpected_group3",
+    ),
+    ("group injection key", line(group1={INJECTION: "a"}), "invalid_group1"),
+]
+
+ACCEPTED: list[tuple[str, str, dict[str, Any]]] = [  # (case, line, stored fields)
+    ("numeric string", line(value="12.5"), {"value": 12.5}),
+    ("numeric string with spaces and sign", line(value=" -3 "), {"value": -3.0}),
+    ("numeric string exponent", line(value="1e3"), {"value": 1000.0}),
+    ("plus sign", line(value="+4"), {"value": 4.0}),
+    ("negative zero", line(value=-0.0), {"value": 0.0}),
+    ("createdBy null", line(createdBy=None), {"created_by": ""}),
+    ("createdBy 255 chars", line(createdBy="c" * 255), {"created_by": "c" * 255}),
+    ("offset west", line(startDate="2022-01-02T23:30:00-02:00"), {"start_date": "2022-01-03"}),
+    ("offset east", line(startDate="2022-01-04T01:30:00+02:00"), {"start_date": "2022-01-03"}),
+    ("zulu with fraction", line(startDate="2022-01-03T12:00:00.250Z"), {"start_date": "2022-01-03"}),
+    ("space separator", line(startDate="2022-01-03 08:15"), {"start_date": "2022-01-03"}),
+    ("group value number", line(group1={"device": 3}), {"group1": 3}),
+    ("group value boolean", line(group1={"device": False}), {"group1": False}),
+    ("group value unicode and quotes", line(group1={"device": 'é "q" 漢'}), {"group1": 'é "q" 漢'}),
+    ("injection as a group value", line(group1={"device": INJECTION}), {"group1": INJECTION}),
+    ("null group of an undefined key", line(group3=None), {"group3": None}),
+]
+
+
+def test_malformed_measures_rejected_with_reasons(warehouse: Warehouse, tmp_path: Path) -> None:
+    """Each malformed line gets its reason; received = accepted + rejected; the inbox keeps everything."""
+    warehouse.sync_definitions(DEFINITIONS)
+    lines = [line()] + [text for _, text, _ in MALFORMED] + [line(value=2)]
+    result = ingest(warehouse, tmp_path, lines=lines)
+    assert (result.received, result.accepted, result.rejected) == (len(lines), 2, len(MALFORMED))
+    assert result.rejected_by_reason == dict(Counter(reason for _, _, reason in MALFORMED))
+    rejected = warehouse.read_table("rejected_measures", order_by="seq")
+    got = dict(zip(rejected["seq"].tolist(), rejected["reason"].tolist(), strict=True))
+    assert {case: got.get(i + 2) for i, (case, _, _) in enumerate(MALFORMED)} == {
+        case: reason for case, _, reason in MALFORMED
+    }
+    inbox = warehouse.read_table("inbox", order_by="seq")
+    assert inbox["seq"].tolist() == list(range(1, len(lines) + 1))
+    assert [p.replace("\x00", "\ufffd") for p in inbox["payload"]] == [t.replace("\x00", "\ufffd") for t in lines]
+    assert warehouse.loss_counts() == (len(lines), 2, len(MALFORMED))
+    raw_rows = warehouse.read_table("raw_measures", order_by="seq")
+    assert raw_rows["seq"].tolist() == [1, len(lines)] and raw_rows["value"].tolist() == [1.0, 2.0]
+    names = dict(zip(rejected["seq"], rejected["measure_name"], strict=True))
+    assert names[1 + 1 + [c for c, _, _ in MALFORMED].index("injection measureName")] == INJECTION
+
+
+def test_accepted_edge_cases(warehouse: Warehouse, tmp_path: Path) -> None:
+    """Numeric strings, null createdBy, offsets and odd group values are accepted and stored right."""
+    warehouse.sync_definitions(DEFINITIONS)
+    result = ingest(warehouse, tmp_path, lines=[text for _, text, _ in ACCEPTED])
+    assert (result.received, result.accepted, result.rejected) == (len(ACCEPTED), len(ACCEPTED), 0)
+    stored = warehouse.read_table("raw_measures", order_by="seq")
+    for (case, _, fields), (_, row) in zip(ACCEPTED, stored.iterrows(), strict=True):
+        want = {
+            "value": 1.0,
+            "start_date": "2022-01-03",
+            "created_by": "",
+            "group1": "a",
+            "group2": "x",
+            "group3": None,
+        } | fields
+        got = {
+            "value": row["value"],
+            "start_date": pd.Timestamp(row["start_date"]).date().isoformat(),
+            "created_by": row["created_by"],
+        }
+        got |= {g: json.loads(row[g]) if row[g] != "" else None for g in ("group1", "group2", "group3")}
+        assert got == want, case
+
+
+ITEMS = [
+    {"measureName": "errors-daily", "value": 1, "startDate": "2022-01-03"},
+    {"measureName": "errors-daily", "value": "2.5", "startDate": "2022-01-04T10:00:00+01:00"},
+    {"measureName": "nope", "value": 3, "startDate": "2022-01-05"},
+    {"measureName": "errors-daily", "value": 4, "startDate": "2022-01-05", "createdBy": "drive"},
+]
+
+
+@pytest.mark.parametrize(
+    "fmt",
+    ["array", "pretty array", "measures object", "ndjson", "ndjson with blank lines and CRLF"],
+)
+def test_file_formats(warehouse: Warehouse, tmp_path: Path, fmt: str) -> None:
+    """A JSON array, {"measures": [...]} and NDJSON give the same intake."""
+    texts = {
+        "array": json.dumps(ITEMS),
+        "pretty array": json.dumps(ITEMS, indent=2),
+        "measures object": json.dumps({"measures": ITEMS}, indent=1),
+        "ndjson": "\n".join(json.dumps(i) for i in ITEMS) + "\n",
+        "ndjson with blank lines and CRLF": "\r\n\r\n".join(json.dumps(i) for i in ITEMS),
+    }
+    path = tmp_path / "measures.json"
+    path.write_text(texts[fmt], encoding="utf-8")
+    result = warehouse.ingest_file(path, DEFINITIONS, FIRST_DAY)
+    assert result.as_dict() == {
+        "received": 4,
+        "accepted": 3,
+        "rejected": 1,
+        "rejected_by_reason": {"unknown_measure": 1},
+    }
+    stored = warehouse.read_table("raw_measures", order_by="seq")
+    assert stored["value"].tolist() == [1.0, 2.5, 4.0] and stored["created_by"].tolist() == ["", "", "drive"]
+    assert [json.loads(p) for p in warehouse.read_table("inbox", order_by="seq")["payload"]] == ITEMS
+
+
+def test_single_pretty_printed_object(warehouse: Warehouse, tmp_path: Path) -> None:
+    """One measure written over several lines is one item."""
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps(ITEMS[0], indent=4), encoding="utf-8")
+    assert warehouse.ingest_file(path, DEFINITIONS, FIRST_DAY).accepted == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"measureName": "errors-daily", "value": \xff\xfe 1}\n' + b"{}\n" * 10, "not UTF-8"),
+        (b"\xc3\x28" + b" " * 100, "not UTF-8"),
+        (b'[{"measureName": "errors-daily", "value": 1}, {"measureName": ', "not a valid JSON document"),
+        (b'{"measures": [{"value": 1}', "not a valid JSON document"),
+        (b"[1, 2,, 3]", "not a valid JSON document"),
+        (None, "no such file"),
+    ],
+)
+def test_unreadable_files_raise_and_write_nothing(
+    warehouse: Warehouse, tmp_path: Path, content: bytes | None, message: str
+) -> None:
+    """An unreadable file raises AggassetsError and leaves every table as it was."""
+    path = tmp_path / "bad.json"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(AggassetsError, match=message):
+        warehouse.ingest_file(path, DEFINITIONS, FIRST_DAY)
+    assert warehouse.loss_counts() == (0, 0, 0)
+    assert warehouse.read_table("intake_batches").empty
+
+
+def test_empty_file_is_an_empty_batch(warehouse: Warehouse, tmp_path: Path) -> None:
+    """An empty file is received as zero items, not an error."""
+    path = tmp_path / "empty.ndjson"
+    path.write_text("\n\n", encoding="utf-8")
+    assert warehouse.ingest_file(path, DEFINITIONS, FIRST_DAY).as_dict()["received"] == 0
+    assert warehouse.loss_counts() == (0, 0, 0)
