@@ -128,6 +128,7 @@ class _Parser:
     def parse(self) -> Expr:
         """The whole text as one expression."""
         if not self.text.strip():
+            self.skip()
             raise self.fail("an expression")
         expr = self.expr()
         if self.peek():
