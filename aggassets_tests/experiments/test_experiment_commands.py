@@ -1,0 +1,116 @@
+"""`aggassets experiments evaluate | sample-size` through the argparse wiring."""
+
+import argparse
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from epstats.toolkit.testing import TestData
+from scipy import stats as st
+from statsmodels.stats.power import NormalIndPower
+
+from aggassets.errors import AggassetsError
+from aggassets.experiments.commands import add_experiment_commands
+from aggassets_tests.experiments.reference_data import REFERENCE_DIR
+
+EPSTATS_COLUMNS = [
+    "exp_id",
+    "metric_id",
+    "metric_name",
+    "exp_variant_id",
+    "count",
+    "mean",
+    "std",
+    "sum_value",
+    "confidence_level",
+    "diff",
+    "test_stat",
+    "p_value",
+    "confidence_interval",
+    "standard_error",
+    "degrees_of_freedom",
+    "minimum_effect",
+    "sample_size",
+    "required_sample_size",
+    "power",
+    "false_positive_risk",
+]
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """Parse `argv` under `experiments`, run the command, return its stdout."""
+    parser = argparse.ArgumentParser(prog="aggassets experiments")
+    add_experiment_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    assert args.func(args) == 0
+    return capsys.readouterr().out
+
+
+@pytest.fixture
+def goals_csv(tmp_path: Path) -> Path:
+    """ep-stats' test-multiple goals as a CSV file."""
+    path = tmp_path / "goals.csv"
+    TestData.load_goals_agg("test-multiple").to_csv(path, index=False)
+    return path
+
+
+def test_evaluate_prints_epstats_metric_columns(
+    goals_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    experiment = str(REFERENCE_DIR / "test-multiple.json")
+    checks, exposures = tmp_path / "checks.csv", tmp_path / "exposures.csv"
+    argv = ["evaluate", "--experiment", experiment, "--goals", str(goals_csv)]
+    out = _run([*argv, "--checks-out", str(checks), "--exposures-out", str(exposures)], capsys)
+    metrics = pd.read_csv(io.StringIO(out))
+    assert list(metrics.columns) == EPSTATS_COLUMNS
+    assert len(metrics) == 9
+    np.testing.assert_allclose(metrics["p_value"].iloc[:3], [1.0, 0.724186, 0.724186], atol=1e-6)
+    assert list(pd.read_csv(checks).variable_id) == ["p_value", "test_stat", "confidence_level"]
+    assert list(pd.read_csv(exposures).exposures) == [3000, 3030, 3020]
+    extended = pd.read_csv(io.StringIO(_run([*argv, "--extended"], capsys)))
+    assert list(extended.columns[-4:]) == ["abs_diff", "abs_confidence_interval", "abs_p_value", "reason"]
+
+
+def test_evaluate_json_is_the_rest_shape(goals_csv: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    experiment = str(REFERENCE_DIR / "test-multiple.json")
+    result = json.loads(
+        _run(["evaluate", "--experiment", experiment, "--goals", str(goals_csv), "--format", "json"], capsys)
+    )
+    assert result["id"] == "test-multiple" and [m["id"] for m in result["metrics"]] == [1, 2, 3]
+    stat = result["metrics"][0]["stats"][0]
+    assert stat["exp_variant_id"] == "a" and stat["required_sample_size"] is None
+    assert result["checks"][0]["stats"][0]["variable_id"] == "p_value"
+    assert result["exposure"] == {
+        "unit_type": "test_unit_type",
+        "stats": [{"exp_variant_id": v, "count": c} for v, c in (("a", 3000), ("b", 3030), ("c", 3020))],
+    }
+
+
+def test_evaluate_bad_inputs(goals_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    experiment = str(REFERENCE_DIR / "test-multiple.json")
+    with pytest.raises(AggassetsError, match="--as-of"):
+        _run(["evaluate", "--experiment", experiment, "--goals", str(goals_csv), "--as-of", "yesterday"], capsys)
+    bad = tmp_path / "bad.csv"
+    bad.write_text(goals_csv.read_text().replace(",3000,", ",many,", 1))
+    with pytest.raises(AggassetsError, match="column count is not a number"):
+        _run(["evaluate", "--experiment", experiment, "--goals", str(bad)], capsys)
+    with pytest.raises(AggassetsError, match="cannot read goals"):
+        _run(["evaluate", "--experiment", experiment, "--goals", str(tmp_path / "none.csv")], capsys)
+
+
+def test_sample_size(capsys: pytest.CaptureFixture[str]) -> None:
+    out = _run(["sample-size", "--n-variants", "2", "--minimum-effect", "0.1", "--mean", "0.2", "--std", "1.2"], capsys)
+    expected = NormalIndPower().solve_power(effect_size=0.02 / 1.2, alpha=0.05, power=0.8, ratio=1.0)
+    assert json.loads(out) == {"sample_size_per_variant": float(round(expected))}
+    bernoulli = json.loads(
+        _run(["sample-size", "--n-variants", "2", "--minimum-effect", "0.1", "--mean", "0.2"], capsys)
+    )
+    z = st.norm.ppf(0.975) + st.norm.ppf(0.8)
+    assert bernoulli["sample_size_per_variant"] == round(z**2 * (0.2 * 0.8 + 0.22 * 0.78) / 0.02**2)
+    with pytest.raises(AggassetsError, match="two variants"):
+        _run(["sample-size", "--n-variants", "1", "--minimum-effect", "0.1", "--mean", "0.2"], capsys)
+    with pytest.raises(AggassetsError, match="between zero and one"):
+        _run(["sample-size", "--n-variants", "2", "--minimum-effect", "0.1", "--mean", "3"], capsys)

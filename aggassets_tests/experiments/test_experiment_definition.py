@@ -1,0 +1,128 @@
+"""Experiment definition files: ep-stats' request fields, strict validation, every error located."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from aggassets.errors import AggassetsError
+from aggassets.experiments.definition import load_experiment, parse_experiment
+from aggassets.experiments.expressions import to_text
+from aggassets_tests.experiments.reference_data import reference_files
+
+BASE = {
+    "id": "exp",
+    "control_variant": "a",
+    "unit_type": "user",
+    "metrics": [
+        {"id": 1, "name": "m", "nominator": "count(user.unit.click)", "denominator": "count(user.global.exposure)"}
+    ],
+}
+
+
+def _errors(**changes: object) -> str:
+    """The AggassetsError message for BASE with `changes`."""
+    with pytest.raises(AggassetsError) as info:
+        parse_experiment({**BASE, **changes}, "exp.json")
+    return str(info.value)
+
+
+@pytest.mark.parametrize("path", reference_files(), ids=[p.stem for p in reference_files()])
+def test_every_reference_file_loads(path: Path) -> None:
+    experiment = load_experiment(path)
+    assert experiment.metrics is not None and experiment.id
+
+
+def test_reference_only_fields_and_simple_metrics() -> None:
+    experiment = load_experiment(next(p for p in reference_files() if p.stem == "test-simple-metric-long"))
+    nominator, denominator = experiment.metrics[0].expressions(experiment.unit_type)
+    assert to_text(nominator) == "value(test_unit_type.global.clicks)"
+    assert to_text(denominator) == "value(test_unit_type.global.views)"
+    sequential = load_experiment(next(p for p in reference_files() if p.stem == "test-sequential-v2"))
+    assert str(sequential.date_for) == "2020-01-10"
+
+
+def test_defaults() -> None:
+    experiment = parse_experiment(BASE)
+    assert experiment.confidence_level == 0.95 and experiment.checks == [] and experiment.filters == []
+    check = parse_experiment({**BASE, "checks": [{"id": 1, "name": "S", "denominator": "count(user.global.exposure)"}]})
+    assert check.checks[0].type == "SRM" and check.checks[0].confidence_level == 0.999
+
+
+def test_every_error_is_listed_with_its_location() -> None:
+    metrics = [
+        {"id": 1, "name": "m", "nominator": "count(user.unit.click", "denominator": "count(user.global.exposure)"},
+        {"id": 2, "name": "n", "nominator": "count(user.unit.click)", "denominator": "cnt(user.global.exposure)"},
+    ]
+    message = _errors(metrics=metrics, colour="red", confidence_level=1.5)
+    assert "(4 error(s))" in message
+    assert "exp.json: metrics.0.nominator: cannot parse nominator at position 21: expected ')'" in message
+    assert "exp.json: metrics.1.denominator: cannot parse denominator at position 0: expected count" in message
+    assert "exp.json: colour: Extra inputs are not permitted" in message
+    assert "exp.json: confidence_level:" in message
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"metrics": [BASE["metrics"][0], BASE["metrics"][0]]}, "duplicate metric ids"),  # type: ignore[index]
+        ({"variants": ["b", "c"]}, "control_variant 'a' is not in variants"),
+        ({"variants": ["a", "a"]}, "variants must be unique"),
+        ({"date_from": "2026-10-10", "date_to": "2026-10-01"}, "date_to must be on or after date_from"),
+        ({"date_for": "2026-10-10"}, "date_for requires date_from and date_to"),
+        ({"date_from": "2026-13-01"}, "date_from"),
+        ({"traffic_weights": {"b": 1.0}}, "traffic_weights must include the control"),
+        ({"traffic_weights": {"a": 0.0}}, "positive"),
+        ({"variants": ["a", "b"], "traffic_weights": {"a": 1.0}}, "exactly the variants"),
+        (
+            {"checks": [{"id": 1, "name": "R", "type": "SumRatio", "denominator": "count(user.global.e)"}]},
+            "needs a nominator",
+        ),
+        (
+            {
+                "checks": [
+                    {"id": 1, "name": "S", "nominator": "count(user.global.x)", "denominator": "count(user.global.e)"}
+                ]
+            },
+            "takes no nominator",
+        ),
+        ({"checks": [{"id": 1, "name": "S", "type": "XYZ", "denominator": "count(user.global.e)"}]}, "checks.0.type"),
+        ({"filters": [{"scope": "trigger"}]}, "goal is required"),
+        ({"filters": [{"scope": "goal", "dimension": "element"}]}, "dimension and value are required"),
+        (
+            {"metrics": [{"id": 1, "name": "m", "nominator": "2", "denominator": "count(user.global.e)"}]},
+            "nominator has no goal",
+        ),
+        (
+            {
+                "metrics": [
+                    {
+                        "id": 1,
+                        "name": "m",
+                        "nominator": "count(user.unit.c)",
+                        "denominator": "count(user.global.e)",
+                        "minimum_effect": -0.1,
+                    }
+                ]
+            },
+            "minimum_effect",
+        ),
+        (
+            {"metrics": [{"id": 1, "name": "m", "simple": True, "nominator": "count(x)", "denominator": "views"}]},
+            "goal name",
+        ),
+        ({"unit_type": "bad unit"}, "unit_type"),
+    ],
+)
+def test_invalid_definitions_are_refused(changes: dict[str, object], message: str) -> None:
+    assert message in _errors(**changes)
+
+
+def test_load_experiment_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(AggassetsError, match="cannot read experiment file"):
+        load_experiment(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(AggassetsError, match="not JSON"):
+        load_experiment(tmp_path / "bad.json")
+    (tmp_path / "ok.json").write_text(json.dumps(BASE))
+    assert load_experiment(tmp_path / "ok.json").id == "exp"
