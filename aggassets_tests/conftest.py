@@ -3,6 +3,7 @@
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -67,18 +68,32 @@ def drop_schema(dsn: str, schema: str) -> None:
         con.close()
 
 
-@pytest.fixture(params=[pytest.param("duckdb"), pytest.param("postgres", marks=pytest.mark.postgres)])
-def warehouse_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A URL of an empty warehouse of each engine: a temp DuckDB file, or a fresh PostgreSQL schema."""
-    if request.param == "duckdb":
-        yield f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
-        return
+@contextmanager
+def fresh_pg_schema() -> Iterator[str]:
+    """A URL of a fresh PostgreSQL schema, dropped on exit (skips when no server answers)."""
     dsn = require_pg()
     schema = f"aggassets_test_{uuid.uuid4().hex[:12]}"
     try:
         yield with_schema(dsn, schema)
     finally:
         drop_schema(dsn, schema)
+
+
+@pytest.fixture(params=[pytest.param("duckdb"), pytest.param("postgres", marks=pytest.mark.postgres)])
+def warehouse_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A URL of an empty warehouse of each engine: a temp DuckDB file, or a fresh PostgreSQL schema."""
+    if request.param == "duckdb":
+        yield f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
+        return
+    with fresh_pg_schema() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A URL of a fresh PostgreSQL schema (for tests that compare the engines side by side)."""
+    with fresh_pg_schema() as url:
+        yield url
 
 
 @pytest.fixture

@@ -158,8 +158,8 @@ class Warehouse:
 
     def store_intake(self, validated: pa.Table, source: str, sha256: str | None) -> IntakeResult:
         """One transaction: inbox rows, sealed-key rejections, raw and rejected rows, batch record."""
-        now = utc_now()
         with self.transaction():
+            now = utc_now()  # taken inside: after any writer lock, so received_at orders with commits
             self.stage("staged", validated)
             ids = self.fetch(self.sql.NEXT_IDS).iloc[0]
             params = {"seq0": int(ids["seq"]), "batch_id": int(ids["batch_id"]) + 1, "now": now}
@@ -197,8 +197,10 @@ class Warehouse:
         """Recompute one grain's table over [start, end) from raw and sealed measures."""
         if grain not in GRAINS:
             raise AggassetsError(f"unknown grain {grain!r}; expected one of {', '.join(GRAINS)}")
-        params = {"start": start, "end": end, "now": utc_now()}
+        if period_start(grain, start) != start or period_start(grain, end) != end:
+            raise AggassetsError(f"{grain} window {start} .. {end} does not start and end on {grain} boundaries")
         with self.transaction():
+            params = {"start": start, "end": end, "now": utc_now()}  # after any writer lock
             for statement in self.sql.refresh_aggregates(grain):
                 self.execute(statement, params)
         window = {"start": start, "end": end}
@@ -262,6 +264,13 @@ def restitution_row(row: Mapping[str, Any]) -> dict[str, Any]:
     if row.get("last_raw_measures_purged") is not None and not pd.isna(row["last_raw_measures_purged"]):
         out["lastRawMeasuresPurged"] = pd.Timestamp(row["last_raw_measures_purged"]).isoformat()
     return {k: (float(v) if isinstance(v, float) else v) for k, v in out.items() if v is not None}
+
+
+def period_start(grain: str, day: date) -> date:
+    """The first day of the `grain` period containing `day` (weeks start on Monday)."""
+    if grain == "week":
+        return day - timedelta(days=day.weekday())
+    return day.replace(day=1) if grain == "month" else day
 
 
 def period_end(grain: str, start: date) -> date:

@@ -49,7 +49,9 @@ SCHEMA = [
 DELETE_DEFINITIONS = "DELETE FROM measure_definitions"
 INSERT_DEFINITIONS = "INSERT INTO measure_definitions SELECT * FROM staged_definitions"
 
-NEXT_IDS = """SELECT (SELECT coalesce(max(seq), 0) FROM inbox) AS seq,
+# seq never reuses a number, even after purged rows left the inbox: every batch received `received` items.
+NEXT_IDS = """SELECT greatest((SELECT coalesce(max(seq), 0) FROM inbox),
+                              (SELECT coalesce(sum(received), 0) FROM intake_batches))::BIGINT AS seq,
                      (SELECT coalesce(max(batch_id), 0) FROM intake_batches) AS batch_id"""
 FILE_SEEN = "SELECT count(*) FROM intake_batches WHERE sha256 = $sha256"
 
@@ -149,7 +151,7 @@ def window_preview(grain: str) -> str:
 SELECT a.measure_name, a.period_start, a.created_by, a.group1, a.count, a.avg, a.std, a.median
 FROM {AGGREGATE_TABLES[grain]} a JOIN measure_definitions d ON d.name = a.measure_name
 WHERE a.period_start >= $start AND a.period_start < $end AND a.count >= d.aggregation_threshold
-ORDER BY a.count DESC, a.measure_name LIMIT 10"""
+ORDER BY a.count DESC, a.measure_name, a.period_start, a.created_by, a.group1, a.group2, a.group3 LIMIT 10"""
 
 
 def released_rows(grain: str) -> str:

@@ -20,7 +20,7 @@ from aggassets.warehouse import postgres_sql
 from aggassets.warehouse.base import Warehouse
 
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-_INT_OIDS = {20, 21, 23}
+_INT_OIDS = {20: 64, 21: 16, 23: 32}
 _FLOAT_OIDS = {700, 701, 1700}
 _TIME_OIDS = {1082, 1114, 1184}
 _BOOL_OID = 16
@@ -88,15 +88,16 @@ def _column(values: Sequence[Any], oid: int) -> pd.Series:
     """One result column with the dtype DuckDB's `.df()` gives the same SQL type."""
     has_null = any(v is None for v in values)
     if oid in _INT_OIDS:
-        return pd.Series(values, dtype="Int64" if has_null else "int64")
+        bits = _INT_OIDS[oid]
+        return pd.Series(values, dtype=f"Int{bits}" if has_null else f"int{bits}")
     if oid in _FLOAT_OIDS:
         return pd.Series([np.nan if v is None else float(v) for v in values], dtype="float64")
     if oid in _TIME_OIDS:
         return pd.Series(pd.to_datetime(pd.Series(values, dtype=object), utc=oid == 1184)).pipe(_naive_us)
     if oid == _BOOL_OID:
         return pd.Series(values, dtype="boolean" if has_null else "bool")
-    if oid in _TEXT_OIDS:
-        return pd.Series(values, dtype="str")
+    if oid in _TEXT_OIDS:  # DuckDB gives object for a column without any string
+        return pd.Series(values, dtype="str" if len(values) > values.count(None) else object)
     return pd.Series(values, dtype=object)
 
 

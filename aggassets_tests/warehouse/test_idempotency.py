@@ -1,0 +1,132 @@
+"""Idempotent refreshes and the late-partition report."""
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from aggassets.errors import AggassetsError
+from aggassets.warehouse.base import Warehouse, utc_now
+from aggassets_tests.warehouse.support import (
+    DEFINITIONS,
+    TABLES,
+    frame,
+    generate,
+    ingest,
+    measure,
+    refresh_all,
+)
+
+TIMESTAMPS = {"computed_at", "materialized_at"}  # when a refresh ran: the only columns allowed to move
+
+
+def snapshot(wh: Warehouse) -> dict[str, pd.DataFrame]:
+    """Every table a refresh writes, without its run timestamps, in a stable order."""
+    out = {}
+    for table in [*TABLES.values(), "partition_materializations"]:
+        data = wh.read_table(table)
+        data = data.drop(columns=[c for c in data.columns if c in TIMESTAMPS])
+        out[table] = data.sort_values(list(data.columns[:6]), kind="stable").reset_index(drop=True)
+    return out
+
+
+def late(wh: Warehouse) -> set[tuple[str, date]]:
+    """The late partitions as (grain, period start)."""
+    report = wh.late_partitions()
+    return {(g, pd.Timestamp(p).date()) for g, p in zip(report["grain"], report["period_start"], strict=True)}
+
+
+def test_refreshing_twice_gives_identical_tables(warehouse: Warehouse, tmp_path: Path) -> None:
+    """A second refresh of the same windows rewrites the same rows, values and partitions."""
+    warehouse.sync_definitions(DEFINITIONS)
+    items = generate(seed=5, n=800, first=date(2022, 1, 24), days=30)
+    ingest(warehouse, tmp_path, items)
+    days = list(frame(items)["day"])
+    windows = refresh_all(warehouse, days)
+    first = snapshot(warehouse)
+    results = [warehouse.refresh(g, s, e) for g, (s, e) in windows.items()]
+    second = snapshot(warehouse)
+    for table, data in first.items():
+        pd.testing.assert_frame_equal(second[table], data, check_exact=True, obj=table)
+    assert [r.rows for r in results] == [len(first[t]) for t in TABLES.values()]
+
+
+def test_late_partitions_are_exactly_those_fed_after_materialization(warehouse: Warehouse, tmp_path: Path) -> None:
+    """A late measure marks its partition and the roll-ups above it, if they were materialized."""
+    warehouse.sync_definitions(DEFINITIONS)
+    days = [date(2022, 1, 24) + timedelta(days=i) for i in range(14)]  # two Monday weeks, Jan and Feb
+    on_time = [measure("errors-daily", i, d.isoformat()) for i, d in enumerate(days)]
+    on_time += [
+        measure("sharing-weekly", 1, "2022-01-26", group1="k"),
+        measure("variation-monthly", 1, "2022-02-02", group1="gas"),
+    ]
+    ingest(warehouse, tmp_path, on_time)
+    refresh_all(warehouse, days)
+    assert late(warehouse) == set()
+    before = utc_now()
+    ingest(
+        warehouse,
+        tmp_path,
+        [
+            measure("errors-daily", 5, "2022-01-26"),  # day, its week and its month
+            measure("errors-daily", 6, "2022-01-26T23:30:00-01:00"),  # the 27th in UTC
+            measure("sharing-weekly", 2, "2022-02-03", group1="k"),  # week of Jan 31
+            measure("variation-monthly", 2, "2022-02-20", group1="gas"),  # month of February
+            measure("errors-daily", 7, "2022-03-15"),  # never materialized: not late, just new
+            {"measureName": "nope", "value": 1, "startDate": "2022-01-25"},  # rejected: feeds nothing
+        ],
+    )
+    assert late(warehouse) == {
+        ("day", date(2022, 1, 26)),
+        ("day", date(2022, 1, 27)),
+        ("week", date(2022, 1, 24)),
+        ("week", date(2022, 1, 31)),
+        ("month", date(2022, 1, 1)),
+        ("month", date(2022, 2, 1)),
+    }
+    report = warehouse.late_partitions()
+    assert all(before <= pd.Timestamp(t).to_pydatetime() <= utc_now() for t in report["last_received"])
+    warehouse.refresh("day", date(2022, 1, 26), date(2022, 1, 27))
+    assert ("day", date(2022, 1, 26)) not in late(warehouse) and ("day", date(2022, 1, 27)) in late(warehouse)
+    refresh_all(warehouse, days)
+    assert late(warehouse) == set()
+
+
+def test_inbox_sequence_never_reuses_numbers(warehouse: Warehouse, tmp_path: Path) -> None:
+    """After a purge empties the inbox, new measures still get new sequence numbers."""
+    warehouse.sync_definitions(DEFINITIONS)
+    ingest(warehouse, tmp_path, [measure("errors-daily", v, "2022-01-03") for v in (1, 2, 3)])
+    warehouse.refresh("day", date(2022, 1, 3), date(2022, 1, 4))
+    assert warehouse.purge(0, now=utc_now() + timedelta(seconds=1)) == {"errors-daily": 3}
+    assert warehouse.loss_counts() == (0, 0, 0)
+    ingest(warehouse, tmp_path, [measure("errors-daily", 4, "2022-01-04")], lines=["not json"])
+    assert warehouse.read_table("inbox", order_by="seq")["seq"].tolist() == [4, 5]
+    assert warehouse.read_table("intake_batches", order_by="batch_id")["batch_id"].tolist() == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("grain", "start", "end"),
+    [
+        ("week", date(2022, 1, 4), date(2022, 1, 11)),
+        ("week", date(2022, 1, 3), date(2022, 1, 9)),
+        ("month", date(2022, 1, 2), date(2022, 2, 1)),
+        ("month", date(2022, 1, 1), date(2022, 1, 31)),
+    ],
+)
+def test_refresh_refuses_windows_across_period_boundaries(
+    warehouse: Warehouse, grain: str, start: date, end: date
+) -> None:
+    """A window that cuts a week or a month would write rows outside itself: refused."""
+    with pytest.raises(AggassetsError, match="boundaries"):
+        warehouse.refresh(grain, start, end)
+    with pytest.raises(AggassetsError, match="unknown grain"):
+        warehouse.refresh("year", start, end)
+
+
+def test_received_at_is_naive_utc(warehouse: Warehouse, tmp_path: Path) -> None:
+    """Timestamps are stored as naive UTC."""
+    warehouse.sync_definitions(DEFINITIONS)
+    ingest(warehouse, tmp_path, [measure("errors-daily", 1, "2022-01-03")])
+    stamp = pd.Timestamp(warehouse.read_table("raw_measures")["received_at"].iloc[0]).to_pydatetime()
+    assert stamp.tzinfo is None and abs(stamp - datetime.now(UTC).replace(tzinfo=None)) < timedelta(minutes=1)

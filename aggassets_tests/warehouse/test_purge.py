@@ -1,0 +1,211 @@
+"""Purge and sealing (DESIGN §4.5): figures kept exact, quartile keys sealed, nothing lost."""
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from aggassets.errors import AggassetsError
+from aggassets.warehouse.base import Warehouse, utc_now
+from aggassets_tests.warehouse.support import (
+    BY_NAME,
+    DEFINITIONS,
+    TABLES,
+    aggregates,
+    assert_matches,
+    expected,
+    frame,
+    generate,
+    ingest,
+    measure,
+    refresh_all,
+)
+
+FIRST = date(2022, 1, 24)
+QUARTILE_WAITING = {"latency-weekly", "variation-monthly"}  # maxDaysToUpdateQuartile 200 and 100
+
+
+@dataclass
+class Loaded:
+    """A refreshed warehouse, what went in, and when."""
+
+    wh: Warehouse
+    items: list[dict[str, Any]]
+    rows: pd.DataFrame
+    received: datetime
+    windows: dict[str, tuple[date, date]]
+
+
+@pytest.fixture
+def loaded(warehouse: Warehouse, tmp_path: Path) -> Loaded:
+    """1,200 generated measures over five weeks, refreshed on every grain."""
+    warehouse.sync_definitions(DEFINITIONS)
+    items = generate(seed=3, n=1200, first=FIRST, days=35)
+    ingest(warehouse, tmp_path, items)
+    received = utc_now()
+    rows = frame(items)
+    return Loaded(warehouse, items, rows, received, refresh_all(warehouse, list(rows["day"])))
+
+
+def want(state: Loaded, grain: str, rows: pd.DataFrame | None = None) -> pd.DataFrame:
+    """numpy's table of `grain` over the state's window."""
+    return expected(state.rows if rows is None else rows, grain, *state.windows[grain])
+
+
+def purged_stamps(wh: Warehouse, grain: str) -> dict[str, set[Any]]:
+    """The distinct last_raw_measures_purged values per measure of one grain (None for NULL)."""
+    table = wh.read_table(TABLES[grain])
+    return {
+        m: {None if pd.isna(v) else pd.Timestamp(v).to_pydatetime() for v in g["last_raw_measures_purged"]}
+        for m, g in table.groupby("measure_name")
+    }
+
+
+def test_purge_keeps_figures_and_recompute_is_identical(loaded: Loaded) -> None:
+    """Purged raw rows move to sealed moments: the figures do not move, before or after a recompute."""
+    wh = loaded.wh
+    before = {g: aggregates(wh, g) for g in TABLES}
+    now = loaded.received + timedelta(days=91)
+    summary = wh.purge(90, now=now)
+    counts = Counter(i["measureName"] for i in loaded.items)
+    assert summary == {m: n for m, n in sorted(counts.items()) if m not in QUARTILE_WAITING}
+    remaining = wh.read_table("raw_measures")
+    assert set(remaining["measure_name"]) == QUARTILE_WAITING
+    assert len(remaining) == sum(counts[m] for m in QUARTILE_WAITING)
+    received, accepted, rejected = wh.loss_counts()
+    assert (received, accepted, rejected) == (len(remaining), len(remaining), 0)
+    for grain in TABLES:
+        assert_matches(aggregates(wh, grain), before[grain])  # untouched by the purge itself
+        stamps = purged_stamps(wh, grain)
+        assert all(s == ({None} if m in QUARTILE_WAITING else {now}) for m, s in stamps.items()), grain
+    refresh_all(wh, list(loaded.rows["day"]))
+    for grain, (start, end) in loaded.windows.items():
+        assert_matches(aggregates(wh, grain), before[grain])
+        assert_matches(aggregates(wh, grain), want(loaded, grain))
+        assert purged_stamps(wh, grain) == {
+            m: ({None} if m in QUARTILE_WAITING else {now}) for m in purged_stamps(wh, grain)
+        }
+        assert set(wh.check_violations(grain, start, end).values()) == {0}
+    released = wh.released("week", "visits-daily", *loaded.windows["week"])
+    assert released and all(r["lastRawMeasuresPurged"] == now.isoformat() for r in released)
+
+
+def test_quartile_measures_wait_for_both_delays(loaded: Loaded) -> None:
+    """A quartile measure is purged only when older than both --days and maxDaysToUpdateQuartile."""
+    wh, t0 = loaded.wh, loaded.received
+    quartile = {d.name for d in DEFINITIONS if d.with_quartiles}
+    first = wh.purge(0, now=t0 + timedelta(days=10))  # duration-daily waits 30 days
+    assert not set(first) & quartile
+    assert wh.purge(60, now=t0 + timedelta(days=40)) == {}  # 40 > 30 but 40 < 60
+    assert set(wh.purge(60, now=t0 + timedelta(days=61))) == {"duration-daily"}
+    assert set(wh.purge(60, now=t0 + timedelta(days=101))) == {"variation-monthly"}
+    assert set(wh.read_table("raw_measures")["measure_name"]) == {"latency-weekly"}
+    assert set(wh.purge(60, now=t0 + timedelta(days=201))) == {"latency-weekly"}
+    assert wh.loss_counts() == (0, 0, 0)
+    refresh_all(wh, list(loaded.rows["day"]))
+    for grain in TABLES:
+        assert_matches(aggregates(wh, grain), want(loaded, grain))
+
+
+def test_late_measures_after_purge_merge_exactly(loaded: Loaded, tmp_path: Path) -> None:
+    """Late non-quartile measures on purged keys: sealed moments + raw equal numpy over every value."""
+    wh, t0 = loaded.wh, loaded.received
+    wh.purge(30, now=t0 + timedelta(days=31))
+    plain = [i for i in loaded.items if not BY_NAME[i["measureName"]].with_quartiles]
+    late = [dict(i, value=round(float(i["value"]) * -0.5 + k % 7, 3)) for k, i in enumerate(plain[:300])]
+    late += generate(seed=99, n=200, first=FIRST, days=35, names=["visits-daily", "storage-monthly"])
+    result = ingest(wh, tmp_path, late)
+    assert (result.accepted, result.rejected) == (len(late), 0)
+    everything = pd.concat([loaded.rows, frame(late)], ignore_index=True)
+    refresh_all(wh, list(loaded.rows["day"]))
+    for grain in TABLES:
+        assert_matches(aggregates(wh, grain), want(loaded, grain, everything))
+    wh.purge(30, now=t0 + timedelta(days=200))  # a second sealed chunk for the same keys
+    refresh_all(wh, list(loaded.rows["day"]))
+    for grain in TABLES:
+        assert_matches(aggregates(wh, grain), want(loaded, grain, everything))
+
+
+def test_late_quartile_measures_of_a_sealed_key_are_rejected(loaded: Loaded, tmp_path: Path) -> None:
+    """Once raw rows of a quartile key are purged, later measures for it are rejected and kept."""
+    wh, t0 = loaded.wh, loaded.received
+    assert "duration-daily" in wh.purge(90, now=t0 + timedelta(days=91))
+    sample = next(i for i in loaded.items if i["measureName"] == "duration-daily")
+    day = date.fromisoformat(sample["startDate"][:10]) if len(sample["startDate"]) == 10 else None
+    sample = next(i for i in loaded.items if i["measureName"] == "duration-daily" and len(i["startDate"]) == 10)
+    day = date.fromisoformat(sample["startDate"])
+    same_week = day + timedelta(days=1 if day.weekday() < 6 else -1)
+    group, by = sample["group1"]["slug"], sample.get("createdBy")
+    sealed = [
+        measure("duration-daily", 1.0, day.isoformat(), by, group1=group),
+        measure("duration-daily", 2.0, same_week.isoformat(), by, group1=group),
+    ]
+    fresh = [
+        measure("duration-daily", 3.0, day.isoformat(), by, group1="fresh-slug"),
+        measure("duration-daily", 4.0, "2022-06-01", by, group1=group),
+    ]
+    before = {g: aggregates(wh, g) for g in TABLES}
+    result = ingest(wh, tmp_path, sealed + fresh)
+    assert result.as_dict() == {
+        "received": 4,
+        "accepted": 2,
+        "rejected": 2,
+        "rejected_by_reason": {"quartile_key_sealed": 2},
+    }
+    rejected = wh.read_table("rejected_measures")
+    assert rejected["reason"].tolist() == ["quartile_key_sealed"] * 2
+    assert set(rejected["measure_name"]) == {"duration-daily"}
+    inbox = wh.read_table("inbox")
+    assert set(rejected["seq"]) <= set(inbox["seq"])
+    received, accepted, n_rejected = wh.loss_counts()
+    assert received == accepted + n_rejected
+    refresh_all(wh, list(loaded.rows["day"]))
+    for grain in TABLES:  # sealed keys keep their figures (quartiles frozen); the fresh key appears
+        after = aggregates(wh, grain)
+        assert_matches(after[after["group1"] != '"fresh-slug"'].reset_index(drop=True), before[grain])
+        assert (after["group1"] == '"fresh-slug"').sum() == 1
+        assert_matches(after, want(loaded, grain, pd.concat([loaded.rows, frame(fresh[:1])])))
+
+
+def test_partitions_not_materialized_since_arrival_are_not_purged(warehouse: Warehouse, tmp_path: Path) -> None:
+    """Only measures whose partition was materialized after they arrived are purged."""
+    warehouse.sync_definitions(DEFINITIONS)
+    days = [date(2022, 1, 3) + timedelta(days=i) for i in range(4)]
+    ingest(warehouse, tmp_path, [measure("errors-daily", i, d.isoformat()) for i, d in enumerate(days)])
+    ingest(warehouse, tmp_path, [measure("sharing-weekly", 5, "2022-01-05", group1="k")])
+    warehouse.refresh("day", days[0], days[2])  # the first two days only; no week refreshed
+    late = ingest(warehouse, tmp_path, [measure("errors-daily", 9, days[0].isoformat())])
+    assert late.accepted == 1
+    now = utc_now() + timedelta(days=5)
+    assert warehouse.purge(1, now=now) == {"errors-daily": 2}
+    kept = warehouse.read_table("raw_measures", order_by="seq")
+    assert kept["value"].tolist() == [2.0, 3.0, 5.0, 9.0]
+    warehouse.refresh("day", days[0], days[1])
+    warehouse.refresh("week", date(2022, 1, 3), date(2022, 1, 10))
+    assert warehouse.purge(1, now=now) == {"errors-daily": 1, "sharing-weekly": 1}
+    daily = aggregates(warehouse, "day").set_index("period_start")
+    assert daily.loc[days[0], "sum"] == 9.0 and daily.loc[days[0], "count"] == 2
+
+
+def test_purge_per_measure(loaded: Loaded) -> None:
+    """--measure purges that measure only and stamps only its rows."""
+    wh = loaded.wh
+    now = loaded.received + timedelta(days=2)
+    n = sum(1 for i in loaded.items if i["measureName"] == "visits-daily")
+    assert wh.purge(1, measure="visits-daily", now=now) == {"visits-daily": n}
+    assert "visits-daily" not in set(wh.read_table("raw_measures")["measure_name"])
+    assert len(wh.read_table("raw_measures")) == len(loaded.items) - n
+    for grain in TABLES:
+        stamps = purged_stamps(wh, grain)
+        assert all(s == ({now} if m == "visits-daily" else {None}) for m, s in stamps.items())
+    assert wh.purge(1, measure="visits-daily", now=now) == {}
+
+
+def test_purge_refuses_negative_days(warehouse: Warehouse) -> None:
+    """A negative age is an error, not a purge of the future."""
+    with pytest.raises(AggassetsError):
+        warehouse.purge(-1)
