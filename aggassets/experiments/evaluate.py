@@ -52,11 +52,9 @@ def goal_refs_needed(experiment: ExperimentDefinition) -> list[GoalRef]:
 
 
 def cross_products_needed(experiment: ExperimentDefinition) -> list[tuple[GoalRef, GoalRef]]:
-    """Goal pairs (left.key < right.key) whose Σ_units left·right the delta method needs.
-
-    For every metric with linear nominator and denominator: nominator x denominator, denominator x
-    denominator and nominator x nominator goals (a goal with itself is read from the goals' squares).
-    """
+    """Goal pairs (left.key < right.key) whose Σ_units left·right the delta method needs (see docs)."""
+    # every metric with linear nominator and denominator: nominator x denominator, denominator x
+    # denominator and nominator x nominator goals (a goal with itself is read from the goals' squares)
     pairs: dict[tuple[str, str], tuple[GoalRef, GoalRef]] = {}
     for metric in compile_metrics(experiment):
         for a, b in cross_pairs(metric):
@@ -147,12 +145,10 @@ def evaluate_goals(
     as_of: datetime.date | None = None,
     compat: bool = False,
 ) -> Evaluation:
-    """Evaluate metrics, checks and exposures from aggregated goals (see docs/experiments.md).
-
-    `as_of` (default: the definition's date_for, else today) sets the sequential confidence level and
-    the last day of data read; `cross` switches ratio metrics to the delta method with covariance;
-    `compat` reproduces ep-stats 2.5.10 exactly, faults included.
-    """
+    """Evaluate metrics, checks and exposures from aggregated goals (see docs/experiments.md)."""
+    # as_of (default: the definition's date_for, else today) sets the sequential confidence level and
+    # the last day of data read; cross switches ratio metrics to the delta method with covariance;
+    # compat reproduces ep-stats 2.5.10 exactly, faults included
     as_of = as_of or experiment.date_for or datetime.date.today()
     refs = goal_refs_needed(experiment)
     table = build_goal_table(experiment, goals, refs, as_of, literal_dimensions=compat)

@@ -1,15 +1,12 @@
-"""ep-stats' metric expression language: a recursive-descent parser and a vectorised evaluator.
+"""ep-stats' metric expression language: a recursive-descent parser and a vectorised evaluator."""
 
-Grammar (ordinary precedence, left associative, whitespace between tokens ignored)::
-
-    expr    := term (("+" | "-") term)*
-    term    := factor (("*" | "/") factor)*
-    factor  := NUMBER | "-" factor | "(" expr ")" | goal
-    goal    := FUNC "(" NAME "." AGG "." GOAL ["(" cond ("," cond)* [","] ")"] ")"
-    cond    := DIMENSION OP VALUE          OP in = != < > <= >= =^ (=^ is "starts with")
-
-FUNC is count | value | unique, AGG is unit | global, NUMBER is an integer or a decimal.
-"""
+# Grammar (ordinary precedence, left associative, whitespace between tokens ignored):
+#     expr    := term (("+" | "-") term)*
+#     term    := factor (("*" | "/") factor)*
+#     factor  := NUMBER | "-" factor | "(" expr ")" | goal
+#     goal    := FUNC "(" NAME "." AGG "." GOAL ["(" cond ("," cond)* [","] ")"] ")"
+#     cond    := DIMENSION OP VALUE          OP in = != < > <= >= =^ (=^ is "starts with")
+# FUNC is count | value | unique, AGG is unit | global, NUMBER is an integer or a decimal.
 
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -317,11 +314,9 @@ class LinearForm:
 
 
 def linear_form(expr: Expr, square_constants: bool = False) -> LinearForm | None:
-    """The expression as a LinearForm, or None when it multiplies or divides two goal terms.
-
-    With `square_constants` every constant is squared first: ep-stats' rule for the nominator's
-    sum of squares (the same operations applied to the goals' squared columns).
-    """
+    """The expression as a LinearForm, or None when it multiplies or divides two goal terms."""
+    # square_constants squares every constant first: ep-stats' rule for the nominator's sum of
+    # squares (the same operations applied to the goals' squared columns)
     if isinstance(expr, Const):
         return LinearForm((), expr.value**2 if square_constants else expr.value)
     if isinstance(expr, GoalRef):

@@ -37,11 +37,8 @@ def holm_confidence_interval(
     confidence_level: float,
     epstats_ratio: bool = False,
 ) -> np.ndarray:
-    """Interval half-widths at the per-comparison level alpha · p / p_adjusted (ep-stats' widening).
-
-    When p and p_adjusted are both 0 the ratio is taken as Holm's factor 1 / (m - rank);
-    `epstats_ratio` takes it as 1 instead, as ep-stats does.
-    """
+    """Interval half-widths at the per-comparison level alpha · p / p_adjusted (ep-stats' widening)."""
+    # when p and p_adjusted are both 0 the ratio is Holm's factor 1 / (m - rank); epstats_ratio takes 1
     alpha = 1 - confidence_level
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.asarray(p_values / adjusted, dtype=float)

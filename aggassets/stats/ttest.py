@@ -1,8 +1,6 @@
-"""Welch t-tests on the absolute and the relative difference of means, from summary statistics.
+"""Welch t-tests on the absolute and relative difference of means, vectorised over metrics x variants."""
 
-Arrays broadcast: control arguments shaped (metrics, 1) against treatments (metrics, variants)
-evaluate every metric and variant at once.
-"""
+# Arrays broadcast: control arguments shaped (metrics, 1) against treatments (metrics, variants).
 
 from dataclasses import dataclass
 
@@ -81,10 +79,8 @@ def relative_welch(
     signed_control: bool = False,
     truncate: bool = True,
 ) -> WelchTest:
-    """Welch test of (mean_t - mean_c) / |mean_c| with the delta-method standard error.
-
-    `signed_control` divides the standard error by mean_c instead of |mean_c| (ep-stats' sign fault).
-    """
+    """Welch test of (mean_t - mean_c) / |mean_c| with the delta-method standard error."""
+    # signed_control divides the standard error by mean_c instead of |mean_c| (ep-stats' sign fault)
     df = welch_degrees_of_freedom(std_c, n_c, std_t, n_t, truncate)
     scale = mean_c if signed_control else np.abs(mean_c)
     with np.errstate(divide="ignore", invalid="ignore"):
