@@ -5,6 +5,7 @@ import datetime
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as st
 
 from aggassets.errors import AggassetsError
 from aggassets.experiments.definition import ExperimentDefinition, parse_experiment
@@ -152,3 +153,24 @@ def test_literal_mode_matches_epstats_text() -> None:
     experiment = _experiment(["count(user.unit.view(element=^button-1, product>1))"])
     assert evaluate_goals(experiment, goals, as_of=TODAY, compat=True).metrics["sum_value"].tolist() == [7.0]
     assert evaluate_goals(experiment, goals, as_of=TODAY).metrics["sum_value"].tolist() == [0.0]
+
+
+def test_srm_against_configured_traffic_weights() -> None:
+    goals = pd.concat([_goals(variant=v).assign(count=lambda f, n=n: np.where(f.goal == "exposure", n, f["count"]))
+                       for v, n in (("a", 5100), ("b", 2400), ("c", 2500))])  # fmt: skip
+    srm = [{"id": 1, "name": "SRM", "denominator": "count(user.global.exposure)"}]
+    weights = {"a": 2.0, "b": 1.0, "c": 1.0}
+    weighted = _experiment(["count(user.unit.view)"], checks=srm, traffic_weights=weights)
+    checks = evaluate_goals(weighted, goals, as_of=TODAY).checks.set_index("variable_id")["value"]
+    expected = st.chisquare([5100, 2400, 2500], [5000, 2500, 2500])
+    assert checks["test_stat"] == pytest.approx(expected.statistic) and checks["p_value"] == pytest.approx(
+        expected.pvalue
+    )
+    equal = evaluate_goals(_experiment(["count(user.unit.view)"], checks=srm), goals, as_of=TODAY).checks
+    assert equal.set_index("variable_id")["value"]["test_stat"] == pytest.approx(
+        st.chisquare([5100, 2400, 2500]).statistic
+    )
+    with pytest.raises(AggassetsError, match="no weight for variant"):
+        evaluate_goals(
+            _experiment(["count(user.unit.view)"], checks=srm, traffic_weights={"a": 1.0}), goals, as_of=TODAY
+        )
