@@ -14,7 +14,7 @@ from aggassets.experiments.definition import ExperimentDefinition
 from aggassets.experiments.expressions import GoalRef, evaluate, goal_refs
 from aggassets.experiments.goals import GoalTable, build_cross_table, build_goal_table
 from aggassets.stats.checks import srm_test, sum_ratio_test
-from aggassets.stats.ratio import delta_moments, mean_moments
+from aggassets.stats.ratio import MetricMoments, delta_moments, mean_moments
 from aggassets.stats.sequential import sequential_confidence_level
 
 EPSTATS_METRIC_COLUMNS = [
@@ -64,7 +64,7 @@ def cross_products_needed(experiment: ExperimentDefinition) -> list[tuple[GoalRe
 
 def _moments_and_sizes(
     experiment: ExperimentDefinition, table: GoalTable, cross: pd.DataFrame | None
-) -> tuple[np.ndarray, np.ndarray, object, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, MetricMoments, np.ndarray]:
     """Denominator and nominator totals, moments and sample sizes of every metric and variant."""
     metrics = compile_metrics(experiment)
     sums = metric_sums(metrics, table)
@@ -75,7 +75,7 @@ def _moments_and_sizes(
         ready, ratio_sums = delta_sums(metrics, sums, table, build_cross_table(cross, table.variants))
         delta = delta_moments(ratio_sums)
         use = ready[:, None]
-        moments = type(moments)(*(np.where(use, getattr(delta, f), getattr(moments, f)) for f in vars(moments)))
+        moments = MetricMoments(*(np.where(use, getattr(delta, f), getattr(moments, f)) for f in vars(moments)))
         sample_size = np.where(use, ratio_sums.units, sample_size)
     return sums.count, sums.sum_value, moments, sample_size
 
@@ -91,7 +91,7 @@ def _metrics_frame(
     control = table.variants.index(experiment.control_variant)
     x = ComparisonInput(
         count, sum_value, moments, sample_size, effects, control, level, experiment.null_hypothesis_rate
-    )  # type: ignore[arg-type]
+    )
     columns = compare(x, compat)
     n_metrics, n_variants = count.shape
     frame = pd.DataFrame(
