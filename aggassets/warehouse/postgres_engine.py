@@ -172,6 +172,7 @@ class PostgresWarehouse(Warehouse):
             cur.execute(pgsql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(ident))
             cur.execute(pgsql.SQL("CREATE TEMP TABLE {} ({}){}").format(ident, columns, on_commit))
             cur.copy_expert(pgsql.SQL("COPY {} FROM STDIN WITH (FORMAT csv)").format(ident), buffer)
+            cur.execute(pgsql.SQL("ANALYZE {}").format(ident))  # no autovacuum statistics on temp tables
         self._staged.append(name)
 
     @contextmanager

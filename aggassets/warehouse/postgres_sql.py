@@ -150,23 +150,22 @@ sealed_part AS (
   FROM sealed_moments s JOIN eligible e ON e.name = s.measure_name
   WHERE s.start_date >= %(start)s AND s.start_date < %(end)s
 ),
-parts AS (SELECT * FROM raw_part UNION ALL SELECT * FROM sealed_part),
+parts AS (  -- each part's mean against its key's overall mean, for the pooled m2 (no self-join)
+  SELECT u.*, sum(u.s) OVER w / (sum(u.n) OVER w)::DOUBLE PRECISION AS mean
+  FROM (SELECT * FROM raw_part UNION ALL SELECT * FROM sealed_part) u
+  WINDOW w AS (PARTITION BY {KEY})
+),
 totals AS (
   SELECT {KEY}, sum(n)::BIGINT AS n, sum(nz)::BIGINT AS nz, sum(s) AS s, min(mn) AS mn, max(mx) AS mx,
-         max(sealed_at) AS purged, max(q) AS q
+         max(sealed_at) AS purged, max(q) AS q, sum(m2 + n * power(s / n - mean, 2)) AS m2
   FROM parts GROUP BY {KEY}
-),
-spread AS (
-  SELECT {", ".join(f"p.{c}" for c in KEY.split(", "))},
-         sum(p.m2 + p.n * power(p.s / p.n - t.s / t.n, 2)) AS m2
-  FROM parts p JOIN totals t USING ({KEY}) GROUP BY {", ".join(f"p.{c}" for c in KEY.split(", "))}
 )
 SELECT t.measure_name, t.period_start, t.created_by, t.group1, t.group2, t.group3,
        t.n, t.nz, t.s, t.mn, t.mx, t.s / t.n,
-       CASE WHEN t.n > 1 THEN sqrt(greatest(sp.m2, 0) / (t.n - 1)) ELSE 0 END, sp.m2,
+       CASE WHEN t.n > 1 THEN sqrt(greatest(t.m2, 0) / (t.n - 1)) ELSE 0 END, t.m2,
        coalesce(f.median, t.q[2]), coalesce(f.first_quartile, t.q[1]), coalesce(f.third_quartile, t.q[3]),
        t.purged, %(now)s
-FROM totals t JOIN spread sp USING ({KEY})
+FROM totals t
 LEFT JOIN frozen_quartiles f ON f.grain = '{grain}' AND {_key_match("f", "t", KEY)}"""
 
 
@@ -264,6 +263,7 @@ JOIN partition_materializations pm ON pm.grain = d.aggregation_period AND pm.per
 WHERE r.received_at < %(now)s - make_interval(days => %(days)s) AND pm.materialized_at >= r.received_at
   AND (NOT d.with_quartiles OR r.received_at < %(now)s - make_interval(days => d.max_days_to_update_quartile))
   AND (%(measure)s::TEXT IS NULL OR r.measure_name = %(measure)s::TEXT)""",
+    "ANALYZE purge_candidates",  # temp tables get no automatic statistics: plans need them
     f"""INSERT INTO frozen_quartiles (measure_name, grain, period_start, created_by, group1, group2, group3,
   first_quartile, median, third_quartile, frozen_at)
 WITH targets AS (
