@@ -10,12 +10,13 @@ import pandas as pd
 import psycopg2
 import pyarrow as pa
 import pytest
+from psycopg2 import sql as pgsql
 
 from aggassets.errors import AggassetsError
 from aggassets.warehouse import open_warehouse
 from aggassets.warehouse.base import Warehouse, utc_now
 from aggassets.warehouse.postgres_engine import PostgresWarehouse, split_url
-from aggassets_tests.conftest import WarehouseFactory, drop_schema, require_pg
+from aggassets_tests.warehouse.engines import WarehouseFactory, drop_schema, require_pg
 from aggassets_tests.warehouse.support import DEFINITIONS, FIRST_DAY, TABLES, frame, generate, measure, window
 
 RUN_TIMES = {"received_at", "computed_at", "materialized_at"}  # wall-clock times of each engine's run
@@ -145,7 +146,7 @@ def test_schema_through_libpq_options() -> None:
     admin = psycopg2.connect(dsn)
     admin.autocommit = True
     try:
-        admin.cursor().execute(f'CREATE SCHEMA "{schema}"')
+        admin.cursor().execute(pgsql.SQL("CREATE SCHEMA {}").format(pgsql.Identifier(schema)))
         sep = "&" if "?" in dsn else "?"
         with open_warehouse(f"{dsn}{sep}options=-csearch_path%3D{schema}") as wh:
             tables = wh.fetch(
