@@ -129,7 +129,9 @@ class PostgresWarehouse(Warehouse):
             cur.execute("SET TIME ZONE 'UTC'")
             if self.schema is not None:
                 ident = pgsql.Identifier(self.schema)
-                cur.execute(pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident))
+                cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %(s)s", {"s": self.schema})
+                if cur.fetchone() is None:  # CREATE SCHEMA IF NOT EXISTS needs CREATE even when it exists
+                    cur.execute(pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident))
                 cur.execute(pgsql.SQL("SET search_path TO {}").format(ident))
         self.setup()
 
