@@ -84,13 +84,13 @@ class MeasureCatalog:
         return [m.name for m in self.measures]
 
 
-def _format_errors(path: Path, exc: ValidationError) -> str:
+def format_errors(path: Path | str, exc: ValidationError, kind: str = "definitions") -> str:
     """Every pydantic error as `file: location: message`, one per line."""
     lines = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "<root>"
         lines.append(f"{path}: {loc}: {err['msg']}")
-    return f"invalid definitions file ({len(lines)} error(s)):\n" + "\n".join(lines)
+    return f"invalid {kind} file ({len(lines)} error(s)):\n" + "\n".join(lines)
 
 
 def load_measures_file(path: Path) -> MeasureCatalog:
@@ -104,7 +104,7 @@ def load_measures_file(path: Path) -> MeasureCatalog:
     try:
         parsed = MeasuresFile.model_validate(raw)
     except ValidationError as exc:
-        raise AggassetsError(_format_errors(Path(path), exc)) from exc
+        raise AggassetsError(format_errors(Path(path), exc)) from exc
     return MeasureCatalog(tuple(parsed.definitions))
 
 

@@ -9,6 +9,7 @@ from aggassets.assets.measures import MEASURE_ASSETS
 from aggassets.errors import AggassetsError
 from aggassets.partitions import PARTITIONS_BY_GRAIN
 from aggassets.resources import CatalogResource, WarehouseResource
+from aggassets.warehouse.base import period_start
 
 SELECTION = {
     "day": ["raw_measures", "daily_aggregates"],
@@ -23,17 +24,8 @@ def overlapping_keys(grain: str, start: date, end: date) -> list[str]:
         raise AggassetsError(f"--end ({end}) must be after --start ({start})")
     keys = PARTITIONS_BY_GRAIN[grain].get_partition_keys()
     last = (end - timedelta(days=1)).isoformat()
-    first = _period_start(grain, start).isoformat()
+    first = period_start(grain, start).isoformat()
     return [k for k in keys if first <= k <= last]
-
-
-def _period_start(grain: str, day: date) -> date:
-    """The start of the `grain` period containing `day`."""
-    if grain == "week":
-        return day - timedelta(days=day.weekday())
-    if grain == "month":
-        return day.replace(day=1)
-    return day
 
 
 def instance_for_runs() -> DagsterInstance:

@@ -19,6 +19,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from aggassets.catalog import format_errors
 from aggassets.errors import AggassetsError
 from aggassets.experiments.expressions import (
     Expr,
@@ -220,21 +221,12 @@ class ExperimentDefinition(BaseModel):
         return nominator, parse_expression(check.denominator)
 
 
-def _format_errors(path: Path, exc: ValidationError) -> str:
-    """Every pydantic error as `file: location: message`, one per line."""
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
-        lines.append(f"{path}: {loc}: {err['msg']}")
-    return f"invalid experiment file ({len(lines)} error(s)):\n" + "\n".join(lines)
-
-
 def parse_experiment(raw: object, source: str = "<experiment>") -> ExperimentDefinition:
     """Validate an already-decoded experiment; AggassetsError listing every error and its location."""
     try:
         return ExperimentDefinition.model_validate(raw)
     except ValidationError as exc:
-        raise AggassetsError(_format_errors(Path(source), exc)) from exc
+        raise AggassetsError(format_errors(Path(source), exc, "experiment")) from exc
 
 
 def load_experiment(path: Path | str) -> ExperimentDefinition:
