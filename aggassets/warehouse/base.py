@@ -123,7 +123,7 @@ class Warehouse:
     def setup(self) -> None:
         """Create every table that does not exist yet."""
         with self.transaction():
-            for statement in self.sql.SCHEMA:
+            for statement in [*self.sql.SCHEMA, *self.sql.EXPERIMENT_SCHEMA]:
                 self.execute(statement)
 
     def sync_definitions(self, definitions: Sequence[MeasureDefinition]) -> None:
@@ -136,7 +136,8 @@ class Warehouse:
 
     def read_table(self, name: str, order_by: str | None = None) -> pd.DataFrame:
         """A whole table (tests and the demo summary); `name` must be a known table."""
-        known = {s.split("EXISTS ", 1)[1].split(" ", 1)[0] for s in self.sql.SCHEMA}
+        schema = [*self.sql.SCHEMA, *self.sql.EXPERIMENT_SCHEMA]
+        known = {s.split("EXISTS ", 1)[1].split(" ", 1)[0] for s in schema}
         if name not in known:
             raise AggassetsError(f"unknown table {name!r}")
         return self.fetch(f"SELECT * FROM {name}" + (f" ORDER BY {order_by}" if order_by else ""))

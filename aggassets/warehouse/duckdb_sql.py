@@ -260,3 +260,40 @@ src AS (
 )
 SELECT count(*) FROM agg FULL JOIN src USING (measure_name) WHERE agg.n IS DISTINCT FROM src.n""",
     }
+
+
+# -- experiments: events and evaluation history ------------------------------------------------
+# events carries one VARCHAR column per dimension, named dim_<lower-case name>, added on first sight.
+EXPERIMENT_SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS event_batches (
+  batch_id BIGINT PRIMARY KEY, source VARCHAR, sha256 VARCHAR, received_at TIMESTAMP NOT NULL,
+  received BIGINT NOT NULL, accepted BIGINT NOT NULL, rejected BIGINT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS events (
+  batch_id BIGINT NOT NULL, date DATE NOT NULL, exp_id VARCHAR NOT NULL, exp_variant_id VARCHAR NOT NULL,
+  unit_type VARCHAR NOT NULL, unit_id VARCHAR NOT NULL, goal VARCHAR NOT NULL, count BIGINT NOT NULL,
+  value DOUBLE NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS rejected_events (
+  batch_id BIGINT NOT NULL, row_number BIGINT NOT NULL, reason VARCHAR NOT NULL, row_json VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS experiment_goals (
+  exp_id VARCHAR NOT NULL, evaluation_date DATE NOT NULL, evaluated_at TIMESTAMP NOT NULL,
+  exp_variant_id VARCHAR NOT NULL, unit_type VARCHAR NOT NULL, agg_type VARCHAR NOT NULL, goal VARCHAR NOT NULL,
+  goal_key VARCHAR NOT NULL, dimensions VARCHAR NOT NULL, count DOUBLE NOT NULL, sum_sqr_count DOUBLE NOT NULL,
+  sum_value DOUBLE NOT NULL, sum_sqr_value DOUBLE NOT NULL, count_unique DOUBLE NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS experiment_goal_products (
+  exp_id VARCHAR NOT NULL, evaluation_date DATE NOT NULL, exp_variant_id VARCHAR NOT NULL,
+  left_key VARCHAR NOT NULL, right_key VARCHAR NOT NULL, sum_product DOUBLE NOT NULL, units BIGINT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS experiment_metrics (
+  exp_id VARCHAR NOT NULL, evaluation_date DATE NOT NULL, evaluated_at TIMESTAMP NOT NULL,
+  metric_id BIGINT NOT NULL, metric_name VARCHAR NOT NULL, exp_variant_id VARCHAR NOT NULL, count DOUBLE,
+  mean DOUBLE, std DOUBLE, sum_value DOUBLE, confidence_level DOUBLE, diff DOUBLE, test_stat DOUBLE,
+  p_value DOUBLE, confidence_interval DOUBLE, standard_error DOUBLE, degrees_of_freedom DOUBLE,
+  minimum_effect DOUBLE, sample_size DOUBLE, required_sample_size DOUBLE, power DOUBLE,
+  false_positive_risk DOUBLE, abs_diff DOUBLE, abs_confidence_interval DOUBLE, abs_p_value DOUBLE,
+  reason VARCHAR NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS experiment_checks (
+  exp_id VARCHAR NOT NULL, evaluation_date DATE NOT NULL, evaluated_at TIMESTAMP NOT NULL,
+  check_id BIGINT NOT NULL, check_name VARCHAR NOT NULL, variable_id VARCHAR NOT NULL, value DOUBLE)""",
+    """CREATE TABLE IF NOT EXISTS experiment_exposures (
+  exp_id VARCHAR NOT NULL, evaluation_date DATE NOT NULL, evaluated_at TIMESTAMP NOT NULL,
+  exp_variant_id VARCHAR NOT NULL, exposures BIGINT NOT NULL)""",
+]

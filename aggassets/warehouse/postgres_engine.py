@@ -139,7 +139,7 @@ class PostgresWarehouse(Warehouse):
         """Create every table and index that does not exist yet."""
         super().setup()
         with self.transaction():
-            for statement in self.sql.INDEXES:
+            for statement in [*self.sql.INDEXES, *self.sql.EXPERIMENT_INDEXES]:
                 self.execute(statement)
 
     def execute(self, statement: str, params: Mapping[str, Any] | None = None) -> None:

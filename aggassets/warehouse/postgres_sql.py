@@ -320,3 +320,47 @@ src AS (
 )
 SELECT count(*) FROM agg FULL JOIN src USING (measure_name) WHERE agg.n IS DISTINCT FROM src.n""",
     }
+
+
+# -- experiments: events and evaluation history ------------------------------------------------
+# events carries one TEXT column per dimension, named dim_<lower-case name>, added on first sight.
+_F = "DOUBLE PRECISION"
+EXPERIMENT_SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS event_batches (
+  batch_id BIGINT PRIMARY KEY, source TEXT, sha256 TEXT, received_at TIMESTAMP NOT NULL,
+  received BIGINT NOT NULL, accepted BIGINT NOT NULL, rejected BIGINT NOT NULL)""",
+    f"""CREATE TABLE IF NOT EXISTS events (
+  batch_id BIGINT NOT NULL, date DATE NOT NULL, exp_id TEXT NOT NULL, exp_variant_id TEXT NOT NULL,
+  unit_type TEXT NOT NULL, unit_id TEXT NOT NULL, goal TEXT NOT NULL, count BIGINT NOT NULL,
+  value {_F} NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS rejected_events (
+  batch_id BIGINT NOT NULL, row_number BIGINT NOT NULL, reason TEXT NOT NULL, row_json TEXT)""",
+    f"""CREATE TABLE IF NOT EXISTS experiment_goals (
+  exp_id TEXT NOT NULL, evaluation_date DATE NOT NULL, evaluated_at TIMESTAMP NOT NULL,
+  exp_variant_id TEXT NOT NULL, unit_type TEXT NOT NULL, agg_type TEXT NOT NULL, goal TEXT NOT NULL,
+  goal_key TEXT NOT NULL, dimensions TEXT NOT NULL, count {_F} NOT NULL, sum_sqr_count {_F} NOT NULL,
+  sum_value {_F} NOT NULL, sum_sqr_value {_F} NOT NULL, count_unique {_F} NOT NULL)""",
+    f"""CREATE TABLE IF NOT EXISTS experiment_goal_products (
+  exp_id TEXT NOT NULL, evaluation_date DATE NOT NULL, exp_variant_id TEXT NOT NULL,
+  left_key TEXT NOT NULL, right_key TEXT NOT NULL, sum_product {_F} NOT NULL, units BIGINT NOT NULL)""",
+    f"""CREATE TABLE IF NOT EXISTS experiment_metrics (
+  exp_id TEXT NOT NULL, evaluation_date DATE NOT NULL, evaluated_at TIMESTAMP NOT NULL,
+  metric_id BIGINT NOT NULL, metric_name TEXT NOT NULL, exp_variant_id TEXT NOT NULL, count {_F},
+  mean {_F}, std {_F}, sum_value {_F}, confidence_level {_F}, diff {_F}, test_stat {_F},
+  p_value {_F}, confidence_interval {_F}, standard_error {_F}, degrees_of_freedom {_F},
+  minimum_effect {_F}, sample_size {_F}, required_sample_size {_F}, power {_F},
+  false_positive_risk {_F}, abs_diff {_F}, abs_confidence_interval {_F}, abs_p_value {_F},
+  reason TEXT NOT NULL)""",
+    f"""CREATE TABLE IF NOT EXISTS experiment_checks (
+  exp_id TEXT NOT NULL, evaluation_date DATE NOT NULL, evaluated_at TIMESTAMP NOT NULL,
+  check_id BIGINT NOT NULL, check_name TEXT NOT NULL, variable_id TEXT NOT NULL, value {_F})""",
+    """CREATE TABLE IF NOT EXISTS experiment_exposures (
+  exp_id TEXT NOT NULL, evaluation_date DATE NOT NULL, evaluated_at TIMESTAMP NOT NULL,
+  exp_variant_id TEXT NOT NULL, exposures BIGINT NOT NULL)""",
+]
+EXPERIMENT_INDEXES = [
+    "CREATE INDEX IF NOT EXISTS events_exp_date ON events (exp_id, date)",
+    "CREATE INDEX IF NOT EXISTS event_batches_sha256 ON event_batches (sha256)",
+    "CREATE INDEX IF NOT EXISTS experiment_goals_eval ON experiment_goals (exp_id, evaluation_date)",
+    "CREATE INDEX IF NOT EXISTS experiment_metrics_eval ON experiment_metrics (exp_id, evaluation_date)",
+]

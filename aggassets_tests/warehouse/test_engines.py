@@ -31,6 +31,10 @@ ALL_TABLES = [
     "frozen_quartiles",
     "partition_materializations",
 ]
+EXPERIMENT_TABLES = [
+    "event_batches", "events", "rejected_events", "experiment_goals", "experiment_goal_products",
+    "experiment_metrics", "experiment_checks", "experiment_exposures",
+]  # fmt: skip
 
 
 def scenario(wh: Warehouse, folder: Path, purge_at: datetime) -> dict[str, Any]:
@@ -152,7 +156,7 @@ def test_schema_through_libpq_options() -> None:
             tables = wh.fetch(
                 "SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = %(s)s", {"s": schema}
             )
-            assert int(tables["n"].iloc[0]) == len(ALL_TABLES)
+            assert int(tables["n"].iloc[0]) == len(ALL_TABLES) + len(EXPERIMENT_TABLES)
     finally:
         admin.close()
         drop_schema(dsn, schema)
