@@ -11,7 +11,7 @@ from typing import Any
 from aggassets import settings
 from aggassets.catalog import load_measures, load_measures_file
 from aggassets.errors import AggassetsError
-from aggassets.warehouse import Warehouse, open_warehouse
+from aggassets.warehouse import Warehouse, events_intake, open_warehouse
 
 
 def _date(text: str) -> date:
@@ -61,6 +61,22 @@ def cmd_measures_ingest(args: argparse.Namespace) -> int:
     with _open(args) as wh:
         for name in args.files:
             result = wh.ingest_file(Path(name), catalog.measures, settings.partitions_start())
+            for key in ("received", "accepted", "rejected"):
+                totals[key] += getattr(result, key)
+            for reason, n in result.rejected_by_reason.items():
+                totals["rejected_by_reason"][reason] = totals["rejected_by_reason"].get(reason, 0) + n
+    _print(totals)
+    return 0
+
+
+def cmd_events_ingest(args: argparse.Namespace) -> int:
+    """Ingest event files (CSV, Parquet, NDJSON); print one JSON line of counts."""
+    totals: dict[str, Any] = {"received": 0, "accepted": 0, "rejected": 0, "rejected_by_reason": {}}
+    # Every file is validated before any is stored: a bad file among them stores nothing.
+    validated = [(name, *events_intake.validate_file(Path(name))) for name in args.files]
+    with _open(args, sync=False) as wh:
+        for name, rows, dimensions in validated:
+            result = wh.store_events(rows, dimensions, name, None)
             for key in ("received", "accepted", "rejected"):
                 totals[key] += getattr(result, key)
             for reason, n in result.rejected_by_reason.items():
@@ -126,6 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     measures = groups.add_parser("measures", help="raw measures").add_subparsers(required=True)
     _add(measures, "ingest", cmd_measures_ingest, "ingest JSON array / {measures: []} / NDJSON files") \
+        .add_argument("files", nargs="+")
+
+    events = groups.add_parser("events", help="experiment events").add_subparsers(required=True)
+    _add(events, "ingest", cmd_events_ingest, "ingest CSV, Parquet or NDJSON event files") \
         .add_argument("files", nargs="+")
 
     aggregates = groups.add_parser("aggregates", help="released aggregates").add_subparsers(required=True)

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from aggassets.catalog import MeasureDefinition
 from aggassets.errors import AggassetsError
-from aggassets.warehouse import intake
+from aggassets.warehouse import events_intake, intake
 
 GRAINS = ("day", "week", "month")
 AGGREGATE_TABLES = {"day": "daily_aggregates", "week": "weekly_aggregates", "month": "monthly_aggregates"}
@@ -239,6 +239,46 @@ class Warehouse:
                 self.execute(statement, params)
             summary = self.fetch(self.sql.PURGE_SUMMARY)
         return {str(m): int(n) for m, n in summary.itertuples(index=False)}
+
+    # -- events ----------------------------------------------------------------
+    def ingest_events(self, path: Path, sha256: str | None = None) -> IntakeResult:
+        """Validate an events file (see events_intake) and store it: events, rejected_events, a batch row."""
+        validated, dimensions = events_intake.validate_file(Path(path))
+        return self.store_events(validated, dimensions, str(path), sha256)
+
+    def store_events(
+        self, validated: pa.Table, dimensions: Sequence[str], source: str, sha256: str | None
+    ) -> IntakeResult:
+        """One transaction: missing dim_ columns, accepted and rejected rows, the event_batches row."""
+        with self.transaction():
+            now = utc_now()  # after any writer lock
+            present = set(self.event_dimensions())
+            for name in dimensions:
+                if name not in present:
+                    self.execute(self.sql.add_event_dimension(name))
+            self.stage("staged_events", validated)
+            params: dict[str, Any] = {"batch_id": int(self.fetch(self.sql.NEXT_EVENT_BATCH).iloc[0, 0])}
+            self.execute(self.sql.insert_events(dimensions), params)
+            self.execute(self.sql.INSERT_REJECTED_EVENTS, params)
+            counts = self.fetch(self.sql.STAGED_EVENT_COUNTS)
+            by_reason = {str(r): int(n) for r, n in counts.itertuples(index=False) if r}
+            received = int(counts["n"].sum())
+            rejected = sum(by_reason.values())
+            self.execute(self.sql.INSERT_EVENT_BATCH, {
+                **params, "source": source, "sha256": sha256, "now": now, "received": received,
+                "accepted": received - rejected, "rejected": rejected,
+            })
+        ordered = dict(sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0])))
+        return IntakeResult(received, received - rejected, rejected, ordered)
+
+    def event_dimensions(self) -> list[str]:
+        """Dimension names present in events: lower-case, without the dim_ prefix, sorted."""
+        return [str(c).removeprefix("dim_") for c in self.fetch(self.sql.EVENT_DIMENSIONS).iloc[:, 0]]
+
+    def event_loss_counts(self) -> tuple[int, int, int]:
+        """(received, accepted, rejected) over every event batch: the first equals the sum of the others."""
+        row = self.fetch(self.sql.EVENT_LOSS_COUNTS).iloc[0]
+        return int(row.iloc[0]), int(row.iloc[1]), int(row.iloc[2])
 
 
 def _group(key: str | None, stored: str) -> dict[str, Any] | None:

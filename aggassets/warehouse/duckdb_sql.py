@@ -1,6 +1,9 @@
 """Every SQL statement of the DuckDB warehouse (named parameters: $name)."""
 
+from collections.abc import Sequence
+
 from aggassets.warehouse.base import AGGREGATE_TABLES, PERIODS_FEEDING
+from aggassets.warehouse.events_intake import quote
 
 KEY = "measure_name, period_start, created_by, group1, group2, group3"
 MEASURE_KEY = "measure_name, created_by, group1, group2, group3"
@@ -297,3 +300,29 @@ EXPERIMENT_SCHEMA = [
   exp_id VARCHAR NOT NULL, evaluation_date DATE NOT NULL, evaluated_at TIMESTAMP NOT NULL,
   exp_variant_id VARCHAR NOT NULL, exposures BIGINT NOT NULL)""",
 ]
+
+# -- events intake (staged_events: the rows validated by events_intake.py) ----------------------
+EVENT_FIELDS = ("date", "exp_id", "exp_variant_id", "unit_type", "unit_id", "goal", "count", "value")
+EVENT_DIMENSIONS = """SELECT column_name FROM information_schema.columns
+WHERE table_catalog = current_database() AND table_schema = current_schema() AND table_name = 'events'
+  AND left(column_name, 4) = 'dim_' ORDER BY column_name"""
+NEXT_EVENT_BATCH = "SELECT coalesce(max(batch_id), 0) + 1 AS batch_id FROM event_batches"
+INSERT_REJECTED_EVENTS = """INSERT INTO rejected_events
+SELECT $batch_id, row_number, reason, row_json FROM staged_events WHERE reason IS NOT NULL"""
+STAGED_EVENT_COUNTS = "SELECT coalesce(reason, '') AS reason, count(*) AS n FROM staged_events GROUP BY 1"
+INSERT_EVENT_BATCH = """INSERT INTO event_batches VALUES ($batch_id, $source, $sha256, $now,
+  $received, $accepted, $rejected)"""
+EVENT_LOSS_COUNTS = """SELECT (SELECT coalesce(sum(received), 0) FROM event_batches)::BIGINT AS received,
+  (SELECT count(*) FROM events) AS accepted, (SELECT count(*) FROM rejected_events) AS rejected"""
+
+
+def add_event_dimension(name: str) -> str:
+    """Add the text column dim_<name> to events (`name`: a validated lower-case identifier)."""
+    return f"ALTER TABLE events ADD COLUMN IF NOT EXISTS {quote('dim_' + name)} VARCHAR"
+
+
+def insert_events(dimensions: Sequence[str]) -> str:
+    """Insert the accepted staged rows with their dimensions (others stay NULL)."""
+    columns = ", ".join(quote(c) for c in (*EVENT_FIELDS, *(f"dim_{d}" for d in dimensions)))
+    return f"""INSERT INTO events (batch_id, {columns})
+SELECT $batch_id, {columns} FROM staged_events WHERE reason IS NULL"""

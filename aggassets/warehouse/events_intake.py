@@ -1,0 +1,234 @@
+"""Event intake: read an events file as text into an in-memory DuckDB, validate every row in one statement.
+
+Formats by extension: `.csv` (comma, `"` quotes, a header row), `.parquet`, `.ndjson` / `.jsonl` (one JSON
+object per line, blank lines skipped) and `.json` (a JSON array of objects, or NDJSON when the file does not
+start with `[`). Every cell is read as text, so nothing is lost to type inference (Parquet cells are cast to
+text). Columns: date, exp_id, exp_variant_id, unit_type, unit_id, goal (required), count, value (optional);
+every other column is a dimension, stored as `dim_<lower-case name>`.
+
+Cells are trimmed of spaces, tabs, CR and LF; an empty cell is missing. Rules, checked in this order, the
+first failing one gives the row's reason:
+  invalid_json / not_an_object / duplicate_field   (JSON rows only) the row is not one JSON object with unique keys
+  bad_date                 not YYYY-MM-DD, or an ISO date-time (its UTC date is kept), within 1900-01-01..2999-12-31
+  missing_exp_id, missing_exp_variant_id           empty
+  bad_unit_type            not an identifier [A-Za-z_][A-Za-z0-9_]*
+  missing_unit_id          empty
+  bad_goal                 not [A-Za-z0-9_]+ (the goal names of metric expressions)
+  bad_count                not a non-negative integer (digits, optionally `.0`) within int64; missing -> 1
+  bad_value                not a finite decimal number; missing -> 0
+Dimension cells are kept as (trimmed) text, empty -> NULL. NUL characters become U+FFFD (PostgreSQL text
+cannot hold them), on both engines.
+
+File-level problems raise AggassetsError and store nothing: unknown extension, unreadable or malformed file,
+a missing required column (for JSON: a key that no object row has), a dimension name that is not an
+identifier of at most 59 characters, or two columns whose names are equal ignoring case.
+"""
+
+import csv
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from aggassets.errors import AggassetsError
+
+REQUIRED = ("date", "exp_id", "exp_variant_id", "unit_type", "unit_id", "goal")
+OPTIONAL = ("count", "value")
+REASONS = (
+    "invalid_json", "not_an_object", "duplicate_field", "bad_date", "missing_exp_id", "missing_exp_variant_id",
+    "bad_unit_type", "missing_unit_id", "bad_goal", "bad_count", "bad_value",
+)
+EXTENSIONS = {".csv": "csv", ".parquet": "parquet", ".ndjson": "json", ".jsonl": "json", ".json": "json"}
+_DIMENSION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,58}$")  # dim_ + 59 characters fit PostgreSQL's 63
+_DATE_RE = r"\d{4}-\d{2}-\d{2}"
+_TIMESTAMP_RE = r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}(:?\d{2})?)?"
+_NUMBER_RE = r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?"
+
+# JSON rows: one per non-blank line (or array element), with its shape reason when it is not an object.
+_JSON_ROWS = """
+CREATE TABLE json_rows AS
+SELECT rn, original, j, CASE WHEN j IS NULL THEN 'invalid_json' WHEN json_type(j) <> 'OBJECT' THEN 'not_an_object'
+  WHEN len(json_keys(j)) <> len(list_distinct(json_keys(j))) THEN 'duplicate_field' END AS shape
+FROM (SELECT rn, original, try_cast(original AS JSON) AS j FROM ({source}))
+"""
+_LINES = """SELECT row_number() OVER () AS rn, original FROM (
+  SELECT original FROM read_csv(?, columns = {'original': 'VARCHAR'}, header = false, delim = chr(30),
+      quote = '', escape = '', auto_detect = false, strict_mode = false)
+  WHERE original IS NOT NULL AND trim(original, ' \t\r\n') <> '')"""
+_ARRAY = """SELECT generate_subscripts(items, 1) AS rn, unnest(items)::VARCHAR AS original
+FROM (SELECT json_extract(try_cast(content AS JSON), '$[*]') AS items FROM read_text(?))"""
+_JSON_KEYS = """SELECT k FROM (SELECT rn, unnest(json_keys(j)) AS k FROM json_rows WHERE shape IS NULL)
+GROUP BY k ORDER BY min(rn), k"""
+
+
+def _fail(path: Path, what: str, exc: Exception) -> AggassetsError:
+    """A one-line file-level error."""
+    detail = " ".join(str(exc).split())
+    return AggassetsError(f"{path}: {what}: {detail[:300]}")
+
+
+def _read_csv(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
+    """Table `raw` from a CSV file; returns its column names (the header, trimmed)."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            header = next(csv.reader(fh), None)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise _fail(path, "cannot read the CSV header", exc) from exc
+    if not header:
+        raise AggassetsError(f"{path}: no header row")
+    names = [h.strip(" \t\r\n") for h in header]
+    check_columns(path, names)
+    try:
+        con.execute(
+            """CREATE TABLE raw AS SELECT NULL::VARCHAR AS shape, NULL::VARCHAR AS original, *
+            FROM read_csv(?, columns = ?, header = true, delim = ',', quote = '"', escape = '"',
+                auto_detect = false)""",
+            [str(path), {f"c{i}": "VARCHAR" for i in range(1, len(names) + 1)}],
+        )
+    except duckdb.Error as exc:
+        raise _fail(path, "cannot read CSV", exc) from exc
+    return names
+
+
+def _read_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
+    """Table `raw` from a Parquet file, every column cast to text; returns the column names."""
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise _fail(path, "cannot read Parquet", exc) from exc
+    names = table.column_names
+    check_columns(path, names)
+    casts = ", ".join(f"CAST({quote(n)} AS VARCHAR) AS c{i}" for i, n in enumerate(names, start=1))
+    con.register("parquet_in", table)
+    try:
+        con.execute(f"CREATE TABLE raw AS SELECT NULL::VARCHAR AS shape, NULL::VARCHAR AS original, {casts} "
+                    "FROM parquet_in")
+    except duckdb.Error as exc:
+        raise _fail(path, "cannot read Parquet cells as text", exc) from exc
+    finally:
+        con.unregister("parquet_in")
+    return names
+
+
+def _read_json(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
+    """Table `raw` from NDJSON (or a JSON array): one text column per key found in an object row."""
+    with open(path, "rb") as fh:
+        is_array = fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"["
+    try:
+        if is_array and not con.execute("SELECT json_valid(content) FROM read_text(?)", [str(path)]).fetchone()[0]:
+            raise AggassetsError(f"{path}: not a valid JSON array")
+        con.execute(_JSON_ROWS.format(source=_ARRAY if is_array else _LINES), [str(path)])
+        names = [r[0] for r in con.execute(_JSON_KEYS).fetchall()]
+    except duckdb.Error as exc:
+        raise _fail(path, "cannot read JSON", exc) from exc
+    objects = con.execute("SELECT count(*) FROM json_rows WHERE shape IS NULL").fetchone()
+    check_columns(path, names, required=bool(objects and objects[0]))
+    cells = "".join(f", j ->> '$.\"{n}\"' AS c{i}" for i, n in enumerate(names, start=1))
+    con.execute(f"CREATE TABLE raw AS SELECT shape, original{cells} FROM json_rows ORDER BY rn")
+    return names
+
+
+READERS = {"csv": _read_csv, "parquet": _read_parquet, "json": _read_json}
+
+
+def quote(name: str) -> str:
+    """A column name as a quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def check_columns(path: Path, names: Sequence[str], required: bool = True) -> None:
+    """Raise on a missing required column, a bad dimension name or names equal ignoring case."""
+    missing = [c for c in REQUIRED if c not in names]
+    if required and missing:
+        raise AggassetsError(f"{path}: missing required column(s) {', '.join(missing)} "
+                             f"(found: {', '.join(names) or 'none'})")
+    for name in names:
+        if name not in REQUIRED + OPTIONAL and not _DIMENSION.match(name):
+            raise AggassetsError(f"{path}: column {name!r} is not a valid dimension name "
+                                 "(letters, digits and _, not starting with a digit, at most 59 characters)")
+    seen: dict[str, str] = {}
+    for name in names:
+        if name.lower() in seen:
+            raise AggassetsError(f"{path}: columns {seen[name.lower()]!r} and {name!r} collide "
+                                 "(column names are compared ignoring case)")
+        seen[name.lower()] = name
+
+
+def _cell(column: str | None) -> str:
+    """SQL of one trimmed cell, NULL when empty (or when the column is absent)."""
+    if column is None:
+        return "NULL::VARCHAR"
+    return f"nullif(trim(replace({column}, chr(0), chr(65533)), ' \t\r\n'), '')"
+
+
+def _accepted(expression: str) -> str:
+    """The expression for accepted rows, NULL for rejected ones."""
+    return f"CASE WHEN reason IS NULL THEN {expression} END"
+
+
+def validation_sql(names: Sequence[str]) -> str:
+    """The one validation statement over table `raw` (shape, original, then c1..cN: the file's `names`)."""
+    pos = {n: f"c{i}" for i, n in enumerate(names, start=1)}
+    std = {c: _cell(pos.get(c)) for c in REQUIRED + OPTIONAL}
+    dims = [n for n in names if n not in REQUIRED + OPTIONAL]
+    dim_out = "".join(f", {_accepted(_cell(pos[n]))} AS {quote('dim_' + n.lower())}" for n in dims)
+    as_json = ", ".join(f"'{n}', {pos[n]}" for n in names)
+    fields = ", ".join(f"{_accepted(f'{p}_{c}')} AS {c}" for c in REQUIRED + OPTIONAL
+                       for p in ["v" if c in ("date", "count", "value") else "f"])
+    return f"""
+WITH cells AS (
+  SELECT rowid + 1 AS row_number, *,
+    {std['date']} AS f_date, {std['exp_id']} AS f_exp_id, {std['exp_variant_id']} AS f_exp_variant_id,
+    {std['unit_type']} AS f_unit_type, {std['unit_id']} AS f_unit_id, {std['goal']} AS f_goal,
+    {std['count']} AS f_count, {std['value']} AS f_value
+  FROM raw
+), parsed AS (
+  SELECT *,
+    CASE WHEN regexp_full_match(f_date, '{_DATE_RE}') THEN try_cast(f_date AS DATE)
+         WHEN regexp_full_match(f_date, '{_TIMESTAMP_RE}')
+              THEN timezone('UTC', try_cast(f_date AS TIMESTAMPTZ))::DATE END AS v_date,
+    CASE WHEN f_count IS NULL THEN 1::BIGINT
+         WHEN regexp_full_match(f_count, '[+]?[0-9]+([.]0*)?')
+              THEN try_cast(regexp_replace(f_count, '[.]0*$', '') AS BIGINT) END AS v_count,
+    CASE WHEN f_value IS NULL THEN 0::DOUBLE
+         WHEN regexp_full_match(f_value, '{_NUMBER_RE}') THEN try_cast(f_value AS DOUBLE) END AS v_value
+  FROM cells
+), checked AS (
+  SELECT *, CASE
+      WHEN shape IS NOT NULL THEN shape
+      WHEN v_date IS NULL OR v_date < DATE '1900-01-01' OR v_date > DATE '2999-12-31' THEN 'bad_date'
+      WHEN f_exp_id IS NULL THEN 'missing_exp_id'
+      WHEN f_exp_variant_id IS NULL THEN 'missing_exp_variant_id'
+      WHEN f_unit_type IS NULL OR NOT regexp_full_match(f_unit_type, '[A-Za-z_][A-Za-z0-9_]*') THEN 'bad_unit_type'
+      WHEN f_unit_id IS NULL THEN 'missing_unit_id'
+      WHEN f_goal IS NULL OR NOT regexp_full_match(f_goal, '[A-Za-z0-9_]+') THEN 'bad_goal'
+      WHEN v_count IS NULL THEN 'bad_count'
+      WHEN v_value IS NULL OR NOT isfinite(v_value) THEN 'bad_value'
+    END AS reason
+  FROM parsed
+)
+SELECT row_number, reason,
+  CASE WHEN reason IS NOT NULL THEN replace(coalesce(original, json_object({as_json})::VARCHAR), chr(0), chr(65533))
+       END AS row_json,
+  {fields}{dim_out}
+FROM checked ORDER BY row_number
+"""
+
+
+def validate_file(path: Path) -> tuple[pa.Table, list[str]]:
+    """(one validated row per received row, the file's dimension names in lower case)."""
+    path = Path(path)
+    kind = EXTENSIONS.get(path.suffix.lower())
+    if kind is None:
+        raise AggassetsError(f"{path}: unknown events file extension {path.suffix!r} "
+                             f"(expected {', '.join(EXTENSIONS)})")
+    if not path.is_file():
+        raise AggassetsError(f"{path}: no such file")
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        names = READERS[kind](con, path)
+        validated = con.sql(validation_sql(names)).to_arrow_table()
+    return validated, [n.lower() for n in names if n not in REQUIRED + OPTIONAL]
