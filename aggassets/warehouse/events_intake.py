@@ -66,7 +66,7 @@ GROUP BY k ORDER BY min(rn), k"""
 
 def _fail(path: Path, what: str, exc: Exception) -> AggassetsError:
     """A one-line file-level error."""
-    detail = " ".join(str(exc).split())
+    detail = " ".join(str(exc).split("Possible fixes:")[0].split()).removeprefix("Invalid Input Error: ")
     return AggassetsError(f"{path}: {what}: {detail[:300]}")
 
 
@@ -75,7 +75,9 @@ def _read_csv(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
     try:
         with open(path, encoding="utf-8-sig", newline="") as fh:
             header = next(csv.reader(fh), None)
-    except (UnicodeDecodeError, csv.Error) as exc:
+    except UnicodeDecodeError as exc:
+        raise _fail(path, "not UTF-8 text", exc) from exc
+    except csv.Error as exc:
         raise _fail(path, "cannot read the CSV header", exc) from exc
     if not header:
         raise AggassetsError(f"{path}: no header row")

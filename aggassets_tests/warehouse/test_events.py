@@ -1,0 +1,315 @@
+"""Event intake on every engine: reasons for malformed rows, exact storage, formats, dimensions, file errors."""
+
+import csv
+import json
+from collections import Counter
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from aggassets.cli import main
+from aggassets.errors import AggassetsError
+from aggassets.warehouse import open_warehouse
+from aggassets.warehouse.base import Warehouse
+from aggassets_tests.warehouse.engines import WarehouseFactory
+
+COLUMNS = ["date", "exp_id", "exp_variant_id", "unit_type", "unit_id", "goal", "count", "value"]
+VALID = {"date": "2026-10-05", "exp_id": "exp-1", "exp_variant_id": "a", "unit_type": "user", "unit_id": "u1",
+         "goal": "purchase", "count": "2", "value": "9.5"}
+INJECTION = "x'; DROP TABLE events; --"
+
+
+def row(**cells: str) -> dict[str, str]:
+    """The valid row with some cells replaced."""
+    return VALID | cells
+
+
+def write_csv(path: Path, rows: list[dict[str, str]], columns: list[str] | None = None) -> Path:
+    """Rows as CSV with a header (missing cells empty)."""
+    columns = columns or list(rows[0])
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(columns)
+        writer.writerows([[r.get(c, "") for c in columns] for r in rows])
+    return path
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    """Text lines as a file."""
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+MALFORMED: list[tuple[str, dict[str, str], str]] = [
+    ("empty date", row(date=""), "bad_date"),
+    ("month 13", row(date="2026-13-01"), "bad_date"),
+    ("February 30", row(date="2026-02-30"), "bad_date"),
+    ("day-first date", row(date="05/10/2026"), "bad_date"),
+    ("one-digit day", row(date="2026-10-5"), "bad_date"),
+    ("before 1900", row(date="1899-12-31"), "bad_date"),
+    ("year 3000", row(date="3000-01-01"), "bad_date"),
+    ("hour 25", row(date="2026-10-05T25:00:00"), "bad_date"),
+    ("a word", row(date="yesterday"), "bad_date"),
+    ("injection date", row(date=INJECTION), "bad_date"),
+    ("empty exp_id", row(exp_id=""), "missing_exp_id"),
+    ("blank exp_id", row(exp_id="   "), "missing_exp_id"),
+    ("empty variant", row(exp_variant_id=""), "missing_exp_variant_id"),
+    ("empty unit_type", row(unit_type=""), "bad_unit_type"),
+    ("unit_type starting with a digit", row(unit_type="1user"), "bad_unit_type"),
+    ("unit_type with a hyphen", row(unit_type="user-id"), "bad_unit_type"),
+    ("unit_type with a space", row(unit_type="user id"), "bad_unit_type"),
+    ("empty unit_id", row(unit_id=""), "missing_unit_id"),
+    ("tab unit_id", row(unit_id="\t"), "missing_unit_id"),
+    ("empty goal", row(goal=""), "bad_goal"),
+    ("goal with a hyphen", row(goal="add-to-cart"), "bad_goal"),
+    ("goal with parentheses", row(goal="purchase(x)"), "bad_goal"),
+    ("goal with an accent", row(goal="café"), "bad_goal"),
+    ("injection goal", row(goal=INJECTION), "bad_goal"),
+    ("negative count", row(count="-1"), "bad_count"),
+    ("fraction count", row(count="1.5"), "bad_count"),
+    ("text count", row(count="abc"), "bad_count"),
+    ("count above int64", row(count="9223372036854775808"), "bad_count"),
+    ("exponent count", row(count="1e3"), "bad_count"),
+    ("hex count", row(count="0x10"), "bad_count"),
+    ("text value", row(value="abc"), "bad_value"),
+    ("NaN value", row(value="NaN"), "bad_value"),
+    ("inf value", row(value="inf"), "bad_value"),
+    ("overflowing value", row(value="1e400"), "bad_value"),
+    ("decimal comma", row(value="1,5"), "bad_value"),
+    ("double sign", row(value="--1"), "bad_value"),
+    ("date before goal", row(date="2026-10-32", goal="a b"), "bad_date"),
+    ("exp_id before count", row(exp_id="", count="x"), "missing_exp_id"),
+    ("goal before value", row(goal="a.b", value="x"), "bad_goal"),
+    ("count before value", row(count="-2", value="x"), "bad_count"),
+]
+
+# (case, cells, stored (date, exp_id, exp_variant_id, unit_type, unit_id, goal, count, value))
+ACCEPTED: list[tuple[str, dict[str, str], tuple[Any, ...]]] = [
+    ("plain", row(), ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 2, 9.5)),
+    ("empty count and value", row(count="", value=""), ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 1, 0.0)),
+    ("zero count", row(count="0"), ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 0, 9.5)),
+    ("padded count", row(count=" 7 "), ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 7, 9.5)),
+    ("count 3.0", row(count="3.0"), ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 3, 9.5)),
+    ("count +4", row(count="+4"), ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 4, 9.5)),
+    ("int64 max", row(count="9223372036854775807"),
+     ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 9223372036854775807, 9.5)),
+    ("negative value", row(value="-0.25"), ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 2, -0.25)),
+    ("exponent value", row(value="1e3"), ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 2, 1000.0)),
+    ("leading dot", row(value=".5"), ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 2, 0.5)),
+    ("offset west", row(date="2026-10-05T23:30:00-02:00"),
+     ("2026-10-06", "exp-1", "a", "user", "u1", "purchase", 2, 9.5)),
+    ("offset east", row(date="2026-10-05T00:30:00+01:00"),
+     ("2026-10-04", "exp-1", "a", "user", "u1", "purchase", 2, 9.5)),
+    ("space and minutes", row(date="2026-10-05 10:00"), ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 2, 9.5)),
+    ("padded ids", row(exp_id=" exp-1 ", unit_id="\tu1 "),
+     ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 2, 9.5)),
+    ("unit_type _x9, goal 0", row(unit_type="_x9", goal="0"), ("2026-10-05", "exp-1", "a", "_x9", "u1", "0", 2, 9.5)),
+    ("injection ids", row(exp_id=INJECTION, unit_id='r"); DELETE FROM events;--'),
+     ("2026-10-05", INJECTION, "a", "user", 'r"); DELETE FROM events;--', "purchase", 2, 9.5)),
+    ("unicode, comma and newline", row(exp_variant_id="vär é 🎉", unit_id="a,b\nc"),
+     ("2026-10-05", "exp-1", "vär é 🎉", "user", "a,b\nc", "purchase", 2, 9.5)),
+]
+
+
+def stored_events(wh: Warehouse) -> list[tuple[Any, ...]]:
+    """The events table as plain tuples (batch_id dropped), dimensions last in name order, sorted."""
+    frame = wh.read_table("events")
+    dims = sorted(c for c in frame.columns if c.startswith("dim_"))
+    rows = []
+    for r in frame.to_dict("records"):
+        rows.append((pd.Timestamp(r["date"]).date().isoformat(), *(r[c] for c in COLUMNS[1:6]), int(r["count"]),
+                     float(r["value"]), *(None if pd.isna(r[d]) else r[d] for d in dims)))
+    return sorted(rows, key=repr)
+
+
+def rejected(wh: Warehouse) -> list[tuple[int, int, str]]:
+    """(batch_id, row_number, reason) of every rejected row, sorted."""
+    frame = wh.read_table("rejected_events")
+    return sorted((int(b), int(n), str(r)) for b, n, r in frame[["batch_id", "row_number", "reason"]].itertuples(
+        index=False))
+
+
+def test_malformed_rows_rejected_with_their_reason(warehouse: Warehouse, tmp_path: Path) -> None:
+    rows = [row()] + [cells for _, cells, _ in MALFORMED]
+    result = warehouse.ingest_events(write_csv(tmp_path / "e.csv", rows))
+    assert result.as_dict() == {"received": len(rows), "accepted": 1, "rejected": len(MALFORMED),
+                                "rejected_by_reason": dict(sorted(Counter(r for _, _, r in MALFORMED).items(),
+                                                                  key=lambda kv: (-kv[1], kv[0])))}
+    got = {n: reason for _, n, reason in rejected(warehouse)}
+    assert {case: got.get(i) for i, (case, _, _) in enumerate(MALFORMED, start=2)} == {
+        case: reason for case, _, reason in MALFORMED}
+    frame = warehouse.read_table("rejected_events")
+    first = frame[frame["row_number"] == 2]["row_json"].iloc[0]
+    assert json.loads(first) == {"date": None, "exp_id": "exp-1", "exp_variant_id": "a", "unit_type": "user",
+                                 "unit_id": "u1", "goal": "purchase", "count": "2", "value": "9.5"}
+    batches = warehouse.read_table("event_batches")
+    assert batches[["batch_id", "received", "accepted", "rejected"]].values.tolist() == [[1, 41, 1, 40]]
+    assert warehouse.event_loss_counts() == (41, 1, 40)
+
+
+def test_json_rows_rejected_with_their_reason(warehouse: Warehouse, tmp_path: Path) -> None:
+    lines = [
+        json.dumps(VALID), "nope", "[1, 2]", "42", '{"date": "2026-10-05", "date": "2026-10-06"}',
+        json.dumps(VALID | {"count": True}), json.dumps(VALID | {"value": [1]}), json.dumps(VALID | {"date": 20261005}),
+        json.dumps(VALID | {"unit_id": None}), json.dumps({k: v for k, v in VALID.items() if k != "goal"}),
+        json.dumps(VALID | {"count": 2.0, "value": 12}),
+    ]
+    result = warehouse.ingest_events(write_lines(tmp_path / "e.ndjson", lines))
+    assert (result.received, result.accepted, result.rejected) == (11, 2, 9)
+    assert rejected(warehouse) == [(1, 2, "invalid_json"), (1, 3, "not_an_object"), (1, 4, "not_an_object"),
+                                   (1, 5, "duplicate_field"), (1, 6, "bad_count"), (1, 7, "bad_value"),
+                                   (1, 8, "bad_date"), (1, 9, "missing_unit_id"), (1, 10, "bad_goal")]
+    frame = warehouse.read_table("rejected_events")
+    assert frame[frame["row_number"] == 2]["row_json"].iloc[0] == "nope"  # a JSON row is kept as it came
+    assert stored_events(warehouse) == [("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 2, 12.0),
+                                        ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 2, 9.5)]
+
+
+def test_valid_rows_stored_exactly(warehouse: Warehouse, tmp_path: Path) -> None:
+    result = warehouse.ingest_events(write_csv(tmp_path / "e.csv", [cells for _, cells, _ in ACCEPTED]))
+    assert (result.received, result.accepted, result.rejected) == (len(ACCEPTED), len(ACCEPTED), 0)
+    assert stored_events(warehouse) == sorted((want for _, _, want in ACCEPTED), key=repr)
+    assert warehouse.read_table("rejected_events").empty
+
+
+def test_count_and_value_columns_are_optional(warehouse: Warehouse, tmp_path: Path) -> None:
+    rows = [{k: v for k, v in VALID.items() if k not in ("count", "value")}]
+    warehouse.ingest_events(write_csv(tmp_path / "e.csv", rows))
+    assert stored_events(warehouse) == [("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 1, 0.0)]
+
+
+FORMAT_ROWS = [
+    row(Country="FR", price="120"),
+    row(unit_id="u2", goal="view", count="1", value="0.1", Country="DE", price="9.99"),
+    row(unit_id="u3", goal="click", count="3", value="-2.5", Country="", price="1000"),
+    row(unit_id="u4", goal="bad-goal", Country="US", price="5"),
+]
+
+
+def test_csv_parquet_ndjson_give_identical_events(open_wh: WarehouseFactory, tmp_path: Path) -> None:
+    typed = pa.table({
+        "date": pa.array([date(2026, 10, 5)] * 4), "exp_id": ["exp-1"] * 4, "exp_variant_id": ["a"] * 4,
+        "unit_type": ["user"] * 4, "unit_id": ["u1", "u2", "u3", "u4"],
+        "goal": ["purchase", "view", "click", "bad-goal"], "count": pa.array([2, 1, 3, 2], pa.int64()),
+        "value": [9.5, 0.1, -2.5, 9.5], "Country": ["FR", "DE", None, "US"], "price": ["120", "9.99", "1000", "5"],
+    })
+    pq.write_table(typed, tmp_path / "e.parquet")
+    json_rows = [{k: (int(v) if k == "count" else float(v) if k == "value" else v or None) for k, v in r.items()}
+                 for r in FORMAT_ROWS]
+    files = [write_csv(tmp_path / "e.csv", FORMAT_ROWS), tmp_path / "e.parquet",
+             write_lines(tmp_path / "e.ndjson", [json.dumps(r) for r in json_rows]),
+             write_lines(tmp_path / "e.json", [json.dumps(json_rows, indent=2)])]
+    want = [("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 2, 9.5, "FR", "120"),
+            ("2026-10-05", "exp-1", "a", "user", "u2", "view", 1, 0.1, "DE", "9.99"),
+            ("2026-10-05", "exp-1", "a", "user", "u3", "click", 3, -2.5, None, "1000")]
+    for path in files:
+        wh = open_wh()
+        wh.execute("DELETE FROM events")
+        wh.execute("DELETE FROM rejected_events")
+        result = wh.ingest_events(path)
+        assert (result.received, result.accepted, result.rejected_by_reason) == (4, 3, {"bad_goal": 1}), path
+        assert stored_events(wh) == sorted(want, key=repr), path
+        assert [(n, r) for _, n, r in rejected(wh)] == [(4, "bad_goal")], path
+        assert wh.event_dimensions() == ["country", "price"]
+        wh.close()
+
+
+def test_dimensions_added_on_first_sight(warehouse: Warehouse, tmp_path: Path) -> None:
+    assert warehouse.event_dimensions() == []
+    warehouse.ingest_events(write_csv(tmp_path / "a.csv", [row(Country=" FR ", element="")]))
+    assert warehouse.event_dimensions() == ["country", "element"]
+    warehouse.ingest_events(write_csv(tmp_path / "b.csv", [row(unit_id="u2")]))
+    warehouse.ingest_events(write_csv(tmp_path / "c.csv", [row(unit_id="u3", price="12", country="DE")]))
+    assert warehouse.event_dimensions() == ["country", "element", "price"]
+    base = ("2026-10-05", "exp-1", "a", "user")
+    assert stored_events(warehouse) == [(*base, "u1", "purchase", 2, 9.5, "FR", None, None),
+                                        (*base, "u2", "purchase", 2, 9.5, None, None, None),
+                                        (*base, "u3", "purchase", 2, 9.5, "DE", None, "12")]
+    assert warehouse.event_loss_counts() == (3, 3, 0)
+
+
+def test_injection_strings_stored_verbatim(warehouse: Warehouse, tmp_path: Path) -> None:
+    nasty = ["Robert'); DROP TABLE events;--", '"; DELETE FROM event_batches; --', "' OR '1'='1", "$1 %(x)s ?"]
+    rows = [row(exp_id=s, exp_variant_id=s, unit_id=s, note=s) for s in nasty]
+    warehouse.ingest_events(write_csv(tmp_path / "e.csv", rows))
+    events = warehouse.read_table("events")
+    assert sorted(events["exp_id"]) == sorted(nasty) and sorted(events["dim_note"]) == sorted(nasty)
+    assert (events["unit_id"] == events["exp_variant_id"]).all()
+
+
+def snapshot(wh: Warehouse) -> tuple[Any, ...]:
+    """Everything intake writes: the three tables and the dimension columns."""
+    return (stored_events(wh), rejected(wh), wh.event_loss_counts(), len(wh.read_table("event_batches")),
+            wh.event_dimensions())
+
+
+def _bad_files(tmp: Path) -> dict[str, Path]:
+    """One file per file-level error."""
+    header = ",".join(COLUMNS)
+    line = ",".join(VALID[c] for c in COLUMNS)
+    files = {
+        "unknown extension": write_lines(tmp / "e.txt", [header, line]),
+        "missing file": tmp / "absent.csv",
+        "missing goal": write_lines(tmp / "nogoal.csv", [header.replace(",goal", ""), line.replace(",purchase", "")]),
+        "Goal instead of goal": write_lines(tmp / "Goal.csv", [header.replace("goal", "Goal"), line]),
+        "dimension with a space": write_lines(tmp / "space.csv", [header + ",my dim", line + ",x"]),
+        "dimension starting with a digit": write_lines(tmp / "digit.csv", [header + ",1st", line + ",x"]),
+        "dimension of 60 characters": write_lines(tmp / "long.csv", [header + "," + "d" * 60, line + ",x"]),
+        "empty header cell": write_lines(tmp / "emptyhead.csv", [header + ",", line + ",x"]),
+        "case collision": write_lines(tmp / "case.csv", [header + ",country,Country", line + ",FR,DE"]),
+        "duplicate column": write_lines(tmp / "dup.csv", [header + ",newdim,newdim", line + ",a,b"]),
+        "ragged row": write_lines(tmp / "ragged.csv", [header + ",newdim", line + ",a", line + ",a,b"]),
+        "empty file": write_lines(tmp / "empty.csv", []),
+        "corrupt parquet": write_lines(tmp / "bad.parquet", ["PAR1 not really"]),
+        "parquet without unit_id": tmp / "nounit.parquet",
+        "ndjson key not an identifier": write_lines(tmp / "key.ndjson", [json.dumps(VALID | {"new dim": 1})]),
+        "ndjson without goal": write_lines(tmp / "nogoal.ndjson", [json.dumps({"date": "2026-10-05"})]),
+        "truncated json array": write_lines(tmp / "trunc.json", ['[{"date": "2026-10-05"}, ']),
+    }
+    (tmp / "latin1.csv").write_bytes(f"{header},newdim\n{line},caf\xe9\n".encode("latin-1"))
+    files["not UTF-8"] = tmp / "latin1.csv"
+    pq.write_table(pa.table({c: [VALID[c]] for c in COLUMNS if c != "unit_id"}), tmp / "nounit.parquet")
+    return files
+
+
+def test_file_level_errors_change_nothing(warehouse: Warehouse, tmp_path: Path) -> None:
+    warehouse.ingest_events(write_csv(tmp_path / "good.csv", [row(Country="FR"), row(goal="x-y")]))
+    before = snapshot(warehouse)
+    assert before[2] == (2, 1, 1)
+    for case, path in _bad_files(tmp_path).items():
+        with pytest.raises(AggassetsError) as err:
+            warehouse.ingest_events(path)
+        assert str(path) in str(err.value) and "\n" not in str(err.value), case
+        assert snapshot(warehouse) == before, case
+
+
+def test_cli_events_ingest(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    url = f"duckdb:///{tmp_path / 'cli.duckdb'}"
+    a = write_csv(tmp_path / "a.csv", [row(), row(count="x")])
+    b = write_lines(tmp_path / "b.ndjson", [json.dumps(VALID), "oops", json.dumps(VALID | {"date": "2026-1-1"})])
+    assert main(["--warehouse", url, "events", "ingest", str(a), str(b)]) == 0
+    out, err = capsys.readouterr()
+    assert err == "" and out.count("\n") == 1
+    assert json.loads(out) == {"received": 5, "accepted": 2, "rejected": 3,
+                               "rejected_by_reason": {"bad_count": 1, "invalid_json": 1, "bad_date": 1}}
+    bad = write_lines(tmp_path / "c.csv", ["date,exp_id", "2026-10-05,e"])
+    assert main(["--warehouse", url, "events", "ingest", str(a), str(bad)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert err.startswith(f"aggassets: error: {bad}: missing required column(s) exp_variant_id, unit_type")
+    with open_warehouse(url) as wh:  # the good file listed before the bad one was not stored either
+        assert wh.event_loss_counts() == (5, 2, 3)
+
+
+def test_timestamps_in_parquet_taken_as_utc_dates(warehouse: Warehouse, tmp_path: Path) -> None:
+    stamps = [datetime(2026, 10, 5, 23, 30, tzinfo=UTC), datetime(2026, 10, 6, 0, 15, tzinfo=UTC)]
+    table = pa.table({c: [VALID[c]] * 2 for c in COLUMNS if c not in ("date", "count", "value")}).append_column(
+        "date", pa.array(stamps, pa.timestamp("us", tz="Europe/Paris")))
+    pq.write_table(table, tmp_path / "t.parquet")
+    warehouse.ingest_events(tmp_path / "t.parquet")
+    assert [e[0] for e in stored_events(warehouse)] == ["2026-10-05", "2026-10-06"]
