@@ -1,25 +1,32 @@
 """The one Definitions object of the code location."""
 
+from pathlib import Path
+
 from dagster import Definitions, in_process_executor
 
+from aggassets.assets.experiments import build_experiment_assets
 from aggassets.assets.measures import MEASURE_ASSETS
-from aggassets.jobs import REFRESH_JOBS, ingest_inbox_job, purge_job
+from aggassets.experiments.definition import load_experiments
+from aggassets.jobs import REFRESH_JOBS, build_experiment_job, ingest_inbox_job, purge_job
 from aggassets.resources import CatalogResource, WarehouseResource
-from aggassets.schedules import SCHEDULES
+from aggassets.schedules import SCHEDULES, build_experiment_schedule
 from aggassets.sensors import SENSORS
 from aggassets.settings import definitions_dir, warehouse_url
 
 
 def build_definitions(warehouse: str | None = None, definitions: str | None = None) -> Definitions:
     """Definitions wired to a warehouse URL and a catalog folder (defaults: env, then project)."""
+    folder = definitions or definitions_dir()
+    experiment_assets = build_experiment_assets(list(load_experiments(Path(folder) / "experiments")))
+    experiment_job = build_experiment_job(experiment_assets[0].partitions_def)
     return Definitions(
-        assets=[*MEASURE_ASSETS],
-        jobs=[*REFRESH_JOBS.values(), purge_job, ingest_inbox_job],
-        schedules=SCHEDULES,
+        assets=[*MEASURE_ASSETS, *experiment_assets],
+        jobs=[*REFRESH_JOBS.values(), purge_job, ingest_inbox_job, experiment_job],
+        schedules=[*SCHEDULES, build_experiment_schedule(experiment_job)],
         sensors=SENSORS,
         resources={
             "warehouse": WarehouseResource(url=warehouse or warehouse_url()),
-            "catalog": CatalogResource(definitions_dir=str(definitions or definitions_dir())),
+            "catalog": CatalogResource(definitions_dir=str(folder)),
         },
         executor=in_process_executor,
     )

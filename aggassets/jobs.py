@@ -1,8 +1,9 @@
 """Jobs: partitioned refresh jobs per grain, the purge job and the inbox intake job."""
 
 from pathlib import Path
+from typing import Any
 
-from dagster import Config, OpExecutionContext, define_asset_job, job, op
+from dagster import Config, OpExecutionContext, PartitionsDefinition, define_asset_job, job, op
 
 from aggassets.partitions import daily_partitions, monthly_partitions, weekly_partitions
 from aggassets.resources import CatalogResource, WarehouseResource
@@ -75,3 +76,12 @@ def ingest_inbox_files(
 def ingest_inbox_job() -> None:
     """Ingest measure files dropped in the inbox folder."""
     ingest_inbox_files()
+
+
+def build_experiment_job(partitions: PartitionsDefinition) -> Any:  # an unresolved asset job
+    """Goals then evaluation of one experiment (a partition), with `as_of` on experiment_goals."""
+    return define_asset_job(
+        "experiment_evaluation_job", selection=["experiment_goals", "experiment_evaluations"],
+        partitions_def=partitions,
+        description="Aggregate an experiment's goals from events and evaluate them (history kept per date).",
+    )

@@ -1,8 +1,20 @@
 """Schedules: refresh per grain from the partitioned jobs, and the daily purge."""
 
-from dagster import RunRequest, ScheduleEvaluationContext, build_schedule_from_partitioned_job, schedule
+from datetime import date, timedelta
+from typing import Any
 
+from dagster import (
+    RunRequest,
+    ScheduleDefinition,
+    ScheduleEvaluationContext,
+    SkipReason,
+    build_schedule_from_partitioned_job,
+    schedule,
+)
+
+from aggassets.experiments.definition import ExperimentDefinition
 from aggassets.jobs import daily_refresh_job, monthly_refresh_job, purge_job, weekly_refresh_job
+from aggassets.resources import CatalogResource
 
 daily_refresh_schedule = build_schedule_from_partitioned_job(
     daily_refresh_job, name="daily_refresh_schedule", hour_of_day=0, minute_of_hour=30,
@@ -27,3 +39,43 @@ def purge_schedule(context: ScheduleEvaluationContext) -> RunRequest:
 
 
 SCHEDULES = [daily_refresh_schedule, weekly_refresh_schedule, monthly_refresh_schedule, purge_schedule]
+
+
+def running_on(experiment: ExperimentDefinition, today: date) -> bool:
+    """date_from <= today <= date_to + 1 day (missing bounds are open)."""
+    started = experiment.date_from is None or experiment.date_from <= today
+    return started and (experiment.date_to is None or today <= experiment.date_to + timedelta(days=1))
+
+
+def experiment_run_requests(experiments: dict[str, ExperimentDefinition], today: date) -> list[RunRequest]:
+    """One run per running experiment, evaluated on the day that just ended (never before date_from)."""
+    requests = []
+    for exp_id, experiment in sorted(experiments.items()):
+        if not running_on(experiment, today):
+            continue
+        as_of = today - timedelta(days=1)
+        if experiment.date_from is not None:
+            as_of = max(as_of, experiment.date_from)
+        requests.append(RunRequest(
+            run_key=f"{exp_id}:{today}", partition_key=exp_id,
+            run_config={"ops": {"experiment_goals": {"config": {"as_of": as_of.isoformat()}}}},
+            tags={"aggassets/evaluation_date": as_of.isoformat()},
+        ))  # fmt: skip
+    return requests
+
+
+def build_experiment_schedule(job: Any) -> ScheduleDefinition:
+    """The daily evaluation schedule of the experiment job."""
+
+    @schedule(job=job, cron_schedule="0 2 * * *", execution_timezone="UTC", name="experiment_evaluation_schedule",
+              description="Every day at 02:00 UTC: evaluate every running experiment (date_from <= today <= "
+              "date_to + 1) on the day that just ended (on its first day: date_from).")
+    def experiment_evaluation_schedule(
+        context: ScheduleEvaluationContext, catalog: CatalogResource
+    ) -> list[RunRequest] | SkipReason:
+        """Every day at 02:00 UTC: evaluate every running experiment on the day that just ended."""
+        today = context.scheduled_execution_time.date()
+        requests = experiment_run_requests(catalog.experiments(), today)
+        return requests or SkipReason(f"no experiment running on {today}")
+
+    return experiment_evaluation_schedule

@@ -41,6 +41,12 @@ def add_experiment_commands(experiments_subparsers: argparse._SubParsersAction) 
     ss.add_argument("--confidence-level", type=float, default=0.95)
     ss.add_argument("--power", type=float, default=0.8)
     ss.set_defaults(func=run_sample_size)
+    run = experiments_subparsers.add_parser(
+        "run", help="aggregate one catalog experiment's goals from the warehouse events and evaluate them"
+    )
+    run.add_argument("experiment_id", help="id of an experiment in definitions/experiments/")
+    run.add_argument("--as-of", help="evaluation date YYYY-MM-DD (default: today, UTC)")
+    run.set_defaults(func=run_run)
 
 
 def _read_csv(path: Path, numeric: tuple[str, ...], what: str) -> pd.DataFrame:
@@ -93,6 +99,19 @@ def run_evaluate(args: argparse.Namespace) -> int:
     else:
         columns = METRIC_COLUMNS if args.extended else EPSTATS_METRIC_COLUMNS
         evaluation.metrics[columns].to_csv(sys.stdout, index=False)
+    return 0
+
+
+RUN_COLUMNS = [*EPSTATS_METRIC_COLUMNS, "abs_diff", "abs_confidence_interval", "abs_p_value"]
+
+
+def run_run(args: argparse.Namespace) -> int:
+    """Materialize the experiment's goals and evaluation; print its metrics CSV (ep-stats + abs_* columns)."""
+    from aggassets.experiment_runs import run_experiment  # Dagster only for this command
+
+    as_of = _as_of(args.as_of) or datetime.datetime.now(datetime.UTC).date()
+    metrics = run_experiment(args.experiment_id, as_of, args.warehouse, str(args.definitions))
+    metrics[RUN_COLUMNS].to_csv(sys.stdout, index=False)
     return 0
 
 

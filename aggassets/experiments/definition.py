@@ -238,3 +238,23 @@ def load_experiment(path: Path | str) -> ExperimentDefinition:
     except json.JSONDecodeError as exc:
         raise AggassetsError(f"{path}: not JSON: {exc}") from exc
     return parse_experiment(raw, str(path))
+
+
+def load_experiments(folder: Path | str) -> dict[str, ExperimentDefinition]:
+    """Every `<id>.json` of the folder (none when it does not exist), keyed by id; all errors at once."""
+    found: dict[str, ExperimentDefinition] = {}
+    errors: list[str] = []
+    folder = Path(folder)
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            experiment = load_experiment(path)
+        except AggassetsError as exc:
+            errors.append(str(exc))
+            continue
+        if experiment.id != path.stem:
+            errors.append(f"{path}: id {experiment.id!r} must equal the file name {path.stem!r}")
+        else:
+            found[experiment.id] = experiment
+    if errors:
+        raise AggassetsError("invalid experiment catalog:\n" + "\n".join(errors))
+    return found

@@ -1,6 +1,7 @@
 """Aggregated goals (ep-stats' layout) to per-variant arrays, one row per goal reference."""
 
 import datetime
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -13,6 +14,14 @@ from aggassets.experiments.expressions import GoalRef
 
 NUMERIC = ("count", "sum_sqr_count", "sum_value", "sum_sqr_value", "count_unique")
 _SEP = "\x1f"
+# A dimension cell or condition value is a number when it is a plain decimal (same rule in the warehouse SQL).
+NUMBER_PATTERN = r"^[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]{1,2})?$"
+_NUMBER_TEXT = re.compile(NUMBER_PATTERN)
+
+
+def number_or_none(text: str) -> float | None:
+    """The number a dimension value denotes, or None when it is text."""
+    return float(text) if _NUMBER_TEXT.match(text) else None
 
 
 @dataclass(frozen=True)
@@ -127,11 +136,10 @@ def matches(cells: pd.Series, op: str, value: str, literal: bool = False) -> np.
     filled = (cells != "").to_numpy()
     if op == "=^":
         return filled & cells.str.startswith(value).to_numpy()
-    numbers = pd.to_numeric(cells.where(cells != ""), errors="coerce").to_numpy(dtype=float)
-    try:
-        target: float | None = float(value)
-    except ValueError:
-        target = None
+    numeric = cells.str.fullmatch(NUMBER_PATTERN[1:-1]).fillna(False).to_numpy(dtype=bool)
+    numbers = np.full(len(cells), np.nan)
+    numbers[numeric] = cells[numeric].astype(float).to_numpy()
+    target = number_or_none(value)
     if op in ("=", "!="):
         equal = (cells == value).to_numpy() | (numbers == target if target is not None else False)
         return filled & (equal if op == "=" else ~equal)

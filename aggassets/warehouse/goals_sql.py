@@ -1,0 +1,171 @@
+"""The experiment goals query: events to ep-stats' aggregated goals, two levels, in one pass.
+
+Level 1 groups the experiment's events per unit (exp_variant_id, unit_type, unit_id) with one
+filtered sum per goal selection (and one flag per unit filter); level 2 sums the unit values,
+their squares and the cross products per variant. Both engines run the same text; a Dialect
+supplies the few differences (parameters, numeric casts, byte-order text comparison).
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from aggassets.experiments.definition import ExperimentDefinition, FilterDefinition
+from aggassets.experiments.expressions import GoalRef
+from aggassets.experiments.goals import NUMBER_PATTERN, number_or_none
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between the engines in the goals query."""
+
+    param_format: str
+    number_test: str
+    double: str
+    text_collate: str
+
+    def number(self, column: str) -> str:
+        """The column's value as a number when it is a plain decimal, else NULL."""
+        test = self.number_test.replace("{col}", column)
+        return f"(CASE WHEN {test} THEN CAST({column} AS {self.double}) END)"
+
+
+DUCKDB = Dialect("${name}", "regexp_full_match({col}, '" + NUMBER_PATTERN + "')", "DOUBLE", "")
+POSTGRES = Dialect("%({name})s", "{col} ~ '" + NUMBER_PATTERN + "'", "DOUBLE PRECISION", ' COLLATE "C"')
+
+
+def dimension_column(name: str) -> str:
+    """The events column holding a dimension (dimension names are case-insensitive)."""
+    return f"dim_{name.lower()}"
+
+
+def selection_key(ref: GoalRef) -> tuple[str, str, tuple[tuple[str, str, str], ...]]:
+    """What a reference selects from the events, whatever its function and agg_type."""
+    return ref.unit_type, ref.goal, tuple(sorted(ref.dimensions))
+
+
+@dataclass
+class _Builder:
+    """Accumulates named parameters while the SQL text is built."""
+
+    dialect: Dialect
+    dimensions: frozenset[str]
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def param(self, value: Any) -> str:
+        """A placeholder bound to `value`."""
+        name = f"p{len(self.params)}"
+        self.params[name] = value
+        return self.dialect.param_format.format(name=name)
+
+    def condition(self, dimension: str, op: str, value: str) -> str:
+        """`dimension op value` on a non-empty cell (numeric when the value is a number)."""
+        if dimension.lower() not in self.dimensions:
+            return "FALSE"  # no event ever carried this dimension: every cell is empty
+        col = f'"{dimension_column(dimension)}"'
+        filled = f"({col} IS NOT NULL AND {col} <> '')"
+        if op == "=^":
+            return f"({filled} AND starts_with({col}, {self.param(value)}))"
+        target = number_or_none(value)
+        if op in ("=", "!="):
+            equal = f"{col} = {self.param(value)}"
+            if target is not None:
+                equal = f"({equal} OR coalesce({self.dialect.number(col)} = {self.param(target)}, FALSE))"
+            return f"({filled} AND {'' if op == '=' else 'NOT '}({equal}))"
+        if target is not None:
+            return f"({filled} AND coalesce({self.dialect.number(col)} {op} {self.param(target)}, FALSE))"
+        return f"({filled} AND {col}{self.dialect.text_collate} {op} {self.param(value)})"
+
+    def accepted(self, f: FilterDefinition) -> str:
+        """The filter's dimension holds one of its values."""
+        return "(" + " OR ".join(self.condition(str(f.dimension), "=", v) for v in sorted(f.values_text())) + ")"
+
+    def selection(self, key: tuple[str, str, tuple[tuple[str, str, str], ...]], goal_filters: str) -> str:
+        """Events of one selection; goal-scope filters apply to every goal but the exposure."""
+        unit_type, goal, conditions = key
+        parts = [f"unit_type = {self.param(unit_type)}", f"goal = {self.param(goal)}"]
+        parts += [self.condition(d, op, v) for d, op, v in conditions]
+        if goal != "exposure" and goal_filters:
+            parts.append(goal_filters)
+        return " AND ".join(parts)
+
+
+def _unit_value(ref: GoalRef, index: int) -> str:
+    """The per-unit value of a reference in level 2: count, value or unique (0/1)."""
+    if ref.func == "value":
+        return f"v{index}"
+    return f"c{index}" if ref.func == "count" else f"(CASE WHEN c{index} > 0 THEN 1 ELSE 0 END)"
+
+
+@dataclass(frozen=True)
+class GoalsQuery:
+    """The SQL text, its parameters, and how to read the wide result back."""
+
+    sql: str
+    params: dict[str, Any]
+    selections: list[tuple[str, str, tuple[tuple[str, str, str], ...]]]
+    pairs: list[tuple[GoalRef, GoalRef]]
+
+
+def goals_query(
+    experiment: ExperimentDefinition,
+    refs: Sequence[GoalRef],
+    pairs: Sequence[tuple[GoalRef, GoalRef]],
+    last_day: date,
+    dimensions: Sequence[str],
+    dialect: Dialect,
+) -> GoalsQuery:
+    """One statement: per variant, s{i}_* sums of every selection, x{j} cross products and units."""
+    b = _Builder(dialect, frozenset(d.lower() for d in dimensions))
+    selections = list(dict.fromkeys(selection_key(r) for r in [*refs, *(g for p in pairs for g in p)]))
+    index = {s: i for i, s in enumerate(selections)}
+    goal_filters = " AND ".join(b.accepted(f) for f in experiment.filters if f.scope == "goal")
+
+    where = [f"exp_id = {b.param(experiment.id)}", f"date <= {b.param(last_day)}"]
+    if experiment.date_from is not None:
+        where.append(f"date >= {b.param(experiment.date_from)}")
+    if experiment.variants is not None:
+        where.append(f"exp_variant_id IN ({', '.join(b.param(v) for v in sorted(experiment.variants))})")
+    goals = sorted({s[1] for s in selections} | {"exposure"} | {str(f.goal) for f in experiment.filters if f.goal})
+    where.append(f"goal IN ({', '.join(b.param(g) for g in goals)})")
+
+    level1 = []
+    for i, key in enumerate(selections):
+        chosen = b.selection(key, goal_filters)
+        level1 += [f"coalesce(sum(count) FILTER (WHERE {chosen}), 0) AS c{i}",
+                   f"coalesce(sum(value) FILTER (WHERE {chosen}), 0) AS v{i}"]
+    hit = " OR ".join(f"({b.selection(k, goal_filters)})" for k in selections)
+    level1.append(f"count(*) FILTER (WHERE {hit}) > 0 AS hit")
+    segments = []
+    for k, f in enumerate(f for f in experiment.filters if f.scope in ("exposure", "trigger")):
+        goal = "exposure" if f.scope == "exposure" else str(f.goal)
+        test = f"goal = {b.param(goal)}" + (f" AND {b.accepted(f)}" if f.dimension else "")
+        level1.append(f"count(*) FILTER (WHERE {test}) > 0 AS segment{k}")
+        segments.append(f"segment{k}")
+
+    double = dialect.double
+    level2 = []
+    for i in range(len(selections)):
+        sums = {"count": f"c{i}", "sum_sqr_count": f"c{i} * c{i}", "sum_value": f"v{i}",
+                "sum_sqr_value": f"v{i} * v{i}", "count_unique": f"CASE WHEN c{i} > 0 THEN 1 ELSE 0 END"}
+        level2 += [f"CAST(sum({expr}) AS {double}) AS s{i}_{name}" for name, expr in sums.items()]
+    for j, (left, right) in enumerate(pairs):
+        product = f"{_unit_value(left, index[selection_key(left)])} * {_unit_value(right, index[selection_key(right)])}"
+        level2.append(f"CAST(sum({product}) AS {double}) AS x{j}")
+    level2.append(f"count(*) FILTER (WHERE hit AND unit_type = {b.param(experiment.unit_type)}) AS units")
+
+    sql = f"""WITH per_unit AS (
+  SELECT exp_variant_id, unit_type, unit_id,
+    {(',' + chr(10) + '    ').join(level1)}
+  FROM events
+  WHERE {' AND '.join(where)}
+  GROUP BY exp_variant_id, unit_type, unit_id
+)
+SELECT exp_variant_id,
+  {(',' + chr(10) + '  ').join(level2)}
+FROM per_unit
+{('WHERE ' + ' AND '.join(segments)) if segments else ''}
+GROUP BY exp_variant_id
+ORDER BY exp_variant_id"""
+    return GoalsQuery(sql, b.params, selections, list(pairs))

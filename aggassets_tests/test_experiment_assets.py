@@ -1,0 +1,208 @@
+"""Experiment assets through real Dagster runs on a DuckDB warehouse; the daily schedule; `experiments run`."""
+
+import io
+import json
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from dagster import AssetCheckSeverity, AssetKey, build_schedule_context, materialize
+from scipy import stats
+
+from aggassets.assets.experiments import build_experiment_assets
+from aggassets.cli import main
+from aggassets.definitions import build_definitions
+from aggassets.experiment_runs import root_message
+from aggassets.resources import CatalogResource, WarehouseResource
+from aggassets.warehouse import open_warehouse
+from aggassets.warehouse.experiments import evaluation_history
+from aggassets_tests.events import insert_events
+
+START = date(2026, 3, 2)
+CONVERSION = {
+    "id": "conv", "control_variant": "a", "variants": ["a", "b"], "unit_type": "user",
+    "date_from": "2026-03-02", "date_to": "2026-03-15", "confidence_level": 0.95,
+    "metrics": [
+        {"id": 1, "name": "Conversion", "nominator": "unique(user.unit.purchase)",
+         "denominator": "count(user.global.exposure)"},
+        {"id": 2, "name": "Clicks per view", "nominator": "count(user.unit.click)",
+         "denominator": "count(user.unit.view)"},
+    ],
+    "checks": [{"id": 1, "name": "SRM", "type": "SRM", "denominator": "count(user.global.exposure)"}],
+}  # fmt: skip
+
+
+def conversion_events(units: dict[str, int], rate: dict[str, float], seed: int = 3) -> pd.DataFrame:
+    """One exposure per unit, a purchase with the variant's rate, and views / clicks per unit."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for variant, n in units.items():
+        ids = np.array([f"{variant}-{i}" for i in range(n)], dtype=object)
+        day = [START + timedelta(days=int(d)) for d in rng.integers(0, 10, n)]
+        bought = rng.random(n) < rate[variant]
+        views = rng.integers(1, 6, n)
+        clicks = rng.binomial(views, 0.3)
+        one = np.ones(n, int)
+        for goal, count, keep in (("exposure", one, one > 0), ("purchase", one, bought),
+                                  ("view", views, views > 0), ("click", clicks, clicks > 0)):  # fmt: skip
+            parts.append(pd.DataFrame({
+                "date": np.array(day, dtype=object)[keep], "exp_id": "conv", "exp_variant_id": variant,
+                "unit_type": "user", "unit_id": ids[keep], "goal": goal, "count": count[keep].astype("int64"),
+                "value": 0.0,
+            }))  # fmt: skip
+    return pd.concat(parts, ignore_index=True)
+
+
+@pytest.fixture
+def catalog_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "definitions"
+    (folder / "experiments").mkdir(parents=True)
+    (folder / "experiments" / "conv.json").write_text(json.dumps(CONVERSION))
+    return folder
+
+
+def _run(url: str, catalog: Path, as_of: date) -> Any:
+    return materialize(
+        build_experiment_assets(["conv"]), partition_key="conv",
+        run_config={"ops": {"experiment_goals": {"config": {"as_of": as_of.isoformat()}}}},
+        resources={"warehouse": WarehouseResource(url=url), "catalog": CatalogResource(definitions_dir=str(catalog))},
+        raise_on_error=False,
+    )  # fmt: skip
+
+
+def _checks(result: Any) -> dict[str, Any]:
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def test_materialized_evaluation_matches_scipy_on_unit_level_data(tmp_path: Path, catalog_dir: Path) -> None:
+    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    events = conversion_events({"a": 3000, "b": 3000}, {"a": 0.10, "b": 0.20})
+    with open_warehouse(url) as wh:
+        insert_events(wh, events)
+    result = _run(url, catalog_dir, date(2026, 3, 20))
+    assert result.success
+    with open_warehouse(url) as wh:
+        metrics = evaluation_history(wh, "experiment_metrics", "conv", date(2026, 3, 20))
+        exposures = evaluation_history(wh, "experiment_exposures", "conv")
+    assert list(exposures.exposures) == [3000, 3000]
+    bought = {v: np.isin(np.arange(3000), []).astype(float) for v in "ab"}
+    for v in "ab":
+        who = set(events[(events.goal == "purchase") & (events.exp_variant_id == v)].unit_id)
+        bought[v] = np.array([f"{v}-{i}" in who for i in range(3000)], dtype=float)
+    conv = metrics[metrics.metric_id == 1].set_index("exp_variant_id")
+    assert conv.loc["b", "mean"] == pytest.approx(bought["b"].mean(), rel=1e-12)
+    assert conv.loc["b", "abs_diff"] == pytest.approx(bought["b"].mean() - bought["a"].mean(), rel=1e-12)
+    welch = stats.ttest_ind(bought["b"], bought["a"], equal_var=False)
+    assert conv.loc["b", "abs_p_value"] == pytest.approx(welch.pvalue, rel=1e-3)
+    assert conv.loc["b", "p_value"] < 1e-6  # a doubled rate on 3000 units per variant is plain to see
+    ratio = metrics[metrics.metric_id == 2].set_index("exp_variant_id")
+    for v in "ab":
+        rows = events[events.exp_variant_id == v]
+        want = rows[rows.goal == "click"]["count"].sum() / rows[rows.goal == "view"]["count"].sum()
+        assert ratio.loc[v, "mean"] == pytest.approx(want, rel=1e-12)
+        assert ratio.loc[v, "sample_size"] == 3000  # delta method: units, not views
+    checks = _checks(result)
+    assert checks["srm"].passed and checks["finite_statistics"].passed
+    meta = result.asset_materializations_for_node("experiment_evaluations")[0].metadata
+    table = meta["metrics"].value
+    assert "| metric" in table and "Conversion" in table and "yes" in table
+    assert meta["evaluation_date"].value == "2026-03-20"
+
+
+def test_srm_check_warns_on_an_unbalanced_split(tmp_path: Path, catalog_dir: Path) -> None:
+    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    with open_warehouse(url) as wh:
+        insert_events(wh, conversion_events({"a": 2000, "b": 2300}, {"a": 0.1, "b": 0.1}))
+    result = _run(url, catalog_dir, date(2026, 3, 20))
+    assert result.success  # a warning check does not fail the run
+    srm = _checks(result)["srm"]
+    assert stats.chisquare([2000, 2300]).pvalue < 0.001
+    assert not srm.passed and srm.severity == AssetCheckSeverity.WARN
+    assert srm.metadata["failed"].value == "SRM"
+
+
+def test_history_keeps_each_evaluation_date(tmp_path: Path, catalog_dir: Path) -> None:
+    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    events = conversion_events({"a": 500, "b": 500}, {"a": 0.1, "b": 0.2})
+    with open_warehouse(url) as wh:
+        insert_events(wh, events)
+    for day in (date(2026, 3, 5), date(2026, 3, 8), date(2026, 3, 5)):
+        assert _run(url, catalog_dir, day).success
+    with open_warehouse(url) as wh:
+        exposures = evaluation_history(wh, "experiment_exposures", "conv")
+    first = events[(events.goal == "exposure") & (events.date <= date(2026, 3, 5))]
+    want = first.groupby("exp_variant_id").size().tolist()
+    assert exposures[exposures.evaluation_date.astype(str) == "2026-03-05"].exposures.tolist() == want
+    assert sorted(set(exposures.evaluation_date.astype(str))) == ["2026-03-05", "2026-03-08"]
+
+
+def test_experiment_without_goals_materialized_first_fails_clearly(tmp_path: Path, catalog_dir: Path) -> None:
+    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    assets = build_experiment_assets(["conv"])
+    resources = {"warehouse": WarehouseResource(url=url), "catalog": CatalogResource(definitions_dir=str(catalog_dir))}
+    result = materialize(assets, selection=["experiment_evaluations"], partition_key="conv", resources=resources,
+                         raise_on_error=False)  # fmt: skip
+    assert not result.success
+    (failure,) = result.get_step_failure_events()
+    assert "no goals stored for experiment 'conv'" in root_message(failure.event_specific_data.error)
+
+
+@pytest.mark.parametrize(
+    ("today", "expected"),
+    [
+        (date(2026, 3, 1), {}),
+        (date(2026, 3, 2), {"conv": "2026-03-02"}),
+        (date(2026, 3, 10), {"conv": "2026-03-09", "open": "2026-03-09"}),
+        (date(2026, 3, 16), {"conv": "2026-03-15", "open": "2026-03-15"}),
+        (date(2026, 3, 17), {"open": "2026-03-16"}),
+    ],
+)
+def test_daily_schedule_evaluates_running_experiments(catalog_dir: Path, today: date, expected: dict) -> None:
+    opened = {**CONVERSION, "id": "open", "date_from": "2026-03-05", "date_to": None}
+    (catalog_dir / "experiments" / "open.json").write_text(json.dumps(opened))
+    repo = build_definitions(warehouse="duckdb:///:memory:", definitions=str(catalog_dir)).get_repository_def()
+    schedule = repo.get_schedule_def("experiment_evaluation_schedule")
+    assert schedule.cron_schedule == "0 2 * * *"
+    tick = datetime(today.year, today.month, today.day, 2, 0, tzinfo=UTC)
+    resources = {"catalog": CatalogResource(definitions_dir=str(catalog_dir))}
+    with build_schedule_context(scheduled_execution_time=tick, repository_def=repo, resources=resources) as context:
+        data = schedule.evaluate_tick(context)
+    got = {
+        r.partition_key: r.run_config["ops"]["experiment_goals"]["config"]["as_of"] for r in data.run_requests or []
+    }
+    assert got == expected
+    assert repo.asset_graph.get(AssetKey("experiment_goals")).partitions_def.get_partition_keys() == ["conv", "open"]
+
+
+def test_cli_run_prints_metrics_csv_with_absolute_columns(
+    tmp_path: Path, catalog_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    with open_warehouse(url) as wh:
+        insert_events(wh, conversion_events({"a": 400, "b": 400}, {"a": 0.1, "b": 0.2}))
+    code = main(["--warehouse", url, "--definitions", str(catalog_dir), "experiments", "run", "conv",
+                 "--as-of", "2026-03-20"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    frame = pd.read_csv(io.StringIO(out))
+    assert list(frame.columns[-3:]) == ["abs_diff", "abs_confidence_interval", "abs_p_value"]
+    assert {"exp_id", "metric_id", "p_value", "confidence_interval", "false_positive_risk"} <= set(frame.columns)
+    assert len(frame) == 4 and set(frame.exp_variant_id) == {"a", "b"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["experiments", "run", "nope", "--as-of", "2026-03-20"], "unknown experiment 'nope' (catalog: conv)"),
+        (["experiments", "run", "conv", "--as-of", "20-03-2026"], "--as-of: expected YYYY-MM-DD"),
+    ],
+)
+def test_cli_run_errors_are_one_line(
+    tmp_path: Path, catalog_dir: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    code = main(["--warehouse", f"duckdb:///{tmp_path / 'wh.duckdb'}", "--definitions", str(catalog_dir), *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
