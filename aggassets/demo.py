@@ -1,4 +1,4 @@
-"""`make demo`: generate ~1M realistic measures over 90 days, ingest, refresh, print a summary."""
+"""`make demo`: generate ~1M realistic measures over 90 days and ~500k experiment events, ingest, refresh, summarise."""
 
 import json
 import os
@@ -11,6 +11,7 @@ import duckdb
 
 from aggassets import settings
 from aggassets.catalog import MeasureCatalog, MeasureDefinition, load_measures
+from aggassets.demo_events import generate_events, totals
 from aggassets.refresh import refresh_range
 from aggassets.warehouse import open_warehouse
 
@@ -125,7 +126,13 @@ def main() -> int:
         late_parts = wh.late_partitions()
     print(f"late file: {late.as_dict()}; partitions to re-materialize: {len(late_parts)}", file=sys.stderr)
     refresh_range(last - timedelta(days=2), today, url, str(settings.definitions_dir()))
+    t3 = time.perf_counter()
+    event_files = generate_events(settings.PROJECT_ROOT / "data" / "demo" / "events")
+    with open_warehouse(url) as wh:
+        events = totals([wh.ingest_events(path) for path in event_files])
+    print(f"generated and ingested {len(event_files)} event files in {time.perf_counter() - t3:.1f}s", file=sys.stderr)
     result = summary(url, first, last)
+    result["events"] = events
     result["window"] = f"{first} .. {last}"
     result["seconds"] = round(time.perf_counter() - t0, 1)
     print(render(result))
@@ -143,6 +150,10 @@ def render(result: dict[str, object]) -> str:
         t = result[table]
         assert isinstance(t, dict)
         lines.append(f"  {table:<20}{t['partitions']:>11}{t['rows']:>9}{t['released']:>10}{t['suppressed']:>12}")
+    events = result.get("events")
+    if isinstance(events, dict):
+        lines.append(f"  events: received {events['received']:,}  accepted {events['accepted']:,}  rejected "
+                     f"{events['rejected']:,}  by reason {json.dumps(events['rejected_by_reason'])}")
     lines.append("Next: `make ui` to browse the runs, or `aggassets aggregates query --measure "
                  "connection-count-daily --start YYYY-MM-DD --end YYYY-MM-DD`.")
     return "\n".join(lines)

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from aggassets.cli import main
+from aggassets.demo_events import generate_events
 from aggassets.errors import AggassetsError
 from aggassets.warehouse import open_warehouse
 from aggassets.warehouse.base import Warehouse
@@ -313,3 +314,34 @@ def test_timestamps_in_parquet_taken_as_utc_dates(warehouse: Warehouse, tmp_path
     pq.write_table(table, tmp_path / "t.parquet")
     warehouse.ingest_events(tmp_path / "t.parquet")
     assert [e[0] for e in stored_events(warehouse)] == ["2026-10-05", "2026-10-06"]
+
+
+def test_demo_events_ingest_with_the_planted_rejections(warehouse: Warehouse, tmp_path: Path) -> None:
+    paths = generate_events(tmp_path / "demo", seed=3, scale=0.01)
+    assert [p.suffix for p in paths] == [".csv", ".parquet", ".ndjson"]
+    rows = [len(paths[0].read_text().splitlines()) - 1, pq.read_metadata(paths[1]).num_rows,
+            len([x for x in paths[2].read_text().splitlines() if x.strip()])]
+    results = [warehouse.ingest_events(p) for p in paths]
+    assert [r.received for r in results] == rows
+    assert [r.rejected_by_reason for r in results] == [
+        {"bad_count": 1, "bad_date": 1, "bad_goal": 1, "missing_unit_id": 1},
+        {"bad_unit_type": 1, "bad_value": 1, "missing_unit_id": 1},
+        {"bad_count": 1, "invalid_json": 1, "missing_exp_variant_id": 1},
+    ]
+    assert warehouse.event_loss_counts() == (sum(rows), sum(rows) - 10, 10)
+    assert warehouse.event_dimensions() == ["country", "element", "price", "product"]
+    per_exp = warehouse.fetch("""
+        SELECT exp_id, min(date) AS first, max(date) AS last, count(DISTINCT unit_id) AS units,
+               sum(CASE WHEN goal = 'exposure' THEN 1 ELSE 0 END) AS exposures,
+               count(DISTINCT CASE WHEN goal = 'exposure' THEN unit_id END) AS exposed
+        FROM events GROUP BY exp_id ORDER BY exp_id""")
+    got = {r["exp_id"]: r for r in per_exp.to_dict("records")}
+    ranges = {"checkout-button-conversion": ("2026-10-05", "2026-10-25", 400),
+              "product-page-layout": ("2026-11-01", "2026-11-30", 300),
+              "recommendations-three-way": ("2026-10-12", "2026-11-08", 800)}
+    assert sorted(got) == sorted(ranges)
+    for exp_id, (first, last, units) in ranges.items():
+        r = got[exp_id]
+        assert first <= pd.Timestamp(r["first"]).date().isoformat() <= pd.Timestamp(r["last"]).date().isoformat() \
+            <= last, exp_id
+        assert r["units"] == r["exposures"] == r["exposed"] == units, exp_id  # one exposure per unit
