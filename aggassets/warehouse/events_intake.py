@@ -230,7 +230,7 @@ def validate_file(path: Path) -> tuple[pa.Table, list[str]]:
     if not path.is_file():
         raise AggassetsError(f"{path}: no such file")
     with duckdb.connect() as con:
-        con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET TimeZone = 'UTC'; SET enable_progress_bar = false")
         names = READERS[kind](con, path)
         validated = con.sql(validation_sql(names)).to_arrow_table()
     return validated, [n.lower() for n in names if n not in REQUIRED + OPTIONAL]
