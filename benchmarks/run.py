@@ -105,6 +105,9 @@ def main() -> int:
         pass
     else:
         lines += bench_experiments.run()
+    from benchmarks import bench_goals
+
+    lines += bench_goals.run()
     print("\n".join(lines))
     return 0
 

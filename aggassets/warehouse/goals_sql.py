@@ -52,6 +52,7 @@ class _Builder:
     dialect: Dialect
     dimensions: frozenset[str]
     params: dict[str, Any] = field(default_factory=dict)
+    used: set[str] = field(default_factory=set)
 
     def param(self, value: Any) -> str:
         """A placeholder bound to `value`."""
@@ -60,22 +61,26 @@ class _Builder:
         return self.dialect.param_format.format(name=name)
 
     def condition(self, dimension: str, op: str, value: str) -> str:
-        """`dimension op value` on a non-empty cell (numeric when the value is a number)."""
+        """`dimension op value` on a non-empty cell (numeric when the value is a number); never NULL."""
         if dimension.lower() not in self.dimensions:
             return "FALSE"  # no event ever carried this dimension: every cell is empty
+        self.used.add(dimension.lower())
         col = f'"{dimension_column(dimension)}"'
-        filled = f"({col} IS NOT NULL AND {col} <> '')"
-        if op == "=^":
-            return f"({filled} AND starts_with({col}, {self.param(value)}))"
+        filled = f"{col} <> ''"  # NULL <> '' is NULL: CASE takes it as false
         target = number_or_none(value)
-        if op in ("=", "!="):
+        number = self.dialect.number(col)
+        if op == "=^":
+            test = f"starts_with({col}, {self.param(value)})"
+        elif op in ("=", "!="):
             equal = f"{col} = {self.param(value)}"
-            if target is not None:
-                equal = f"({equal} OR coalesce({self.dialect.number(col)} = {self.param(target)}, FALSE))"
-            return f"({filled} AND {'' if op == '=' else 'NOT '}({equal}))"
-        if target is not None:
-            return f"({filled} AND coalesce({self.dialect.number(col)} {op} {self.param(target)}, FALSE))"
-        return f"({filled} AND {col}{self.dialect.text_collate} {op} {self.param(value)})"
+            if target is not None:  # the cast only where the text differs (CASE evaluates lazily)
+                equal = f"CASE WHEN {equal} THEN TRUE ELSE coalesce({number} = {self.param(target)}, FALSE) END"
+            test = equal if op == "=" else f"NOT ({equal})"
+        elif target is not None:
+            test = f"coalesce({number} {op} {self.param(target)}, FALSE)"
+        else:
+            test = f"{col}{self.dialect.text_collate} {op} {self.param(value)}"
+        return f"(CASE WHEN {filled} THEN {test} ELSE FALSE END)"
 
     def accepted(self, f: FilterDefinition) -> str:
         """The filter's dimension holds one of its values."""
@@ -84,11 +89,12 @@ class _Builder:
     def selection(self, key: tuple[str, str, tuple[tuple[str, str, str], ...]], goal_filters: str) -> str:
         """Events of one selection; goal-scope filters apply to every goal but the exposure."""
         unit_type, goal, conditions = key
-        parts = [f"unit_type = {self.param(unit_type)}", f"goal = {self.param(goal)}"]
-        parts += [self.condition(d, op, v) for d, op, v in conditions]
+        parts = [self.condition(d, op, v) for d, op, v in conditions]
         if goal != "exposure" and goal_filters:
             parts.append(goal_filters)
-        return " AND ".join(parts)
+        base = f"unit_type = {self.param(unit_type)} AND goal = {self.param(goal)}"
+        # the conditions are evaluated only on the events of the goal (CASE evaluates lazily)
+        return f"CASE WHEN {base} THEN {' AND '.join(parts) or 'TRUE'} ELSE FALSE END"
 
 
 def _unit_value(ref: GoalRef, index: int) -> str:
@@ -130,18 +136,18 @@ def goals_query(
     goals = sorted({s[1] for s in selections} | {"exposure"} | {str(f.goal) for f in experiment.filters if f.goal})
     where.append(f"goal IN ({', '.join(b.param(g) for g in goals)})")
 
+    matched = [f"({b.selection(key, goal_filters)}) AS m{i}" for i, key in enumerate(selections)]
     level1 = []
-    for i, key in enumerate(selections):
-        chosen = b.selection(key, goal_filters)
-        level1 += [f"coalesce(sum(count) FILTER (WHERE {chosen}), 0) AS c{i}",
-                   f"coalesce(sum(value) FILTER (WHERE {chosen}), 0) AS v{i}"]
-    hit = " OR ".join(f"({b.selection(k, goal_filters)})" for k in selections)
-    level1.append(f"count(*) FILTER (WHERE {hit}) > 0 AS hit")
+    for i in range(len(selections)):
+        level1 += [f"sum(CASE WHEN m{i} THEN count ELSE 0 END) AS c{i}",
+                   f"sum(CASE WHEN m{i} THEN value ELSE 0 END) AS v{i}"]
+    level1.append(f"bool_or({' OR '.join(f'm{i}' for i in range(len(selections)))}) AS hit")
     segments = []
     for k, f in enumerate(f for f in experiment.filters if f.scope in ("exposure", "trigger")):
         goal = "exposure" if f.scope == "exposure" else str(f.goal)
         test = f"goal = {b.param(goal)}" + (f" AND {b.accepted(f)}" if f.dimension else "")
-        level1.append(f"count(*) FILTER (WHERE {test}) > 0 AS segment{k}")
+        matched.append(f"({test}) AS g{k}")
+        level1.append(f"bool_or(g{k}) AS segment{k}")
         segments.append(f"segment{k}")
 
     double = dialect.double
@@ -155,15 +161,25 @@ def goals_query(
         level2.append(f"CAST(sum({product}) AS {double}) AS x{j}")
     level2.append(f"count(*) FILTER (WHERE hit AND unit_type = {b.param(experiment.unit_type)}) AS units")
 
-    sql = f"""WITH per_unit AS (
-  SELECT exp_variant_id, unit_type, unit_id,
-    {(',' + chr(10) + '    ').join(level1)}
+    columns = ["exp_variant_id", "unit_type", "unit_id", "goal", "count", "value"]
+    columns += [f'"{dimension_column(d)}"' for d in sorted(b.used)]
+    sep1, sep2 = ",\n    ", ",\n  "
+    sql = f"""WITH scoped AS (
+  SELECT {', '.join(columns)}
   FROM events
   WHERE {' AND '.join(where)}
+), matched AS (
+  SELECT exp_variant_id, unit_type, unit_id, count, value,
+    {sep1.join(matched)}
+  FROM scoped
+), per_unit AS (
+  SELECT exp_variant_id, unit_type, unit_id,
+    {sep1.join(level1)}
+  FROM matched
   GROUP BY exp_variant_id, unit_type, unit_id
 )
 SELECT exp_variant_id,
-  {(',' + chr(10) + '  ').join(level2)}
+  {sep2.join(level2)}
 FROM per_unit
 {('WHERE ' + ' AND '.join(segments)) if segments else ''}
 GROUP BY exp_variant_id
