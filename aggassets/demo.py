@@ -8,10 +8,13 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 
 from aggassets import settings
 from aggassets.catalog import MeasureCatalog, MeasureDefinition, load_measures
 from aggassets.demo_events import generate_events, totals
+from aggassets.experiment_runs import run_experiment
+from aggassets.experiments.definition import load_experiments
 from aggassets.refresh import refresh_range
 from aggassets.warehouse import open_warehouse
 
@@ -131,12 +134,31 @@ def main() -> int:
     with open_warehouse(url) as wh:
         events = totals([wh.ingest_events(path) for path in event_files])
     print(f"generated and ingested {len(event_files)} event files in {time.perf_counter() - t3:.1f}s", file=sys.stderr)
+    t4 = time.perf_counter()
+    experiments = load_experiments(settings.definitions_dir() / "experiments")
+    folder = str(settings.definitions_dir())
+    evaluations = {exp_id: run_experiment(exp_id, today, url, folder) for exp_id in experiments}
+    print(f"evaluated {len(evaluations)} experiments in {time.perf_counter() - t4:.1f}s", file=sys.stderr)
     result = summary(url, first, last)
     result["events"] = events
+    result["experiments"] = {k: experiment_lines(v, experiments[k].control_variant) for k, v in evaluations.items()}
     result["window"] = f"{first} .. {last}"
     result["seconds"] = round(time.perf_counter() - t0, 1)
     print(render(result))
     return 0
+
+
+def experiment_lines(metrics: pd.DataFrame, control: str) -> list[str]:
+    """One line per metric and treatment variant: relative difference, interval, p-value, verdict."""
+    lines = []
+    for r in metrics[metrics.exp_variant_id != control].to_dict("records"):
+        if r["reason"]:
+            lines.append(f"{r['metric_name']} [{r['exp_variant_id']}]: {r['reason']}")
+            continue
+        verdict = "significant" if r["p_value"] < 1 - r["confidence_level"] else "not significant"
+        lines.append(f"{r['metric_name']} [{r['exp_variant_id']}]: {100 * r['diff']:+.2f} % "
+                     f"(± {100 * r['confidence_interval']:.2f} %), p = {r['p_value']:.4f}, {verdict}")
+    return lines
 
 
 def render(result: dict[str, object]) -> str:
@@ -154,6 +176,9 @@ def render(result: dict[str, object]) -> str:
     if isinstance(events, dict):
         lines.append(f"  events: received {events['received']:,}  accepted {events['accepted']:,}  rejected "
                      f"{events['rejected']:,}  by reason {json.dumps(events['rejected_by_reason'])}")
+    for exp_id, rows in dict(result.get("experiments") or {}).items():  # type: ignore[call-overload]
+        lines.append(f"  experiment {exp_id}:")
+        lines += [f"    {row}" for row in rows]
     lines.append("Next: `make ui` to browse the runs, or `aggassets aggregates query --measure "
                  "connection-count-daily --start YYYY-MM-DD --end YYYY-MM-DD`.")
     return "\n".join(lines)
