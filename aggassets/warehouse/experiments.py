@@ -66,6 +66,12 @@ def _dimension_text(ref: GoalRef) -> str:
     return ",".join(f"{d}{op}{v}" for d, op, v in sorted(ref.dimensions))
 
 
+def _dimension_cell(ref: GoalRef, dimension: str) -> str:
+    """ep-stats' cell for a dimension: the value for `=`, the operator and value otherwise ('^' for `=^`)."""
+    texts = [("" if op == "=" else "^" if op == "=^" else op) + v for d, op, v in ref.dimensions if d == dimension]
+    return ",".join(sorted(texts))
+
+
 def compute_goals(wh: Warehouse, experiment: ExperimentDefinition, as_of: date) -> ExperimentGoals:
     """Aggregate the goals and cross products the experiment needs, from the events, in one query."""
     refs = goal_refs_needed(experiment)
@@ -83,6 +89,9 @@ def compute_goals(wh: Warehouse, experiment: ExperimentDefinition, as_of: date) 
             rows.append([experiment.id, variant, ref.unit_type, ref.agg_type, ref.goal, ref.key,
                          _dimension_text(ref), *(sums[col][v] for col in NUMERIC)])
     goals = pd.DataFrame(rows, columns=GOAL_COLUMNS)
+    for dim in sorted({d for ref in refs for d, _, _ in ref.dimensions}):  # ep-stats' dimension columns
+        goals.insert(goals.columns.get_loc("goal_key"), dim, [_dimension_cell(ref, dim) for ref in refs
+                                                              for _ in variants])
     cross_rows = [
         [variant, left.key, right.key, float(wide[f"x{j}"].iloc[v]), int(wide["units"].iloc[v])]
         for j, (left, right) in enumerate(query.pairs)

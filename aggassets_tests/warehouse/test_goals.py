@@ -1,16 +1,21 @@
 """Goals aggregated in the warehouse from events, on every engine, against independent computations."""
 
+import io
+import json
 import math
 from datetime import date, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from epstats.toolkit.testing import TestData
 
+from aggassets.cli import main
 from aggassets.experiments.definition import ExperimentDefinition, parse_experiment
 from aggassets.experiments.evaluate import cross_products_needed, evaluate_goals, goal_refs_needed
 from aggassets.experiments.expressions import GoalRef
+from aggassets.warehouse import open_warehouse
 from aggassets.warehouse.base import Warehouse
 from aggassets.warehouse.experiments import (
     compute_goals,
@@ -271,7 +276,7 @@ def test_goal_history_keeps_every_evaluation_date_and_replaces_a_rerun(warehouse
     fresh = compute_goals(warehouse, experiment, DAY0 + timedelta(days=5))
     pd.testing.assert_frame_equal(
         latest.goals.sort_values(["goal_key", "exp_variant_id"]).reset_index(drop=True),
-        fresh.goals.sort_values(["goal_key", "exp_variant_id"]).reset_index(drop=True),
+        fresh.goals[latest.goals.columns].sort_values(["goal_key", "exp_variant_id"]).reset_index(drop=True),
         check_dtype=False,
     )
     metrics = evaluation_history(warehouse, "experiment_metrics", "exp-1")
@@ -279,3 +284,26 @@ def test_goal_history_keeps_every_evaluation_date_and_replaces_a_rerun(warehouse
     assert len(metrics) == 2 * len(METRICS) * 3
     exposures = evaluation_history(warehouse, "experiment_exposures", "exp-1", DAY0 + timedelta(days=6))
     assert list(exposures.exp_variant_id) == ["a", "b", "c"]
+
+
+def test_goals_frame_round_trips_through_the_evaluate_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with open_warehouse(f"duckdb:///{tmp_path / 'wh.duckdb'}") as wh:
+        insert_events(wh, _events(n=2000))
+        goals = compute_goals(wh, _experiment(FILTERS["all"]), DAY0 + timedelta(days=11))
+    assert {"element", "price", "product"} <= set(goals.goals.columns)  # ep-stats' dimension columns
+    row = goals.goals[goals.goals.goal_key == "count(user.unit.click(element=buy-button,product=^shoe))"].iloc[0]
+    assert (row["element"], row["product"], row["price"]) == ("buy-button", "^shoe", "")
+    goals.goals.to_csv(tmp_path / "goals.csv", index=False)
+    goals.cross.to_csv(tmp_path / "cross.csv", index=False)
+    experiment = tmp_path / "exp.json"
+    raw = _experiment(FILTERS["all"]).model_dump(mode="json", exclude_none=True)
+    experiment.write_text(json.dumps(raw))
+    code = main(["experiments", "evaluate", "--experiment", str(experiment), "--goals", str(tmp_path / "goals.csv"),
+                 "--cross", str(tmp_path / "cross.csv"), "--as-of", str(DAY0 + timedelta(days=11)), "--extended"])
+    assert code == 0
+    printed = pd.read_csv(io.StringIO(capsys.readouterr().out), keep_default_na=False, na_values=[""])
+    direct = evaluate_goals(_experiment(FILTERS["all"]), goals.goals, goals.cross, as_of=DAY0 + timedelta(days=11))
+    for col in ("mean", "std", "diff", "p_value", "confidence_interval", "abs_p_value"):
+        np.testing.assert_allclose(printed[col].to_numpy(float), direct.metrics[col].to_numpy(float), rtol=1e-9)
