@@ -70,8 +70,9 @@ def test_dagster_dev_serves_the_code_location(tmp_path: Path) -> None:
     assert repo["location"]["name"] == "aggassets"
     assets = {"/".join(a["assetKey"]["path"]) for a in repo["assetNodes"]}
     assert {"measure_definitions", "raw_measures", "daily_aggregates", "weekly_aggregates",
-            "monthly_aggregates"} <= assets
-    assert {"daily_refresh_job", "weekly_refresh_job", "monthly_refresh_job", "purge_job"} <= {
-        j["name"] for j in repo["jobs"]}
-    assert {s["name"] for s in repo["schedules"]} >= {"daily_refresh_schedule", "purge_schedule"}
+            "monthly_aggregates", "experiment_goals", "experiment_evaluations"} <= assets
+    assert {"daily_refresh_job", "weekly_refresh_job", "monthly_refresh_job", "purge_job",
+            "experiment_evaluation_job"} <= {j["name"] for j in repo["jobs"]}
+    assert {s["name"] for s in repo["schedules"]} >= {"daily_refresh_schedule", "purge_schedule",
+                                                      "experiment_evaluation_schedule"}
     assert {s["name"] for s in repo["sensors"]} >= {"inbox_sensor", "late_measures_sensor"}
