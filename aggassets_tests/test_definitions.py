@@ -6,6 +6,7 @@ import pytest
 from dagster import AssetKey, build_schedule_context
 
 from aggassets.definitions import defs
+from aggassets.partitions import PARTITIONS_BY_GRAIN
 from aggassets_tests.helpers import DEFINITIONS
 
 ASSETS = {"measure_definitions", "raw_measures", "daily_aggregates", "weekly_aggregates", "monthly_aggregates",
@@ -59,3 +60,10 @@ def test_purge_schedule_runs_daily_with_90_days() -> None:
         data = sched.evaluate_tick(context)
     (request,) = data.run_requests or []
     assert request.run_config == {"ops": {"purge_raw_measures": {"config": {"days": 90}}}}
+
+
+def test_first_week_and_month_contain_the_partitions_start() -> None:
+    # AGGASSETS_PARTITIONS_START defaults to 2020-01-01, a Wednesday: its week starts Monday 2019-12-30
+    assert PARTITIONS_BY_GRAIN["day"].get_first_partition_key() == "2020-01-01"
+    assert PARTITIONS_BY_GRAIN["week"].get_first_partition_key() == "2019-12-30"
+    assert PARTITIONS_BY_GRAIN["month"].get_first_partition_key() == "2020-01-01"
