@@ -206,3 +206,30 @@ def test_cli_run_errors_are_one_line(
     code = main(["--warehouse", f"duckdb:///{tmp_path / 'wh.duckdb'}", "--definitions", str(catalog_dir), *argv])
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_run_refuses_an_invalid_catalog_listing_every_error(
+    tmp_path: Path, catalog_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (catalog_dir / "experiments" / "renamed.json").write_text(json.dumps(CONVERSION))
+    broken = {**CONVERSION, "id": "broken", "metrics": [{**CONVERSION["metrics"][0], "nominator": "count(user.unit.)"}]}
+    (catalog_dir / "experiments" / "broken.json").write_text(json.dumps(broken))
+    code = main(["--warehouse", f"duckdb:///{tmp_path / 'wh.duckdb'}", "--definitions", str(catalog_dir),
+                 "experiments", "run", "conv", "--as-of", "2026-03-20"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "broken.json" in err and "expected a goal name" in err
+    assert "id 'conv' must equal the file name 'renamed'" in err
+
+
+def test_cli_run_without_events_gives_nan_with_reasons(
+    tmp_path: Path, catalog_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["--warehouse", f"duckdb:///{tmp_path / 'wh.duckdb'}", "--definitions", str(catalog_dir),
+                 "experiments", "run", "conv", "--as-of", "2026-03-20"])  # fmt: skip
+    assert code == 0
+    frame = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert len(frame) == 4 and frame["mean"].isna().all() and frame["p_value"].isna().all()
+    with open_warehouse(f"duckdb:///{tmp_path / 'wh.duckdb'}") as wh:
+        metrics = evaluation_history(wh, "experiment_metrics", "conv")
+    assert set(metrics.reason) == {"empty variant: denominator is 0"}

@@ -80,7 +80,11 @@ def compute_goals(wh: Warehouse, experiment: ExperimentDefinition, as_of: date) 
         experiment, refs, pairs, last_data_day(experiment, as_of), event_dimensions(wh), dialect(wh)
     )
     wide = wh.fetch(query.sql, query.params)
-    variants = wide["exp_variant_id"].astype(str).tolist()
+    found = set(wide["exp_variant_id"].astype(str))
+    # every variant gets its rows, zeros when it has no event yet (the listed ones, else found + control)
+    variants = sorted(experiment.variants or found | {experiment.control_variant})
+    wide = wide.drop(columns="exp_variant_id").set_index(wide["exp_variant_id"].astype(str))
+    wide = wide.reindex(variants, fill_value=0)
     rows = []
     for ref in refs:
         i = query.selections.index(goals_sql.selection_key(ref))
