@@ -20,7 +20,7 @@ from aggassets.catalog import load_measures
 from aggassets.demo import generate
 from aggassets.settings import definitions_dir, partitions_start
 from aggassets.warehouse import open_warehouse
-from aggassets.warehouse.base import period_end
+from aggassets.warehouse.base import GRAINS, period_end, period_start
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -83,8 +83,7 @@ def main() -> int:
             wh.sync_definitions(catalog.measures)
             t_ingest, result = timed(lambda: wh.ingest_file(data, catalog.measures, partitions_start()))
             rss_ingest = peak_rss_mib()
-            windows = {g: (first if g == "day" else first - timedelta(days=first.weekday()) if g == "week"
-                           else first.replace(day=1), period_end(g, last)) for g in ("day", "week", "month")}
+            windows = {g: (period_start(g, first), period_end(g, period_start(g, last))) for g in GRAINS}
             t_refresh, _ = timed(lambda: [wh.refresh(g, *windows[g]) for g in windows])
         rss = peak_rss_mib()
         t_floor_refresh, _ = timed(lambda: floor_refresh(str(db)))

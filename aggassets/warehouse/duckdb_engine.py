@@ -1,8 +1,9 @@
 """The DuckDB warehouse: one embedded database file (or :memory:)."""
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,9 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from aggassets.warehouse import duckdb_sql
-from aggassets.warehouse.base import Warehouse
+from aggassets.catalog import MeasureDefinition
+from aggassets.warehouse import duckdb_sql, intake
+from aggassets.warehouse.base import IntakeResult, Warehouse
 
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -52,6 +54,16 @@ class DuckDBWarehouse(Warehouse):
         finally:
             self.con.unregister("_arrow_in")
         self._staged.append(name)
+
+    def ingest_file(
+        self, path: Path, definitions: Sequence[MeasureDefinition], first_day: date,
+        sha256: str | None = None,
+    ) -> IntakeResult:
+        """Read, validate and store the file in one transaction of the warehouse connection (no copies)."""
+        with self.transaction():
+            self._staged.append("staged")
+            intake.stage_items(self.con, Path(path), definitions, first_day)
+            return self.record_intake(str(path), sha256)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
