@@ -28,6 +28,8 @@ class DuckDBWarehouse(Warehouse):
     """Warehouse on a DuckDB file; one connection for the object's life."""
 
     sql = duckdb_sql
+    # DuckDB's memory bound while ingesting a file: the staged items spill to <database>.tmp beyond it.
+    intake_memory_limit = "1GB"
 
     def __init__(self, path: str) -> None:
         if path != ":memory:":
@@ -60,10 +62,14 @@ class DuckDBWarehouse(Warehouse):
         sha256: str | None = None,
     ) -> IntakeResult:
         """Read, validate and store the file in one transaction of the warehouse connection (no copies)."""
-        with self.transaction():
-            self._staged.append("staged")
-            intake.stage_items(self.con, Path(path), definitions, first_day)
-            return self.record_intake(str(path), sha256)
+        self.con.execute("SET memory_limit = $limit", {"limit": self.intake_memory_limit})
+        try:
+            with self.transaction():
+                self._staged.append("staged")
+                intake.stage_items(self.con, Path(path), definitions, first_day)
+                return self.record_intake(str(path), sha256)
+        finally:
+            self.con.execute("RESET memory_limit")
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

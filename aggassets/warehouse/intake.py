@@ -304,7 +304,8 @@ def stage_items(
         first_row, last_row, n = con.execute("SELECT min(rowid), max(rowid), count(*) FROM staged").fetchall()[0]
         if n and last_row - first_row + 1 != n:
             raise AggassetsError(f"{path}: staged items are not numbered consecutively")
-        con.execute(_CAREFUL_UPDATE, first)
+        if con.execute("SELECT count(*) FROM staged WHERE reason = 'unchecked'").fetchall()[0][0]:
+            con.execute(_CAREFUL_UPDATE, first)
     finally:
         with contextlib.suppress(duckdb.Error):  # fails in an aborted transaction, which is rolled back anyway
             con.unregister("defs")
