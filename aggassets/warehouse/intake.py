@@ -237,7 +237,7 @@ WITH parsed AS (
          THEN x_by[2:-2] END AS s_by
   FROM parsed
 ), checked AS (
-  SELECT *, strlen(payload) <= {MAX_PAYLOAD_BYTES} AND nkeys = nfields AND name IS NOT NULL
+  SELECT *, $fast AND strlen(payload) <= {MAX_PAYLOAD_BYTES} AND nkeys = nfields AND name IS NOT NULL
       AND isfinite(num) AND s_by IS NOT NULL AND ts::DATE >= $first_day AND ts::DATE <= DATE '2999-12-31'
       AND {_FAST_GROUP_SQL.format(i=1)} AND {_FAST_GROUP_SQL.format(i=2)} AND {_FAST_GROUP_SQL.format(i=3)} AS ok
   FROM typed
@@ -283,12 +283,14 @@ STAGED_ROWS = f"SELECT {ITEM_NO} AS item_no, * FROM staged ORDER BY rowid"
 
 
 def stage_items(
-    con: duckdb.DuckDBPyConnection, path: Path, definitions: Sequence[MeasureDefinition], first_day: date
-) -> None:
+    con: duckdb.DuckDBPyConnection, path: Path, definitions: Sequence[MeasureDefinition], first_day: date,
+    fast: bool = True,
+) -> int:
     """Read and validate the file into the temp table `staged` of `con`, one row per item in file order.
 
     Columns: payload, reason (NULL when accepted), measure_name, start_date, created_by, group1..3,
-    value; the item number is ITEM_NO. An unreadable file raises AggassetsError.
+    value; the item number is ITEM_NO. Returns how many items went through the careful validation
+    (all of them when `fast` is False). An unreadable file raises AggassetsError.
     """
     source, param = _items_source(con, Path(path))
     con.execute("SET TimeZone = 'UTC'")
@@ -298,14 +300,16 @@ def stage_items(
         sql = _fast_sql(source)
         try:
             con.execute(f"CREATE OR REPLACE TEMP TABLE staged AS {sql}",
-                        {**first, "path": param, **_fast_params(con, definitions)})
+                        {**first, "path": param, "fast": fast, **_fast_params(con, definitions)})
         except duckdb.Error as exc:
             raise AggassetsError(f"{path}: cannot read lines: {exc}") from exc
         first_row, last_row, n = con.execute("SELECT min(rowid), max(rowid), count(*) FROM staged").fetchall()[0]
         if n and last_row - first_row + 1 != n:
             raise AggassetsError(f"{path}: staged items are not numbered consecutively")
-        if con.execute("SELECT count(*) FROM staged WHERE reason = 'unchecked'").fetchall()[0][0]:
+        careful = int(con.execute("SELECT count(*) FROM staged WHERE reason = 'unchecked'").fetchall()[0][0])
+        if careful:
             con.execute(_CAREFUL_UPDATE, first)
+        return careful
     finally:
         with contextlib.suppress(duckdb.Error):  # fails in an aborted transaction, which is rolled back anyway
             con.unregister("defs")
