@@ -1,8 +1,14 @@
 """`make bench`: intake and refresh speed against floors and peers measured in the same run.
 
-Environment: BENCH_DAYS (default 30), BENCH_PER_DAY (default 55000 per day measure, ~10M measures).
+Environment: BENCH_DAYS (default 30), BENCH_PER_DAY (default 55000 per day measure, ~10M measures),
+BENCH_EXPERIMENTS=0 to leave out the experiment benchmark.
+
+Each part (generation, the intake floor, aggassets ingest + refresh, the refresh floor, the pandas peer)
+runs in a fresh process, so each peak RSS (getrusage ru_maxrss of that process) is its own: the
+"peak RSS" figure is the aggassets process's, which only opens the warehouse, ingests and refreshes.
 """
 
+import multiprocessing
 import os
 import resource
 import sys
@@ -20,7 +26,9 @@ from aggassets.catalog import load_measures
 from aggassets.demo import generate
 from aggassets.settings import definitions_dir, partitions_start
 from aggassets.warehouse import open_warehouse
-from aggassets.warehouse.base import period_end
+from aggassets.warehouse.base import GRAINS, period_end, period_start
+
+FIRST = date(2025, 1, 6)
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -35,25 +43,58 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def floor_intake(data: Path) -> int:
-    """The floor: a bare DuckDB read_json of the same file into a table; its row count."""
+def in_subprocess(fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(*args) in a fresh process (its own peak RSS); its result."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(fn, args)
+
+
+def generate_data(folder: Path, days: int, per_day: int) -> tuple[float, Path]:
+    """(seconds, path) of the generated NDJSON file."""
+    catalog = load_measures(definitions_dir())
+    last = FIRST + timedelta(days=days - 1)
+    t, (data, _) = timed(lambda: generate(catalog, folder, FIRST, last,
+                                          {"day": per_day, "week": per_day // 3, "month": per_day}))
+    return t, data
+
+
+def floor_intake(data: Path) -> tuple[float, int, float]:
+    """The floor: a bare DuckDB read_json of the same file into a table; (seconds, rows, peak RSS)."""
     con = duckdb.connect()
     columns = ("{'measureName': 'VARCHAR', 'value': 'DOUBLE', 'startDate': 'VARCHAR', 'createdBy': 'VARCHAR', "
                "'group1': 'JSON', 'group2': 'JSON', 'group3': 'JSON'}")
-    con.execute(f"CREATE TABLE t AS SELECT * FROM read_json('{data}', format = 'newline_delimited', "
-                f"columns = {columns})")
-    return int(con.execute("SELECT count(*) FROM t").fetchall()[0][0])
+    t, _ = timed(lambda: con.execute(f"CREATE TABLE t AS SELECT * FROM read_json('{data}', "
+                                     f"format = 'newline_delimited', columns = {columns})"))
+    return t, int(con.execute("SELECT count(*) FROM t").fetchall()[0][0]), peak_rss_mib()
 
 
-def floor_refresh(path: str) -> None:
+def aggassets_run(data: Path, db: Path, days: int) -> dict[str, Any]:
+    """Ingest the file into a new DuckDB warehouse, then refresh day + week + month over the whole range."""
+    catalog = load_measures(definitions_dir())
+    last = FIRST + timedelta(days=days - 1)
+    windows = {g: (period_start(g, FIRST), period_end(g, period_start(g, last))) for g in GRAINS}
+    with open_warehouse(f"duckdb:///{db}") as wh:
+        wh.sync_definitions(catalog.measures)
+        t_ingest, result = timed(lambda: wh.ingest_file(data, catalog.measures, partitions_start()))
+        rss_ingest = peak_rss_mib()
+        t_refresh, _ = timed(lambda: [wh.refresh(g, *windows[g]) for g in windows])
+    return {"t_ingest": t_ingest, "accepted": result.accepted, "t_refresh": t_refresh,
+            "rss_ingest": rss_ingest, "rss": peak_rss_mib()}
+
+
+def floor_refresh(path: Path) -> tuple[float, float]:
     """The floor: one bare DuckDB GROUP BY with quantile_cont per grain over the same raw table."""
-    con = duckdb.connect(path, read_only=True)
-    for grain in ("day", "week", "month"):
-        con.execute(f"""CREATE TEMP TABLE f_{grain} AS SELECT measure_name, date_trunc('{grain}', start_date) p,
-            created_by, group1, group2, group3, count(*), sum(value), min(value), max(value), avg(value),
-            stddev_samp(value), quantile_cont(value, [0.25, 0.5, 0.75])
-            FROM raw_measures GROUP BY ALL""")
-    con.close()
+    def run() -> None:
+        con = duckdb.connect(str(path), read_only=True)
+        for grain in GRAINS:
+            con.execute(f"""CREATE TEMP TABLE f_{grain} AS SELECT measure_name, date_trunc('{grain}', start_date) p,
+                created_by, group1, group2, group3, count(*), sum(value), min(value), max(value), avg(value),
+                stddev_samp(value), quantile_cont(value, [0.25, 0.5, 0.75])
+                FROM raw_measures GROUP BY ALL""")
+        con.close()
+
+    t, _ = timed(run)
+    return t, peak_rss_mib()
 
 
 def pandas_refresh(raw: pd.DataFrame) -> None:
@@ -66,44 +107,41 @@ def pandas_refresh(raw: pd.DataFrame) -> None:
         assert len(stats) > 0
 
 
+def pandas_run(path: Path) -> tuple[float, float]:
+    """The pandas peer over the raw columns it uses (loading them is not timed); (seconds, peak RSS)."""
+    columns = "measure_name, start_date, created_by, group1, group2, group3, value"
+    raw = duckdb.connect(str(path), read_only=True).execute(f"SELECT {columns} FROM raw_measures").df()
+    t, _ = timed(lambda: pandas_refresh(raw))
+    return t, peak_rss_mib()
+
+
 def main() -> int:
-    """Run every measurement and print ratios."""
+    """Run every measurement, each part in its own process, and print ratios."""
     days, per_day = int(os.environ.get("BENCH_DAYS", 30)), int(os.environ.get("BENCH_PER_DAY", 55000))
-    catalog = load_measures(definitions_dir())
-    first = date(2025, 1, 6)
-    last = first + timedelta(days=days - 1)
     with tempfile.TemporaryDirectory() as tmp:
-        t_gen, (data, _) = timed(lambda: generate(catalog, Path(tmp), first, last,
-                                                  {"day": per_day, "week": per_day // 3, "month": per_day}))
-        size = data.stat().st_size
-        print(f"generated {size / 2**20:.0f} MiB of NDJSON in {t_gen:.1f}s")
-        t_floor, n = timed(lambda: floor_intake(data))
+        t_gen, data = in_subprocess(generate_data, Path(tmp), days, per_day)
+        print(f"generated {data.stat().st_size / 2**20:.0f} MiB of NDJSON in {t_gen:.1f}s", flush=True)
+        t_floor, n, rss_floor = in_subprocess(floor_intake, data)
         db = Path(tmp) / "bench.duckdb"
-        with open_warehouse(f"duckdb:///{db}") as wh:
-            wh.sync_definitions(catalog.measures)
-            t_ingest, result = timed(lambda: wh.ingest_file(data, catalog.measures, partitions_start()))
-            rss_ingest = peak_rss_mib()
-            windows = {g: (first if g == "day" else first - timedelta(days=first.weekday()) if g == "week"
-                           else first.replace(day=1), period_end(g, last)) for g in ("day", "week", "month")}
-            t_refresh, _ = timed(lambda: [wh.refresh(g, *windows[g]) for g in windows])
-        rss = peak_rss_mib()
-        t_floor_refresh, _ = timed(lambda: floor_refresh(str(db)))
-        raw = duckdb.connect(str(db), read_only=True).execute("SELECT * FROM raw_measures").df()
-        t_pandas, _ = timed(lambda: pandas_refresh(raw))
+        ours = in_subprocess(aggassets_run, data, db, days)
+        t_floor_refresh, rss_floor_refresh = in_subprocess(floor_refresh, db)
+        t_pandas, rss_pandas = in_subprocess(pandas_run, db)
+    t_ingest, t_refresh = ours["t_ingest"], ours["t_refresh"]
     lines = [
-        f"measures: {n:,} ({result.accepted:,} accepted) over {days} days",
+        f"measures: {n:,} ({ours['accepted']:,} accepted) over {days} days",
         f"ingest: {t_ingest:.1f}s = {n / t_ingest:,.0f} measures/s; floor read_json {t_floor:.1f}s; "
         f"ratio {t_ingest / t_floor:.2f}x (target <= 2x, >= 1M/s)",
         f"refresh day+week+month with quartiles: {t_refresh:.1f}s; floor GROUP BY {t_floor_refresh:.1f}s; "
         f"ratio {t_refresh / t_floor_refresh:.2f}x (target <= 3x)",
         f"pandas groupby: {t_pandas:.1f}s; aggassets is {t_pandas / t_refresh:.1f}x faster (target >= 10x)",
-        f"peak RSS: {rss_ingest:,.0f} MiB after ingest, {rss:,.0f} MiB after refresh (target <= 2048 MiB)",
+        f"peak RSS of the aggassets process: {ours['rss_ingest']:,.0f} MiB after ingest, {ours['rss']:,.0f} MiB "
+        "after refresh (target <= 2048 MiB)",
+        f"peak RSS of the other processes: read_json floor {rss_floor:,.0f} MiB, GROUP BY floor "
+        f"{rss_floor_refresh:,.0f} MiB, pandas peer {rss_pandas:,.0f} MiB",
     ]
-    try:
+    if os.environ.get("BENCH_EXPERIMENTS", "1") != "0":
         from benchmarks import bench_experiments
-    except ImportError:
-        pass
-    else:
+
         lines += bench_experiments.run()
     from benchmarks import bench_goals
 

@@ -153,28 +153,33 @@ class Warehouse:
     ) -> IntakeResult:
         """Store every item of the file in the inbox, then in raw_measures or rejected_measures."""
         with duckdb.connect() as con:
-            items = intake.read_items(con, Path(path))
-            validated = intake.validate_items(con, items, definitions, first_day)
+            intake.stage_items(con, Path(path), definitions, first_day)
+            validated = con.sql(intake.STAGED_ROWS).to_arrow_table()
         return self.store_intake(validated, str(path), sha256)
 
     def store_intake(self, validated: pa.Table, source: str, sha256: str | None) -> IntakeResult:
-        """One transaction: inbox rows, sealed-key rejections, raw and rejected rows, batch record."""
+        """One transaction: stage the validated items, then record them (see record_intake)."""
         with self.transaction():
-            now = utc_now()  # taken inside: after any writer lock, so received_at orders with commits
             self.stage("staged", validated)
-            ids = self.fetch(self.sql.NEXT_IDS).iloc[0]
-            params = {"seq0": int(ids["seq"]), "batch_id": int(ids["batch_id"]) + 1, "now": now}
+            return self.record_intake(source, sha256)
+
+    def record_intake(self, source: str, sha256: str | None) -> IntakeResult:
+        """Inside a transaction, from `staged`: inbox rows, sealed-key rejections, raw and rejected rows, batch."""
+        now = utc_now()  # taken inside: after any writer lock, so received_at orders with commits
+        ids = self.fetch(self.sql.NEXT_IDS).iloc[0]
+        params = {"seq0": int(ids["seq"]), "batch_id": int(ids["batch_id"]) + 1, "now": now}
+        if bool(self.fetch(self.sql.ANY_FROZEN).iloc[0, 0]):  # nothing to seal against otherwise
             self.execute(self.sql.STAGE_SEALED_KEYS)
-            for statement in (self.sql.INSERT_INBOX, self.sql.INSERT_RAW, self.sql.INSERT_REJECTED):
-                self.execute(statement, params)
-            counts = self.fetch(self.sql.STAGED_COUNTS)
-            by_reason = {r: int(n) for r, n in counts.itertuples(index=False) if r}
-            received = int(counts.iloc[:, 1].sum()) if len(counts) else 0
-            rejected = sum(by_reason.values())
-            self.execute(self.sql.INSERT_BATCH, {
-                **params, "source": source, "sha256": sha256, "received": received,
-                "accepted": received - rejected, "rejected": rejected,
-            })
+        for statement in (self.sql.INSERT_INBOX, self.sql.INSERT_RAW, self.sql.INSERT_REJECTED):
+            self.execute(statement, params)
+        counts = self.fetch(self.sql.STAGED_COUNTS)
+        by_reason = {r: int(n) for r, n in counts.itertuples(index=False) if r}
+        received = int(counts.iloc[:, 1].sum()) if len(counts) else 0
+        rejected = sum(by_reason.values())
+        self.execute(self.sql.INSERT_BATCH, {
+            **params, "source": source, "sha256": sha256, "received": received,
+            "accepted": received - rejected, "rejected": rejected,
+        })
         ordered = dict(sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0])))
         return IntakeResult(received, received - rejected, rejected, ordered)
 

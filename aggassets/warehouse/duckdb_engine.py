@@ -1,8 +1,9 @@
 """The DuckDB warehouse: one embedded database file (or :memory:)."""
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,9 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from aggassets.warehouse import duckdb_sql
-from aggassets.warehouse.base import Warehouse
+from aggassets.catalog import MeasureDefinition
+from aggassets.warehouse import duckdb_sql, intake
+from aggassets.warehouse.base import IntakeResult, Warehouse
 
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -26,6 +28,8 @@ class DuckDBWarehouse(Warehouse):
     """Warehouse on a DuckDB file; one connection for the object's life."""
 
     sql = duckdb_sql
+    # DuckDB's memory bound while ingesting a file: the staged items spill to <database>.tmp beyond it.
+    intake_memory_limit = "1GB"
 
     def __init__(self, path: str) -> None:
         if path != ":memory:":
@@ -52,6 +56,20 @@ class DuckDBWarehouse(Warehouse):
         finally:
             self.con.unregister("_arrow_in")
         self._staged.append(name)
+
+    def ingest_file(
+        self, path: Path, definitions: Sequence[MeasureDefinition], first_day: date,
+        sha256: str | None = None,
+    ) -> IntakeResult:
+        """Read, validate and store the file in one transaction of the warehouse connection (no copies)."""
+        self.con.execute("SET memory_limit = $limit", {"limit": self.intake_memory_limit})
+        try:
+            with self.transaction():
+                self._staged.append("staged")
+                intake.stage_items(self.con, Path(path), definitions, first_day)
+                return self.record_intake(str(path), sha256)
+        finally:
+            self.con.execute("RESET memory_limit")
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

@@ -58,7 +58,10 @@ NEXT_IDS = """SELECT greatest((SELECT coalesce(max(seq), 0) FROM inbox),
                      (SELECT coalesce(max(batch_id), 0) FROM intake_batches) AS batch_id"""
 FILE_SEEN = "SELECT count(*) FROM intake_batches WHERE sha256 = $sha256"
 
-# staged: the validated items (item_no, payload, reason, measure_name, start_date, created_by, groups, value)
+ANY_FROZEN = "SELECT EXISTS (SELECT 1 FROM frozen_quartiles)"
+
+# staged: the validated items (payload, reason, measure_name, start_date, created_by, groups, value), in item
+# order: the item number is intake.ITEM_NO (intake.stage_items fills it in the warehouse connection itself)
 STAGE_SEALED_KEYS = """
 UPDATE staged SET reason = 'quartile_key_sealed'
 WHERE reason IS NULL AND EXISTS (
@@ -66,13 +69,14 @@ WHERE reason IS NULL AND EXISTS (
   WHERE f.measure_name = staged.measure_name AND f.created_by = staged.created_by
     AND f.group1 = staged.group1 AND f.group2 = staged.group2 AND f.group3 = staged.group3
     AND f.period_start = CAST(date_trunc(f.grain, staged.start_date) AS DATE))"""
-INSERT_INBOX = """INSERT INTO inbox
-SELECT $seq0 + item_no, $batch_id, $now, payload FROM staged"""
-INSERT_RAW = """INSERT INTO raw_measures
-SELECT $seq0 + item_no, measure_name, start_date, created_by, group1, group2, group3, value, $now
+_SEQ = "$seq0 + rowid - (SELECT min(rowid) FROM staged) + 1"  # seq0 + intake.ITEM_NO
+INSERT_INBOX = f"""INSERT INTO inbox
+SELECT {_SEQ}, $batch_id, $now, payload FROM staged"""
+INSERT_RAW = f"""INSERT INTO raw_measures
+SELECT {_SEQ}, measure_name, start_date, created_by, group1, group2, group3, value, $now
 FROM staged WHERE reason IS NULL"""
-INSERT_REJECTED = """INSERT INTO rejected_measures
-SELECT $seq0 + item_no, $now, reason, measure_name FROM staged WHERE reason IS NOT NULL"""
+INSERT_REJECTED = f"""INSERT INTO rejected_measures
+SELECT {_SEQ}, $now, reason, measure_name FROM staged WHERE reason IS NOT NULL"""
 STAGED_COUNTS = """SELECT coalesce(reason, '') AS reason, count(*) AS n FROM staged GROUP BY ALL"""
 INSERT_BATCH = """INSERT INTO intake_batches VALUES ($batch_id, $source, $sha256, $now,
   $received, $accepted, $rejected)"""

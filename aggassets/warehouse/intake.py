@@ -4,6 +4,7 @@ Validation always runs in an in-memory DuckDB (whatever the warehouse engine): i
 applies DESIGN §4.2 and returns one row per received item with either the accepted fields or a reason.
 """
 
+import contextlib
 import json
 from collections.abc import Sequence
 from datetime import date
@@ -26,12 +27,11 @@ _SCALAR_TYPES = "('VARCHAR', 'BIGINT', 'UBIGINT', 'DOUBLE', 'BOOLEAN')"
 _NUMBER_TYPES = "('BIGINT', 'UBIGINT', 'DOUBLE')"
 
 # One row per received item: the item's number and its payload text, as it came.
+# The file's lines in file order; a line is an item unless blank (trim only for lines not starting with '{').
 _READ_LINES = """
-SELECT row_number() OVER () AS item_no, payload FROM (
-  SELECT payload FROM read_csv(?, columns = {'payload': 'VARCHAR'}, header = false,
-      delim = chr(30), quote = '', escape = '', auto_detect = false, strict_mode = false)
-  WHERE payload IS NOT NULL AND trim(payload) <> ''
-)
+SELECT payload FROM read_csv($path, columns = {'payload': 'VARCHAR'}, header = false,
+    delim = chr(30), quote = '', escape = '', auto_detect = false, strict_mode = false)
+WHERE CASE WHEN starts_with(payload, '{') THEN true ELSE trim(payload) <> '' END
 """
 
 _READ_DOCUMENT = """
@@ -48,10 +48,12 @@ FROM elements
 """
 
 _UNNEST_DOCUMENT = """
-WITH doc AS (SELECT try_cast(content AS JSON) AS j FROM read_text(?)),
+WITH doc AS (SELECT try_cast(content AS JSON) AS j FROM read_text($path)),
 arr AS (SELECT CASE WHEN json_type(j) = 'ARRAY' THEN j ELSE j -> '$.measures' END AS a FROM doc)
-SELECT generate_subscripts(items, 1) AS item_no, unnest(items)::VARCHAR AS payload
-FROM (SELECT json_extract(a, '$[*]') AS items FROM arr)
+SELECT payload FROM (
+  SELECT generate_subscripts(items, 1) AS item_no, unnest(items)::VARCHAR AS payload
+  FROM (SELECT json_extract(a, '$[*]') AS items FROM arr)
+) ORDER BY item_no
 """
 
 
@@ -77,17 +79,13 @@ def _file_format(path: Path) -> str:
     return "document" if isinstance(value, dict) and set(value) == {"measures"} else "ndjson"
 
 
-def read_items(con: duckdb.DuckDBPyConnection, path: Path) -> pa.Table:
-    """The file's items as (item_no, payload); an unreadable file raises AggassetsError."""
+def _items_source(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[str, str]:
+    """A query of the file's items (one `payload` column, in file order) and its $path parameter."""
     path = Path(path)
     if not path.is_file():
         raise AggassetsError(f"{path}: no such file")
-    fmt = _file_format(path)
-    if fmt == "ndjson":
-        try:
-            return con.sql(_READ_LINES, params=[str(path)]).to_arrow_table()
-        except duckdb.Error as exc:
-            raise AggassetsError(f"{path}: cannot read lines: {exc}") from exc
+    if _file_format(path) == "ndjson":
+        return _READ_LINES, str(path)
     try:
         valid, kind, has_list, _n = con.execute(_READ_DOCUMENT, [str(path)]).fetchall()[0]
     except duckdb.Error as exc:
@@ -96,10 +94,9 @@ def read_items(con: duckdb.DuckDBPyConnection, path: Path) -> pa.Table:
         raise AggassetsError(f"{path}: not a valid JSON document")
     if not has_list:
         if kind == "OBJECT":  # one pretty-printed measure
-            payload = json.dumps(json.loads(path.read_text(encoding="utf-8")))
-            return pa.table({"item_no": pa.array([1], pa.int64()), "payload": [payload]})
+            return "SELECT $path::VARCHAR AS payload", json.dumps(json.loads(path.read_text(encoding="utf-8")))
         raise AggassetsError(f"{path}: expected a JSON array, {{\"measures\": [...]}} or NDJSON")
-    return con.sql(_UNNEST_DOCUMENT, params=[str(path)]).to_arrow_table()
+    return _UNNEST_DOCUMENT, str(path)
 
 
 def _definitions_table(definitions: Sequence[MeasureDefinition]) -> pa.Table:
@@ -129,12 +126,12 @@ def _group_checks(i: int) -> tuple[str, str]:
     return reasons, value
 
 
-def _validation_sql() -> str:
-    """The validation statement over `items` and `defs` (parameters: partitions start)."""
+def _validation_sql(items: str) -> str:
+    """The careful validation of `items` (a query of item_no, payload) against `defs` (parameter $first_day)."""
     paths = ", ".join(f"'$.{f}'" for f in FIELDS)
     group_sql = [_group_checks(i) for i in (1, 2, 3)]
     return f"""
-WITH src AS (
+WITH items AS ({items}), src AS (
   SELECT item_no, payload, octet_length(encode(payload)) > {MAX_PAYLOAD_BYTES} AS oversized,
          CASE WHEN octet_length(encode(payload)) <= {MAX_PAYLOAD_BYTES} THEN try_cast(payload AS JSON) END AS j
   FROM items
@@ -172,7 +169,7 @@ WITH src AS (
       WHEN NOT isfinite(num) THEN 'value_not_finite'
       WHEN j_date IS NULL OR t_date = 'NULL' THEN 'missing_start_date'
       WHEN ts IS NULL THEN 'invalid_start_date'
-      WHEN timezone('UTC', ts)::DATE < ?::DATE OR timezone('UTC', ts)::DATE > DATE '2999-12-31'
+      WHEN timezone('UTC', ts)::DATE < $first_day::DATE OR timezone('UTC', ts)::DATE > DATE '2999-12-31'
            THEN 'start_date_out_of_range'
       WHEN j_by IS NOT NULL AND t_by <> 'NULL' AND (t_by <> 'VARCHAR' OR length(j_by ->> '$') = 0
            OR length(j_by ->> '$') > {MAX_CREATED_BY}) THEN 'invalid_created_by'
@@ -197,21 +194,122 @@ ORDER BY item_no
 """
 
 
-VALIDATION_SQL = _validation_sql()
+
+_FAST_STRUCT = json.dumps({f: "JSON" for f in FIELDS})
+# CASE, not AND/OR: a projection evaluates every operand of AND/OR, CASE only the branch a row takes.
+_FAST_GROUP_SQL = """CASE WHEN p{i} IS NULL THEN x_g{i} IS NULL
+      WHEN NOT starts_with(x_g{i}, p{i}) THEN false
+      WHEN ascii(v{i}) = 34 THEN NOT contains(v{i}[2:-2], '"') AND NOT contains(v{i}, '\\')
+      WHEN v{i} IN ('true', 'false') THEN true
+      WHEN ascii(v{i}) = 45 OR ascii(v{i}) BETWEEN 48 AND 57 THEN TRY_CAST(v{i} AS DOUBLE) IS NOT NULL
+      ELSE false END"""
+# A JSON string (quotes, no escapes) matching the careful date pattern.
+_FAST_DATE_RE = '"' + _DATE_RE[1:-1] + '"'
 
 
-def validate_items(
-    con: duckdb.DuckDBPyConnection,
-    items: pa.Table,
-    definitions: Sequence[MeasureDefinition],
-    first_day: date,
-) -> pa.Table:
-    """One row per item: accepted fields (reason NULL) or the rejection reason."""
+def _fast_sql(source: str) -> str:
+    """Items of `source` (payload) parsed once; a row the fast path cannot accept gets reason 'unchecked'.
+
+    The fast path accepts only items it can prove valid, with the very values the careful path
+    stores: field texts are yyjson's canonical JSON (as json_extract gives them), dates plain JSON
+    strings matching the careful pattern, groups `{"key":scalar}`. Everything else is left
+    to the careful validation. Projections only (definitions are list parameters, no join): rows keep
+    the source's order.
+    """
+    names = ("name", "value", "date", "by", "g1", "g2", "g3")
+    fields = ", ".join(f"f.{f} AS x_{c}" for f, c in zip(FIELDS, names, strict=True))
+    present = " + ".join(f"(x_{c} IS NOT NULL)::INT" for c in names)
+    groups = ", ".join(f"($p{i}::VARCHAR[])[di] AS p{i}" for i in (1, 2, 3))
+    slices = ", ".join(f"x_g{i}[length(p{i}) + 1:-2] AS v{i}" for i in (1, 2, 3))
+    return f"""
+WITH parsed AS (
+  SELECT payload, nkeys, {fields}
+  FROM (SELECT payload, TRY(json_transform(payload, '{_FAST_STRUCT}')) AS f, TRY(len(json_keys(payload))) AS nkeys
+        FROM ({source}))
+), typed AS (
+  SELECT payload, nkeys, {present} AS nfields, x_g1, x_g2, x_g3,
+    list_position($jnames, x_name) AS di, $names[di] AS name, $periods[di] AS period, {groups}, {slices},
+    CASE WHEN ascii(x_value) = 45 OR ascii(x_value) BETWEEN 48 AND 57 THEN TRY_CAST(x_value AS DOUBLE) END AS num,
+    CASE WHEN regexp_full_match(x_date, '{_FAST_DATE_RE}') THEN x_date[2:-2] END AS s_date,
+    timezone('UTC', TRY_CAST(s_date AS TIMESTAMPTZ)) AS ts,
+    CASE WHEN x_by IS NULL THEN ''
+         WHEN ascii(x_by) = 34 AND NOT contains(x_by, '\\') AND length(x_by) BETWEEN 3 AND {MAX_CREATED_BY + 2}
+         THEN x_by[2:-2] END AS s_by
+  FROM parsed
+), checked AS (
+  SELECT *, $fast AND strlen(payload) <= {MAX_PAYLOAD_BYTES} AND nkeys = nfields AND name IS NOT NULL
+      AND isfinite(num) AND s_by IS NOT NULL AND ts::DATE >= $first_day AND ts::DATE <= DATE '2999-12-31'
+      AND {_FAST_GROUP_SQL.format(i=1)} AND {_FAST_GROUP_SQL.format(i=2)} AND {_FAST_GROUP_SQL.format(i=3)} AS ok
+  FROM typed
+)
+SELECT payload, CASE WHEN ok THEN NULL ELSE 'unchecked' END AS reason,
+  CASE WHEN ok THEN name END AS measure_name,
+  CASE WHEN ok THEN date_trunc(period, ts::DATE)::DATE END AS start_date,
+  CASE WHEN ok THEN s_by END AS created_by,
+  CASE WHEN ok THEN coalesce(v1, '') END AS group1, CASE WHEN ok THEN coalesce(v2, '') END AS group2,
+  CASE WHEN ok THEN coalesce(v3, '') END AS group3, CASE WHEN ok THEN num END AS value
+FROM checked
+"""
+
+
+def _fast_params(con: duckdb.DuckDBPyConnection, definitions: Sequence[MeasureDefinition]) -> dict[str, object]:
+    """The definitions as lists for the fast path: names, their JSON texts, periods, `{"key":` prefixes."""
+    def as_json(values: list[str | None]) -> list[str | None]:
+        texts = con.execute("SELECT list_transform($v::VARCHAR[], lambda x: to_json(x)::VARCHAR)", {"v": values})
+        return texts.fetchall()[0][0]
+
+    params: dict[str, object] = {
+        "names": [d.name for d in definitions], "periods": [d.aggregation_period for d in definitions],
+        "jnames": as_json([d.name for d in definitions]),
+    }
+    for i in (1, 2, 3):
+        keys = as_json([d.group_keys()[i - 1] for d in definitions])
+        params[f"p{i}"] = [None if k is None else "{" + k + ":" for k in keys]
+    return params
+
+
+# The items the fast path left, checked carefully; their results replace the placeholders.
+_CAREFUL_UPDATE = f"""
+UPDATE staged SET reason = c.reason, measure_name = c.measure_name, start_date = c.start_date,
+  created_by = c.created_by, group1 = c.group1, group2 = c.group2, group3 = c.group3, value = c.value
+FROM ({_validation_sql("SELECT rowid AS item_no, payload FROM staged WHERE reason = 'unchecked'")}) c
+WHERE staged.rowid = c.item_no"""
+
+
+# The item number of a staged row: rowids of a table filled by one statement are consecutive (checked), but
+# start at a large number inside a transaction.
+ITEM_NO = "(rowid - (SELECT min(rowid) FROM staged) + 1)"
+STAGED_ROWS = f"SELECT {ITEM_NO} AS item_no, * FROM staged ORDER BY rowid"
+
+
+def stage_items(
+    con: duckdb.DuckDBPyConnection, path: Path, definitions: Sequence[MeasureDefinition], first_day: date,
+    fast: bool = True,
+) -> int:
+    """Read and validate the file into the temp table `staged` of `con`, one row per item in file order.
+
+    Columns: payload, reason (NULL when accepted), measure_name, start_date, created_by, group1..3,
+    value; the item number is ITEM_NO. Returns how many items went through the careful validation
+    (all of them when `fast` is False). An unreadable file raises AggassetsError.
+    """
+    source, param = _items_source(con, Path(path))
     con.execute("SET TimeZone = 'UTC'")
-    con.register("items", items)
     con.register("defs", _definitions_table(definitions))
     try:
-        return con.sql(VALIDATION_SQL, params=[first_day]).to_arrow_table()
+        first = {"first_day": first_day}
+        sql = _fast_sql(source)
+        try:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE staged AS {sql}",
+                        {**first, "path": param, "fast": fast, **_fast_params(con, definitions)})
+        except duckdb.Error as exc:
+            raise AggassetsError(f"{path}: cannot read lines: {exc}") from exc
+        first_row, last_row, n = con.execute("SELECT min(rowid), max(rowid), count(*) FROM staged").fetchall()[0]
+        if n and last_row - first_row + 1 != n:
+            raise AggassetsError(f"{path}: staged items are not numbered consecutively")
+        careful = int(con.execute("SELECT count(*) FROM staged WHERE reason = 'unchecked'").fetchall()[0][0])
+        if careful:
+            con.execute(_CAREFUL_UPDATE, first)
+        return careful
     finally:
-        con.unregister("items")
-        con.unregister("defs")
+        with contextlib.suppress(duckdb.Error):  # fails in an aborted transaction, which is rolled back anyway
+            con.unregister("defs")

@@ -92,6 +92,8 @@ FILE_SEEN = "SELECT count(*) FROM intake_batches WHERE sha256 = %(sha256)s"
 
 _TRUNC = "date_trunc('{grain}', {col}::timestamp)::date"
 
+ANY_FROZEN = "SELECT EXISTS (SELECT 1 FROM frozen_quartiles)"
+
 # staged: the validated items (item_no, payload, reason, measure_name, start_date, created_by, groups, value)
 STAGE_SEALED_KEYS = """
 UPDATE staged SET reason = 'quartile_key_sealed'

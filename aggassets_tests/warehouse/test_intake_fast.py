@@ -1,0 +1,90 @@
+"""The intake's fast path agrees with the careful validation on every line, and takes the ordinary ones."""
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from aggassets.warehouse import intake
+from aggassets_tests.warehouse.support import DEFINITIONS, FIRST_DAY
+from aggassets_tests.warehouse.test_intake import ACCEPTED, DROP, MALFORMED, line, raw
+
+TRICKY: list[str] = [
+    '{ "measureName" : "visits-daily", "value" : 1, "startDate" : "2022-01-03",'
+    ' "group1" : { "device" : "a" }, "group2" : {"os": "x"} }',
+    line(measureName="visits\\u002ddaily").replace("\\\\u002d", "\\u002d"),
+    line(group1={"device": "\u00e9"}).replace("\u00e9", "\\u00e9"),
+    line(group1={"device": "a,\"os\":\"b"}),
+    line(group1={"device": "a}"}),
+    line(group1={"device": "back\\slash"}),
+    line(group1={"device": 1.50}),
+    line(group1={"device": -3}),
+    line(group1={"device": None}),
+    raw('"value": 1e5'),
+    raw('"value": 1E+2'),
+    raw('"value": -0'),
+    raw('"value": 0.1e-400'),
+    raw('"value": 12345678901234567890'),
+    raw('"value": 100000000000000000000000'),
+    raw('"value": 1.0000000000000002'),
+    raw('"value": 1e400'),
+    line(value="  7  "),
+    line(startDate="2022-01-03T12:00:00Z"),
+    line(startDate="2022-01-03T12:00:00z"),
+    line(startDate="2022-01-03t12:00:00Z"),
+    line(startDate="2022-01-03T12:00:00+00:00"),
+    line(startDate="2022-01-03T23:30:00-02:00"),
+    line(startDate="2022-01-03T12:00:00.5Z"),
+    line(startDate="2022-01-03T24:00:00Z"),
+    line(startDate="2022-1-03"),
+    line(startDate=" 2022-01-03"),
+    line(startDate="2022-01-03").replace("2022-01-03", "2022\\u002d01-03"),
+    line(createdBy="drive"),
+    line(createdBy="5"),
+    line(createdBy="é" * 255),
+    line(createdBy="é" * 256),
+    line(createdBy='a"b'),
+    line(createdBy="a\\b"),
+    line(createdBy=True),
+    line(createdBy=None),
+    line(group3=None),
+    line(group2=DROP, measureName="duration-daily", group1={"slug": "x"}),
+    '{"measureName": "storage-monthly", "value": 3, "startDate": "2022-02-17", "group1": {"offer": "a"},'
+    ' "group2": {"plan": true}, "group3": {"region": 4}}',
+    '{"measureName": "sharing-weekly", "value": 2, "startDate": "2022-02-17T10:00:00Z", "group1": {"kind": "x"}}',
+    line().replace('"value": 1', '"value": 1, "startDate": "2022-01-04"'),
+    line().replace("{", '{"createdBy": null, ', 1),
+    "   " + line(),
+]
+
+
+def _staged(path: Path, fast: bool) -> tuple[list[tuple[Any, ...]], int]:
+    """(every staged row in item order, items checked carefully) of one intake of `path`."""
+    con = duckdb.connect()
+    careful = intake.stage_items(con, path, DEFINITIONS, FIRST_DAY, fast=fast)
+    return con.execute(intake.STAGED_ROWS).fetchall(), careful
+
+
+def test_fast_path_matches_careful_validation(tmp_path: Path) -> None:
+    """Same rows with and without the fast path; it leaves to the careful path far fewer items than all."""
+    lines = [line()] + [t for _, t, _ in MALFORMED] + [t for _, t, _ in ACCEPTED] + TRICKY + [line(value=2)]
+    path = tmp_path / "items.ndjson"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    fast_rows, fast_careful = _staged(path, fast=True)
+    slow_rows, slow_careful = _staged(path, fast=False)
+    assert slow_careful == len(lines) == len(slow_rows)
+    assert [r[0] for r in fast_rows] == list(range(1, len(lines) + 1))
+    for i, (got, want) in enumerate(zip(fast_rows, slow_rows, strict=True)):
+        assert got == want, lines[i]
+    plain = [r for r in fast_rows if r[2] is None]
+    assert fast_careful <= len(lines) - 12 and len(plain) >= 20
+
+
+def test_fast_path_keeps_file_order_across_row_groups(tmp_path: Path) -> None:
+    """Item numbers follow the file's lines over several row groups and both threads."""
+    values = list(range(300_000))
+    path = tmp_path / "many.ndjson"
+    path.write_text("".join(line(value=v) + "\n" for v in values), encoding="utf-8")
+    rows, careful = _staged(path, fast=True)
+    assert careful == 0
+    assert [r[0] for r in rows] == [v + 1 for v in values] and [r[-1] for r in rows] == [float(v) for v in values]
