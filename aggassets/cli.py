@@ -11,6 +11,7 @@ from typing import Any
 from aggassets import settings
 from aggassets.catalog import load_measures, load_measures_file
 from aggassets.errors import AggassetsError
+from aggassets.experiments.definition import load_experiment, load_experiments
 from aggassets.warehouse import Warehouse, events_intake, open_warehouse
 
 
@@ -40,10 +41,19 @@ def _open(args: argparse.Namespace, sync: bool = True) -> Warehouse:
 
 
 def cmd_definitions_validate(args: argparse.Namespace) -> int:
-    """Validate a measures file (default: the catalog's)."""
-    path = Path(args.file) if args.file else Path(args.definitions) / "measures.json"
-    catalog = load_measures_file(path)
-    _print({"file": str(path), "valid": True, "measures": len(catalog.measures)})
+    """Validate one file (measures or experiment), or the whole catalog: measures.json and experiments/."""
+    if args.file:
+        path = Path(args.file)
+        if path.parent.name == "experiments":
+            experiment = load_experiment(path)
+            _print({"file": str(path), "valid": True, "experiment": experiment.id})
+        else:
+            _print({"file": str(path), "valid": True, "measures": len(load_measures_file(path).measures)})
+        return 0
+    catalog = load_measures(Path(args.definitions))
+    experiments = load_experiments(Path(args.definitions) / "experiments")
+    _print({"folder": str(args.definitions), "valid": True, "measures": len(catalog.measures),
+            "experiments": sorted(experiments)})
     return 0
 
 
@@ -135,9 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="catalog folder (env AGGASSETS_DEFINITIONS; default definitions/)")
     groups = parser.add_subparsers(dest="command", required=True)
 
-    definitions = groups.add_parser("definitions", help="the measure catalog").add_subparsers(required=True)
-    _add(definitions, "validate", cmd_definitions_validate, "validate a definitions file").add_argument(
-        "file", nargs="?")
+    definitions = groups.add_parser("definitions", help="the catalog").add_subparsers(required=True)
+    validate_help = "validate a measures or experiment file (one under experiments/), else the whole catalog"
+    _add(definitions, "validate", cmd_definitions_validate, validate_help).add_argument("file", nargs="?")
     _add(definitions, "list", cmd_definitions_list, "list the catalog's measures")
 
     measures = groups.add_parser("measures", help="raw measures").add_subparsers(required=True)

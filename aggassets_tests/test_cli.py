@@ -81,6 +81,18 @@ def test_bad_date_is_an_argparse_error(capsys: pytest.CaptureFixture[str], url: 
 def test_definitions_validate_and_list(capsys: pytest.CaptureFixture[str], url: str, tmp_path: Path) -> None:
     code, out, _ = run(capsys, url, "definitions", "validate")
     assert code == 0 and json.loads(out)["measures"] >= 8
+    assert json.loads(out)["experiments"] == sorted(p.stem for p in (DEFINITIONS / "experiments").glob("*.json"))
+    one = DEFINITIONS / "experiments" / "product-page-layout.json"
+    code, out, _ = run(capsys, url, "definitions", "validate", str(one))
+    assert code == 0 and json.loads(out) == {"file": str(one), "valid": True, "experiment": "product-page-layout"}
+    (tmp_path / "experiments").mkdir()
+    wrong = tmp_path / "experiments" / "x.json"
+    wrong.write_text(json.dumps({"id": "x", "control_variant": "a", "unit_type": "u", "metrics": [
+        {"id": 1, "name": "m", "nominator": "count(u.unit.g) *", "denominator": "count(u.global.exposure)"}],
+        "filters": [{"scope": "trigger"}]}))
+    code, out, err = run(capsys, url, "definitions", "validate", str(wrong))
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "metrics.0.nominator" in err and "filters.0" in err
     code, out, _ = run(capsys, url, "definitions", "list")
     listed = json.loads(out)
     assert {m["aggregationPeriod"] for m in listed} == {"day", "week", "month"}
