@@ -36,7 +36,7 @@ class DuckDBWarehouse(Warehouse):
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.con = duckdb.connect(path)
-        self.con.execute("SET TimeZone = 'UTC'")
+        self.con.execute("SET TimeZone = 'UTC'; SET enable_progress_bar = false")  # no bar on stderr
         self._staged: list[str] = []
         self.setup()
 
