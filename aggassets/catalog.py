@@ -93,14 +93,19 @@ def format_errors(path: Path | str, exc: ValidationError, kind: str = "definitio
     return f"invalid {kind} file ({len(lines)} error(s)):\n" + "\n".join(lines)
 
 
-def load_measures_file(path: Path) -> MeasureCatalog:
-    """Validate a DACC definitions file as a whole; refuse it listing every error."""
+def read_json_file(path: Path | str, kind: str) -> object:
+    """A catalog file's JSON; AggassetsError when it cannot be read or is not JSON."""
     try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
-        raise AggassetsError(f"cannot read definitions file {path}: {exc}") from exc
+        raise AggassetsError(f"cannot read {kind} file {path}: {exc}") from exc
     except json.JSONDecodeError as exc:
         raise AggassetsError(f"{path}: not JSON: {exc}") from exc
+
+
+def load_measures_file(path: Path) -> MeasureCatalog:
+    """Validate a DACC definitions file as a whole; refuse it listing every error."""
+    raw = read_json_file(path, "definitions")
     try:
         parsed = MeasuresFile.model_validate(raw)
     except ValidationError as exc:

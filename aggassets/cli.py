@@ -13,6 +13,7 @@ from aggassets.catalog import load_measures, load_measures_file
 from aggassets.errors import AggassetsError
 from aggassets.experiments.definition import load_experiment, load_experiments
 from aggassets.warehouse import Warehouse, events_intake, open_warehouse
+from aggassets.warehouse.base import intake_totals
 
 
 def _date(text: str) -> date:
@@ -67,31 +68,19 @@ def cmd_definitions_list(args: argparse.Namespace) -> int:
 def cmd_measures_ingest(args: argparse.Namespace) -> int:
     """Ingest measure files; print one JSON line of counts."""
     catalog = load_measures(Path(args.definitions))
-    totals: dict[str, Any] = {"received": 0, "accepted": 0, "rejected": 0, "rejected_by_reason": {}}
     with _open(args) as wh:
-        for name in args.files:
-            result = wh.ingest_file(Path(name), catalog.measures, settings.partitions_start())
-            for key in ("received", "accepted", "rejected"):
-                totals[key] += getattr(result, key)
-            for reason, n in result.rejected_by_reason.items():
-                totals["rejected_by_reason"][reason] = totals["rejected_by_reason"].get(reason, 0) + n
-    _print(totals)
+        results = [wh.ingest_file(Path(name), catalog.measures, settings.partitions_start()) for name in args.files]
+    _print(intake_totals(results))
     return 0
 
 
 def cmd_events_ingest(args: argparse.Namespace) -> int:
     """Ingest event files (CSV, Parquet, NDJSON); print one JSON line of counts."""
-    totals: dict[str, Any] = {"received": 0, "accepted": 0, "rejected": 0, "rejected_by_reason": {}}
     # Every file is validated before any is stored: a bad file among them stores nothing.
     validated = [(name, *events_intake.validate_file(Path(name))) for name in args.files]
     with _open(args, sync=False) as wh:
-        for name, rows, dimensions in validated:
-            result = wh.store_events(rows, dimensions, name, None)
-            for key in ("received", "accepted", "rejected"):
-                totals[key] += getattr(result, key)
-            for reason, n in result.rejected_by_reason.items():
-                totals["rejected_by_reason"][reason] = totals["rejected_by_reason"].get(reason, 0) + n
-    _print(totals)
+        results = [wh.store_events(rows, dimensions, name, None) for name, rows, dimensions in validated]
+    _print(intake_totals(results))
     return 0
 
 

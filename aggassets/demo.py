@@ -12,11 +12,12 @@ import pandas as pd
 
 from aggassets import settings
 from aggassets.catalog import MeasureCatalog, MeasureDefinition, load_measures
-from aggassets.demo_events import generate_events, totals
+from aggassets.demo_events import generate_events
 from aggassets.experiment_runs import run_experiment
 from aggassets.experiments.definition import load_experiments
 from aggassets.refresh import refresh_range
 from aggassets.warehouse import open_warehouse
+from aggassets.warehouse.base import intake_totals
 
 # Per measure: SQL value expression over random() (r1, r2) and group value choices.
 VALUES = {
@@ -132,7 +133,7 @@ def main() -> int:
     t3 = time.perf_counter()
     event_files = generate_events(settings.PROJECT_ROOT / "data" / "demo" / "events")
     with open_warehouse(url) as wh:
-        events = totals([wh.ingest_events(path) for path in event_files])
+        events = intake_totals([wh.ingest_events(path) for path in event_files])
     print(f"generated and ingested {len(event_files)} event files in {time.perf_counter() - t3:.1f}s", file=sys.stderr)
     t4 = time.perf_counter()
     experiments = load_experiments(settings.definitions_dir() / "experiments")

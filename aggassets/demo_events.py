@@ -21,10 +21,8 @@ goals on days between that day and date_to. Sizes below are for scale=1 (about 5
 A few malformed rows are appended (MALFORMED_REASONS lists their reasons): they are rejected at intake.
 """
 
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import numpy as np
@@ -35,7 +33,6 @@ import pyarrow.parquet as pq
 
 from aggassets import settings
 from aggassets.experiments.definition import ExperimentDefinition, load_experiment
-from aggassets.warehouse.base import IntakeResult
 
 MALFORMED_REASONS = {"missing_unit_id": 2, "bad_count": 2, "bad_date": 1, "bad_goal": 1, "bad_value": 1,
                      "bad_unit_type": 1, "invalid_json": 1, "missing_exp_variant_id": 1}
@@ -185,15 +182,6 @@ def generate_events(folder: Path, seed: int = 7, scale: float = 1.0,
         con.execute(f"COPY (SELECT * FROM page) TO '{target}' (FORMAT json)")
     _append(paths[2], _malformed_json("product-page-layout"))
     return paths
-
-
-def totals(results: Sequence[IntakeResult]) -> dict[str, Any]:
-    """The intake results of several files added up, as the CLI prints them."""
-    reasons: Counter[str] = Counter()
-    for r in results:
-        reasons.update(r.rejected_by_reason)
-    return {"received": sum(r.received for r in results), "accepted": sum(r.accepted for r in results),
-            "rejected": sum(r.rejected for r in results), "rejected_by_reason": dict(reasons.most_common())}
 
 
 def _append(path: Path, lines: Sequence[str]) -> None:

@@ -1,7 +1,6 @@
 """One experiment definition file, in ep-stats' REST request fields, validated strictly (pydantic v2)."""
 
 import datetime
-import json
 import math
 import re
 from pathlib import Path
@@ -19,7 +18,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from aggassets.catalog import format_errors
+from aggassets.catalog import format_errors, read_json_file
 from aggassets.errors import AggassetsError
 from aggassets.experiments.expressions import (
     Expr,
@@ -231,13 +230,7 @@ def parse_experiment(raw: object, source: str = "<experiment>") -> ExperimentDef
 
 def load_experiment(path: Path | str) -> ExperimentDefinition:
     """Read and validate one experiment JSON file; AggassetsError with every error on a bad file."""
-    try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AggassetsError(f"cannot read experiment file {path}: {exc}") from exc
-    except json.JSONDecodeError as exc:
-        raise AggassetsError(f"{path}: not JSON: {exc}") from exc
-    return parse_experiment(raw, str(path))
+    return parse_experiment(read_json_file(path, "experiment"), str(path))
 
 
 def load_experiments(folder: Path | str) -> dict[str, ExperimentDefinition]:

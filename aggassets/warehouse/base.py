@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -41,6 +42,15 @@ class IntakeResult:
             "rejected": self.rejected,
             "rejected_by_reason": self.rejected_by_reason,
         }
+
+
+def intake_totals(results: Sequence[IntakeResult]) -> dict[str, Any]:
+    """The intake results of several files added up, as the CLI prints them."""
+    reasons: Counter[str] = Counter()
+    for r in results:
+        reasons.update(r.rejected_by_reason)
+    return {"received": sum(r.received for r in results), "accepted": sum(r.accepted for r in results),
+            "rejected": sum(r.rejected for r in results), "rejected_by_reason": dict(reasons.most_common())}
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from collections.abc import Sequence
 
+from aggassets.warehouse import goals_sql
 from aggassets.warehouse.base import AGGREGATE_TABLES, PERIODS_FEEDING
 from aggassets.warehouse.events_intake import quote
 
@@ -270,6 +271,7 @@ SELECT count(*) FROM agg FULL JOIN src USING (measure_name) WHERE agg.n IS DISTI
 
 
 # -- experiments: events and evaluation history ------------------------------------------------
+GOALS_DIALECT = goals_sql.DUCKDB  # the goals query (goals_sql.py) in this engine
 # events carries one VARCHAR column per dimension, named dim_<lower-case name>, added on first sight.
 EXPERIMENT_SCHEMA = [
     """CREATE TABLE IF NOT EXISTS event_batches (

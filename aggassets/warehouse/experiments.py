@@ -43,7 +43,7 @@ class ExperimentGoals:
 
 def dialect(wh: Warehouse) -> goals_sql.Dialect:
     """The goals-query dialect of the warehouse's engine."""
-    return goals_sql.POSTGRES if wh.sql.__name__.endswith("postgres_sql") else goals_sql.DUCKDB
+    return wh.sql.GOALS_DIALECT
 
 
 def _param(wh: Warehouse, name: str) -> str:

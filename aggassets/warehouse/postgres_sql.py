@@ -7,6 +7,7 @@ uses the "C" collation so that rows come out in the same (byte) order as in Duck
 
 from collections.abc import Sequence
 
+from aggassets.warehouse import goals_sql
 from aggassets.warehouse.base import AGGREGATE_TABLES, PERIODS_FEEDING
 from aggassets.warehouse.events_intake import quote
 
@@ -328,6 +329,7 @@ SELECT count(*) FROM agg FULL JOIN src USING (measure_name) WHERE agg.n IS DISTI
 
 
 # -- experiments: events and evaluation history ------------------------------------------------
+GOALS_DIALECT = goals_sql.POSTGRES  # the goals query (goals_sql.py) in this engine
 # events carries one TEXT column per dimension, named dim_<lower-case name>, added on first sight.
 _F = "DOUBLE PRECISION"
 EXPERIMENT_SCHEMA = [
