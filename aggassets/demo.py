@@ -77,7 +77,7 @@ def generate(
     """The main NDJSON file and a late file (late + malformed measures)."""
     folder.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect()
-    con.execute("SELECT setseed(0.42)")
+    con.execute("SET enable_progress_bar = false; SELECT setseed(0.42)")
     main, late = folder / "measures.ndjson", folder / "late-measures.ndjson"
     query = " UNION ALL ".join(_measure_sql(m, first, last, per_period) for m in catalog.measures)
     con.execute(f"COPY ({query}) TO '{main}' (FORMAT csv, HEADER false, QUOTE '', ESCAPE '', DELIMITER '\x1e')")

@@ -58,9 +58,16 @@ def generate_data(folder: Path, days: int, per_day: int) -> tuple[float, Path]:
     return t, data
 
 
+def connect(path: str = ":memory:", read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection without the progress bar (it would clutter the report)."""
+    con = duckdb.connect(path, read_only=read_only)
+    con.execute("SET enable_progress_bar = false")
+    return con
+
+
 def floor_intake(data: Path) -> tuple[float, int, float]:
     """The floor: a bare DuckDB read_json of the same file into a table; (seconds, rows, peak RSS)."""
-    con = duckdb.connect()
+    con = connect()
     columns = ("{'measureName': 'VARCHAR', 'value': 'DOUBLE', 'startDate': 'VARCHAR', 'createdBy': 'VARCHAR', "
                "'group1': 'JSON', 'group2': 'JSON', 'group3': 'JSON'}")
     t, _ = timed(lambda: con.execute(f"CREATE TABLE t AS SELECT * FROM read_json('{data}', "
@@ -85,7 +92,7 @@ def aggassets_run(data: Path, db: Path, days: int) -> dict[str, Any]:
 def floor_refresh(path: Path) -> tuple[float, float]:
     """The floor: one bare DuckDB GROUP BY with quantile_cont per grain over the same raw table."""
     def run() -> None:
-        con = duckdb.connect(str(path), read_only=True)
+        con = connect(str(path), read_only=True)
         for grain in GRAINS:
             con.execute(f"""CREATE TEMP TABLE f_{grain} AS SELECT measure_name, date_trunc('{grain}', start_date) p,
                 created_by, group1, group2, group3, count(*), sum(value), min(value), max(value), avg(value),
@@ -110,7 +117,7 @@ def pandas_refresh(raw: pd.DataFrame) -> None:
 def pandas_run(path: Path) -> tuple[float, float]:
     """The pandas peer over the raw columns it uses (loading them is not timed); (seconds, peak RSS)."""
     columns = "measure_name, start_date, created_by, group1, group2, group3, value"
-    raw = duckdb.connect(str(path), read_only=True).execute(f"SELECT {columns} FROM raw_measures").df()
+    raw = connect(str(path), read_only=True).execute(f"SELECT {columns} FROM raw_measures").df()
     t, _ = timed(lambda: pandas_refresh(raw))
     return t, peak_rss_mib()
 
