@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 
 from aggassets.errors import AggassetsError
+from aggassets.warehouse import open_warehouse
 from aggassets.warehouse.base import Warehouse
+from aggassets.warehouse.duckdb_engine import DuckDBWarehouse
 from aggassets_tests.warehouse.support import DEFINITIONS, FIRST_DAY, ingest
 
 DROP = object()  # marks a field removed from the valid measure
@@ -245,3 +247,19 @@ def test_empty_file_is_an_empty_batch(warehouse: Warehouse, tmp_path: Path) -> N
     path.write_text("\n\n", encoding="utf-8")
     assert warehouse.ingest_file(path, DEFINITIONS, FIRST_DAY).as_dict()["received"] == 0
     assert warehouse.loss_counts() == (0, 0, 0)
+
+
+def test_duckdb_inbox_payloads_stored_with_zstd(tmp_path: Path) -> None:
+    """On a DuckDB file, inbox payloads are kept whole and written with zstd once checkpointed."""
+    path = tmp_path / "many.ndjson"
+    lines = [line(value=i) for i in range(5000)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with open_warehouse(f"duckdb:///{tmp_path / 'wh.duckdb'}") as wh:
+        assert isinstance(wh, DuckDBWarehouse)
+        wh.sync_definitions(DEFINITIONS)
+        assert wh.ingest_file(path, DEFINITIONS, FIRST_DAY).accepted == len(lines)
+        wh.con.execute("CHECKPOINT")
+        compressions = wh.fetch("SELECT DISTINCT compression FROM pragma_storage_info('inbox') "
+                                "WHERE column_name = 'payload' AND segment_type = 'VARCHAR'")
+        assert compressions["compression"].tolist() == ["ZSTD"]
+        assert wh.read_table("inbox", order_by="seq")["payload"].tolist() == lines
