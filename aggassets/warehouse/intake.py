@@ -199,52 +199,55 @@ _FAST_STRUCT = json.dumps({f: "JSON" for f in FIELDS})
 # CASE, not AND/OR: a projection evaluates every operand of AND/OR, CASE only the branch a row takes.
 _FAST_GROUP_SQL = """CASE WHEN p{i} IS NULL THEN x_g{i} IS NULL
       WHEN NOT starts_with(x_g{i}, p{i}) THEN false
-      WHEN ascii(v{i}) = 34 THEN NOT contains(v{i}[2:-2], '"') AND NOT contains(v{i}, '\\')
+      WHEN ascii(v{i}) = 34 THEN NOT contains(v{i}[2:-2], '"')
       WHEN v{i} IN ('true', 'false') THEN true
       WHEN ascii(v{i}) = 45 OR ascii(v{i}) BETWEEN 48 AND 57 THEN TRY_CAST(v{i} AS DOUBLE) IS NOT NULL
       ELSE false END"""
-# A JSON string (quotes, no escapes) matching the careful date pattern.
-_FAST_DATE_RE = '"' + _DATE_RE[1:-1] + '"'
+# Dates the fast path reads: a JSON string of exactly these lengths, so that strptime's fields are all
+# at their full width (yyyy-mm-dd, hh:mm:ss): the careful pattern's plain UTC forms, nothing looser.
+_FAST_DATES = {22: '"%Y-%m-%dT%H:%M:%SZ"', 12: '"%Y-%m-%d"'}
 
 
 def _fast_sql(source: str) -> str:
     """Items of `source` (payload) parsed once; a row the fast path cannot accept gets reason 'unchecked'.
 
     The fast path accepts only items it can prove valid, with the very values the careful path
-    stores: field texts are yyjson's canonical JSON (as json_extract gives them), dates plain JSON
-    strings matching the careful pattern, groups `{"key":scalar}`. Everything else is left
-    to the careful validation. Projections only (definitions are list parameters, no join): rows keep
-    the source's order.
+    stores: payloads without a backslash and with no key but the fields (json_keys), field texts as
+    yyjson writes them (as json_extract gives them), plain UTC dates (yyyy-mm-dd, yyyy-mm-ddThh:mm:ssZ),
+    groups `{"key":scalar}`. Everything else is left to the careful validation.
+    Projections only (definitions are list parameters, no join): rows keep the source's order.
     """
     names = ("name", "value", "date", "by", "g1", "g2", "g3")
     fields = ", ".join(f"f.{f} AS x_{c}" for f, c in zip(FIELDS, names, strict=True))
     present = " + ".join(f"(x_{c} IS NOT NULL)::INT" for c in names)
     groups = ", ".join(f"($p{i}::VARCHAR[])[di] AS p{i}" for i in (1, 2, 3))
     slices = ", ".join(f"x_g{i}[length(p{i}) + 1:-2] AS v{i}" for i in (1, 2, 3))
+    dates = " ".join(f"WHEN {n} THEN TRY_STRPTIME(x_date, '{fmt}')" for n, fmt in _FAST_DATES.items())
     return f"""
 WITH parsed AS (
   SELECT payload, nkeys, {fields}
-  FROM (SELECT payload, TRY(json_transform(payload, '{_FAST_STRUCT}')) AS f, TRY(len(json_keys(payload))) AS nkeys
-        FROM ({source}))
+  FROM (SELECT payload, CASE WHEN fit THEN TRY(json_transform(payload, '{_FAST_STRUCT}')) END AS f,
+               CASE WHEN fit THEN TRY(len(json_keys(payload))) END AS nkeys
+        FROM (SELECT payload, $fast AND strlen(payload) <= {MAX_PAYLOAD_BYTES} AND NOT contains(payload, '\\') AS fit
+              FROM ({source})))
 ), typed AS (
-  SELECT payload, nkeys, {present} AS nfields, x_g1, x_g2, x_g3,
+  SELECT payload, nkeys = {present} AS only_fields, x_g1, x_g2, x_g3,
     list_position($jnames, x_name) AS di, $names[di] AS name, $periods[di] AS period, {groups}, {slices},
     CASE WHEN ascii(x_value) = 45 OR ascii(x_value) BETWEEN 48 AND 57 THEN TRY_CAST(x_value AS DOUBLE) END AS num,
-    CASE WHEN regexp_full_match(x_date, '{_FAST_DATE_RE}') THEN x_date[2:-2] END AS s_date,
-    timezone('UTC', TRY_CAST(s_date AS TIMESTAMPTZ)) AS ts,
+    CASE strlen(x_date) {dates} END::DATE AS day,
     CASE WHEN x_by IS NULL THEN ''
-         WHEN ascii(x_by) = 34 AND NOT contains(x_by, '\\') AND length(x_by) BETWEEN 3 AND {MAX_CREATED_BY + 2}
-         THEN x_by[2:-2] END AS s_by
+         WHEN ascii(x_by) = 34 AND length(x_by) BETWEEN 3 AND {MAX_CREATED_BY + 2} THEN x_by[2:-2] END AS s_by
   FROM parsed
 ), checked AS (
-  SELECT *, $fast AND strlen(payload) <= {MAX_PAYLOAD_BYTES} AND nkeys = nfields AND name IS NOT NULL
-      AND isfinite(num) AND s_by IS NOT NULL AND ts::DATE >= $first_day AND ts::DATE <= DATE '2999-12-31'
-      AND {_FAST_GROUP_SQL.format(i=1)} AND {_FAST_GROUP_SQL.format(i=2)} AND {_FAST_GROUP_SQL.format(i=3)} AS ok
+  SELECT *, coalesce(CASE WHEN only_fields AND name IS NOT NULL AND isfinite(num) AND s_by IS NOT NULL
+                                AND day BETWEEN $first_day AND DATE '2999-12-31'
+                           THEN {_FAST_GROUP_SQL.format(i=1)} AND {_FAST_GROUP_SQL.format(i=2)}
+                                AND {_FAST_GROUP_SQL.format(i=3)} END, false) AS ok
   FROM typed
 )
 SELECT payload, CASE WHEN ok THEN NULL ELSE 'unchecked' END AS reason,
   CASE WHEN ok THEN name END AS measure_name,
-  CASE WHEN ok THEN date_trunc(period, ts::DATE)::DATE END AS start_date,
+  CASE WHEN ok THEN date_trunc(period, day)::DATE END AS start_date,
   CASE WHEN ok THEN s_by END AS created_by,
   CASE WHEN ok THEN coalesce(v1, '') END AS group1, CASE WHEN ok THEN coalesce(v2, '') END AS group2,
   CASE WHEN ok THEN coalesce(v3, '') END AS group3, CASE WHEN ok THEN num END AS value

@@ -1,5 +1,6 @@
 """The intake's fast path agrees with the careful validation on every line, and takes the ordinary ones."""
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -8,6 +9,16 @@ import duckdb
 from aggassets.warehouse import intake
 from aggassets_tests.warehouse.support import DEFINITIONS, FIRST_DAY
 from aggassets_tests.warehouse.test_intake import ACCEPTED, DROP, MALFORMED, line, raw
+
+
+def _parses(text: str) -> bool:
+    """Whether Python's json reads the text (it accepts NaN and big numbers, which are kept as the tests want)."""
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
 
 TRICKY: list[str] = [
     '{ "measureName" : "visits-daily", "value" : 1, "startDate" : "2022-01-03",'
@@ -55,7 +66,24 @@ TRICKY: list[str] = [
     line().replace('"value": 1', '"value": 1, "startDate": "2022-01-04"'),
     line().replace("{", '{"createdBy": null, ', 1),
     "   " + line(),
+    line(startDate="2022-01-03T05:00:00Z"),
+    line(startDate="2022-01-03T5:00:00Z"),
+    line(startDate="2022-01-03T05:00:0Z"),
+    line(startDate="2022-01-03T23:59:60Z"),
+    line(startDate="2022-01-03T23:60:00Z"),
+    line(startDate="2022-02-29T10:00:00Z"),
+    line(startDate="2022-02-29"),
+    line(startDate="022-01-03T05:00:00Z "),
+    line(startDate="+022-01-03T05:00:00Z"),
+    line(startDate="2022-01-03T05:00:00"),
+    line(startDate="2022-01-03 05:00:00Z"),
+    line(createdBy="a/b"),
+    line(createdBy="a/b").replace("a/b", "a\\/b"),
+    line(group1={"device": "x"}, group2={"os": "\\"}),
 ]
+# The same items written compactly, as most producers do (json.dumps' default puts spaces after , and :).
+TRICKY += [json.dumps(json.loads(t), separators=(",", ":"), ensure_ascii=False) for t in TRICKY
+           if t.strip().startswith("{") and _parses(t)]
 
 
 def _staged(path: Path, fast: bool) -> tuple[list[tuple[Any, ...]], int]:
