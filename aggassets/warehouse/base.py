@@ -11,13 +11,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import duckdb
 import pandas as pd
 import pyarrow as pa
 
 from aggassets.catalog import MeasureDefinition
 from aggassets.errors import AggassetsError
-from aggassets.warehouse import events_intake, intake
+from aggassets.warehouse import events_intake
 
 GRAINS = ("day", "week", "month")
 AGGREGATE_TABLES = {"day": "daily_aggregates", "week": "weekly_aggregates", "month": "monthly_aggregates"}
@@ -161,33 +160,22 @@ class Warehouse:
         self, path: Path, definitions: Sequence[MeasureDefinition], first_day: date,
         sha256: str | None = None,
     ) -> IntakeResult:
-        """Store every item of the file in the inbox, then in raw_measures or rejected_measures."""
-        with duckdb.connect() as con:
-            intake.stage_items(con, Path(path), definitions, first_day)
-            validated = con.sql(intake.STAGED_ROWS).to_arrow_table()
-        return self.store_intake(validated, str(path), sha256)
+        """Store every item of the file in the inbox, then in raw_measures or rejected_measures (one
+        transaction; each engine has its own way, see intake.py)."""
+        raise NotImplementedError
 
-    def store_intake(self, validated: pa.Table, source: str, sha256: str | None) -> IntakeResult:
-        """One transaction: stage the validated items, then record them (see record_intake)."""
-        with self.transaction():
-            self.stage("staged", validated)
-            return self.record_intake(source, sha256)
-
-    def record_intake(self, source: str, sha256: str | None) -> IntakeResult:
-        """Inside a transaction, from `staged`: inbox rows, sealed-key rejections, raw and rejected rows, batch."""
-        now = utc_now()  # taken inside: after any writer lock, so received_at orders with commits
+    def batch_ids(self, now: datetime) -> dict[str, Any]:
+        """Inside an intake's transaction: its first sequence number - 1 (seq0), batch id and time."""
         ids = self.fetch(self.sql.NEXT_IDS).iloc[0]
-        params = {"seq0": int(ids["seq"]), "batch_id": int(ids["batch_id"]) + 1, "now": now}
-        if bool(self.fetch(self.sql.ANY_FROZEN).iloc[0, 0]):  # nothing to seal against otherwise
-            self.execute(self.sql.STAGE_SEALED_KEYS)
-        for statement in (self.sql.INSERT_INBOX, self.sql.INSERT_RAW, self.sql.INSERT_REJECTED):
-            self.execute(statement, params)
-        counts = self.fetch(self.sql.STAGED_COUNTS)
-        by_reason = {r: int(n) for r, n in counts.itertuples(index=False) if r}
-        received = int(counts.iloc[:, 1].sum()) if len(counts) else 0
+        return {"seq0": int(ids["seq"]), "batch_id": int(ids["batch_id"]) + 1, "now": now}
+
+    def finish_intake(
+        self, ids: Mapping[str, Any], source: str, sha256: str | None, received: int, by_reason: Mapping[str, int],
+    ) -> IntakeResult:
+        """Record the batch (its counts) and return the intake's result, reasons by count."""
         rejected = sum(by_reason.values())
         self.execute(self.sql.INSERT_BATCH, {
-            **params, "source": source, "sha256": sha256, "received": received,
+            **ids, "source": source, "sha256": sha256, "received": received,
             "accepted": received - rejected, "rejected": rejected,
         })
         ordered = dict(sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0])))

@@ -12,8 +12,9 @@ import pandas as pd
 import pyarrow as pa
 
 from aggassets.catalog import MeasureDefinition
+from aggassets.errors import AggassetsError
 from aggassets.warehouse import duckdb_sql, intake
-from aggassets.warehouse.base import IntakeResult, Warehouse
+from aggassets.warehouse.base import IntakeResult, Warehouse, utc_now
 
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -61,13 +62,34 @@ class DuckDBWarehouse(Warehouse):
         self, path: Path, definitions: Sequence[MeasureDefinition], first_day: date,
         sha256: str | None = None,
     ) -> IntakeResult:
-        """Read, validate and store the file in one transaction of the warehouse connection (no copies)."""
+        """Read, validate and store the file in one transaction of the warehouse connection.
+
+        The items are read once into `lines`; the inbox and raw_measures are filled from it directly
+        (the fast path); only the items it leaves are checked carefully (see intake.py).
+        """
         self.con.execute("SET memory_limit = $limit", {"limit": self.intake_memory_limit})
         try:
             with self.transaction():
-                self._staged.append("staged")
-                intake.stage_items(self.con, Path(path), definitions, first_day)
-                return self.record_intake(str(path), sha256)
+                self._staged += ["lines", "staged"]
+                row0, received = intake.read_items(self.con, Path(path))
+                ids = {**self.batch_ids(utc_now()), "row0": row0}  # after any writer lock: received_at orders
+                self.execute(self.sql.INSERT_INBOX, ids)
+                self.execute("DROP TABLE lines")
+                fast = int(self.fetch(self.sql.INSERT_RAW_FAST,
+                                      {**ids, **intake.fast_params(self.con, definitions, first_day)}).iloc[0, 0])
+                if fast < received:
+                    with intake.definitions_registered(self.con, definitions):
+                        self.execute(self.sql.STAGE_CAREFUL, {**ids, "first_day": first_day})
+                    for statement in (self.sql.INSERT_RAW_CAREFUL, self.sql.INSERT_REJECTED_CAREFUL):
+                        self.execute(statement, ids)
+                if bool(self.fetch(self.sql.ANY_FROZEN).iloc[0, 0]):  # nothing to seal against otherwise
+                    for statement in self.sql.REJECT_SEALED_KEYS:
+                        self.execute(statement, ids)
+                counts = dict(self.fetch(self.sql.BATCH_COUNTS, ids).itertuples(index=False))
+                if sum(counts.values()) != received:
+                    raise AggassetsError(f"{path}: {received} items read but {sum(counts.values())} stored")
+                by_reason = {str(r): int(n) for r, n in counts.items() if r}
+                return self.finish_intake(ids, str(path), sha256, received, by_reason)
         finally:
             self.con.execute("RESET memory_limit")
 

@@ -2,7 +2,7 @@
 
 from collections.abc import Sequence
 
-from aggassets.warehouse import goals_sql
+from aggassets.warehouse import goals_sql, intake
 from aggassets.warehouse.base import AGGREGATE_TABLES, PERIODS_FEEDING
 from aggassets.warehouse.events_intake import quote
 
@@ -63,24 +63,43 @@ FILE_SEEN = "SELECT count(*) FROM intake_batches WHERE sha256 = $sha256"
 
 ANY_FROZEN = "SELECT EXISTS (SELECT 1 FROM frozen_quartiles)"
 
-# staged: the validated items (payload, reason, measure_name, start_date, created_by, groups, value), in item
-# order: the item number is intake.ITEM_NO (intake.stage_items fills it in the warehouse connection itself)
-STAGE_SEALED_KEYS = """
-UPDATE staged SET reason = 'quartile_key_sealed'
-WHERE reason IS NULL AND EXISTS (
+# --- intake: intake.read_items filled the temp table `lines`, intake.ITEMS numbers its items ($row0).
+# seq = $seq0 + item number, so every row of the batch has seq > $seq0 (NEXT_IDS). The items are stored in
+# the inbox first, as they came; validation then reads them back from there (`lines` is dropped: memory).
+INSERT_INBOX = f"""INSERT INTO inbox SELECT $seq0 + item_no, $batch_id, $now, payload FROM ({intake.ITEMS})"""
+_ITEMS = "SELECT seq - $seq0 AS item_no, payload FROM inbox WHERE seq > $seq0"
+
+
+def _insert_raw(accepted: str) -> str:
+    """Insert the accepted items of a query (item_no and the stored fields) into raw_measures."""
+    return f"""INSERT INTO raw_measures
+SELECT $seq0 + item_no, measure_name, start_date, created_by, group1, group2, group3, value, $now
+FROM ({accepted})"""
+
+
+# The items the fast path proves valid go straight to raw_measures (intake.fast_params); the others are
+# checked carefully in `staged` (needs intake.definitions_registered), then stored as raw or rejected.
+INSERT_RAW_FAST = _insert_raw(intake.fast_accepted_sql(_ITEMS))
+_UNCHECKED = f"""SELECT i.item_no, i.payload FROM ({_ITEMS}) i
+WHERE NOT EXISTS (SELECT 1 FROM raw_measures r WHERE r.seq > $seq0 AND r.seq = $seq0 + i.item_no)"""
+STAGE_CAREFUL = f"CREATE OR REPLACE TEMP TABLE staged AS {intake.careful_sql(_UNCHECKED)}"
+INSERT_RAW_CAREFUL = _insert_raw("SELECT * FROM staged WHERE reason IS NULL")
+INSERT_REJECTED_CAREFUL = """INSERT INTO rejected_measures
+SELECT $seq0 + item_no, $now, reason, measure_name FROM staged WHERE reason IS NOT NULL"""
+# Accepted items of a sealed quartile key (DESIGN 4.5) move from raw_measures to rejected_measures.
+_SEALED = """seq > $seq0 AND EXISTS (
   SELECT 1 FROM frozen_quartiles f
-  WHERE f.measure_name = staged.measure_name AND f.created_by = staged.created_by
-    AND f.group1 = staged.group1 AND f.group2 = staged.group2 AND f.group3 = staged.group3
-    AND f.period_start = CAST(date_trunc(f.grain, staged.start_date) AS DATE))"""
-_SEQ = "$seq0 + rowid - (SELECT min(rowid) FROM staged) + 1"  # seq0 + intake.ITEM_NO
-INSERT_INBOX = f"""INSERT INTO inbox
-SELECT {_SEQ}, $batch_id, $now, payload FROM staged"""
-INSERT_RAW = f"""INSERT INTO raw_measures
-SELECT {_SEQ}, measure_name, start_date, created_by, group1, group2, group3, value, $now
-FROM staged WHERE reason IS NULL"""
-INSERT_REJECTED = f"""INSERT INTO rejected_measures
-SELECT {_SEQ}, $now, reason, measure_name FROM staged WHERE reason IS NOT NULL"""
-STAGED_COUNTS = """SELECT coalesce(reason, '') AS reason, count(*) AS n FROM staged GROUP BY ALL"""
+  WHERE f.measure_name = raw_measures.measure_name AND f.created_by = raw_measures.created_by
+    AND f.group1 = raw_measures.group1 AND f.group2 = raw_measures.group2 AND f.group3 = raw_measures.group3
+    AND f.period_start = CAST(date_trunc(f.grain, raw_measures.start_date) AS DATE))"""
+REJECT_SEALED_KEYS = [
+    f"""INSERT INTO rejected_measures
+SELECT seq, $now, 'quartile_key_sealed', measure_name FROM raw_measures WHERE {_SEALED}""",
+    f"DELETE FROM raw_measures WHERE {_SEALED}",
+]
+# The batch's items by reason ('' for accepted).
+BATCH_COUNTS = """(SELECT '' AS reason, count(*) AS n FROM raw_measures WHERE seq > $seq0)
+UNION ALL (SELECT reason, count(*) FROM rejected_measures WHERE seq > $seq0 GROUP BY reason)"""
 INSERT_BATCH = """INSERT INTO intake_batches VALUES ($batch_id, $source, $sha256, $now,
   $received, $accepted, $rejected)"""
 

@@ -6,7 +6,7 @@ applies DESIGN §4.2 and returns one row per received item with either the accep
 
 import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import date
 from pathlib import Path
 
@@ -208,8 +208,8 @@ _FAST_GROUP_SQL = """CASE WHEN p{i} IS NULL THEN x_g{i} IS NULL
 _FAST_DATES = {22: '"%Y-%m-%dT%H:%M:%SZ"', 12: '"%Y-%m-%d"'}
 
 
-def _fast_sql(source: str) -> str:
-    """Items of `source` (payload) parsed once; a row the fast path cannot accept gets reason 'unchecked'.
+def _fast_sql(items: str) -> str:
+    """Items (item_no, payload) parsed once; a row the fast path cannot accept gets reason 'unchecked'.
 
     The fast path accepts only items it can prove valid, with the very values the careful path
     stores: payloads without a backslash and with no key but the fields (json_keys), field texts as
@@ -225,13 +225,14 @@ def _fast_sql(source: str) -> str:
     dates = " ".join(f"WHEN {n} THEN TRY_STRPTIME(x_date, '{fmt}')" for n, fmt in _FAST_DATES.items())
     return f"""
 WITH parsed AS (
-  SELECT payload, nkeys, {fields}
-  FROM (SELECT payload, CASE WHEN fit THEN TRY(json_transform(payload, '{_FAST_STRUCT}')) END AS f,
+  SELECT item_no, payload, nkeys, {fields}
+  FROM (SELECT item_no, payload, CASE WHEN fit THEN TRY(json_transform(payload, '{_FAST_STRUCT}')) END AS f,
                CASE WHEN fit THEN TRY(len(json_keys(payload))) END AS nkeys
-        FROM (SELECT payload, $fast AND strlen(payload) <= {MAX_PAYLOAD_BYTES} AND NOT contains(payload, '\\') AS fit
-              FROM ({source})))
+        FROM (SELECT item_no, payload,
+                     $fast AND strlen(payload) <= {MAX_PAYLOAD_BYTES} AND NOT contains(payload, '\\') AS fit
+              FROM ({items})))
 ), typed AS (
-  SELECT payload, nkeys = {present} AS only_fields, x_g1, x_g2, x_g3,
+  SELECT item_no, payload, nkeys = {present} AS only_fields, x_g1, x_g2, x_g3,
     list_position($jnames, x_name) AS di, $names[di] AS name, $periods[di] AS period, {groups}, {slices},
     CASE WHEN ascii(x_value) = 45 OR ascii(x_value) BETWEEN 48 AND 57 THEN TRY_CAST(x_value AS DOUBLE) END AS num,
     CASE strlen(x_date) {dates} END::DATE AS day,
@@ -245,7 +246,7 @@ WITH parsed AS (
                                 AND {_FAST_GROUP_SQL.format(i=3)} END, false) AS ok
   FROM typed
 )
-SELECT payload, CASE WHEN ok THEN NULL ELSE 'unchecked' END AS reason,
+SELECT item_no, payload, CASE WHEN ok THEN NULL ELSE 'unchecked' END AS reason,
   CASE WHEN ok THEN name END AS measure_name,
   CASE WHEN ok THEN date_trunc(period, day)::DATE END AS start_date,
   CASE WHEN ok THEN s_by END AS created_by,
@@ -255,15 +256,18 @@ FROM checked
 """
 
 
-def _fast_params(con: duckdb.DuckDBPyConnection, definitions: Sequence[MeasureDefinition]) -> dict[str, object]:
-    """The definitions as lists for the fast path: names, their JSON texts, periods, `{"key":` prefixes."""
+def fast_params(
+    con: duckdb.DuckDBPyConnection, definitions: Sequence[MeasureDefinition], first_day: date, fast: bool = True,
+) -> dict[str, object]:
+    """The fast path's parameters: the definitions as lists (names, their JSON texts, periods,
+    `{"key":` prefixes), the first day and whether the fast path is on."""
     def as_json(values: list[str | None]) -> list[str | None]:
         texts = con.execute("SELECT list_transform($v::VARCHAR[], lambda x: to_json(x)::VARCHAR)", {"v": values})
         return texts.fetchall()[0][0]
 
     params: dict[str, object] = {
         "names": [d.name for d in definitions], "periods": [d.aggregation_period for d in definitions],
-        "jnames": as_json([d.name for d in definitions]),
+        "jnames": as_json([d.name for d in definitions]), "first_day": first_day, "fast": fast,
     }
     for i in (1, 2, 3):
         keys = as_json([d.group_keys()[i - 1] for d in definitions])
@@ -271,48 +275,76 @@ def _fast_params(con: duckdb.DuckDBPyConnection, definitions: Sequence[MeasureDe
     return params
 
 
+def fast_accepted_sql(items: str) -> str:
+    """Item number and stored fields of the items (item_no, payload) the fast path accepts (fast_params)."""
+    return f"""SELECT item_no, measure_name, start_date, created_by, group1, group2, group3, value
+FROM ({_fast_sql(items)}) WHERE reason IS NULL"""
+
+
+def careful_sql(items: str) -> str:
+    """The careful validation of the items (item_no, payload): every column of `staged` (needs `defs`,
+    see definitions_registered, and the parameter $first_day)."""
+    return _validation_sql(items)
+
+
+@contextlib.contextmanager
+def definitions_registered(
+    con: duckdb.DuckDBPyConnection, definitions: Sequence[MeasureDefinition],
+) -> Iterator[None]:
+    """The view `defs` of the definitions in `con` (the careful validation joins it) for the block."""
+    con.register("defs", _definitions_table(definitions))
+    try:
+        yield
+    finally:
+        with contextlib.suppress(duckdb.Error):  # fails in an aborted transaction, which is rolled back anyway
+            con.unregister("defs")
+
+
+# The items of `lines` numbered from 1: rowids of a table filled by one statement are consecutive
+# (read_items checks it) but start at a large number inside a transaction; $row0 is the first one.
+ITEMS = "SELECT rowid - $row0 + 1 AS item_no, payload FROM lines"
+
 # The items the fast path left, checked carefully; their results replace the placeholders.
 _CAREFUL_UPDATE = f"""
 UPDATE staged SET reason = c.reason, measure_name = c.measure_name, start_date = c.start_date,
   created_by = c.created_by, group1 = c.group1, group2 = c.group2, group3 = c.group3, value = c.value
-FROM ({_validation_sql("SELECT rowid AS item_no, payload FROM staged WHERE reason = 'unchecked'")}) c
-WHERE staged.rowid = c.item_no"""
+FROM ({_validation_sql("SELECT item_no, payload FROM staged WHERE reason = 'unchecked'")}) c
+WHERE staged.item_no = c.item_no"""
+STAGED_ROWS = "SELECT * FROM staged ORDER BY item_no"
 
 
-# The item number of a staged row: rowids of a table filled by one statement are consecutive (checked), but
-# start at a large number inside a transaction.
-ITEM_NO = "(rowid - (SELECT min(rowid) FROM staged) + 1)"
-STAGED_ROWS = f"SELECT {ITEM_NO} AS item_no, * FROM staged ORDER BY rowid"
+def read_items(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[int, int]:
+    """Read the file's items into the temp table `lines` (payload) of `con`, in file order.
+
+    Returns ($row0 of ITEMS, number of items). An unreadable file raises AggassetsError.
+    """
+    source, param = _items_source(con, Path(path))
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE lines AS {source}", {"path": param})
+    except duckdb.Error as exc:
+        raise AggassetsError(f"{path}: cannot read lines: {exc}") from exc
+    first, last, n = con.execute("SELECT min(rowid), max(rowid), count(*) FROM lines").fetchall()[0]
+    if n and last - first + 1 != n:
+        raise AggassetsError(f"{path}: items are not numbered consecutively")
+    return int(first or 0), int(n)
 
 
 def stage_items(
     con: duckdb.DuckDBPyConnection, path: Path, definitions: Sequence[MeasureDefinition], first_day: date,
     fast: bool = True,
 ) -> int:
-    """Read and validate the file into the temp table `staged` of `con`, one row per item in file order.
+    """Read and validate the file into the temp table `staged` of `con`, one row per item (STAGED_ROWS).
 
-    Columns: payload, reason (NULL when accepted), measure_name, start_date, created_by, group1..3,
-    value; the item number is ITEM_NO. Returns how many items went through the careful validation
-    (all of them when `fast` is False). An unreadable file raises AggassetsError.
+    Columns: item_no, payload, reason (NULL when accepted), measure_name, start_date, created_by,
+    group1..3, value. Returns how many items went through the careful validation (all of them when
+    `fast` is False). An unreadable file raises AggassetsError.
     """
-    source, param = _items_source(con, Path(path))
     con.execute("SET TimeZone = 'UTC'")
-    con.register("defs", _definitions_table(definitions))
-    try:
-        first = {"first_day": first_day}
-        sql = _fast_sql(source)
-        try:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE staged AS {sql}",
-                        {**first, "path": param, "fast": fast, **_fast_params(con, definitions)})
-        except duckdb.Error as exc:
-            raise AggassetsError(f"{path}: cannot read lines: {exc}") from exc
-        first_row, last_row, n = con.execute("SELECT min(rowid), max(rowid), count(*) FROM staged").fetchall()[0]
-        if n and last_row - first_row + 1 != n:
-            raise AggassetsError(f"{path}: staged items are not numbered consecutively")
+    row0, _ = read_items(con, path)
+    with definitions_registered(con, definitions):
+        con.execute(f"CREATE OR REPLACE TEMP TABLE staged AS {_fast_sql(ITEMS)}",
+                    {"row0": row0, **fast_params(con, definitions, first_day, fast)})
         careful = int(con.execute("SELECT count(*) FROM staged WHERE reason = 'unchecked'").fetchall()[0][0])
         if careful:
-            con.execute(_CAREFUL_UPDATE, first)
-        return careful
-    finally:
-        with contextlib.suppress(duckdb.Error):  # fails in an aborted transaction, which is rolled back anyway
-            con.unregister("defs")
+            con.execute(_CAREFUL_UPDATE, {"first_day": first_day})
+    return careful

@@ -4,9 +4,12 @@ import io
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import duckdb
 import numpy as np
 import pandas as pd
 import psycopg2
@@ -15,9 +18,10 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 from psycopg2 import sql as pgsql
 
+from aggassets.catalog import MeasureDefinition
 from aggassets.errors import AggassetsError
-from aggassets.warehouse import postgres_sql
-from aggassets.warehouse.base import Warehouse
+from aggassets.warehouse import intake, postgres_sql
+from aggassets.warehouse.base import IntakeResult, Warehouse, utc_now
 
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _INT_OIDS = {20: 64, 21: 16, 23: 32}
@@ -134,6 +138,26 @@ class PostgresWarehouse(Warehouse):
                     cur.execute(pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident))
                 cur.execute(pgsql.SQL("SET search_path TO {}").format(ident))
         self.setup()
+
+    def ingest_file(
+        self, path: Path, definitions: Sequence[MeasureDefinition], first_day: date,
+        sha256: str | None = None,
+    ) -> IntakeResult:
+        """Validate the file in an in-memory DuckDB, then store its items in one transaction."""
+        with duckdb.connect() as con:
+            intake.stage_items(con, Path(path), definitions, first_day)
+            validated = con.sql(intake.STAGED_ROWS).to_arrow_table()
+        with self.transaction():
+            self.stage("staged", validated)
+            ids = self.batch_ids(utc_now())  # inside: after any writer lock, so received_at orders with commits
+            if bool(self.fetch(self.sql.ANY_FROZEN).iloc[0, 0]):  # nothing to seal against otherwise
+                self.execute(self.sql.STAGE_SEALED_KEYS)
+            for statement in (self.sql.INSERT_INBOX, self.sql.INSERT_RAW, self.sql.INSERT_REJECTED):
+                self.execute(statement, ids)
+            counts = self.fetch(self.sql.STAGED_COUNTS)
+            by_reason = {r: int(n) for r, n in counts.itertuples(index=False) if r}
+            received = int(counts.iloc[:, 1].sum()) if len(counts) else 0
+            return self.finish_intake(ids, str(path), sha256, received, by_reason)
 
     def setup(self) -> None:
         """Create every table and index that does not exist yet."""
