@@ -197,9 +197,11 @@ ORDER BY item_no
 
 _FAST_STRUCT = json.dumps({f: "JSON" for f in FIELDS})
 # CASE, not AND/OR: a projection evaluates every operand of AND/OR, CASE only the branch a row takes.
+# A string value (prefix `{"key":"`) is the only member when no string is followed by a comma: the payload
+# has no backslash, so no string holds a quote.
 _FAST_GROUP_SQL = """CASE WHEN p{i} IS NULL THEN x_g{i} IS NULL
+      WHEN starts_with(x_g{i}, p{i} || '"') THEN NOT contains(x_g{i}, '",')
       WHEN NOT starts_with(x_g{i}, p{i}) THEN false
-      WHEN ascii(v{i}) = 34 THEN NOT contains(v{i}[2:-2], '"')
       WHEN v{i} IN ('true', 'false') THEN true
       WHEN ascii(v{i}) = 45 OR ascii(v{i}) BETWEEN 48 AND 57 THEN TRY_CAST(v{i} AS DOUBLE) IS NOT NULL
       ELSE false END"""
@@ -208,8 +210,9 @@ _FAST_GROUP_SQL = """CASE WHEN p{i} IS NULL THEN x_g{i} IS NULL
 _FAST_DATES = {22: '"%Y-%m-%dT%H:%M:%SZ"', 12: '"%Y-%m-%d"'}
 
 
-def _fast_sql(items: str) -> str:
-    """Items (item_no, payload) parsed once; a row the fast path cannot accept gets reason 'unchecked'.
+def _fast_checked(items: str) -> str:
+    """CTEs ending in `checked`: the items (item_no, payload) parsed once, with `ok` when the fast path
+    accepts one, and the values it stores (name, period, day, s_by, v1..v3, num).
 
     The fast path accepts only items it can prove valid, with the very values the careful path
     stores: payloads without a backslash and with no key but the fields (json_keys), field texts as
@@ -223,8 +226,7 @@ def _fast_sql(items: str) -> str:
     groups = ", ".join(f"($p{i}::VARCHAR[])[di] AS p{i}" for i in (1, 2, 3))
     slices = ", ".join(f"x_g{i}[length(p{i}) + 1:-2] AS v{i}" for i in (1, 2, 3))
     dates = " ".join(f"WHEN {n} THEN TRY_STRPTIME(x_date, '{fmt}')" for n, fmt in _FAST_DATES.items())
-    return f"""
-WITH parsed AS (
+    return f"""WITH parsed AS (
   SELECT item_no, payload, nkeys, {fields}
   FROM (SELECT item_no, payload, CASE WHEN fit THEN TRY(json_transform(payload, '{_FAST_STRUCT}')) END AS f,
                CASE WHEN fit THEN TRY(len(json_keys(payload))) END AS nkeys
@@ -245,7 +247,12 @@ WITH parsed AS (
                            THEN {_FAST_GROUP_SQL.format(i=1)} AND {_FAST_GROUP_SQL.format(i=2)}
                                 AND {_FAST_GROUP_SQL.format(i=3)} END, false) AS ok
   FROM typed
-)
+)"""
+
+
+def _fast_sql(items: str) -> str:
+    """Every item with the fast path's verdict: a row it cannot accept gets reason 'unchecked'."""
+    return f"""{_fast_checked(items)}
 SELECT item_no, payload, CASE WHEN ok THEN NULL ELSE 'unchecked' END AS reason,
   CASE WHEN ok THEN name END AS measure_name,
   CASE WHEN ok THEN date_trunc(period, day)::DATE END AS start_date,
@@ -277,8 +284,10 @@ def fast_params(
 
 def fast_accepted_sql(items: str) -> str:
     """Item number and stored fields of the items (item_no, payload) the fast path accepts (fast_params)."""
-    return f"""SELECT item_no, measure_name, start_date, created_by, group1, group2, group3, value
-FROM ({_fast_sql(items)}) WHERE reason IS NULL"""
+    return f"""{_fast_checked(items)}
+SELECT item_no, name AS measure_name, date_trunc(period, day)::DATE AS start_date, s_by AS created_by,
+  coalesce(v1, '') AS group1, coalesce(v2, '') AS group2, coalesce(v3, '') AS group3, num AS value
+FROM checked WHERE ok"""
 
 
 def careful_sql(items: str) -> str:

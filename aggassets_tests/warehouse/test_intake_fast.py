@@ -106,6 +106,21 @@ def test_fast_path_matches_careful_validation(tmp_path: Path) -> None:
         assert got == want, lines[i]
     plain = [r for r in fast_rows if r[2] is None]
     assert fast_careful <= len(lines) - 12 and len(plain) >= 20
+    accepted = _fast_accepted(path)  # what the DuckDB warehouse inserts straight into raw_measures
+    assert len(accepted) == len(lines) - fast_careful
+    by_item = {r[0]: r for r in slow_rows}
+    for row in accepted:
+        want = by_item[row[0]]
+        assert want[2] is None and row[1:] == want[3:], lines[row[0] - 1]
+
+
+def _fast_accepted(path: Path) -> list[tuple[Any, ...]]:
+    """The rows of intake.fast_accepted_sql over the file's items, in item order."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    row0, _ = intake.read_items(con, path)
+    params = {"row0": row0, **intake.fast_params(con, DEFINITIONS, FIRST_DAY)}
+    return con.execute(f"{intake.fast_accepted_sql(intake.ITEMS)} ORDER BY item_no", params).fetchall()
 
 
 def test_fast_path_keeps_file_order_across_row_groups(tmp_path: Path) -> None:
