@@ -74,7 +74,7 @@ class DuckDBWarehouse(Warehouse):
                 row0, received = intake.read_items(self.con, Path(path))
                 ids = {**self.batch_ids(utc_now()), "row0": row0}  # after any writer lock: received_at orders
                 self.execute(self.sql.INSERT_INBOX, ids)
-                self.execute("DROP TABLE lines")
+                self.execute("DROP TABLE temp.lines")  # memory: the items are in the inbox now
                 fast = int(self.fetch(self.sql.INSERT_RAW_FAST,
                                       {**ids, **intake.fast_params(self.con, definitions, first_day)}).iloc[0, 0])
                 if fast < received:
@@ -106,7 +106,7 @@ class DuckDBWarehouse(Warehouse):
             self.con.execute("COMMIT")
         finally:
             for name in self._staged:
-                self.con.execute(f"DROP TABLE IF EXISTS {name}")
+                self.con.execute(f"DROP TABLE IF EXISTS temp.{name}")  # never a table of the warehouse
             self._staged.clear()
 
     def close(self) -> None:

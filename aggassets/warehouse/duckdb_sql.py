@@ -218,7 +218,7 @@ GROUP BY ALL ORDER BY 1, 2"""
 
 # --- purge (DESIGN §4.5): all statements run in one transaction
 PURGE = [
-    "DROP TABLE IF EXISTS purge_candidates",
+    "DROP TABLE IF EXISTS temp.purge_candidates",
     """CREATE TEMP TABLE purge_candidates AS
 SELECT r.*, d.with_quartiles, d.aggregation_period FROM raw_measures r
 JOIN measure_definitions d ON d.name = r.measure_name

@@ -263,3 +263,17 @@ def test_duckdb_inbox_payloads_stored_with_zstd(tmp_path: Path) -> None:
                                 "WHERE column_name = 'payload' AND segment_type = 'VARCHAR'")
         assert compressions["compression"].tolist() == ["ZSTD"]
         assert wh.read_table("inbox", order_by="seq")["payload"].tolist() == lines
+
+
+def test_duckdb_intake_leaves_tables_of_the_same_names_alone(tmp_path: Path) -> None:
+    """The intake's temp tables (lines, staged) never touch a warehouse table that has their name."""
+    path = tmp_path / "items.ndjson"
+    path.write_text("\n".join([line(), "not json", line(value=2)]) + "\n", encoding="utf-8")
+    with open_warehouse(f"duckdb:///{tmp_path / 'wh.duckdb'}") as wh:
+        assert isinstance(wh, DuckDBWarehouse)
+        wh.sync_definitions(DEFINITIONS)
+        for name in ("lines", "staged"):
+            wh.execute(f"CREATE TABLE {name} AS SELECT 'kept' AS note")
+        assert wh.ingest_file(path, DEFINITIONS, FIRST_DAY).as_dict()["rejected_by_reason"] == {"invalid_json": 1}
+        for name in ("lines", "staged"):
+            assert wh.fetch(f"SELECT note FROM main.{name}")["note"].tolist() == ["kept"]
