@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from aggassets.catalog import MeasureDefinition
 from aggassets.errors import AggassetsError
-from aggassets.warehouse import duckdb_sql, intake
+from aggassets.warehouse import duckdb_sql, intake, intake_files
 from aggassets.warehouse.base import IntakeResult, Warehouse, utc_now
 
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -71,7 +71,7 @@ class DuckDBWarehouse(Warehouse):
         try:
             with self.transaction():
                 self._staged += ["lines", "staged"]
-                row0, received = intake.read_items(self.con, Path(path))
+                row0, received = intake_files.read_items(self.con, Path(path))
                 ids = {**self.batch_ids(utc_now()), "row0": row0}  # after any writer lock: received_at orders
                 self.execute(self.sql.INSERT_INBOX, ids)
                 self.execute("DROP TABLE temp.lines")  # memory: the items are in the inbox now

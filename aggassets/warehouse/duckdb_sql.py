@@ -2,7 +2,7 @@
 
 from collections.abc import Sequence
 
-from aggassets.warehouse import goals_sql, intake
+from aggassets.warehouse import goals_sql, intake, intake_files
 from aggassets.warehouse.base import AGGREGATE_TABLES, PERIODS_FEEDING
 from aggassets.warehouse.events_intake import quote
 
@@ -63,10 +63,10 @@ FILE_SEEN = "SELECT count(*) FROM intake_batches WHERE sha256 = $sha256"
 
 ANY_FROZEN = "SELECT EXISTS (SELECT 1 FROM frozen_quartiles)"
 
-# --- intake: intake.read_items filled the temp table `lines`, intake.ITEMS numbers its items ($row0).
+# --- intake: intake_files.read_items filled the temp table `lines`, intake_files.ITEMS numbers its items.
 # seq = $seq0 + item number, so every row of the batch has seq > $seq0 (NEXT_IDS). The items are stored in
 # the inbox first, as they came; validation then reads them back from there (`lines` is dropped: memory).
-INSERT_INBOX = f"""INSERT INTO inbox SELECT $seq0 + item_no, $batch_id, $now, payload FROM ({intake.ITEMS})"""
+INSERT_INBOX = f"""INSERT INTO inbox SELECT $seq0 + item_no, $batch_id, $now, payload FROM ({intake_files.ITEMS})"""
 _ITEMS = "SELECT seq - $seq0 AS item_no, payload FROM inbox WHERE seq > $seq0"
 
 

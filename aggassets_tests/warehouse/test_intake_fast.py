@@ -6,7 +6,7 @@ from typing import Any
 
 import duckdb
 
-from aggassets.warehouse import intake
+from aggassets.warehouse import intake, intake_files
 from aggassets_tests.warehouse.support import DEFINITIONS, FIRST_DAY
 from aggassets_tests.warehouse.test_intake import ACCEPTED, DROP, MALFORMED, line, raw
 
@@ -118,9 +118,9 @@ def _fast_accepted(path: Path) -> list[tuple[Any, ...]]:
     """The rows of intake.fast_accepted_sql over the file's items, in item order."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    row0, _ = intake.read_items(con, path)
+    row0, _ = intake_files.read_items(con, path)
     params = {"row0": row0, **intake.fast_params(con, DEFINITIONS, FIRST_DAY)}
-    return con.execute(f"{intake.fast_accepted_sql(intake.ITEMS)} ORDER BY item_no", params).fetchall()
+    return con.execute(f"{intake.fast_accepted_sql(intake_files.ITEMS)} ORDER BY item_no", params).fetchall()
 
 
 def test_fast_path_keeps_file_order_across_row_groups(tmp_path: Path) -> None:

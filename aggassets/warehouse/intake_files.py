@@ -1,0 +1,101 @@
+"""A measures file read into numbered items: JSON array, {"measures": [...]} or NDJSON, in file order."""
+
+import json
+from pathlib import Path
+
+import duckdb
+
+from aggassets.errors import AggassetsError
+
+# One row per received item: the item's number and its payload text, as it came.
+# The file's lines in file order; a line is an item unless blank (trim only for lines not starting with '{').
+_READ_LINES = """
+SELECT payload FROM read_csv($path, columns = {'payload': 'VARCHAR'}, header = false,
+    delim = chr(30), quote = '', escape = '', auto_detect = false, strict_mode = false)
+WHERE CASE WHEN starts_with(payload, '{') THEN true ELSE trim(payload) <> '' END
+"""
+
+_READ_DOCUMENT = """
+WITH doc AS (SELECT try_cast(content AS JSON) AS j FROM read_text(?)),
+elements AS (
+  SELECT CASE WHEN json_type(j) = 'ARRAY' THEN j
+              WHEN json_type(j) = 'OBJECT' AND json_type(j -> '$.measures') = 'ARRAY' THEN j -> '$.measures'
+         END AS arr, j
+  FROM doc
+)
+SELECT json_valid(j::VARCHAR) AS valid, json_type(j) AS kind, arr IS NOT NULL AS has_list,
+       CASE WHEN arr IS NOT NULL THEN json_array_length(arr) END AS n
+FROM elements
+"""
+
+_UNNEST_DOCUMENT = """
+WITH doc AS (SELECT try_cast(content AS JSON) AS j FROM read_text($path)),
+arr AS (SELECT CASE WHEN json_type(j) = 'ARRAY' THEN j ELSE j -> '$.measures' END AS a FROM doc)
+SELECT payload FROM (
+  SELECT generate_subscripts(items, 1) AS item_no, unnest(items)::VARCHAR AS payload
+  FROM (SELECT json_extract(a, '$[*]') AS items FROM arr)
+) ORDER BY item_no
+"""
+
+
+def _file_format(path: Path) -> str:
+    """'array' or 'document' (one JSON value for the whole file) or 'ndjson' (one item a line)."""
+    with open(path, "rb") as fh:
+        head = fh.read(65_536)
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:
+            raise AggassetsError(f"{path}: not UTF-8 text") from exc
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if not text:
+        return "ndjson"
+    if text[:1] == b"[":
+        return "array"
+    first_line = text.split(b"\n", 1)[0].strip()
+    try:
+        value = json.loads(first_line)
+    except ValueError:
+        return "document" if text[:1] == b"{" else "ndjson"
+    return "document" if isinstance(value, dict) and set(value) == {"measures"} else "ndjson"
+
+
+def _items_source(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[str, str]:
+    """A query of the file's items (one `payload` column, in file order) and its $path parameter."""
+    path = Path(path)
+    if not path.is_file():
+        raise AggassetsError(f"{path}: no such file")
+    if _file_format(path) == "ndjson":
+        return _READ_LINES, str(path)
+    try:
+        valid, kind, has_list, _n = con.execute(_READ_DOCUMENT, [str(path)]).fetchall()[0]
+    except duckdb.Error as exc:
+        raise AggassetsError(f"{path}: cannot read: {exc}") from exc
+    if not valid:
+        raise AggassetsError(f"{path}: not a valid JSON document")
+    if not has_list:
+        if kind == "OBJECT":  # one pretty-printed measure
+            return "SELECT $path::VARCHAR AS payload", json.dumps(json.loads(path.read_text(encoding="utf-8")))
+        raise AggassetsError(f"{path}: expected a JSON array, {{\"measures\": [...]}} or NDJSON")
+    return _UNNEST_DOCUMENT, str(path)
+
+
+# The items of `lines` numbered from 1: rowids of a table filled by one statement are consecutive
+# (read_items checks it) but start at a large number inside a transaction; $row0 is the first one.
+ITEMS = "SELECT rowid - $row0 + 1 AS item_no, payload FROM lines"
+
+
+def read_items(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[int, int]:
+    """Read the file's items into the temp table `lines` (payload) of `con`, in file order.
+
+    Returns ($row0 of ITEMS, number of items). An unreadable file raises AggassetsError.
+    """
+    source, param = _items_source(con, Path(path))
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE lines AS {source}", {"path": param})
+    except duckdb.Error as exc:
+        raise AggassetsError(f"{path}: cannot read lines: {exc}") from exc
+    first, last, n = con.execute("SELECT min(rowid), max(rowid), count(*) FROM lines").fetchall()[0]
+    if n and last - first + 1 != n:
+        raise AggassetsError(f"{path}: items are not numbered consecutively")
+    return int(first or 0), int(n)
