@@ -69,9 +69,9 @@ class DuckDBWarehouse(Warehouse):
         """
         self.con.execute("SET memory_limit = $limit", {"limit": self.intake_memory_limit})
         try:
+            row0, received = intake_files.read_items(self.con, Path(path))  # before: it may read twice
             with self.transaction():
-                self._staged += ["lines", "staged"]
-                row0, received = intake_files.read_items(self.con, Path(path))
+                self._staged.append("staged")
                 ids = {**self.batch_ids(utc_now()), "row0": row0}  # after any writer lock: received_at orders
                 self.execute(self.sql.INSERT_INBOX, ids)
                 self.execute("DROP TABLE temp.lines")  # memory: the items are in the inbox now
@@ -91,6 +91,7 @@ class DuckDBWarehouse(Warehouse):
                 by_reason = {str(r): int(n) for r, n in counts.items() if r}
                 return self.finish_intake(ids, str(path), sha256, received, by_reason)
         finally:
+            self.con.execute("DROP TABLE IF EXISTS temp.lines")
             self.con.execute("RESET memory_limit")
 
     @contextmanager

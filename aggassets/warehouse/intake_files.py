@@ -1,6 +1,7 @@
 """A measures file read into numbered items: JSON array, {"measures": [...]} or NDJSON, in file order."""
 
 import json
+import re
 from pathlib import Path
 
 import duckdb
@@ -11,9 +12,13 @@ from aggassets.errors import AggassetsError
 # The file's lines in file order; a line is an item unless blank (trim only for lines not starting with '{').
 _READ_LINES = """
 SELECT payload FROM read_csv($path, columns = {'payload': 'VARCHAR'}, header = false,
-    delim = chr(30), quote = '', escape = '', auto_detect = false, strict_mode = false)
+    delim = chr(30), quote = '', escape = '', auto_detect = false, strict_mode = false, max_line_size = $max_line)
 WHERE CASE WHEN starts_with(payload, '{') THEN true ELSE trim(payload) <> '' END
 """
+# DuckDB's own default: a file with a longer line is read again with room for its longest line (rare: the
+# reader's buffers grow with it), so that an oversized item is rejected on its own, not the whole file.
+_MAX_LINE = 2_097_152
+_CSV_LINE = re.compile(r"CSV Error on Line: (\d+)")
 
 _READ_DOCUMENT = """
 WITH doc AS (SELECT try_cast(content AS JSON) AS j FROM read_text(?)),
@@ -85,16 +90,46 @@ def _items_source(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[str, str]
 ITEMS = "SELECT rowid - $row0 + 1 AS item_no, payload FROM lines"
 
 
+def _longest_line(path: Path) -> int:
+    """Bytes of the file's longest line, read in blocks (one line may be larger than memory allows twice)."""
+    longest = current = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            start = 0
+            while (end := block.find(b"\n", start)) >= 0:
+                longest, current, start = max(longest, current + end - start), 0, end + 1
+            current += len(block) - start
+    return max(longest, current)
+
+
+def _read_error(path: Path, exc: duckdb.Error) -> AggassetsError:
+    """A one-line error for a file DuckDB cannot read."""
+    message = str(exc)
+    line = _CSV_LINE.search(message)
+    if "not utf-8 encoded" in message.lower():
+        return AggassetsError(f"{path}: not UTF-8 text" + (f" (line {line.group(1)})" if line else ""))
+    return AggassetsError(f"{path}: cannot read lines: {message.splitlines()[0] if message else type(exc).__name__}")
+
+
 def read_items(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[int, int]:
     """Read the file's items into the temp table `lines` (payload) of `con`, in file order.
 
-    Returns ($row0 of ITEMS, number of items). An unreadable file raises AggassetsError.
+    Returns ($row0 of ITEMS, number of items). An unreadable file raises AggassetsError. Call it outside
+    an explicit transaction: a file with a line longer than DuckDB's reader allows is read again.
     """
     source, param = _items_source(con, Path(path))
+    params: dict[str, object] = {"path": param} | ({"max_line": _MAX_LINE} if source is _READ_LINES else {})
+    statement = f"CREATE OR REPLACE TEMP TABLE lines AS {source}"
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE lines AS {source}", {"path": param})
+        con.execute(statement, params)
     except duckdb.Error as exc:
-        raise AggassetsError(f"{path}: cannot read lines: {exc}") from exc
+        if source is not _READ_LINES or "max_line_size" not in str(exc):
+            raise _read_error(path, exc) from exc
+        params["max_line"] = _longest_line(Path(path)) + 2
+        try:
+            con.execute(statement, params)
+        except duckdb.Error as again:
+            raise _read_error(path, again) from again
     first, last, n = con.execute("SELECT min(rowid), max(rowid), count(*) FROM lines").fetchall()[0]
     if n and last - first + 1 != n:
         raise AggassetsError(f"{path}: items are not numbered consecutively")

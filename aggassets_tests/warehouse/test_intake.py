@@ -277,3 +277,24 @@ def test_duckdb_intake_leaves_tables_of_the_same_names_alone(tmp_path: Path) -> 
         assert wh.ingest_file(path, DEFINITIONS, FIRST_DAY).as_dict()["rejected_by_reason"] == {"invalid_json": 1}
         for name in ("lines", "staged"):
             assert wh.fetch(f"SELECT note FROM main.{name}")["note"].tolist() == ["kept"]
+
+
+def test_line_longer_than_the_reader_allows_is_one_oversized_item(warehouse: Warehouse, tmp_path: Path) -> None:
+    """A 3 MB line (over DuckDB's 2 MiB line limit) is rejected as oversized; the other items are ingested."""
+    warehouse.sync_definitions(DEFINITIONS)
+    huge = line(createdBy="x" * 3_000_000)
+    result = ingest(warehouse, tmp_path, lines=[line(), huge, line(value=2)])
+    assert result.as_dict() == {"received": 3, "accepted": 2, "rejected": 1, "rejected_by_reason": {"oversized": 1}}
+    assert warehouse.read_table("inbox", order_by="seq")["payload"].tolist()[1] == huge
+    assert warehouse.read_table("raw_measures", order_by="seq")["value"].tolist() == [1.0, 2.0]
+
+
+def test_invalid_utf8_after_the_first_block_refuses_the_file(warehouse: Warehouse, tmp_path: Path) -> None:
+    """Bytes that are not UTF-8 far into the file: a one-line error naming the line; nothing is written."""
+    warehouse.sync_definitions(DEFINITIONS)
+    path = tmp_path / "latin1.ndjson"
+    latin1 = line(createdBy="caf\u00e9").replace("\\u00e9", "\u00e9").encode("latin-1")
+    path.write_bytes((line() + "\n").encode() * 2000 + latin1 + b"\n")
+    with pytest.raises(AggassetsError, match=r"latin1.ndjson: not UTF-8 text \(line 2001\)$"):
+        warehouse.ingest_file(path, DEFINITIONS, FIRST_DAY)
+    assert warehouse.loss_counts() == (0, 0, 0)
