@@ -20,8 +20,10 @@ WHERE CASE WHEN starts_with(payload, '{') THEN true ELSE trim(payload) <> '' END
 _MAX_LINE = 2_097_152
 _CSV_LINE = re.compile(r"CSV Error on Line: (\d+)")
 
+# A whole-file JSON document (array, {"measures": [...]} or one object); a leading byte order mark is
+# ignored, as RFC 8259 allows (NDJSON: DuckDB's CSV reader skips it).
 _READ_DOCUMENT = """
-WITH doc AS (SELECT try_cast(content AS JSON) AS j FROM read_text(?)),
+WITH doc AS (SELECT try_cast(ltrim(content, chr(65279)) AS JSON) AS j FROM read_text(?)),
 elements AS (
   SELECT CASE WHEN json_type(j) = 'ARRAY' THEN j
               WHEN json_type(j) = 'OBJECT' AND json_type(j -> '$.measures') = 'ARRAY' THEN j -> '$.measures'
@@ -34,7 +36,7 @@ FROM elements
 """
 
 _UNNEST_DOCUMENT = """
-WITH doc AS (SELECT try_cast(content AS JSON) AS j FROM read_text($path)),
+WITH doc AS (SELECT try_cast(ltrim(content, chr(65279)) AS JSON) AS j FROM read_text($path)),
 arr AS (SELECT CASE WHEN json_type(j) = 'ARRAY' THEN j ELSE j -> '$.measures' END AS a FROM doc)
 SELECT payload FROM (
   SELECT generate_subscripts(items, 1) AS item_no, unnest(items)::VARCHAR AS payload
@@ -80,7 +82,7 @@ def _items_source(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[str, str]
         raise AggassetsError(f"{path}: not a valid JSON document")
     if not has_list:
         if kind == "OBJECT":  # one pretty-printed measure
-            return "SELECT $path::VARCHAR AS payload", json.dumps(json.loads(path.read_text(encoding="utf-8")))
+            return "SELECT $path::VARCHAR AS payload", json.dumps(json.loads(path.read_text(encoding="utf-8-sig")))
         raise AggassetsError(f"{path}: expected a JSON array, {{\"measures\": [...]}} or NDJSON")
     return _UNNEST_DOCUMENT, str(path)
 

@@ -185,7 +185,8 @@ ITEMS = [
 
 @pytest.mark.parametrize(
     "fmt",
-    ["array", "pretty array", "measures object", "ndjson", "ndjson with blank lines and CRLF"],
+    ["array", "pretty array", "measures object", "ndjson", "ndjson with blank lines and CRLF",
+     "array with a byte order mark", "measures object with a byte order mark", "ndjson with a byte order mark"],
 )
 def test_file_formats(warehouse: Warehouse, tmp_path: Path, fmt: str) -> None:
     """A JSON array, {"measures": [...]} and NDJSON give the same intake."""
@@ -196,6 +197,8 @@ def test_file_formats(warehouse: Warehouse, tmp_path: Path, fmt: str) -> None:
         "ndjson": "\n".join(json.dumps(i) for i in ITEMS) + "\n",
         "ndjson with blank lines and CRLF": "\r\n\r\n".join(json.dumps(i) for i in ITEMS),
     }
+    bom = {f"{name} with a byte order mark": "\ufeff" + texts[name] for name in ("array", "measures object", "ndjson")}
+    texts |= bom
     path = tmp_path / "measures.json"
     path.write_text(texts[fmt], encoding="utf-8")
     result = warehouse.ingest_file(path, DEFINITIONS, FIRST_DAY)
@@ -214,6 +217,8 @@ def test_single_pretty_printed_object(warehouse: Warehouse, tmp_path: Path) -> N
     """One measure written over several lines is one item."""
     path = tmp_path / "one.json"
     path.write_text(json.dumps(ITEMS[0], indent=4), encoding="utf-8")
+    assert warehouse.ingest_file(path, DEFINITIONS, FIRST_DAY).accepted == 1
+    path.write_text("\ufeff" + json.dumps(ITEMS[3], indent=4), encoding="utf-8")  # with a byte order mark
     assert warehouse.ingest_file(path, DEFINITIONS, FIRST_DAY).accepted == 1
 
 
