@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from aggassets import settings
 from aggassets.catalog import load_measures, load_measures_file
@@ -125,9 +125,16 @@ def _add(sub: argparse._SubParsersAction, name: str, func: Callable[[argparse.Na
     return parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse reporting bad arguments on one line, like every other error (the usage is in --help)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line."""
-    parser = argparse.ArgumentParser(prog="aggassets", description=__doc__)
+    parser = _Parser(prog="aggassets", description=__doc__)
     parser.add_argument("--warehouse", default=settings.warehouse_url(),
                         help="warehouse URL (env AGGASSETS_WAREHOUSE; default the project's DuckDB file)")
     parser.add_argument("--definitions", default=str(settings.definitions_dir()),

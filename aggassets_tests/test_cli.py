@@ -72,10 +72,26 @@ def test_bad_input_is_one_line_and_non_zero(
     assert len(err.strip().splitlines()) == 1 and message in err
 
 
-def test_bad_date_is_an_argparse_error(capsys: pytest.CaptureFixture[str], url: str) -> None:
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("aggregates", "query", "--measure", "x", "--start", "2025-13-01", "--end", "2025-01-01"), "not a date"),
+        (("aggregates", "query", "--start", "2025-01-01", "--end", "2025-01-02"), "--measure"),
+        (("aggregates", "query", "--measure", "x", "--start", "2025-01-01", "--end", "2025-01-02", "--grain", "year"),
+         "invalid choice"),
+        (("purge", "--days", "many"), "invalid int value"),
+        (("frobnicate",), "invalid choice"),
+        ((), "required"),
+    ],
+)
+def test_bad_arguments_are_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], url: str, argv: tuple[str, ...], message: str
+) -> None:
     with pytest.raises(SystemExit) as exc:
-        run(capsys, url, "aggregates", "query", "--measure", "x", "--start", "2025-13-01", "--end", "2025-01-01")
-    assert exc.value.code != 0
+        run(capsys, url, *argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith("aggassets") and ": error: " in err and message in err
 
 
 def test_definitions_validate_and_list(capsys: pytest.CaptureFixture[str], url: str, tmp_path: Path) -> None:
