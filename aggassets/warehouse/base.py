@@ -169,17 +169,22 @@ class Warehouse:
         ids = self.fetch(self.sql.NEXT_IDS).iloc[0]
         return {"seq0": int(ids["seq"]), "batch_id": int(ids["batch_id"]) + 1, "now": now}
 
-    def finish_intake(
-        self, ids: Mapping[str, Any], source: str, sha256: str | None, received: int, by_reason: Mapping[str, int],
-    ) -> IntakeResult:
-        """Record the batch (its counts) and return the intake's result, reasons by count."""
+    def record_batch(self, ids: Mapping[str, Any], source: str, sha256: str | None, received: int) -> IntakeResult:
+        """Once the batch's rows are stored (seq > seq0): accepted items of a sealed quartile key rejected,
+        the counts checked against what was read, the batch recorded; the intake's result."""
+        if bool(self.fetch(self.sql.ANY_FROZEN).iloc[0, 0]):  # nothing to seal against otherwise
+            for statement in self.sql.REJECT_SEALED_KEYS:
+                self.execute(statement, ids)
+        counts = {str(r): int(n) for r, n in self.fetch(self.sql.BATCH_COUNTS, ids).itertuples(index=False)}
+        if sum(counts.values()) != received:
+            raise AggassetsError(f"{source}: {received} items read but {sum(counts.values())} stored")
+        by_reason = dict(sorted(((r, n) for r, n in counts.items() if r), key=lambda kv: (-kv[1], kv[0])))
         rejected = sum(by_reason.values())
         self.execute(self.sql.INSERT_BATCH, {
             **ids, "source": source, "sha256": sha256, "received": received,
             "accepted": received - rejected, "rejected": rejected,
         })
-        ordered = dict(sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0])))
-        return IntakeResult(received, received - rejected, rejected, ordered)
+        return IntakeResult(received, received - rejected, rejected, by_reason)
 
     def loss_counts(self) -> tuple[int, int, int]:
         """(received still held, accepted, rejected): the first equals the sum of the others."""

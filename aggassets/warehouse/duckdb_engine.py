@@ -12,7 +12,6 @@ import pandas as pd
 import pyarrow as pa
 
 from aggassets.catalog import MeasureDefinition
-from aggassets.errors import AggassetsError
 from aggassets.warehouse import duckdb_sql, intake, intake_files
 from aggassets.warehouse.base import IntakeResult, Warehouse, utc_now
 
@@ -82,14 +81,7 @@ class DuckDBWarehouse(Warehouse):
                         self.execute(self.sql.STAGE_CAREFUL, {**ids, "first_day": first_day})
                     for statement in (self.sql.INSERT_RAW_CAREFUL, self.sql.INSERT_REJECTED_CAREFUL):
                         self.execute(statement, ids)
-                if bool(self.fetch(self.sql.ANY_FROZEN).iloc[0, 0]):  # nothing to seal against otherwise
-                    for statement in self.sql.REJECT_SEALED_KEYS:
-                        self.execute(statement, ids)
-                counts = dict(self.fetch(self.sql.BATCH_COUNTS, ids).itertuples(index=False))
-                if sum(counts.values()) != received:
-                    raise AggassetsError(f"{path}: {received} items read but {sum(counts.values())} stored")
-                by_reason = {str(r): int(n) for r, n in counts.items() if r}
-                return self.finish_intake(ids, str(path), sha256, received, by_reason)
+                return self.record_batch(ids, str(path), sha256, received)
         finally:
             self.con.execute("DROP TABLE IF EXISTS temp.lines")
             self.con.execute("RESET memory_limit")

@@ -243,6 +243,14 @@ UPDATE staged SET reason = c.reason, measure_name = c.measure_name, start_date =
 FROM ({_validation_sql("SELECT item_no, payload FROM staged WHERE reason = 'unchecked'")}) c
 WHERE staged.item_no = c.item_no"""
 STAGED_ROWS = "SELECT * FROM staged ORDER BY item_no"
+# The staged items as rows of the warehouse tables, for an engine that copies them in ($seq0, $batch_id, $now).
+STORED_ROWS = {
+    "inbox": "SELECT $seq0 + item_no AS seq, $batch_id AS batch_id, $now AS received_at, payload FROM staged",
+    "raw_measures": """SELECT $seq0 + item_no AS seq, measure_name, start_date, created_by, group1, group2, group3,
+  value, $now AS received_at FROM staged WHERE reason IS NULL""",
+    "rejected_measures": """SELECT $seq0 + item_no AS seq, $now AS received_at, reason, measure_name
+FROM staged WHERE reason IS NOT NULL""",
+}
 
 
 def stage_items(

@@ -29,6 +29,7 @@ _FLOAT_OIDS = {700, 701, 1700}
 _TIME_OIDS = {1082, 1114, 1184}
 _BOOL_OID = 16
 _TEXT_OIDS = {25, 1043, 1042, 19}
+_COPY_ROWS = 500_000  # rows per COPY of an intake: bounds the CSV buffer
 
 
 def split_url(url: str) -> tuple[str, str | None]:
@@ -143,21 +144,18 @@ class PostgresWarehouse(Warehouse):
         self, path: Path, definitions: Sequence[MeasureDefinition], first_day: date,
         sha256: str | None = None,
     ) -> IntakeResult:
-        """Validate the file in an in-memory DuckDB, then store its items in one transaction."""
+        """Validate the file in an in-memory DuckDB, then COPY its items straight into inbox, raw_measures
+        and rejected_measures, in one transaction (no staged copy in PostgreSQL)."""
         with duckdb.connect() as con:
             intake.stage_items(con, Path(path), definitions, first_day)
-            validated = con.sql(intake.STAGED_ROWS).to_arrow_table()
-        with self.transaction():
-            self.stage("staged", validated)
-            ids = self.batch_ids(utc_now())  # inside: after any writer lock, so received_at orders with commits
-            if bool(self.fetch(self.sql.ANY_FROZEN).iloc[0, 0]):  # nothing to seal against otherwise
-                self.execute(self.sql.STAGE_SEALED_KEYS)
-            for statement in (self.sql.INSERT_INBOX, self.sql.INSERT_RAW, self.sql.INSERT_REJECTED):
-                self.execute(statement, ids)
-            counts = self.fetch(self.sql.STAGED_COUNTS)
-            by_reason = {r: int(n) for r, n in counts.itertuples(index=False) if r}
-            received = int(counts.iloc[:, 1].sum()) if len(counts) else 0
-            return self.finish_intake(ids, str(path), sha256, received, by_reason)
+            received = int(con.execute("SELECT count(*) FROM staged").fetchall()[0][0])
+            with self.transaction():
+                ids = self.batch_ids(utc_now())  # inside: after any writer lock, so received_at orders with commits
+                for table, rows in intake.STORED_ROWS.items():
+                    named = {k: v for k, v in ids.items() if f"${k}" in rows}  # DuckDB refuses extra parameters
+                    for batch in con.sql(rows, params=named).to_arrow_reader(_COPY_ROWS):
+                        self.copy_into(table, pa.Table.from_batches([batch]))
+                return self.record_batch(ids, str(path), sha256, received)
 
     def setup(self) -> None:
         """Create every table and index that does not exist yet."""
@@ -191,15 +189,27 @@ class PostgresWarehouse(Warehouse):
             pgsql.SQL("{} {}").format(pgsql.Identifier(f.name), pgsql.SQL(_pg_type(f.type))) for f in table.schema
         )
         on_commit = pgsql.SQL(" ON COMMIT DROP" if self._depth else "")
-        buffer = io.BytesIO()
-        pa_csv.write_csv(table, buffer, pa_csv.WriteOptions(include_header=False))
-        buffer.seek(0)
         with self.con.cursor() as cur:
             cur.execute(pgsql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(ident))
             cur.execute(pgsql.SQL("CREATE TEMP TABLE {} ({}){}").format(ident, columns, on_commit))
-            cur.copy_expert(pgsql.SQL("COPY {} FROM STDIN WITH (FORMAT csv)").format(ident), buffer)
+        self._copy_csv(name, table)
+        with self.con.cursor() as cur:
             cur.execute(pgsql.SQL("ANALYZE {}").format(ident))  # no autovacuum statistics on temp tables
         self._staged.append(name)
+
+    def copy_into(self, name: str, table: pa.Table) -> None:
+        """COPY the Arrow table's rows into the existing table `name` (columns by name), as CSV."""
+        self._copy_csv(name, _copyable(table))
+
+    def _copy_csv(self, name: str, table: pa.Table) -> None:
+        """COPY rows already made copyable (_copyable) into the table `name`."""
+        buffer = io.BytesIO()
+        pa_csv.write_csv(table, buffer, pa_csv.WriteOptions(include_header=False))
+        buffer.seek(0)
+        columns = pgsql.SQL(", ").join(pgsql.Identifier(c) for c in table.column_names)
+        with self.con.cursor() as cur:
+            cur.copy_expert(pgsql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(
+                pgsql.Identifier(name), columns), buffer)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

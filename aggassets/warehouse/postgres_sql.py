@@ -95,23 +95,21 @@ _TRUNC = "date_trunc('{grain}', {col}::timestamp)::date"
 
 ANY_FROZEN = "SELECT EXISTS (SELECT 1 FROM frozen_quartiles)"
 
-# staged: the validated items (item_no, payload, reason, measure_name, start_date, created_by, groups, value)
-STAGE_SEALED_KEYS = """
-UPDATE staged SET reason = 'quartile_key_sealed'
-WHERE reason IS NULL AND EXISTS (
+# --- intake: the batch's rows were copied in (intake.STORED_ROWS); every one has seq > %(seq0)s.
+# Accepted items of a sealed quartile key (DESIGN 4.5) move from raw_measures to rejected_measures.
+_SEALED = """r.seq > %(seq0)s AND EXISTS (
   SELECT 1 FROM frozen_quartiles f
-  WHERE f.measure_name = staged.measure_name AND f.created_by = staged.created_by
-    AND f.group1 = staged.group1 AND f.group2 = staged.group2 AND f.group3 = staged.group3
-    AND f.period_start = date_trunc(f.grain, staged.start_date::timestamp)::date)"""
-INSERT_INBOX = """INSERT INTO inbox (seq, batch_id, received_at, payload)
-SELECT %(seq0)s + item_no, %(batch_id)s, %(now)s, payload FROM staged"""
-INSERT_RAW = """INSERT INTO raw_measures
-  (seq, measure_name, start_date, created_by, group1, group2, group3, value, received_at)
-SELECT %(seq0)s + item_no, measure_name, start_date, created_by, group1, group2, group3, value, %(now)s
-FROM staged WHERE reason IS NULL"""
-INSERT_REJECTED = """INSERT INTO rejected_measures (seq, received_at, reason, measure_name)
-SELECT %(seq0)s + item_no, %(now)s, reason, measure_name FROM staged WHERE reason IS NOT NULL"""
-STAGED_COUNTS = """SELECT coalesce(reason, '') AS reason, count(*) AS n FROM staged GROUP BY 1"""
+  WHERE f.measure_name = r.measure_name AND f.created_by = r.created_by
+    AND f.group1 = r.group1 AND f.group2 = r.group2 AND f.group3 = r.group3
+    AND f.period_start = date_trunc(f.grain, r.start_date::timestamp)::date)"""
+REJECT_SEALED_KEYS = [
+    f"""INSERT INTO rejected_measures (seq, received_at, reason, measure_name)
+SELECT r.seq, %(now)s, 'quartile_key_sealed', r.measure_name FROM raw_measures r WHERE {_SEALED}""",
+    f"DELETE FROM raw_measures r WHERE {_SEALED}",
+]
+# The batch's items by reason ('' for accepted).
+BATCH_COUNTS = """(SELECT '' AS reason, count(*) AS n FROM raw_measures WHERE seq > %(seq0)s)
+UNION ALL (SELECT reason, count(*) FROM rejected_measures WHERE seq > %(seq0)s GROUP BY reason)"""
 INSERT_BATCH = """INSERT INTO intake_batches
   (batch_id, source, sha256, received_at, received, accepted, rejected)
 VALUES (%(batch_id)s, %(source)s, %(sha256)s, %(now)s, %(received)s, %(accepted)s, %(rejected)s)"""
