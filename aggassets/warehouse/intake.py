@@ -268,6 +268,7 @@ def stage_items(
     with definitions_registered(con, definitions):
         con.execute(f"CREATE OR REPLACE TEMP TABLE staged AS {_fast_sql(ITEMS)}",
                     {"row0": row0, **fast_params(con, definitions, first_day, fast)})
+        con.execute("DROP TABLE temp.lines")  # staged holds the payloads too
         careful = int(con.execute("SELECT count(*) FROM staged WHERE reason = 'unchecked'").fetchall()[0][0])
         if careful:
             con.execute(_CAREFUL_UPDATE, {"first_day": first_day})
