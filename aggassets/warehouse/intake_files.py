@@ -46,7 +46,9 @@ SELECT payload FROM (
 
 
 def _file_format(path: Path) -> str:
-    """'array' or 'document' (one JSON value for the whole file) or 'ndjson' (one item a line)."""
+    """'array' or 'document' (one JSON value for the whole file), 'ndjson' (one item a line), or
+    'unsure' (a first line starting with '{' that is not JSON: a pretty-printed document, or NDJSON
+    whose first item is malformed)."""
     with open(path, "rb") as fh:
         head = fh.read(65_536)
     try:
@@ -63,8 +65,18 @@ def _file_format(path: Path) -> str:
     try:
         value = json.loads(first_line)
     except ValueError:
-        return "document" if text[:1] == b"{" else "ndjson"
+        return "unsure" if text[:1] == b"{" else "ndjson"
     return "document" if isinstance(value, dict) and set(value) == {"measures"} else "ndjson"
+
+
+def _second_line_is_object(path: Path) -> bool:
+    """Whether the file's second non-blank line (within its first 64 KiB) is a JSON object on its own."""
+    with open(path, "rb") as fh:
+        lines = [x for x in fh.read(65_536).split(b"\n") if x.strip()]
+    try:
+        return len(lines) > 1 and isinstance(json.loads(lines[1]), dict)
+    except ValueError:
+        return False
 
 
 def _items_source(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[str, str]:
@@ -72,12 +84,15 @@ def _items_source(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[str, str]
     path = Path(path)
     if not path.is_file():
         raise AggassetsError(f"{path}: no such file")
-    if _file_format(path) == "ndjson":
+    file_format = _file_format(path)
+    if file_format == "ndjson":
         return _READ_LINES, str(path)
     try:
         valid, kind, has_list, _n = con.execute(_READ_DOCUMENT, [str(path)]).fetchall()[0]
     except duckdb.Error as exc:
-        raise AggassetsError(f"{path}: cannot read: {exc}") from exc
+        raise _read_error(path, exc) from exc
+    if not valid and file_format == "unsure" and _second_line_is_object(path):  # NDJSON, first item malformed
+        return _READ_LINES, str(path)
     if not valid:
         raise AggassetsError(f"{path}: not a valid JSON document")
     if not has_list:

@@ -303,3 +303,14 @@ def test_invalid_utf8_after_the_first_block_refuses_the_file(warehouse: Warehous
     with pytest.raises(AggassetsError, match=r"latin1.ndjson: not UTF-8 text \(line 2001\)$"):
         warehouse.ingest_file(path, DEFINITIONS, FIRST_DAY)
     assert warehouse.loss_counts() == (0, 0, 0)
+
+
+def test_ndjson_whose_first_line_is_malformed_is_still_ndjson(warehouse: Warehouse, tmp_path: Path) -> None:
+    """A broken first item does not turn an NDJSON file into a (refused) JSON document."""
+    warehouse.sync_definitions(DEFINITIONS)
+    first = '{"measureName": "visits-daily", "value": 1,, "startDate": "2022-01-03"}'
+    result = ingest(warehouse, tmp_path, lines=[first, line(), line(value=2)])
+    assert result.as_dict() == {"received": 3, "accepted": 2, "rejected": 1, "rejected_by_reason": {"invalid_json": 1}}
+    path = tmp_path / "one-item-a-line.json"  # a valid document whose items sit one a line stays a document
+    path.write_text('{"measures": [\n' + json.dumps(ITEMS[0]) + "\n]}\n", encoding="utf-8")
+    assert warehouse.ingest_file(path, DEFINITIONS, FIRST_DAY).as_dict()["received"] == 1

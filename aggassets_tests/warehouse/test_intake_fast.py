@@ -1,6 +1,7 @@
 """The intake's fast path agrees with the careful validation on every line, and takes the ordinary ones."""
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +132,43 @@ def test_fast_path_keeps_file_order_across_row_groups(tmp_path: Path) -> None:
     rows, careful = _staged(path, fast=True)
     assert careful == 0
     assert [r[0] for r in rows] == [v + 1 for v in values] and [r[-1] for r in rows] == [float(v) for v in values]
+
+
+def _mutations(rng: random.Random, count: int) -> list[str]:
+    """Valid lines (compact and spaced) with one random edit each: a character inserted, deleted or
+    replaced, drawn from JSON's own punctuation, digits, letters, escapes and spaces."""
+    alphabet = '{}[]":, \\/0123456789.eE+-tfnulZT\t\u00e9x'
+    bases = [line(), line(value=2.5, createdBy="drive"), line(startDate="2022-01-03T12:00:00Z"),
+             '{"measureName": "storage-monthly", "value": 3, "startDate": "2022-02-17", "group1": {"offer": "a"},'
+             ' "group2": {"plan": true}, "group3": {"region": 4}}']
+    bases += [json.dumps(json.loads(b), separators=(",", ":")) for b in bases]
+    out = []
+    for _ in range(count):
+        text = rng.choice(bases)
+        at = rng.randrange(len(text) + 1)
+        edit = rng.choice(("insert", "delete", "replace"))
+        char = rng.choice(alphabet)
+        if edit == "insert":
+            text = text[:at] + char + text[at:]
+        elif edit == "delete":
+            text = text[:at] + text[at + 1:]
+        else:
+            text = text[:at] + char + text[at + 1:]
+        out.append(text.replace("\n", " "))
+    return out
+
+
+def test_fast_path_matches_careful_validation_on_random_edits(tmp_path: Path) -> None:
+    """3000 one-character edits of valid lines: the fast path and the careful path store the same rows."""
+    lines = [t for t in _mutations(random.Random(20261202), 3000) if t.strip()]
+    path = tmp_path / "edits.ndjson"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    fast_rows, fast_careful = _staged(path, fast=True)
+    slow_rows, _ = _staged(path, fast=False)
+    for i, (got, want) in enumerate(zip(fast_rows, slow_rows, strict=True)):
+        assert got == want, lines[i]
+    accepted = _fast_accepted(path)
+    assert len(accepted) == len(lines) - fast_careful > 0
+    by_item = {r[0]: r for r in slow_rows}
+    assert all(by_item[r[0]][2] is None and r[1:] == by_item[r[0]][3:] for r in accepted)
+    assert len({r[2] for r in slow_rows}) >= 8  # the edits reach many different reasons
