@@ -69,14 +69,17 @@ def _file_format(path: Path) -> str:
     return "document" if isinstance(value, dict) and set(value) == {"measures"} else "ndjson"
 
 
-def _second_line_is_object(path: Path) -> bool:
-    """Whether the file's second non-blank line (within its first 64 KiB) is a JSON object on its own."""
+def _has_object_lines(path: Path) -> bool:
+    """Whether any of the file's first 100 non-blank lines (within 64 KiB) is a JSON object on its own."""
     with open(path, "rb") as fh:
-        lines = [x for x in fh.read(65_536).split(b"\n") if x.strip()]
-    try:
-        return len(lines) > 1 and isinstance(json.loads(lines[1]), dict)
-    except ValueError:
-        return False
+        lines = [x for x in fh.read(65_536).split(b"\n") if x.strip()][:100]
+    for text in lines:
+        try:
+            if isinstance(json.loads(text), dict):
+                return True
+        except ValueError:
+            continue
+    return False
 
 
 def _items_source(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[str, str]:
@@ -91,7 +94,7 @@ def _items_source(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[str, str]
         valid, kind, has_list, _n = con.execute(_READ_DOCUMENT, [str(path)]).fetchall()[0]
     except duckdb.Error as exc:
         raise _read_error(path, exc) from exc
-    if not valid and file_format == "unsure" and _second_line_is_object(path):  # NDJSON, first item malformed
+    if not valid and file_format == "unsure" and _has_object_lines(path):  # NDJSON, its first item malformed
         return _READ_LINES, str(path)
     if not valid:
         raise AggassetsError(f"{path}: not a valid JSON document")

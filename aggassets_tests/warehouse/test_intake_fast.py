@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pytest
 
 from aggassets.warehouse import intake, intake_files
 from aggassets_tests.warehouse.support import DEFINITIONS, FIRST_DAY
@@ -134,10 +135,11 @@ def test_fast_path_keeps_file_order_across_row_groups(tmp_path: Path) -> None:
     assert [r[0] for r in rows] == [v + 1 for v in values] and [r[-1] for r in rows] == [float(v) for v in values]
 
 
-def _mutations(rng: random.Random, count: int) -> list[str]:
-    """Valid lines (compact and spaced) with one random edit each: a character inserted, deleted or
-    replaced, drawn from JSON's own punctuation, digits, letters, escapes and spaces."""
-    alphabet = '{}[]":, \\/0123456789.eE+-tfnulZT\t\u00e9x'
+def _mutations(rng: random.Random, count: int, edits: int = 1) -> list[str]:
+    """Valid lines (compact and spaced) with up to `edits` random edits each: a character inserted,
+    deleted or replaced, drawn from JSON's own punctuation, digits, letters, escapes, spaces and a few
+    control and non-ASCII characters."""
+    alphabet = '{}[]":, \\/0123456789.eE+-tfnulZT\t\u00e9x\x00\x1f\u2028'
     bases = [line(), line(value=2.5, createdBy="drive"), line(startDate="2022-01-03T12:00:00Z"),
              '{"measureName": "storage-monthly", "value": 3, "startDate": "2022-02-17", "group1": {"offer": "a"},'
              ' "group2": {"plan": true}, "group3": {"region": 4}}']
@@ -145,22 +147,18 @@ def _mutations(rng: random.Random, count: int) -> list[str]:
     out = []
     for _ in range(count):
         text = rng.choice(bases)
-        at = rng.randrange(len(text) + 1)
-        edit = rng.choice(("insert", "delete", "replace"))
-        char = rng.choice(alphabet)
-        if edit == "insert":
-            text = text[:at] + char + text[at:]
-        elif edit == "delete":
-            text = text[:at] + text[at + 1:]
-        else:
-            text = text[:at] + char + text[at + 1:]
-        out.append(text.replace("\n", " "))
+        for _ in range(rng.randint(1, edits)):
+            at, char = rng.randrange(len(text) + 1), rng.choice(alphabet)
+            head, tail = text[:at], text[at:]
+            text = rng.choice((head + char + tail, head + tail[1:], head + char + tail[1:]))  # insert, delete, replace
+        out.append(text.replace("\n", " ").replace("\r", " "))
     return out
 
 
-def test_fast_path_matches_careful_validation_on_random_edits(tmp_path: Path) -> None:
-    """3000 one-character edits of valid lines: the fast path and the careful path store the same rows."""
-    lines = [t for t in _mutations(random.Random(20261202), 3000) if t.strip()]
+@pytest.mark.parametrize(("seed", "edits"), [(20261202, 1), (7, 3)])
+def test_fast_path_matches_careful_validation_on_random_edits(tmp_path: Path, seed: int, edits: int) -> None:
+    """3000 randomly edited valid lines: the fast path and the careful path store the same rows."""
+    lines = [t for t in _mutations(random.Random(seed), 3000, edits) if t.strip()]
     path = tmp_path / "edits.ndjson"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     fast_rows, fast_careful = _staged(path, fast=True)
