@@ -1,15 +1,17 @@
 """Intake: malformed measures rejected with a reason, nothing lost, accepted edge cases, file formats."""
 
 import json
+import random
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pandas as pd
 import pytest
 
 from aggassets.errors import AggassetsError
-from aggassets.warehouse import open_warehouse
+from aggassets.warehouse import intake, open_warehouse
 from aggassets.warehouse.base import Warehouse
 from aggassets.warehouse.duckdb_engine import DuckDBWarehouse
 from aggassets_tests.warehouse.support import DEFINITIONS, FIRST_DAY, ingest
@@ -34,6 +36,26 @@ def line(**fields: Any) -> str:
 def raw(text: str) -> str:
     """The valid measure's JSON text with `"value": 1` replaced by raw text (not expressible in json)."""
     return line().replace('"value": 1', text)
+
+
+def edited_lines(rng: random.Random, count: int, edits: int = 1) -> list[str]:
+    """Valid lines (compact and spaced) with up to `edits` random edits each: a character inserted,
+    deleted or replaced, drawn from JSON's own punctuation, digits, letters, escapes, spaces and a few
+    control and non-ASCII characters."""
+    alphabet = '{}[]":, \\/0123456789.eE+-tfnulZT\t\u00e9x\x00\x1f\u2028'
+    bases = [line(), line(value=2.5, createdBy="drive"), line(startDate="2022-01-03T12:00:00Z"),
+             '{"measureName": "storage-monthly", "value": 3, "startDate": "2022-02-17", "group1": {"offer": "a"},'
+             ' "group2": {"plan": true}, "group3": {"region": 4}}']
+    bases += [json.dumps(json.loads(b), separators=(",", ":")) for b in bases]
+    out = []
+    for _ in range(count):
+        text = rng.choice(bases)
+        for _ in range(rng.randint(1, edits)):
+            at, char = rng.randrange(len(text) + 1), rng.choice(alphabet)
+            head, tail = text[:at], text[at:]
+            text = rng.choice((head + char + tail, head + tail[1:], head + char + tail[1:]))  # insert, delete, replace
+        out.append(text.replace("\n", " ").replace("\r", " "))
+    return out
 
 
 MALFORMED: list[tuple[str, str, str]] = [
@@ -314,3 +336,25 @@ def test_ndjson_whose_first_line_is_malformed_is_still_ndjson(warehouse: Warehou
     path = tmp_path / "one-item-a-line.json"  # a valid document whose items sit one a line stays a document
     path.write_text('{"measures": [\n' + json.dumps(ITEMS[0]) + "\n]}\n", encoding="utf-8")
     assert warehouse.ingest_file(path, DEFINITIONS, FIRST_DAY).as_dict()["received"] == 1
+
+
+def test_randomly_edited_lines_are_stored_as_validated(warehouse: Warehouse, tmp_path: Path) -> None:
+    """Every engine stores a file of randomly edited lines exactly as the careful validation decides:
+    same item numbers, accepted values and reasons, nothing lost."""
+    warehouse.sync_definitions(DEFINITIONS)
+    lines = [t for t in edited_lines(random.Random(99), 1500, 2) if t.strip()]
+    path = tmp_path / "edits.ndjson"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with duckdb.connect() as con:  # what the careful validation alone decides
+        intake.stage_items(con, path, DEFINITIONS, FIRST_DAY, fast=False)
+        want = con.execute(intake.STAGED_ROWS).fetchall()
+    result = warehouse.ingest_file(path, DEFINITIONS, FIRST_DAY)
+    assert result.received == len(lines) == result.accepted + result.rejected
+    assert result.rejected_by_reason == dict(Counter(r[2] for r in want if r[2] is not None))
+    raw_rows = warehouse.read_table("raw_measures", order_by="seq")
+    stored = [(int(r.seq), r.measure_name, pd.Timestamp(r.start_date).date(), r.created_by, r.group1, r.group2,
+               r.group3, float(r.value)) for r in raw_rows.itertuples()]
+    assert stored == [(r[0], *r[3:]) for r in want if r[2] is None]
+    rejected = warehouse.read_table("rejected_measures", order_by="seq")
+    assert list(zip(rejected["seq"].astype(int), rejected["reason"], strict=True)) == [
+        (r[0], r[2]) for r in want if r[2] is not None]

@@ -10,7 +10,7 @@ import pytest
 
 from aggassets.warehouse import intake, intake_files
 from aggassets_tests.warehouse.support import DEFINITIONS, FIRST_DAY
-from aggassets_tests.warehouse.test_intake import ACCEPTED, DROP, MALFORMED, line, raw
+from aggassets_tests.warehouse.test_intake import ACCEPTED, DROP, MALFORMED, edited_lines, line, raw
 
 
 def _parses(text: str) -> bool:
@@ -135,30 +135,10 @@ def test_fast_path_keeps_file_order_across_row_groups(tmp_path: Path) -> None:
     assert [r[0] for r in rows] == [v + 1 for v in values] and [r[-1] for r in rows] == [float(v) for v in values]
 
 
-def _mutations(rng: random.Random, count: int, edits: int = 1) -> list[str]:
-    """Valid lines (compact and spaced) with up to `edits` random edits each: a character inserted,
-    deleted or replaced, drawn from JSON's own punctuation, digits, letters, escapes, spaces and a few
-    control and non-ASCII characters."""
-    alphabet = '{}[]":, \\/0123456789.eE+-tfnulZT\t\u00e9x\x00\x1f\u2028'
-    bases = [line(), line(value=2.5, createdBy="drive"), line(startDate="2022-01-03T12:00:00Z"),
-             '{"measureName": "storage-monthly", "value": 3, "startDate": "2022-02-17", "group1": {"offer": "a"},'
-             ' "group2": {"plan": true}, "group3": {"region": 4}}']
-    bases += [json.dumps(json.loads(b), separators=(",", ":")) for b in bases]
-    out = []
-    for _ in range(count):
-        text = rng.choice(bases)
-        for _ in range(rng.randint(1, edits)):
-            at, char = rng.randrange(len(text) + 1), rng.choice(alphabet)
-            head, tail = text[:at], text[at:]
-            text = rng.choice((head + char + tail, head + tail[1:], head + char + tail[1:]))  # insert, delete, replace
-        out.append(text.replace("\n", " ").replace("\r", " "))
-    return out
-
-
 @pytest.mark.parametrize(("seed", "edits"), [(20261202, 1), (7, 3)])
 def test_fast_path_matches_careful_validation_on_random_edits(tmp_path: Path, seed: int, edits: int) -> None:
     """3000 randomly edited valid lines: the fast path and the careful path store the same rows."""
-    lines = [t for t in _mutations(random.Random(seed), 3000, edits) if t.strip()]
+    lines = [t for t in edited_lines(random.Random(seed), 3000, edits) if t.strip()]
     path = tmp_path / "edits.ndjson"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     fast_rows, fast_careful = _staged(path, fast=True)
