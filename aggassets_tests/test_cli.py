@@ -59,6 +59,7 @@ def test_ingest_refresh_query_purge(capsys: pytest.CaptureFixture[str], url: str
         (("aggregates", "query", "--measure", "connection-count-daily", "--start", "2025-01-02",
           "--end", "2025-01-01"), "--end must be after --start"),
         (("measures", "ingest", "/does/not/exist.json"), "no such file"),
+        (("measures", "ingest", "/"), "a directory, not a file"),
         (("purge", "--days", "-1"), "--days must be >= 0"),
         (("purge", "--measure", "nope"), "unknown measure"),
         (("refresh", "--start", "2025-01-05", "--end", "2025-01-01"), "must be after"),

@@ -228,7 +228,7 @@ def validate_file(path: Path) -> tuple[pa.Table, list[str]]:
         raise AggassetsError(f"{path}: unknown events file extension {path.suffix!r} "
                              f"(expected {', '.join(EXTENSIONS)})")
     if not path.is_file():
-        raise AggassetsError(f"{path}: no such file")
+        raise AggassetsError(f"{path}: {'a directory, not a file' if path.is_dir() else 'no such file'}")
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'; SET enable_progress_bar = false")
         names = READERS[kind](con, path)

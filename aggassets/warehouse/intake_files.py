@@ -86,7 +86,7 @@ def _items_source(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[str, str]
     """A query of the file's items (one `payload` column, in file order) and its $path parameter."""
     path = Path(path)
     if not path.is_file():
-        raise AggassetsError(f"{path}: no such file")
+        raise AggassetsError(f"{path}: {'a directory, not a file' if path.is_dir() else 'no such file'}")
     file_format = _file_format(path)
     if file_format == "ndjson":
         return _READ_LINES, str(path)
