@@ -53,8 +53,9 @@ def _group_checks(i: int) -> tuple[str, str]:
     return reasons, value
 
 
-def _validation_sql(items: str) -> str:
-    """The careful validation of `items` (a query of item_no, payload) against `defs` (parameter $first_day)."""
+def careful_sql(items: str) -> str:
+    """The careful validation of `items` (a query of item_no, payload): every column of `staged`; needs
+    `defs` (see definitions_registered) and the parameter $first_day."""
     paths = ", ".join(f"'$.{f}'" for f in FIELDS)
     group_sql = [_group_checks(i) for i in (1, 2, 3)]
     return f"""
@@ -217,12 +218,6 @@ SELECT item_no, name AS measure_name, date_trunc(period, day)::DATE AS start_dat
 FROM checked WHERE ok"""
 
 
-def careful_sql(items: str) -> str:
-    """The careful validation of the items (item_no, payload): every column of `staged` (needs `defs`,
-    see definitions_registered, and the parameter $first_day)."""
-    return _validation_sql(items)
-
-
 @contextlib.contextmanager
 def definitions_registered(
     con: duckdb.DuckDBPyConnection, definitions: Sequence[MeasureDefinition],
@@ -240,7 +235,7 @@ def definitions_registered(
 _CAREFUL_UPDATE = f"""
 UPDATE staged SET reason = c.reason, measure_name = c.measure_name, start_date = c.start_date,
   created_by = c.created_by, group1 = c.group1, group2 = c.group2, group3 = c.group3, value = c.value
-FROM ({_validation_sql("SELECT item_no, payload FROM staged WHERE reason = 'unchecked'")}) c
+FROM ({careful_sql("SELECT item_no, payload FROM staged WHERE reason = 'unchecked'")}) c
 WHERE staged.item_no = c.item_no"""
 STAGED_ROWS = "SELECT * FROM staged ORDER BY item_no"
 # The staged items as rows of the warehouse tables, for an engine that copies them in ($seq0, $batch_id, $now).
