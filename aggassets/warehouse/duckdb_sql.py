@@ -49,6 +49,8 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS partition_materializations (
   grain VARCHAR NOT NULL, period_start DATE NOT NULL, materialized_at TIMESTAMP NOT NULL,
   PRIMARY KEY (grain, period_start))""",
+    # the digest of the measures a partition was refreshed for (refresh_aggregates); added after 0.1
+    "ALTER TABLE partition_materializations ADD COLUMN IF NOT EXISTS measures_digest VARCHAR",
     *[f"CREATE TABLE IF NOT EXISTS {t} ({_AGGREGATE_COLUMNS})" for t in AGGREGATE_TABLES.values()],
 ]
 
@@ -105,44 +107,96 @@ INSERT_BATCH = """INSERT INTO intake_batches VALUES ($batch_id, $source, $sha256
 
 
 def _eligible(grain: str) -> str:
-    """The measures that feed `grain`, with their quartile flag."""
+    """The measures that feed `grain`: quartile flag, and whether their daily rows roll up into it."""
     periods = ", ".join(f"'{p}'" for p in PERIODS_FEEDING[grain])
-    return f"SELECT name, with_quartiles FROM measure_definitions WHERE aggregation_period IN ({periods})"
+    return f"""SELECT name, with_quartiles, aggregation_period = 'day' AND '{grain}' <> 'day' AS rolled
+FROM measure_definitions WHERE aggregation_period IN ({periods})"""
+
+
+def _digest(grain: str) -> str:
+    """Digest of the measure names feeding `grain`: a partition's rows are complete for exactly these."""
+    periods = ", ".join(f"'{p}'" for p in PERIODS_FEEDING[grain])
+    return f"""(SELECT md5(coalesce(string_agg(name, ',' ORDER BY name), '')) FROM measure_definitions
+ WHERE aggregation_period IN ({periods}))"""
+
+
+def _moments(period: str) -> str:
+    """Key and moments of the raw rows `r` (joined to eligible `e`) for one period expression."""
+    return f"""r.measure_name, {period} AS period_start, r.created_by, r.group1, r.group2, r.group3,
+         count(*) AS n, count(*) FILTER (WHERE r.value <> 0) AS nz, sum(r.value) AS s,
+         coalesce(var_pop(r.value), 0) * count(*) AS m2, min(r.value) AS mn, max(r.value) AS mx,
+         NULL::TIMESTAMP AS sealed_at"""
+
+
+def _roll_up_parts(grain: str) -> str:
+    """Week and month: the daily rows of fresh days stand in for their raw measures (DESIGN 4.3 roll-up).
+
+    A day is fresh when its partition was refreshed for today's day measures and no raw measure of a
+    day measure arrived after that; other days are read from raw and sealed rows. Quartiles always come
+    from the raw values of the whole window (window_quartiles).
+    """
+    period = f"CAST(date_trunc('{grain}', {{}}) AS DATE)"
+    return f"""
+fresh_days AS (
+  SELECT pm.period_start AS day FROM partition_materializations pm
+  WHERE pm.grain = 'day' AND pm.period_start >= $start AND pm.period_start < $end
+    AND pm.measures_digest = {_digest('day')}
+    AND NOT EXISTS (SELECT 1 FROM raw_measures r JOIN eligible e ON e.name = r.measure_name AND e.rolled
+                    WHERE r.start_date = pm.period_start AND r.received_at > pm.materialized_at)
+),
+daily_part AS (
+  SELECT a.measure_name, {period.format('a.period_start')} AS period_start, a.created_by, a.group1, a.group2,
+         a.group3, a.count AS n, a.count_not_zero AS nz, a.sum AS s, a.m2, a.min AS mn, a.max AS mx,
+         a.last_raw_measures_purged AS sealed_at, NULL::DOUBLE[] AS q
+  FROM daily_aggregates a JOIN eligible e ON e.name = a.measure_name AND e.rolled
+  WHERE a.period_start IN (SELECT day FROM fresh_days)
+),
+window_quartiles AS (
+  SELECT r.measure_name, {period.format('r.start_date')} AS period_start, r.created_by, r.group1, r.group2,
+         r.group3, 0 AS n, quantile_cont(r.value, [0.25, 0.5, 0.75]) AS q
+  FROM raw_measures r JOIN eligible e ON e.name = r.measure_name AND e.with_quartiles
+  WHERE r.start_date >= $start AND r.start_date < $end
+  GROUP BY ALL
+),"""
 
 
 def refresh_aggregates(grain: str) -> list[str]:
     """Replace the window [$start, $end) of one grain's table: delete, insert, record partitions."""
     table = AGGREGATE_TABLES[grain]
+    rolls = grain != "day"
+    period = f"CAST(date_trunc('{grain}', {{}}) AS DATE)" if rolls else "{}"  # raw days are day starts
+    not_fresh = "AND NOT (e.rolled AND {}.start_date IN (SELECT day FROM fresh_days))" if rolls else ""
+    quartiles = ("NULL::DOUBLE[] AS q" if rolls
+                 else "quantile_cont(r.value, [0.25, 0.5, 0.75]) FILTER (WHERE e.with_quartiles) AS q")
     insert = f"""
 INSERT INTO {table}
-WITH eligible AS ({_eligible(grain)}),
+WITH eligible AS ({_eligible(grain)}),{_roll_up_parts(grain) if rolls else ""}
 raw_part AS (
-  SELECT r.measure_name, CAST(date_trunc('{grain}', r.start_date) AS DATE) AS period_start, r.created_by,
-         r.group1, r.group2, r.group3, count(*) AS n, count(*) FILTER (WHERE r.value <> 0) AS nz,
-         sum(r.value) AS s, coalesce(var_pop(r.value), 0) * count(*) AS m2, min(r.value) AS mn,
-         max(r.value) AS mx, NULL::TIMESTAMP AS sealed_at,
-         quantile_cont(r.value, [0.25, 0.5, 0.75]) FILTER (WHERE e.with_quartiles) AS q
+  SELECT {_moments(period.format('r.start_date'))}, {quartiles}
   FROM raw_measures r JOIN eligible e ON e.name = r.measure_name
-  WHERE r.start_date >= $start AND r.start_date < $end
+  WHERE r.start_date >= $start AND r.start_date < $end {not_fresh.format('r')}
   GROUP BY ALL
 ),
 sealed_part AS (
-  SELECT s.measure_name, CAST(date_trunc('{grain}', s.start_date) AS DATE) AS period_start, s.created_by,
+  SELECT s.measure_name, {period.format('s.start_date')} AS period_start, s.created_by,
          s.group1, s.group2, s.group3, s.count AS n, s.count_not_zero AS nz, s.sum AS s, s.m2,
          s.min AS mn, s.max AS mx, s.sealed_at, NULL::DOUBLE[] AS q
   FROM sealed_moments s JOIN eligible e ON e.name = s.measure_name
-  WHERE s.start_date >= $start AND s.start_date < $end
+  WHERE s.start_date >= $start AND s.start_date < $end {not_fresh.format('s')}
 ),
-parts AS (SELECT * FROM raw_part UNION ALL BY NAME SELECT * FROM sealed_part),
-totals AS (
-  SELECT {KEY}, sum(n) AS n, sum(nz) AS nz, sum(s) AS s, min(mn) AS mn, max(mx) AS mx,
+parts AS (
+  SELECT * FROM raw_part UNION ALL BY NAME SELECT * FROM sealed_part
+  {"UNION ALL BY NAME SELECT * FROM daily_part UNION ALL BY NAME SELECT * FROM window_quartiles" if rolls else ""}
+),
+totals AS (  -- sums in value order: never dependent on the parts' order
+  SELECT {KEY}, sum(n) AS n, sum(nz) AS nz, sum(s ORDER BY s, n) AS s, min(mn) AS mn, max(mx) AS mx,
          max(sealed_at) AS purged, any_value(q) FILTER (WHERE q IS NOT NULL) AS q
   FROM parts GROUP BY ALL
 ),
 spread AS (
   SELECT {", ".join(f"p.{c}" for c in KEY.split(", "))},
-         sum(p.m2 + p.n * power(p.s / p.n - t.s / t.n, 2)) AS m2
-  FROM parts p JOIN totals t USING ({KEY}) GROUP BY ALL
+         sum(p.m2 + p.n * power(p.s / p.n - t.s / t.n, 2) ORDER BY p.s, p.n, p.m2) AS m2
+  FROM parts p JOIN totals t USING ({KEY}) WHERE p.n > 0 GROUP BY ALL
 )
 SELECT t.measure_name, t.period_start, t.created_by, t.group1, t.group2, t.group3,
        t.n, t.nz, t.s, t.mn, t.mx, t.s / t.n,
@@ -158,8 +212,8 @@ LEFT JOIN frozen_quartiles f ON f.grain = '{grain}' AND f.measure_name = t.measu
         insert,
         f"DELETE FROM partition_materializations WHERE grain = '{grain}' "
         "AND period_start >= $start AND period_start < $end",
-        f"""INSERT INTO partition_materializations
-SELECT '{grain}', CAST(p AS DATE), $now
+        f"""INSERT INTO partition_materializations (grain, period_start, materialized_at, measures_digest)
+SELECT '{grain}', CAST(p AS DATE), $now, {_digest(grain)}
 FROM generate_series(CAST($start AS TIMESTAMP), CAST($end AS TIMESTAMP) - INTERVAL 1 DAY,
                      INTERVAL 1 {grain.upper()}) g(p)""",
     ]

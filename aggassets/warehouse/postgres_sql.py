@@ -59,6 +59,8 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS partition_materializations (
   grain TEXT NOT NULL, period_start DATE NOT NULL, materialized_at TIMESTAMP NOT NULL,
   PRIMARY KEY (grain, period_start))""",
+    # the digest of the measures a partition was refreshed for (refresh_aggregates); added after 0.1
+    "ALTER TABLE partition_materializations ADD COLUMN IF NOT EXISTS measures_digest TEXT",
     *[f"CREATE TABLE IF NOT EXISTS {t} ({_AGGREGATE_COLUMNS})" for t in AGGREGATE_TABLES.values()],
 ]
 
@@ -121,8 +123,15 @@ def _periods(grain: str) -> str:
 
 
 def _eligible(grain: str) -> str:
-    """The measures that feed `grain`, with their quartile flag."""
-    return f"SELECT name, with_quartiles FROM measure_definitions WHERE aggregation_period IN ({_periods(grain)})"
+    """The measures that feed `grain`: quartile flag, and whether their daily rows roll up into it."""
+    return f"""SELECT name, with_quartiles, aggregation_period = 'day' AND '{grain}' <> 'day' AS rolled
+FROM measure_definitions WHERE aggregation_period IN ({_periods(grain)})"""
+
+
+def _digest(grain: str) -> str:
+    """Digest of the measure names feeding `grain`: a partition's rows are complete for exactly these."""
+    return f"""(SELECT md5(coalesce(string_agg(name, ',' ORDER BY name{_C}), '')) FROM measure_definitions
+ WHERE aggregation_period IN ({_periods(grain)}))"""
 
 
 def _key_match(left: str, right: str, columns: str = MEASURE_KEY) -> str:
@@ -130,38 +139,78 @@ def _key_match(left: str, right: str, columns: str = MEASURE_KEY) -> str:
     return " AND ".join(f"{left}.{c} = {right}.{c}" for c in columns.split(", "))
 
 
+_QUARTILES = "percentile_cont(ARRAY[0.25, 0.5, 0.75]::DOUBLE PRECISION[]) WITHIN GROUP (ORDER BY r.value)"
+
+
+def _roll_up_parts(grain: str) -> str:
+    """Week and month: the daily rows of fresh days stand in for their raw measures (DESIGN 4.3 roll-up).
+
+    A day is fresh when its partition was refreshed for today's day measures and no raw measure of a
+    day measure arrived after that; other days are read from raw and sealed rows. Quartiles always come
+    from the raw values of the whole window (window_quartiles).
+    """
+    return f"""
+fresh_days AS (
+  SELECT pm.period_start AS day FROM partition_materializations pm
+  WHERE pm.grain = 'day' AND pm.period_start >= %(start)s AND pm.period_start < %(end)s
+    AND pm.measures_digest = {_digest('day')}
+    AND NOT EXISTS (SELECT 1 FROM raw_measures r JOIN eligible e ON e.name = r.measure_name AND e.rolled
+                    WHERE r.start_date = pm.period_start AND r.received_at > pm.materialized_at)
+),
+daily_part AS (
+  SELECT a.measure_name, {_TRUNC.format(grain=grain, col="a.period_start")} AS period_start, a.created_by,
+         a.group1, a.group2, a.group3, a.count AS n, a.count_not_zero AS nz, a.sum AS s, a.m2,
+         a.min AS mn, a.max AS mx, a.last_raw_measures_purged AS sealed_at, NULL::DOUBLE PRECISION[] AS q
+  FROM daily_aggregates a JOIN eligible e ON e.name = a.measure_name AND e.rolled
+  WHERE a.period_start IN (SELECT day FROM fresh_days)
+),
+window_quartiles AS (
+  SELECT r.measure_name, {_TRUNC.format(grain=grain, col="r.start_date")} AS period_start, r.created_by,
+         r.group1, r.group2, r.group3, 0::BIGINT AS n, NULL::BIGINT AS nz, NULL::DOUBLE PRECISION AS s,
+         NULL::DOUBLE PRECISION AS m2, NULL::DOUBLE PRECISION AS mn, NULL::DOUBLE PRECISION AS mx,
+         NULL::TIMESTAMP AS sealed_at, {_QUARTILES} AS q
+  FROM raw_measures r JOIN eligible e ON e.name = r.measure_name AND e.with_quartiles
+  WHERE r.start_date >= %(start)s AND r.start_date < %(end)s
+  GROUP BY 1, 2, 3, 4, 5, 6
+),"""
+
+
 def _aggregate_insert(grain: str) -> str:
-    """The INSERT of one grain's window from raw measures and sealed moments."""
-    trunc_r, trunc_s = _TRUNC.format(grain=grain, col="r.start_date"), _TRUNC.format(grain=grain, col="s.start_date")
+    """The INSERT of one grain's window from raw measures, sealed moments and (roll-ups) fresh daily rows."""
+    rolls = grain != "day"
+    period = (lambda col: _TRUNC.format(grain=grain, col=col)) if rolls else (lambda col: col)  # days are starts
+    not_fresh = "AND NOT (e.rolled AND {}.start_date IN (SELECT day FROM fresh_days))" if rolls else ""
+    quartiles = "NULL::DOUBLE PRECISION[]" if rolls else f"{_QUARTILES} FILTER (WHERE e.with_quartiles)"
+    rolled = "UNION ALL SELECT * FROM daily_part UNION ALL SELECT * FROM window_quartiles" if rolls else ""
     return f"""
 INSERT INTO {AGGREGATE_TABLES[grain]} ({AGGREGATE_COLUMNS})
-WITH eligible AS ({_eligible(grain)}),
+WITH eligible AS ({_eligible(grain)}),{_roll_up_parts(grain) if rolls else ""}
 raw_part AS (
-  SELECT r.measure_name, {trunc_r} AS period_start, r.created_by, r.group1, r.group2, r.group3,
+  SELECT r.measure_name, {period("r.start_date")} AS period_start, r.created_by, r.group1, r.group2, r.group3,
          count(*) AS n, count(*) FILTER (WHERE r.value <> 0) AS nz, sum(r.value) AS s,
          coalesce(var_pop(r.value), 0) * count(*) AS m2, min(r.value) AS mn, max(r.value) AS mx,
-         NULL::TIMESTAMP AS sealed_at,
-         percentile_cont(ARRAY[0.25, 0.5, 0.75]::DOUBLE PRECISION[]) WITHIN GROUP (ORDER BY r.value)
-           FILTER (WHERE e.with_quartiles) AS q
+         NULL::TIMESTAMP AS sealed_at, {quartiles} AS q
   FROM raw_measures r JOIN eligible e ON e.name = r.measure_name
-  WHERE r.start_date >= %(start)s AND r.start_date < %(end)s
+  WHERE r.start_date >= %(start)s AND r.start_date < %(end)s {not_fresh.format("r")}
   GROUP BY 1, 2, 3, 4, 5, 6
 ),
 sealed_part AS (
-  SELECT s.measure_name, {trunc_s} AS period_start, s.created_by, s.group1, s.group2, s.group3,
+  SELECT s.measure_name, {period("s.start_date")} AS period_start, s.created_by, s.group1, s.group2, s.group3,
          s.count AS n, s.count_not_zero AS nz, s.sum AS s, s.m2, s.min AS mn, s.max AS mx,
          s.sealed_at, NULL::DOUBLE PRECISION[] AS q
   FROM sealed_moments s JOIN eligible e ON e.name = s.measure_name
-  WHERE s.start_date >= %(start)s AND s.start_date < %(end)s
+  WHERE s.start_date >= %(start)s AND s.start_date < %(end)s {not_fresh.format("s")}
 ),
-parts AS (  -- each part's mean against its key's overall mean, for the pooled m2 (no self-join)
+parts AS (  -- each part's mean against its key's overall mean, for the pooled m2 (no self-join);
+  -- sums run in value order, so the result never depends on the rows' physical order
   SELECT u.*, sum(u.s) OVER w / (sum(u.n) OVER w)::DOUBLE PRECISION AS mean
-  FROM (SELECT * FROM raw_part UNION ALL SELECT * FROM sealed_part) u
-  WINDOW w AS (PARTITION BY {KEY})
+  FROM (SELECT * FROM raw_part UNION ALL SELECT * FROM sealed_part {rolled}) u
+  WINDOW w AS (PARTITION BY {KEY} ORDER BY u.s, u.n ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
 ),
 totals AS (
-  SELECT {KEY}, sum(n)::BIGINT AS n, sum(nz)::BIGINT AS nz, sum(s) AS s, min(mn) AS mn, max(mx) AS mx,
-         max(sealed_at) AS purged, max(q) AS q, sum(m2 + n * power(s / n - mean, 2)) AS m2
+  SELECT {KEY}, sum(n)::BIGINT AS n, sum(nz)::BIGINT AS nz, sum(s ORDER BY s, n) AS s, min(mn) AS mn,
+         max(mx) AS mx, max(sealed_at) AS purged, max(q) AS q,
+         sum(m2 + n * power(s / n - mean, 2) ORDER BY s, n, m2) FILTER (WHERE n > 0) AS m2
   FROM parts GROUP BY {KEY}
 )
 SELECT t.measure_name, t.period_start, t.created_by, t.group1, t.group2, t.group3,
@@ -181,8 +230,8 @@ def refresh_aggregates(grain: str) -> list[str]:
         _aggregate_insert(grain),
         f"DELETE FROM partition_materializations WHERE grain = '{grain}' "
         "AND period_start >= %(start)s AND period_start < %(end)s",
-        f"""INSERT INTO partition_materializations (grain, period_start, materialized_at)
-SELECT '{grain}', p::date, %(now)s
+        f"""INSERT INTO partition_materializations (grain, period_start, materialized_at, measures_digest)
+SELECT '{grain}', p::date, %(now)s, {_digest(grain)}
 FROM generate_series(%(start)s::timestamp, %(end)s::timestamp - INTERVAL '1 day',
                      INTERVAL '1 {grain}') AS g(p)""",
     ]
