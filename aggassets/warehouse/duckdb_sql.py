@@ -121,7 +121,7 @@ def _digest(grain: str) -> str:
 
 
 def _moments(period: str) -> str:
-    """Key and moments of the raw rows `r` (joined to eligible `e`) for one period expression."""
+    """Key and moments of the raw rows `r` for one period expression."""
     return f"""r.measure_name, {period} AS period_start, r.created_by, r.group1, r.group2, r.group3,
          count(*) AS n, count(*) FILTER (WHERE r.value <> 0) AS nz, sum(r.value) AS s,
          coalesce(var_pop(r.value), 0) * count(*) AS m2, min(r.value) AS mn, max(r.value) AS mx,
@@ -144,6 +144,18 @@ fresh_days AS (
     AND NOT EXISTS (SELECT 1 FROM raw_measures r JOIN eligible e ON e.name = r.measure_name AND e.rolled
                     WHERE r.start_date = pm.period_start AND r.received_at > pm.materialized_at)
 ),
+stale_days AS (
+  SELECT CAST(d AS DATE) AS day
+  FROM generate_series(CAST($start AS TIMESTAMP), CAST($end AS TIMESTAMP) - INTERVAL 1 DAY, INTERVAL 1 DAY) g(d)
+  WHERE CAST(d AS DATE) NOT IN (SELECT day FROM fresh_days)
+),
+moment_rows AS (  -- the raw rows whose moments are not in fresh daily rows
+  SELECT r.* FROM raw_measures r JOIN eligible e ON e.name = r.measure_name AND NOT e.rolled
+  WHERE r.start_date >= $start AND r.start_date < $end
+  UNION ALL
+  SELECT r.* FROM raw_measures r JOIN eligible e ON e.name = r.measure_name AND e.rolled
+  JOIN stale_days d ON d.day = r.start_date
+),
 daily_part AS (
   SELECT a.measure_name, {period.format('a.period_start')} AS period_start, a.created_by, a.group1, a.group2,
          a.group3, a.count AS n, a.count_not_zero AS nz, a.sum AS s, a.m2, a.min AS mn, a.max AS mx,
@@ -165,16 +177,17 @@ def refresh_aggregates(grain: str) -> list[str]:
     table = AGGREGATE_TABLES[grain]
     rolls = grain != "day"
     period = f"CAST(date_trunc('{grain}', {{}}) AS DATE)" if rolls else "{}"  # raw days are day starts
-    not_fresh = "AND NOT (e.rolled AND {}.start_date IN (SELECT day FROM fresh_days))" if rolls else ""
-    quartiles = ("NULL::DOUBLE[] AS q" if rolls
-                 else "quantile_cont(r.value, [0.25, 0.5, 0.75]) FILTER (WHERE e.with_quartiles) AS q")
+    quartiles, rows = (("NULL::DOUBLE[]", "moment_rows r") if rolls else (
+        "quantile_cont(r.value, [0.25, 0.5, 0.75]) FILTER (WHERE e.with_quartiles)",
+        "raw_measures r JOIN eligible e ON e.name = r.measure_name "
+        "WHERE r.start_date >= $start AND r.start_date < $end"))
+    not_fresh = "AND NOT (e.rolled AND s.start_date IN (SELECT day FROM fresh_days))" if rolls else ""
     insert = f"""
 INSERT INTO {table}
 WITH eligible AS ({_eligible(grain)}),{_roll_up_parts(grain) if rolls else ""}
 raw_part AS (
-  SELECT {_moments(period.format('r.start_date'))}, {quartiles}
-  FROM raw_measures r JOIN eligible e ON e.name = r.measure_name
-  WHERE r.start_date >= $start AND r.start_date < $end {not_fresh.format('r')}
+  SELECT {_moments(period.format('r.start_date'))}, {quartiles} AS q
+  FROM {rows}
   GROUP BY ALL
 ),
 sealed_part AS (
@@ -182,7 +195,7 @@ sealed_part AS (
          s.group1, s.group2, s.group3, s.count AS n, s.count_not_zero AS nz, s.sum AS s, s.m2,
          s.min AS mn, s.max AS mx, s.sealed_at, NULL::DOUBLE[] AS q
   FROM sealed_moments s JOIN eligible e ON e.name = s.measure_name
-  WHERE s.start_date >= $start AND s.start_date < $end {not_fresh.format('s')}
+  WHERE s.start_date >= $start AND s.start_date < $end {not_fresh}
 ),
 parts AS (
   SELECT * FROM raw_part UNION ALL BY NAME SELECT * FROM sealed_part

@@ -157,6 +157,18 @@ fresh_days AS (
     AND NOT EXISTS (SELECT 1 FROM raw_measures r JOIN eligible e ON e.name = r.measure_name AND e.rolled
                     WHERE r.start_date = pm.period_start AND r.received_at > pm.materialized_at)
 ),
+stale_days AS (
+  SELECT d::date AS day
+  FROM generate_series(%(start)s::timestamp, %(end)s::timestamp - INTERVAL '1 day', INTERVAL '1 day') AS g(d)
+  WHERE d::date NOT IN (SELECT day FROM fresh_days)
+),
+moment_rows AS (  -- the raw rows whose moments are not in fresh daily rows
+  SELECT r.* FROM raw_measures r JOIN eligible e ON e.name = r.measure_name AND NOT e.rolled
+  WHERE r.start_date >= %(start)s AND r.start_date < %(end)s
+  UNION ALL
+  SELECT r.* FROM raw_measures r JOIN eligible e ON e.name = r.measure_name AND e.rolled
+  JOIN stale_days d ON d.day = r.start_date
+),
 daily_part AS (
   SELECT a.measure_name, {_TRUNC.format(grain=grain, col="a.period_start")} AS period_start, a.created_by,
          a.group1, a.group2, a.group3, a.count AS n, a.count_not_zero AS nz, a.sum AS s, a.m2,
@@ -179,8 +191,11 @@ def _aggregate_insert(grain: str) -> str:
     """The INSERT of one grain's window from raw measures, sealed moments and (roll-ups) fresh daily rows."""
     rolls = grain != "day"
     period = (lambda col: _TRUNC.format(grain=grain, col=col)) if rolls else (lambda col: col)  # days are starts
-    not_fresh = "AND NOT (e.rolled AND {}.start_date IN (SELECT day FROM fresh_days))" if rolls else ""
-    quartiles = "NULL::DOUBLE PRECISION[]" if rolls else f"{_QUARTILES} FILTER (WHERE e.with_quartiles)"
+    quartiles, rows = (("NULL::DOUBLE PRECISION[]", "moment_rows r") if rolls else (
+        f"{_QUARTILES} FILTER (WHERE e.with_quartiles)",
+        "raw_measures r JOIN eligible e ON e.name = r.measure_name "
+        "WHERE r.start_date >= %(start)s AND r.start_date < %(end)s"))
+    not_fresh = "AND NOT (e.rolled AND s.start_date IN (SELECT day FROM fresh_days))" if rolls else ""
     rolled = "UNION ALL SELECT * FROM daily_part UNION ALL SELECT * FROM window_quartiles" if rolls else ""
     return f"""
 INSERT INTO {AGGREGATE_TABLES[grain]} ({AGGREGATE_COLUMNS})
@@ -190,8 +205,7 @@ raw_part AS (
          count(*) AS n, count(*) FILTER (WHERE r.value <> 0) AS nz, sum(r.value) AS s,
          coalesce(var_pop(r.value), 0) * count(*) AS m2, min(r.value) AS mn, max(r.value) AS mx,
          NULL::TIMESTAMP AS sealed_at, {quartiles} AS q
-  FROM raw_measures r JOIN eligible e ON e.name = r.measure_name
-  WHERE r.start_date >= %(start)s AND r.start_date < %(end)s {not_fresh.format("r")}
+  FROM {rows}
   GROUP BY 1, 2, 3, 4, 5, 6
 ),
 sealed_part AS (
@@ -199,7 +213,7 @@ sealed_part AS (
          s.count AS n, s.count_not_zero AS nz, s.sum AS s, s.m2, s.min AS mn, s.max AS mx,
          s.sealed_at, NULL::DOUBLE PRECISION[] AS q
   FROM sealed_moments s JOIN eligible e ON e.name = s.measure_name
-  WHERE s.start_date >= %(start)s AND s.start_date < %(end)s {not_fresh.format("s")}
+  WHERE s.start_date >= %(start)s AND s.start_date < %(end)s {not_fresh}
 ),
 parts AS (  -- each part's mean against its key's overall mean, for the pooled m2 (no self-join);
   -- sums run in value order, so the result never depends on the rows' physical order
