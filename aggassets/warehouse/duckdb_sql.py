@@ -1,13 +1,13 @@
-"""Every SQL statement of the DuckDB warehouse (named parameters: $name)."""
+"""Every SQL statement of the DuckDB warehouse (named parameters: $name); the aggregates refresh and
+the goals query are shared with PostgreSQL (aggregates_sql.py, goals_sql.py)."""
 
 from collections.abc import Sequence
 
-from aggassets.warehouse import goals_sql, intake, intake_files
+from aggassets.warehouse import aggregates_sql, goals_sql, intake, intake_files
 from aggassets.warehouse.base import AGGREGATE_TABLES, PERIODS_FEEDING
 from aggassets.warehouse.events_intake import quote
 
 KEY = "measure_name, period_start, created_by, group1, group2, group3"
-MEASURE_KEY = "measure_name, created_by, group1, group2, group3"
 
 _AGGREGATE_COLUMNS = """
   measure_name VARCHAR NOT NULL, period_start DATE NOT NULL, created_by VARCHAR NOT NULL,
@@ -106,130 +106,9 @@ INSERT_BATCH = """INSERT INTO intake_batches VALUES ($batch_id, $source, $sha256
   $received, $accepted, $rejected)"""
 
 
-def _eligible(grain: str) -> str:
-    """The measures that feed `grain`: quartile flag, and whether their daily rows roll up into it."""
-    periods = ", ".join(f"'{p}'" for p in PERIODS_FEEDING[grain])
-    return f"""SELECT name, with_quartiles, aggregation_period = 'day' AND '{grain}' <> 'day' AS rolled
-FROM measure_definitions WHERE aggregation_period IN ({periods})"""
-
-
-def _digest(grain: str) -> str:
-    """Digest of the measure names feeding `grain`: a partition's rows are complete for exactly these."""
-    periods = ", ".join(f"'{p}'" for p in PERIODS_FEEDING[grain])
-    return f"""(SELECT md5(coalesce(string_agg(name, ',' ORDER BY name), '')) FROM measure_definitions
- WHERE aggregation_period IN ({periods}))"""
-
-
-def _moments(period: str) -> str:
-    """Key and moments of the raw rows `r` for one period expression."""
-    return f"""r.measure_name, {period} AS period_start, r.created_by, r.group1, r.group2, r.group3,
-         count(*) AS n, count(*) FILTER (WHERE r.value <> 0) AS nz, sum(r.value) AS s,
-         coalesce(var_pop(r.value), 0) * count(*) AS m2, min(r.value) AS mn, max(r.value) AS mx,
-         NULL::TIMESTAMP AS sealed_at"""
-
-
-def _roll_up_parts(grain: str) -> str:
-    """Week and month: the daily rows of fresh days stand in for their raw measures (DESIGN 4.3 roll-up).
-
-    A day is fresh when its partition was refreshed for today's day measures and no raw measure of a
-    day measure arrived after that; other days are read from raw and sealed rows. Quartiles always come
-    from the raw values of the whole window (window_quartiles).
-    """
-    period = f"CAST(date_trunc('{grain}', {{}}) AS DATE)"
-    return f"""
-fresh_days AS (
-  SELECT pm.period_start AS day FROM partition_materializations pm
-  WHERE pm.grain = 'day' AND pm.period_start >= $start AND pm.period_start < $end
-    AND pm.measures_digest = {_digest('day')}
-    AND NOT EXISTS (SELECT 1 FROM raw_measures r JOIN eligible e ON e.name = r.measure_name AND e.rolled
-                    WHERE r.start_date = pm.period_start AND r.received_at > pm.materialized_at)
-),
-stale_days AS (
-  SELECT CAST(d AS DATE) AS day
-  FROM generate_series(CAST($start AS TIMESTAMP), CAST($end AS TIMESTAMP) - INTERVAL 1 DAY, INTERVAL 1 DAY) g(d)
-  WHERE CAST(d AS DATE) NOT IN (SELECT day FROM fresh_days)
-),
-moment_rows AS (  -- the raw rows whose moments are not in fresh daily rows
-  SELECT r.* FROM raw_measures r JOIN eligible e ON e.name = r.measure_name AND NOT e.rolled
-  WHERE r.start_date >= $start AND r.start_date < $end
-  UNION ALL
-  SELECT r.* FROM raw_measures r JOIN eligible e ON e.name = r.measure_name AND e.rolled
-  JOIN stale_days d ON d.day = r.start_date
-),
-daily_part AS (
-  SELECT a.measure_name, {period.format('a.period_start')} AS period_start, a.created_by, a.group1, a.group2,
-         a.group3, a.count AS n, a.count_not_zero AS nz, a.sum AS s, a.m2, a.min AS mn, a.max AS mx,
-         a.last_raw_measures_purged AS sealed_at, NULL::DOUBLE[] AS q
-  FROM daily_aggregates a JOIN eligible e ON e.name = a.measure_name AND e.rolled
-  WHERE a.period_start IN (SELECT day FROM fresh_days)
-),
-window_quartiles AS (
-  SELECT r.measure_name, {period.format('r.start_date')} AS period_start, r.created_by, r.group1, r.group2,
-         r.group3, 0 AS n, quantile_cont(r.value, [0.25, 0.5, 0.75]) AS q
-  FROM raw_measures r JOIN eligible e ON e.name = r.measure_name AND e.with_quartiles
-  WHERE r.start_date >= $start AND r.start_date < $end
-  GROUP BY ALL
-),"""
-
-
 def refresh_aggregates(grain: str) -> list[str]:
-    """Replace the window [$start, $end) of one grain's table: delete, insert, record partitions."""
-    table = AGGREGATE_TABLES[grain]
-    rolls = grain != "day"
-    period = f"CAST(date_trunc('{grain}', {{}}) AS DATE)" if rolls else "{}"  # raw days are day starts
-    quartiles, rows = (("NULL::DOUBLE[]", "moment_rows r") if rolls else (
-        "quantile_cont(r.value, [0.25, 0.5, 0.75]) FILTER (WHERE e.with_quartiles)",
-        "raw_measures r JOIN eligible e ON e.name = r.measure_name "
-        "WHERE r.start_date >= $start AND r.start_date < $end"))
-    not_fresh = "AND NOT (e.rolled AND s.start_date IN (SELECT day FROM fresh_days))" if rolls else ""
-    insert = f"""
-INSERT INTO {table}
-WITH eligible AS ({_eligible(grain)}),{_roll_up_parts(grain) if rolls else ""}
-raw_part AS (
-  SELECT {_moments(period.format('r.start_date'))}, {quartiles} AS q
-  FROM {rows}
-  GROUP BY ALL
-),
-sealed_part AS (
-  SELECT s.measure_name, {period.format('s.start_date')} AS period_start, s.created_by,
-         s.group1, s.group2, s.group3, s.count AS n, s.count_not_zero AS nz, s.sum AS s, s.m2,
-         s.min AS mn, s.max AS mx, s.sealed_at, NULL::DOUBLE[] AS q
-  FROM sealed_moments s JOIN eligible e ON e.name = s.measure_name
-  WHERE s.start_date >= $start AND s.start_date < $end {not_fresh}
-),
-parts AS (
-  SELECT * FROM raw_part UNION ALL BY NAME SELECT * FROM sealed_part
-  {"UNION ALL BY NAME SELECT * FROM daily_part UNION ALL BY NAME SELECT * FROM window_quartiles" if rolls else ""}
-),
-totals AS (  -- sums in value order: never dependent on the parts' order
-  SELECT {KEY}, sum(n) AS n, sum(nz) AS nz, sum(s ORDER BY s, n) AS s, min(mn) AS mn, max(mx) AS mx,
-         max(sealed_at) AS purged, any_value(q) FILTER (WHERE q IS NOT NULL) AS q
-  FROM parts GROUP BY ALL
-),
-spread AS (
-  SELECT {", ".join(f"p.{c}" for c in KEY.split(", "))},
-         sum(p.m2 + p.n * power(p.s / p.n - t.s / t.n, 2) ORDER BY p.s, p.n, p.m2) AS m2
-  FROM parts p JOIN totals t USING ({KEY}) WHERE p.n > 0 GROUP BY ALL
-)
-SELECT t.measure_name, t.period_start, t.created_by, t.group1, t.group2, t.group3,
-       t.n, t.nz, t.s, t.mn, t.mx, t.s / t.n,
-       CASE WHEN t.n > 1 THEN sqrt(greatest(sp.m2, 0) / (t.n - 1)) ELSE 0 END, sp.m2,
-       coalesce(f.median, t.q[2]), coalesce(f.first_quartile, t.q[1]), coalesce(f.third_quartile, t.q[3]),
-       t.purged, $now
-FROM totals t JOIN spread sp USING ({KEY})
-LEFT JOIN frozen_quartiles f ON f.grain = '{grain}' AND f.measure_name = t.measure_name
-  AND f.period_start = t.period_start AND f.created_by = t.created_by AND f.group1 = t.group1
-  AND f.group2 = t.group2 AND f.group3 = t.group3"""
-    return [
-        f"DELETE FROM {table} WHERE period_start >= $start AND period_start < $end",
-        insert,
-        f"DELETE FROM partition_materializations WHERE grain = '{grain}' "
-        "AND period_start >= $start AND period_start < $end",
-        f"""INSERT INTO partition_materializations (grain, period_start, materialized_at, measures_digest)
-SELECT '{grain}', CAST(p AS DATE), $now, {_digest(grain)}
-FROM generate_series(CAST($start AS TIMESTAMP), CAST($end AS TIMESTAMP) - INTERVAL 1 DAY,
-                     INTERVAL 1 {grain.upper()}) g(p)""",
-    ]
+    """Replace the window [$start, $end) of one grain's table (aggregates_sql.py)."""
+    return aggregates_sql.refresh_aggregates(grain, aggregates_sql.DUCKDB)
 
 
 def window_summary(grain: str) -> str:
@@ -343,7 +222,7 @@ def check_violations(grain: str) -> dict[str, str]:
         "(first_quartile <= median AND median <= third_quartile)",
         "std_non_negative": f"SELECT count(*) FROM {win} WHERE NOT std >= 0",
         "count_equals_raw": f"""
-WITH eligible AS ({_eligible(grain)}),
+WITH eligible AS ({aggregates_sql.eligible(grain)}),
 agg AS (SELECT measure_name, sum(count) AS n FROM {win} GROUP BY ALL),
 src AS (
   SELECT measure_name, sum(n) AS n FROM (

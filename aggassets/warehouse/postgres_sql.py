@@ -2,23 +2,19 @@
 
 The statements mirror duckdb_sql.py one for one, with the same semantics: `percentile_cont`
 for quartiles, `var_pop` for moments, `date_trunc` on timestamps cast back to dates. Text ordering
-uses the "C" collation so that rows come out in the same (byte) order as in DuckDB.
+uses the "C" collation so that rows come out in the same (byte) order as in DuckDB. The refresh of
+the aggregates is one text for both engines (aggregates_sql.py), as is the goals query (goals_sql.py).
 """
 
 from collections.abc import Sequence
 
-from aggassets.warehouse import goals_sql
+from aggassets.warehouse import aggregates_sql, goals_sql
 from aggassets.warehouse.base import AGGREGATE_TABLES, PERIODS_FEEDING
 from aggassets.warehouse.events_intake import quote
 
 KEY = "measure_name, period_start, created_by, group1, group2, group3"
 MEASURE_KEY = "measure_name, created_by, group1, group2, group3"
 _C = ' COLLATE "C"'
-AGGREGATE_COLUMNS = (
-    "measure_name, period_start, created_by, group1, group2, group3, count, count_not_zero, sum, "
-    "min, max, avg, std, m2, median, first_quartile, third_quartile, last_raw_measures_purged, computed_at"
-)
-
 _AGGREGATE_COLUMNS = """
   measure_name TEXT NOT NULL, period_start DATE NOT NULL, created_by TEXT NOT NULL,
   group1 TEXT NOT NULL, group2 TEXT NOT NULL, group3 TEXT NOT NULL,
@@ -122,133 +118,14 @@ def _periods(grain: str) -> str:
     return ", ".join(f"'{p}'" for p in PERIODS_FEEDING[grain])
 
 
-def _eligible(grain: str) -> str:
-    """The measures that feed `grain`: quartile flag, and whether their daily rows roll up into it."""
-    return f"""SELECT name, with_quartiles, aggregation_period = 'day' AND '{grain}' <> 'day' AS rolled
-FROM measure_definitions WHERE aggregation_period IN ({_periods(grain)})"""
-
-
-def _digest(grain: str) -> str:
-    """Digest of the measure names feeding `grain`: a partition's rows are complete for exactly these."""
-    return f"""(SELECT md5(coalesce(string_agg(name, ',' ORDER BY name{_C}), '')) FROM measure_definitions
- WHERE aggregation_period IN ({_periods(grain)}))"""
-
-
 def _key_match(left: str, right: str, columns: str = MEASURE_KEY) -> str:
     """`left.c = right.c AND ...` over the key columns."""
     return " AND ".join(f"{left}.{c} = {right}.{c}" for c in columns.split(", "))
 
 
-_QUARTILES = "percentile_cont(ARRAY[0.25, 0.5, 0.75]::DOUBLE PRECISION[]) WITHIN GROUP (ORDER BY r.value)"
-
-
-def _roll_up_parts(grain: str) -> str:
-    """Week and month: the daily rows of fresh days stand in for their raw measures (DESIGN 4.3 roll-up).
-
-    A day is fresh when its partition was refreshed for today's day measures and no raw measure of a
-    day measure arrived after that; other days are read from raw and sealed rows. Quartiles always come
-    from the raw values of the whole window (window_quartiles).
-    """
-    return f"""
-fresh_days AS (
-  SELECT pm.period_start AS day FROM partition_materializations pm
-  WHERE pm.grain = 'day' AND pm.period_start >= %(start)s AND pm.period_start < %(end)s
-    AND pm.measures_digest = {_digest('day')}
-    AND NOT EXISTS (SELECT 1 FROM raw_measures r JOIN eligible e ON e.name = r.measure_name AND e.rolled
-                    WHERE r.start_date = pm.period_start AND r.received_at > pm.materialized_at)
-),
-stale_days AS (
-  SELECT d::date AS day
-  FROM generate_series(%(start)s::timestamp, %(end)s::timestamp - INTERVAL '1 day', INTERVAL '1 day') AS g(d)
-  WHERE d::date NOT IN (SELECT day FROM fresh_days)
-),
-moment_rows AS (  -- the raw rows whose moments are not in fresh daily rows
-  SELECT r.* FROM raw_measures r JOIN eligible e ON e.name = r.measure_name AND NOT e.rolled
-  WHERE r.start_date >= %(start)s AND r.start_date < %(end)s
-  UNION ALL
-  SELECT r.* FROM raw_measures r JOIN eligible e ON e.name = r.measure_name AND e.rolled
-  JOIN stale_days d ON d.day = r.start_date
-),
-daily_part AS (
-  SELECT a.measure_name, {_TRUNC.format(grain=grain, col="a.period_start")} AS period_start, a.created_by,
-         a.group1, a.group2, a.group3, a.count AS n, a.count_not_zero AS nz, a.sum AS s, a.m2,
-         a.min AS mn, a.max AS mx, a.last_raw_measures_purged AS sealed_at, NULL::DOUBLE PRECISION[] AS q
-  FROM daily_aggregates a JOIN eligible e ON e.name = a.measure_name AND e.rolled
-  WHERE a.period_start IN (SELECT day FROM fresh_days)
-),
-window_quartiles AS (
-  SELECT r.measure_name, {_TRUNC.format(grain=grain, col="r.start_date")} AS period_start, r.created_by,
-         r.group1, r.group2, r.group3, 0::BIGINT AS n, NULL::BIGINT AS nz, NULL::DOUBLE PRECISION AS s,
-         NULL::DOUBLE PRECISION AS m2, NULL::DOUBLE PRECISION AS mn, NULL::DOUBLE PRECISION AS mx,
-         NULL::TIMESTAMP AS sealed_at, {_QUARTILES} AS q
-  FROM raw_measures r JOIN eligible e ON e.name = r.measure_name AND e.with_quartiles
-  WHERE r.start_date >= %(start)s AND r.start_date < %(end)s
-  GROUP BY 1, 2, 3, 4, 5, 6
-),"""
-
-
-def _aggregate_insert(grain: str) -> str:
-    """The INSERT of one grain's window from raw measures, sealed moments and (roll-ups) fresh daily rows."""
-    rolls = grain != "day"
-    period = (lambda col: _TRUNC.format(grain=grain, col=col)) if rolls else (lambda col: col)  # days are starts
-    quartiles, rows = (("NULL::DOUBLE PRECISION[]", "moment_rows r") if rolls else (
-        f"{_QUARTILES} FILTER (WHERE e.with_quartiles)",
-        "raw_measures r JOIN eligible e ON e.name = r.measure_name "
-        "WHERE r.start_date >= %(start)s AND r.start_date < %(end)s"))
-    not_fresh = "AND NOT (e.rolled AND s.start_date IN (SELECT day FROM fresh_days))" if rolls else ""
-    rolled = "UNION ALL SELECT * FROM daily_part UNION ALL SELECT * FROM window_quartiles" if rolls else ""
-    return f"""
-INSERT INTO {AGGREGATE_TABLES[grain]} ({AGGREGATE_COLUMNS})
-WITH eligible AS ({_eligible(grain)}),{_roll_up_parts(grain) if rolls else ""}
-raw_part AS (
-  SELECT r.measure_name, {period("r.start_date")} AS period_start, r.created_by, r.group1, r.group2, r.group3,
-         count(*) AS n, count(*) FILTER (WHERE r.value <> 0) AS nz, sum(r.value) AS s,
-         coalesce(var_pop(r.value), 0) * count(*) AS m2, min(r.value) AS mn, max(r.value) AS mx,
-         NULL::TIMESTAMP AS sealed_at, {quartiles} AS q
-  FROM {rows}
-  GROUP BY 1, 2, 3, 4, 5, 6
-),
-sealed_part AS (
-  SELECT s.measure_name, {period("s.start_date")} AS period_start, s.created_by, s.group1, s.group2, s.group3,
-         s.count AS n, s.count_not_zero AS nz, s.sum AS s, s.m2, s.min AS mn, s.max AS mx,
-         s.sealed_at, NULL::DOUBLE PRECISION[] AS q
-  FROM sealed_moments s JOIN eligible e ON e.name = s.measure_name
-  WHERE s.start_date >= %(start)s AND s.start_date < %(end)s {not_fresh}
-),
-parts AS (  -- each part's mean against its key's overall mean, for the pooled m2 (no self-join);
-  -- sums run in value order, so the result never depends on the rows' physical order
-  SELECT u.*, sum(u.s) OVER w / (sum(u.n) OVER w)::DOUBLE PRECISION AS mean
-  FROM (SELECT * FROM raw_part UNION ALL SELECT * FROM sealed_part {rolled}) u
-  WINDOW w AS (PARTITION BY {KEY} ORDER BY u.s, u.n ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
-),
-totals AS (
-  SELECT {KEY}, sum(n)::BIGINT AS n, sum(nz)::BIGINT AS nz, sum(s ORDER BY s, n) AS s, min(mn) AS mn,
-         max(mx) AS mx, max(sealed_at) AS purged, max(q) AS q,
-         sum(m2 + n * power(s / n - mean, 2) ORDER BY s, n, m2) FILTER (WHERE n > 0) AS m2
-  FROM parts GROUP BY {KEY}
-)
-SELECT t.measure_name, t.period_start, t.created_by, t.group1, t.group2, t.group3,
-       t.n, t.nz, t.s, t.mn, t.mx, t.s / t.n,
-       CASE WHEN t.n > 1 THEN sqrt(greatest(t.m2, 0) / (t.n - 1)) ELSE 0 END, t.m2,
-       coalesce(f.median, t.q[2]), coalesce(f.first_quartile, t.q[1]), coalesce(f.third_quartile, t.q[3]),
-       t.purged, %(now)s
-FROM totals t
-LEFT JOIN frozen_quartiles f ON f.grain = '{grain}' AND {_key_match("f", "t", KEY)}"""
-
-
 def refresh_aggregates(grain: str) -> list[str]:
-    """Replace the window [start, end) of one grain's table: delete, insert, record partitions."""
-    table = AGGREGATE_TABLES[grain]
-    return [
-        f"DELETE FROM {table} WHERE period_start >= %(start)s AND period_start < %(end)s",
-        _aggregate_insert(grain),
-        f"DELETE FROM partition_materializations WHERE grain = '{grain}' "
-        "AND period_start >= %(start)s AND period_start < %(end)s",
-        f"""INSERT INTO partition_materializations (grain, period_start, materialized_at, measures_digest)
-SELECT '{grain}', p::date, %(now)s, {_digest(grain)}
-FROM generate_series(%(start)s::timestamp, %(end)s::timestamp - INTERVAL '1 day',
-                     INTERVAL '1 {grain}') AS g(p)""",
-    ]
+    """Replace the window [start, end) of one grain's table (aggregates_sql.py)."""
+    return aggregates_sql.refresh_aggregates(grain, aggregates_sql.POSTGRES)
 
 
 def window_summary(grain: str) -> str:
@@ -374,7 +251,7 @@ def check_violations(grain: str) -> dict[str, str]:
         "(first_quartile <= median AND median <= third_quartile)",
         "std_non_negative": f"SELECT count(*) FROM {win} WHERE NOT std >= 0",
         "count_equals_raw": f"""
-WITH eligible AS ({_eligible(grain)}),
+WITH eligible AS ({aggregates_sql.eligible(grain)}),
 agg AS (SELECT measure_name, sum(count) AS n FROM {win} GROUP BY 1),
 src AS (
   SELECT measure_name, sum(n) AS n FROM (

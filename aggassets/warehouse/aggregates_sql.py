@@ -1,0 +1,173 @@
+"""The refresh of one grain's window (DESIGN 4.3, 4.5): the same statements on both engines.
+
+A window's rows merge parts per key: moments of raw rows, sealed moments of purged rows, and, for
+weeks and months, the daily rows of fresh days (the roll-up); quartiles come from the raw values
+of the whole window, or from frozen quartiles once a key is sealed. Parts merge with the
+parallel-variance formula, summing in value order so that a re-run gives the same bits whatever the
+rows' physical order. A Dialect supplies the few differences between the engines.
+"""
+
+from dataclasses import dataclass
+
+from aggassets.warehouse.base import AGGREGATE_TABLES, PERIODS_FEEDING
+
+KEY = "measure_name, period_start, created_by, group1, group2, group3"
+COLUMNS = (
+    f"{KEY}, count, count_not_zero, sum, min, max, avg, std, m2, median, first_quartile, third_quartile, "
+    "last_raw_measures_purged, computed_at"
+)
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between the engines in the refresh."""
+
+    param_format: str  # "${name}" or "%({name})s"
+    trunc: str  # a DATE column `{col}` truncated to `{grain}`, as a DATE
+    quartiles: str  # the three quartiles of r.value, as an array
+    text_collate: str  # byte order for text (PostgreSQL's default collation is not)
+
+    def param(self, name: str) -> str:
+        """The placeholder of a named parameter."""
+        return self.param_format.format(name=name)
+
+
+DUCKDB = Dialect("${name}", "CAST(date_trunc('{grain}', {col}) AS DATE)",
+                 "quantile_cont(r.value, [0.25, 0.5, 0.75])", "")
+POSTGRES = Dialect("%({name})s", "date_trunc('{grain}', {col}::timestamp)::date",
+                   "percentile_cont(ARRAY[0.25, 0.5, 0.75]::FLOAT8[]) WITHIN GROUP (ORDER BY r.value)",
+                   ' COLLATE "C"')
+
+
+def _periods(grain: str) -> str:
+    """The measure periods feeding `grain`, as an SQL list of constants."""
+    return ", ".join(f"'{p}'" for p in PERIODS_FEEDING[grain])
+
+
+def eligible(grain: str) -> str:
+    """The measures that feed `grain`: quartile flag, and whether their daily rows roll up into it."""
+    return f"""SELECT name, with_quartiles, aggregation_period = 'day' AND '{grain}' <> 'day' AS rolled
+FROM measure_definitions WHERE aggregation_period IN ({_periods(grain)})"""
+
+
+def _digest(grain: str, d: Dialect) -> str:
+    """Digest of the measure names feeding `grain`: a partition's rows are complete for exactly these."""
+    return f"""(SELECT md5(coalesce(string_agg(name, ',' ORDER BY name{d.text_collate}), ''))
+ FROM measure_definitions WHERE aggregation_period IN ({_periods(grain)}))"""
+
+
+def _part(source: str, moments: str, sealed_at: str, q: str) -> str:
+    """One part's columns, in the order every part shares: key, n, nz, s, m2, mn, mx, sealed_at, q."""
+    return f"{source}.measure_name, {{period}} AS period_start, {source}.created_by, {source}.group1, " \
+           f"{source}.group2, {source}.group3, {moments}, {sealed_at} AS sealed_at, {q} AS q"
+
+
+_RAW_MOMENTS = """count(*) AS n, count(*) FILTER (WHERE r.value <> 0) AS nz, sum(r.value) AS s,
+         coalesce(var_pop(r.value), 0) * count(*) AS m2, min(r.value) AS mn, max(r.value) AS mx"""
+_NO_MOMENTS = "0 AS n, 0 AS nz, NULL::FLOAT8 AS s, NULL::FLOAT8 AS m2, NULL::FLOAT8 AS mn, NULL::FLOAT8 AS mx"
+
+
+def _roll_up_ctes(grain: str, d: Dialect) -> str:
+    """Weeks and months: which days are fresh, the raw rows still needed for moments, the daily rows.
+
+    A day is fresh when its partition was refreshed for today's day measures and no raw measure of a
+    day measure arrived after that: its daily rows stand in for its raw measures and sealed moments.
+    """
+    start, end = d.param("start"), d.param("end")
+    trunc = d.trunc.replace("{grain}", grain)
+    return f"""
+fresh_days AS (
+  SELECT pm.period_start AS day FROM partition_materializations pm
+  WHERE pm.grain = 'day' AND pm.period_start >= {start} AND pm.period_start < {end}
+    AND pm.measures_digest = {_digest('day', d)}
+    AND NOT EXISTS (SELECT 1 FROM raw_measures r JOIN eligible e ON e.name = r.measure_name AND e.rolled
+                    WHERE r.start_date = pm.period_start AND r.received_at > pm.materialized_at)
+),
+stale_days AS (
+  SELECT CAST(g.d AS DATE) AS day
+  FROM generate_series(CAST({start} AS TIMESTAMP), CAST({end} AS TIMESTAMP) - INTERVAL '1 day',
+                       INTERVAL '1 day') AS g(d)
+  WHERE CAST(g.d AS DATE) NOT IN (SELECT day FROM fresh_days)
+),
+moment_rows AS (  -- two joins the engine can push into the scan: own-period measures, stale days
+  SELECT r.* FROM raw_measures r JOIN eligible e ON e.name = r.measure_name AND NOT e.rolled
+  WHERE r.start_date >= {start} AND r.start_date < {end}
+  UNION ALL
+  SELECT r.* FROM raw_measures r JOIN eligible e ON e.name = r.measure_name AND e.rolled
+  JOIN stale_days sd ON sd.day = r.start_date
+),
+daily_part AS (
+  SELECT {_part("a", "a.count AS n, a.count_not_zero AS nz, a.sum AS s, a.m2, a.min AS mn, a.max AS mx",
+                "a.last_raw_measures_purged", "NULL::FLOAT8[]").format(period=trunc.format(col="a.period_start"))}
+  FROM daily_aggregates a JOIN eligible e ON e.name = a.measure_name AND e.rolled
+  WHERE a.period_start IN (SELECT day FROM fresh_days)
+),
+window_quartiles AS (
+  SELECT {_part("r", _NO_MOMENTS, "NULL::TIMESTAMP", d.quartiles).format(period=trunc.format(col="r.start_date"))}
+  FROM raw_measures r JOIN eligible e ON e.name = r.measure_name AND e.with_quartiles
+  WHERE r.start_date >= {start} AND r.start_date < {end}
+  GROUP BY 1, 2, 3, 4, 5, 6
+),"""
+
+
+def _insert(grain: str, d: Dialect) -> str:
+    """The INSERT of one grain's window."""
+    rolls = grain != "day"
+    start, end = d.param("start"), d.param("end")
+    period = d.trunc.replace("{grain}", grain) if rolls else "{col}"  # a day's raw rows start on the day
+    if rolls:
+        raw_rows, quartiles = "moment_rows r", "NULL::FLOAT8[]"
+        sealed_filter = "AND NOT (e.rolled AND s.start_date IN (SELECT day FROM fresh_days))"
+        rolled = "UNION ALL SELECT * FROM daily_part UNION ALL SELECT * FROM window_quartiles"
+    else:
+        raw_rows = f"raw_measures r JOIN eligible e ON e.name = r.measure_name " \
+                   f"WHERE r.start_date >= {start} AND r.start_date < {end}"
+        quartiles, sealed_filter, rolled = f"{d.quartiles} FILTER (WHERE e.with_quartiles)", "", ""
+    sealed = "s.count AS n, s.count_not_zero AS nz, s.sum AS s, s.m2, s.min AS mn, s.max AS mx"
+    on_key = " AND ".join(f"f.{c} = t.{c}" for c in KEY.split(", "))
+    return f"""
+INSERT INTO {AGGREGATE_TABLES[grain]} ({COLUMNS})
+WITH eligible AS ({eligible(grain)}),{_roll_up_ctes(grain, d) if rolls else ""}
+raw_part AS (
+  SELECT {_part("r", _RAW_MOMENTS, "NULL::TIMESTAMP", quartiles).format(period=period.format(col="r.start_date"))}
+  FROM {raw_rows}
+  GROUP BY 1, 2, 3, 4, 5, 6
+),
+sealed_part AS (
+  SELECT {_part("s", sealed, "s.sealed_at", "NULL::FLOAT8[]").format(period=period.format(col="s.start_date"))}
+  FROM sealed_moments s JOIN eligible e ON e.name = s.measure_name
+  WHERE s.start_date >= {start} AND s.start_date < {end} {sealed_filter}
+),
+parts AS (  -- each part with its key's overall mean, for the pooled m2; sums in value order
+  SELECT u.*, sum(u.s) OVER w / CAST(sum(u.n) OVER w AS FLOAT8) AS mean
+  FROM (SELECT * FROM raw_part UNION ALL SELECT * FROM sealed_part {rolled}) u
+  WINDOW w AS (PARTITION BY {KEY} ORDER BY u.s, u.n ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+),
+totals AS (
+  SELECT {KEY}, CAST(sum(n) AS BIGINT) AS n, CAST(sum(nz) AS BIGINT) AS nz, sum(s ORDER BY s, n) AS s,
+         min(mn) AS mn, max(mx) AS mx, max(sealed_at) AS purged, max(q) AS q,
+         sum(m2 + n * power(s / n - mean, 2) ORDER BY s, n, m2) FILTER (WHERE n > 0) AS m2
+  FROM parts GROUP BY 1, 2, 3, 4, 5, 6
+)
+SELECT t.measure_name, t.period_start, t.created_by, t.group1, t.group2, t.group3,
+       t.n, t.nz, t.s, t.mn, t.mx, t.s / t.n,
+       CASE WHEN t.n > 1 THEN sqrt(greatest(t.m2, 0) / (t.n - 1)) ELSE 0 END, t.m2,
+       coalesce(f.median, t.q[2]), coalesce(f.first_quartile, t.q[1]), coalesce(f.third_quartile, t.q[3]),
+       t.purged, {d.param("now")}
+FROM totals t
+LEFT JOIN frozen_quartiles f ON f.grain = '{grain}' AND {on_key}"""
+
+
+def refresh_aggregates(grain: str, d: Dialect) -> list[str]:
+    """Replace the window [start, end) of one grain's table: delete, insert, record partitions."""
+    table, start, end = AGGREGATE_TABLES[grain], d.param("start"), d.param("end")
+    return [
+        f"DELETE FROM {table} WHERE period_start >= {start} AND period_start < {end}",
+        _insert(grain, d),
+        f"DELETE FROM partition_materializations WHERE grain = '{grain}' "
+        f"AND period_start >= {start} AND period_start < {end}",
+        f"""INSERT INTO partition_materializations (grain, period_start, materialized_at, measures_digest)
+SELECT '{grain}', CAST(g.p AS DATE), {d.param("now")}, {_digest(grain, d)}
+FROM generate_series(CAST({start} AS TIMESTAMP), CAST({end} AS TIMESTAMP) - INTERVAL '1 day',
+                     INTERVAL '1 {grain}') AS g(p)""",
+    ]
