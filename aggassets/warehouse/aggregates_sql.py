@@ -90,22 +90,23 @@ stale_days AS (
   WHERE CAST(g.d AS DATE) NOT IN (SELECT day FROM fresh_days)
 ),
 moment_rows AS (  -- two joins the engine can push into the scan: own-period measures, stale days
-  SELECT r.* FROM raw_measures r JOIN eligible e ON e.name = r.measure_name AND NOT e.rolled
+  SELECT r.*, e.with_quartiles, e.rolled FROM raw_measures r JOIN eligible e ON e.name = r.measure_name AND NOT e.rolled
   WHERE r.start_date >= {start} AND r.start_date < {end}
   UNION ALL
-  SELECT r.* FROM raw_measures r JOIN eligible e ON e.name = r.measure_name AND e.rolled
+  SELECT r.*, e.with_quartiles, e.rolled FROM raw_measures r JOIN eligible e ON e.name = r.measure_name AND e.rolled
   JOIN stale_days sd ON sd.day = r.start_date
 ),
+any_fresh AS (SELECT count(*) > 0 AS yes FROM fresh_days),
 daily_part AS (
   SELECT {_part("a", "a.count AS n, a.count_not_zero AS nz, a.sum AS s, a.m2, a.min AS mn, a.max AS mx",
                 "a.last_raw_measures_purged", "NULL::FLOAT8[]").format(period=trunc.format(col="a.period_start"))}
   FROM daily_aggregates a JOIN eligible e ON e.name = a.measure_name AND e.rolled
   WHERE a.period_start IN (SELECT day FROM fresh_days)
 ),
-window_quartiles AS (
+window_quartiles AS (  -- day measures when some day is fresh (else raw_part has all their values)
   SELECT {_part("r", _NO_MOMENTS, "NULL::TIMESTAMP", d.quartiles).format(period=trunc.format(col="r.start_date"))}
-  FROM raw_measures r JOIN eligible e ON e.name = r.measure_name AND e.with_quartiles
-  WHERE r.start_date >= {start} AND r.start_date < {end}
+  FROM raw_measures r JOIN eligible e ON e.name = r.measure_name AND e.rolled AND e.with_quartiles
+  WHERE r.start_date >= {start} AND r.start_date < {end} AND (SELECT yes FROM any_fresh)
   GROUP BY 1, 2, 3, 4, 5, 6
 ),"""
 
@@ -116,7 +117,8 @@ def _insert(grain: str, d: Dialect) -> str:
     start, end = d.param("start"), d.param("end")
     period = d.trunc.replace("{grain}", grain) if rolls else "{col}"  # a day's raw rows start on the day
     if rolls:
-        raw_rows, quartiles = "moment_rows r", "NULL::FLOAT8[]"
+        raw_rows = "moment_rows r"  # quartiles over the whole window: own-period measures, or no fresh day
+        quartiles = f"{d.quartiles} FILTER (WHERE r.with_quartiles AND NOT (r.rolled AND (SELECT yes FROM any_fresh)))"
         sealed_filter = "AND NOT (e.rolled AND s.start_date IN (SELECT day FROM fresh_days))"
         rolled = "UNION ALL SELECT * FROM daily_part UNION ALL SELECT * FROM window_quartiles"
     else:
