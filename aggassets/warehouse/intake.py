@@ -128,7 +128,7 @@ _FAST_STRUCT = json.dumps({f: "JSON" for f in FIELDS})
 # A string value (prefix `{"key":"`) is the only member when no string is followed by a comma: the payload
 # has no backslash, so no string holds a quote.
 _FAST_GROUP_SQL = """CASE WHEN p{i} IS NULL THEN x_g{i} IS NULL
-      WHEN starts_with(x_g{i}, p{i} || '"') THEN NOT contains(x_g{i}, '",')
+      WHEN starts_with(x_g{i}, s{i}) THEN NOT contains(x_g{i}, '",')
       WHEN NOT starts_with(x_g{i}, p{i}) THEN false
       WHEN v{i} IN ('true', 'false') THEN true
       WHEN ascii(v{i}) = 45 OR ascii(v{i}) BETWEEN 48 AND 57 THEN TRY_CAST(v{i} AS DOUBLE) IS NOT NULL
@@ -151,7 +151,7 @@ def _fast_checked(items: str) -> str:
     names = ("name", "value", "date", "by", "g1", "g2", "g3")
     fields = ", ".join(f"f.{f} AS x_{c}" for f, c in zip(FIELDS, names, strict=True))
     present = " + ".join(f"(x_{c} IS NOT NULL)::INT" for c in names)
-    groups = ", ".join(f"($p{i}::VARCHAR[])[di] AS p{i}" for i in (1, 2, 3))
+    groups = ", ".join(f"($p{i}::VARCHAR[])[di] AS p{i}, ($s{i}::VARCHAR[])[di] AS s{i}" for i in (1, 2, 3))
     slices = ", ".join(f"x_g{i}[length(p{i}) + 1:-2] AS v{i}" for i in (1, 2, 3))
     dates = " ".join(f"WHEN {n} THEN TRY_STRPTIME(x_date, '{fmt}')" for n, fmt in _FAST_DATES.items())
     return f"""WITH parsed AS (
@@ -207,6 +207,7 @@ def fast_params(
     for i in (1, 2, 3):
         keys = as_json([d.group_keys()[i - 1] for d in definitions])
         params[f"p{i}"] = [None if k is None else "{" + k + ":" for k in keys]
+        params[f"s{i}"] = [None if k is None else "{" + k + ':"' for k in keys]  # a string value's prefix
     return params
 
 
