@@ -39,7 +39,7 @@ POSTGRES = Dialect("%({name})s", "date_trunc('{grain}', {col}::timestamp)::date"
                    ' COLLATE "C"')
 
 
-def _periods(grain: str) -> str:
+def periods(grain: str) -> str:
     """The measure periods feeding `grain`, as an SQL list of constants."""
     return ", ".join(f"'{p}'" for p in PERIODS_FEEDING[grain])
 
@@ -47,13 +47,13 @@ def _periods(grain: str) -> str:
 def eligible(grain: str) -> str:
     """The measures that feed `grain`: quartile flag, and whether their daily rows roll up into it."""
     return f"""SELECT name, with_quartiles, aggregation_period = 'day' AND '{grain}' <> 'day' AS rolled
-FROM measure_definitions WHERE aggregation_period IN ({_periods(grain)})"""
+FROM measure_definitions WHERE aggregation_period IN ({periods(grain)})"""
 
 
 def _digest(grain: str, d: Dialect) -> str:
     """Digest of the measure names feeding `grain`: a partition's rows are complete for exactly these."""
     return f"""(SELECT md5(coalesce(string_agg(name, ',' ORDER BY name{d.text_collate}), ''))
- FROM measure_definitions WHERE aggregation_period IN ({_periods(grain)}))"""
+ FROM measure_definitions WHERE aggregation_period IN ({periods(grain)}))"""
 
 
 def _part(source: str, moments: str, sealed_at: str, q: str) -> str:

@@ -4,7 +4,7 @@ the goals query are shared with PostgreSQL (aggregates_sql.py, goals_sql.py)."""
 from collections.abc import Sequence
 
 from aggassets.warehouse import aggregates_sql, goals_sql, intake, intake_files
-from aggassets.warehouse.base import AGGREGATE_TABLES, PERIODS_FEEDING
+from aggassets.warehouse.base import AGGREGATE_TABLES
 from aggassets.warehouse.events_intake import quote
 
 KEY = "measure_name, period_start, created_by, group1, group2, group3"
@@ -200,7 +200,7 @@ FROM purge_candidates GROUP BY measure_name, start_date, created_by, group1, gro
         f"""UPDATE {table} SET last_raw_measures_purged = $now
 FROM (SELECT DISTINCT measure_name, CAST(date_trunc('{grain}', start_date) AS DATE) AS period_start,
              created_by, group1, group2, group3 FROM purge_candidates
-      WHERE aggregation_period IN ({", ".join(f"'{p}'" for p in PERIODS_FEEDING[grain])})) c
+      WHERE aggregation_period IN ({aggregates_sql.periods(grain)})) c
 WHERE {table}.measure_name = c.measure_name AND {table}.period_start = c.period_start
   AND {table}.created_by = c.created_by AND {table}.group1 = c.group1 AND {table}.group2 = c.group2
   AND {table}.group3 = c.group3"""

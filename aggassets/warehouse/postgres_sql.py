@@ -9,7 +9,7 @@ the aggregates is one text for both engines (aggregates_sql.py), as is the goals
 from collections.abc import Sequence
 
 from aggassets.warehouse import aggregates_sql, goals_sql
-from aggassets.warehouse.base import AGGREGATE_TABLES, PERIODS_FEEDING
+from aggassets.warehouse.base import AGGREGATE_TABLES
 from aggassets.warehouse.events_intake import quote
 
 KEY = "measure_name, period_start, created_by, group1, group2, group3"
@@ -113,11 +113,6 @@ INSERT_BATCH = """INSERT INTO intake_batches
 VALUES (%(batch_id)s, %(source)s, %(sha256)s, %(now)s, %(received)s, %(accepted)s, %(rejected)s)"""
 
 
-def _periods(grain: str) -> str:
-    """The measure periods feeding `grain`, as an SQL list of constants."""
-    return ", ".join(f"'{p}'" for p in PERIODS_FEEDING[grain])
-
-
 def _key_match(left: str, right: str, columns: str = MEASURE_KEY) -> str:
     """`left.c = right.c AND ...` over the key columns."""
     return " AND ".join(f"{left}.{c} = {right}.{c}" for c in columns.split(", "))
@@ -191,7 +186,7 @@ def _purged_stamp(grain: str) -> str:
     return f"""UPDATE {table} SET last_raw_measures_purged = %(now)s
 FROM (SELECT DISTINCT measure_name, {_TRUNC.format(grain=grain, col="start_date")} AS period_start,
              created_by, group1, group2, group3 FROM purge_candidates
-      WHERE aggregation_period IN ({_periods(grain)})) c
+      WHERE aggregation_period IN ({aggregates_sql.periods(grain)})) c
 WHERE {_key_match(table, "c", KEY)}"""
 
 
