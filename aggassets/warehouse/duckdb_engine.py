@@ -78,7 +78,7 @@ class DuckDBWarehouse(Warehouse):
                                       {**ids, **intake.fast_params(self.con, definitions, first_day)}).iloc[0, 0])
                 if fast < received:
                     with intake.definitions_registered(self.con, definitions):
-                        self.execute(self.sql.STAGE_CAREFUL, {**ids, "first_day": first_day})
+                        self.execute(self.sql.STAGE_CAREFUL, {**ids, "first_day": first_day, "received": received})
                     for statement in (self.sql.INSERT_RAW_CAREFUL, self.sql.INSERT_REJECTED_CAREFUL):
                         self.execute(statement, ids)
                 return self.record_batch(ids, str(path), sha256, received)

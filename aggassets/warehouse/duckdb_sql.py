@@ -82,8 +82,17 @@ FROM ({accepted})"""
 # The items the fast path proves valid go straight to raw_measures (intake.fast_params); the others are
 # checked carefully in `staged` (needs intake.definitions_registered), then stored as raw or rejected.
 INSERT_RAW_FAST = _insert_raw(intake.fast_accepted_sql(_ITEMS))
-_UNCHECKED = f"""SELECT i.item_no, i.payload FROM ({_ITEMS}) i
-WHERE NOT EXISTS (SELECT 1 FROM raw_measures r WHERE r.seq > $seq0 AND r.seq = $seq0 + i.item_no)"""
+# The items the fast path left: the batch's item numbers missing from raw_measures, then their payloads.
+# Only blocks of 2048 numbers not all present are enumerated; a NOT EXISTS per item instead read every
+# payload of the batch back (10M items, 140 left: 0.1 s against 7.5 s).
+_UNCHECKED = """WITH present AS (SELECT seq - $seq0 AS item_no FROM raw_measures WHERE seq > $seq0),
+gaps AS (SELECT b FROM range(0, ($received + 2047) // 2048) t(b)
+         ANTI JOIN (SELECT (item_no - 1) // 2048 AS b FROM present GROUP BY ALL HAVING count(*) = 2048) f USING (b)),
+missing AS (
+  SELECT item_no FROM (SELECT b * 2048 + k + 1 AS item_no FROM gaps, range(0, 2048) r(k)
+                       WHERE b * 2048 + k + 1 <= $received) c
+  ANTI JOIN present USING (item_no))
+SELECT seq - $seq0 AS item_no, payload FROM inbox WHERE seq > $seq0 AND seq IN (SELECT $seq0 + item_no FROM missing)"""
 STAGE_CAREFUL = f"CREATE OR REPLACE TEMP TABLE staged AS {intake.careful_sql(_UNCHECKED)}"
 INSERT_RAW_CAREFUL = _insert_raw("SELECT * FROM staged WHERE reason IS NULL")
 INSERT_REJECTED_CAREFUL = """INSERT INTO rejected_measures

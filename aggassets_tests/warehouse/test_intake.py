@@ -358,3 +358,20 @@ def test_randomly_edited_lines_are_stored_as_validated(warehouse: Warehouse, tmp
     rejected = warehouse.read_table("rejected_measures", order_by="seq")
     assert list(zip(rejected["seq"].astype(int), rejected["reason"], strict=True)) == [
         (r[0], r[2]) for r in want if r[2] is not None]
+
+
+def test_items_left_by_the_fast_path_found_across_blocks(warehouse: Warehouse, tmp_path: Path) -> None:
+    """In a second batch of 5000 items, malformed ones at the first and last item and around the 2048-item
+    blocks the DuckDB intake enumerates are each rejected under their own seq; the others are accepted."""
+    warehouse.sync_definitions(DEFINITIONS)
+    ingest(warehouse, tmp_path, lines=[line(), "{not json"])  # the second batch's seq starts at 3
+    bad = {1, 2047, 2048, 2049, 4096, 4097, 5000, *range(3000, 3010)}
+    lines = ["{not json" if n in bad else line(value=n) for n in range(1, 5001)]
+    result = ingest(warehouse, tmp_path, lines=lines)
+    assert (result.received, result.accepted, result.rejected) == (5000, 5000 - len(bad), len(bad))
+    rejected = warehouse.read_table("rejected_measures", order_by="seq")
+    assert rejected["seq"].tolist() == [2, *sorted(2 + n for n in bad)]
+    assert set(rejected["reason"]) == {"invalid_json"}
+    raw_rows = warehouse.read_table("raw_measures", order_by="seq")
+    assert raw_rows["seq"].tolist()[1:] == [2 + n for n in range(1, 5001) if n not in bad]
+    assert raw_rows["value"].tolist()[1:] == [float(n) for n in range(1, 5001) if n not in bad]
