@@ -26,6 +26,7 @@ class Dialect:
     trunc: str  # a DATE column `{col}` truncated to `{grain}`, as a DATE
     quartiles: str  # the three quartiles of r.value, as an array
     text_collate: str  # byte order for text (PostgreSQL's default collation is not)
+    raw_sum: str  # the sum of raw values: DuckDB's compensated fsum gives the same bits whatever the threads
 
     def param(self, name: str) -> str:
         """The placeholder of a named parameter."""
@@ -33,10 +34,10 @@ class Dialect:
 
 
 DUCKDB = Dialect("${name}", "CAST(date_trunc('{grain}', {col}) AS DATE)",
-                 "quantile_cont(r.value, [0.25, 0.5, 0.75])", "")
+                 "quantile_cont(r.value, [0.25, 0.5, 0.75])", "", "fsum")
 POSTGRES = Dialect("%({name})s", "date_trunc('{grain}', {col}::timestamp)::date",
                    "percentile_cont(ARRAY[0.25, 0.5, 0.75]::FLOAT8[]) WITHIN GROUP (ORDER BY r.value)",
-                   ' COLLATE "C"')
+                   ' COLLATE "C"', "sum")
 
 
 def periods(grain: str) -> str:
@@ -62,8 +63,12 @@ def _part(source: str, moments: str, sealed_at: str, q: str) -> str:
            f"{source}.group2, {source}.group3, {moments}, {sealed_at} AS sealed_at, {q} AS q"
 
 
-_RAW_MOMENTS = """count(*) AS n, count(*) FILTER (WHERE r.value <> 0) AS nz, sum(r.value) AS s,
+def _raw_moments(d: Dialect) -> str:
+    """The moments of the raw rows `r` of one key."""
+    return f"""count(*) AS n, count(*) FILTER (WHERE r.value <> 0) AS nz, {d.raw_sum}(r.value) AS s,
          coalesce(var_pop(r.value), 0) * count(*) AS m2, min(r.value) AS mn, max(r.value) AS mx"""
+
+
 _NO_MOMENTS = "0 AS n, 0 AS nz, NULL::FLOAT8 AS s, NULL::FLOAT8 AS m2, NULL::FLOAT8 AS mn, NULL::FLOAT8 AS mx"
 
 
@@ -131,7 +136,7 @@ def _insert(grain: str, d: Dialect) -> str:
 INSERT INTO {AGGREGATE_TABLES[grain]} ({COLUMNS})
 WITH eligible AS ({eligible(grain)}),{_roll_up_ctes(grain, d) if rolls else ""}
 raw_part AS (
-  SELECT {_part("r", _RAW_MOMENTS, "NULL::TIMESTAMP", quartiles).format(period=period.format(col="r.start_date"))}
+  SELECT {_part("r", _raw_moments(d), "NULL::TIMESTAMP", quartiles).format(period=period.format(col="r.start_date"))}
   FROM {raw_rows}
   GROUP BY 1, 2, 3, 4, 5, 6
 ),
