@@ -200,7 +200,7 @@ WHERE NOT EXISTS (SELECT 1 FROM frozen_quartiles f WHERE f.measure_name = t.meas
 GROUP BY ALL""",
     """INSERT INTO sealed_moments
 SELECT measure_name, start_date, created_by, group1, group2, group3, count(*),
-       count(*) FILTER (WHERE value <> 0), sum(value), coalesce(var_pop(value), 0) * count(*),
+       count(*) FILTER (WHERE value <> 0), fsum(value), coalesce(var_pop(value), 0) * count(*),
        min(value), max(value), $now
 FROM purge_candidates GROUP BY measure_name, start_date, created_by, group1, group2, group3""",
     "DELETE FROM raw_measures WHERE seq IN (SELECT seq FROM purge_candidates)",
