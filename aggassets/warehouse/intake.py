@@ -125,11 +125,11 @@ ORDER BY item_no
 
 _FAST_STRUCT = json.dumps({f: "JSON" for f in FIELDS})
 # CASE, not AND/OR: a projection evaluates every operand of AND/OR, CASE only the branch a row takes.
-# A string value (prefix `{"key":"`) is the only member when no string is followed by a comma: the payload
-# has no backslash, so no string holds a quote.
+# After the prefix `{"key":`, a string value is the only member when no string is followed by a comma: the
+# payload has no backslash, so no string holds a quote.
 _FAST_GROUP_SQL = """CASE WHEN p{i} IS NULL THEN x_g{i} IS NULL
-      WHEN starts_with(x_g{i}, s{i}) THEN NOT contains(x_g{i}, '",')
       WHEN NOT starts_with(x_g{i}, p{i}) THEN false
+      WHEN ascii(v{i}) = 34 THEN NOT contains(x_g{i}, '",')
       WHEN v{i} IN ('true', 'false') THEN true
       WHEN ascii(v{i}) = 45 OR ascii(v{i}) BETWEEN 48 AND 57 THEN TRY_CAST(v{i} AS DOUBLE) IS NOT NULL
       ELSE false END"""
@@ -150,9 +150,11 @@ def _fast_checked(items: str) -> str:
     """
     names = ("name", "value", "date", "by", "g1", "g2", "g3")
     fields = ", ".join(f"f.{f} AS x_{c}" for f, c in zip(FIELDS, names, strict=True))
-    present = " + ".join(f"(x_{c} IS NOT NULL)::INT" for c in names)
-    groups = ", ".join(f"($p{i}::VARCHAR[])[di] AS p{i}, ($s{i}::VARCHAR[])[di] AS s{i}" for i in (1, 2, 3))
-    slices = ", ".join(f"x_g{i}[length(p{i}) + 1:-2] AS v{i}" for i in (1, 2, 3))
+    # name, value and date must be there for `ok` anyway: only the optional fields are counted
+    present = " + ".join(["3", *(f"(x_{c} IS NOT NULL)::INT" for c in names[3:])])
+    groups = ", ".join(f"($p{i}::VARCHAR[])[di] AS p{i}" for i in (1, 2, 3))
+    # substr with a length, not a negative slice: 25% cheaper
+    values = ", ".join(f"substr(x_g{i}, length(p{i}) + 1, length(x_g{i}) - length(p{i}) - 1) AS v{i}" for i in (1, 2, 3))
     dates = " ".join(f"WHEN {n} THEN TRY_STRPTIME(x_date, '{fmt}')" for n, fmt in _FAST_DATES.items())
     return f"""WITH parsed AS (
   SELECT item_no, payload, nkeys, {fields}
@@ -163,11 +165,11 @@ def _fast_checked(items: str) -> str:
               FROM ({items})))
 ), typed AS (
   SELECT item_no, payload, nkeys = {present} AS only_fields, x_g1, x_g2, x_g3,
-    list_position($jnames, x_name) AS di, $names[di] AS name, $periods[di] AS period, {groups}, {slices},
+    list_position($jnames, x_name) AS di, $names[di] AS name, $periods[di] AS period, {groups}, {values},
     CASE WHEN ascii(x_value) = 45 OR ascii(x_value) BETWEEN 48 AND 57 THEN TRY_CAST(x_value AS DOUBLE) END AS num,
     CASE strlen(x_date) {dates} END::DATE AS day,
     CASE WHEN x_by IS NULL THEN ''
-         WHEN ascii(x_by) = 34 AND length(x_by) BETWEEN 3 AND {MAX_CREATED_BY + 2} THEN x_by[2:-2] END AS s_by
+         WHEN ascii(x_by) = 34 AND length(x_by) BETWEEN 3 AND {MAX_CREATED_BY + 2} THEN substr(x_by, 2, length(x_by) - 2) END AS s_by
   FROM parsed
 ), checked AS (
   SELECT *, coalesce(CASE WHEN only_fields AND name IS NOT NULL AND isfinite(num) AND s_by IS NOT NULL
@@ -207,7 +209,6 @@ def fast_params(
     for i in (1, 2, 3):
         keys = as_json([d.group_keys()[i - 1] for d in definitions])
         params[f"p{i}"] = [None if k is None else "{" + k + ":" for k in keys]
-        params[f"s{i}"] = [None if k is None else "{" + k + ':"' for k in keys]  # a string value's prefix
     return params
 
 
