@@ -154,7 +154,8 @@ def _fast_checked(items: str) -> str:
     present = " + ".join(["3", *(f"(x_{c} IS NOT NULL)::INT" for c in names[3:])])
     groups = ", ".join(f"($p{i}::VARCHAR[])[di] AS p{i}" for i in (1, 2, 3))
     # substr with a length, not a negative slice: 25% cheaper
-    values = ", ".join(f"substr(x_g{i}, length(p{i}) + 1, length(x_g{i}) - length(p{i}) - 1) AS v{i}" for i in (1, 2, 3))
+    values = ", ".join(f"substr(x_g{i}, length(p{i}) + 1, length(x_g{i}) - length(p{i}) - 1) AS v{i}"
+                       for i in (1, 2, 3))
     dates = " ".join(f"WHEN {n} THEN TRY_STRPTIME(x_date, '{fmt}')" for n, fmt in _FAST_DATES.items())
     return f"""WITH parsed AS (
   SELECT item_no, payload, nkeys, {fields}
@@ -169,7 +170,8 @@ def _fast_checked(items: str) -> str:
     CASE WHEN ascii(x_value) = 45 OR ascii(x_value) BETWEEN 48 AND 57 THEN TRY_CAST(x_value AS DOUBLE) END AS num,
     CASE strlen(x_date) {dates} END::DATE AS day,
     CASE WHEN x_by IS NULL THEN ''
-         WHEN ascii(x_by) = 34 AND length(x_by) BETWEEN 3 AND {MAX_CREATED_BY + 2} THEN substr(x_by, 2, length(x_by) - 2) END AS s_by
+         WHEN ascii(x_by) = 34 AND length(x_by) BETWEEN 3 AND {MAX_CREATED_BY + 2}
+         THEN substr(x_by, 2, length(x_by) - 2) END AS s_by
   FROM parsed
 ), checked AS (
   SELECT *, coalesce(CASE WHEN only_fields AND name IS NOT NULL AND isfinite(num) AND s_by IS NOT NULL
