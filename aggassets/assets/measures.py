@@ -1,6 +1,9 @@
 """Measure assets: the catalog, raw measures and daily / weekly / monthly aggregates (thin)."""
 
+import warnings
+from collections.abc import Callable
 from datetime import date
+from typing import Any
 
 import pandas as pd
 from dagster import (
@@ -10,6 +13,7 @@ from dagster import (
     AssetExecutionContext,
     AssetsDefinition,
     BackfillPolicy,
+    BetaWarning,
     MaterializeResult,
     MetadataValue,
     asset,
@@ -35,6 +39,17 @@ def window(context: AssetExecutionContext) -> tuple[date, date]:
     return tw.start.date(), tw.end.date()
 
 
+def single_run_asset(**kwargs: Any) -> Callable[[Callable[..., Any]], AssetsDefinition]:
+    """@asset with BackfillPolicy.single_run() (DESIGN §3), without Dagster's beta-parameter warning on
+    every import (it would be printed by every command, run and `dagster dev`)."""
+    def decorate(fn: Callable[..., Any]) -> AssetsDefinition:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=BetaWarning)
+            return asset(backfill_policy=BackfillPolicy.single_run(), **kwargs)(fn)
+
+    return decorate
+
+
 def markdown(frame: pd.DataFrame) -> MetadataValue:
     """A small Markdown table for the UI."""
     if frame.empty:
@@ -55,10 +70,9 @@ def measure_definitions(catalog: CatalogResource, warehouse: WarehouseResource) 
     return MaterializeResult(metadata={"measures": len(frame), "preview": markdown(frame)})
 
 
-@asset(
+@single_run_asset(
     group_name=GROUP,
     partitions_def=daily_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
     pool="warehouse",
     deps=[measure_definitions],
     check_specs=[AssetCheckSpec("no_loss", asset="raw_measures",
@@ -93,10 +107,9 @@ def build_aggregate_asset(grain: str, description: str) -> AssetsDefinition:
     deps = ["raw_measures"] + (["daily_aggregates"] if grain != "day" else [])
     specs = [AssetCheckSpec(check, asset=name, description=text) for check, text in AGGREGATE_CHECKS.items()]
 
-    @asset(
-        name=name, group_name=GROUP, partitions_def=PARTITIONS_BY_GRAIN[grain],
-        backfill_policy=BackfillPolicy.single_run(), pool="warehouse", deps=deps, check_specs=specs,
-        description=description,
+    @single_run_asset(
+        name=name, group_name=GROUP, partitions_def=PARTITIONS_BY_GRAIN[grain], pool="warehouse", deps=deps,
+        check_specs=specs, description=description,
     )
     def _aggregate(
         context: AssetExecutionContext, catalog: CatalogResource, warehouse: WarehouseResource
