@@ -13,7 +13,7 @@ from aggassets.catalog import load_measures, load_measures_file
 from aggassets.errors import AggassetsError
 from aggassets.experiments.definition import load_experiment, load_experiments
 from aggassets.warehouse import Warehouse, events_intake, open_warehouse
-from aggassets.warehouse.base import intake_totals
+from aggassets.warehouse.base import file_sha256, intake_totals
 
 
 def _date(text: str) -> date:
@@ -65,11 +65,28 @@ def cmd_definitions_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _new_contents(wh: Warehouse, paths: Sequence[Path], again: bool) -> list[str]:
+    """The SHA-256 of each file; a missing file, or (unless `again`) content the warehouse holds already
+    or given twice, is refused before anything is stored."""
+    shas: list[str] = []
+    for path in paths:
+        if not path.is_file():
+            raise AggassetsError(f"{path}: {'a directory, not a file' if path.is_dir() else 'no such file'}")
+        sha = file_sha256(path)
+        if not again and (sha in shas or wh.file_seen(sha)):
+            raise AggassetsError(f"{path}: this content was ingested already; pass --again to ingest it once more")
+        shas.append(sha)
+    return shas
+
+
 def cmd_measures_ingest(args: argparse.Namespace) -> int:
-    """Ingest measure files; print one JSON line of counts."""
+    """Ingest measure files (each content once, as the inbox does); print one JSON line of counts."""
     catalog = load_measures(Path(args.definitions))
+    paths = [Path(name) for name in args.files]
     with _open(args) as wh:
-        results = [wh.ingest_file(Path(name), catalog.measures, settings.partitions_start()) for name in args.files]
+        shas = _new_contents(wh, paths, args.again)
+        results = [wh.ingest_file(path, catalog.measures, settings.partitions_start(), sha256=sha)
+                   for path, sha in zip(paths, shas, strict=True)]
     _print(intake_totals(results))
     return 0
 
@@ -147,8 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add(definitions, "list", cmd_definitions_list, "list the catalog's measures")
 
     measures = groups.add_parser("measures", help="raw measures").add_subparsers(required=True)
-    _add(measures, "ingest", cmd_measures_ingest, "ingest JSON array / {measures: []} / NDJSON files") \
-        .add_argument("files", nargs="+")
+    ingest = _add(measures, "ingest", cmd_measures_ingest, "ingest JSON array / {measures: []} / NDJSON files")
+    ingest.add_argument("files", nargs="+")
+    ingest.add_argument("--again", action="store_true", help="ingest files whose content was ingested already")
 
     events = groups.add_parser("events", help="experiment events").add_subparsers(required=True)
     _add(events, "ingest", cmd_events_ingest, "ingest CSV, Parquet or NDJSON event files") \

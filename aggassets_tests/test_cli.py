@@ -7,7 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from aggassets.catalog import load_measures
 from aggassets.cli import main
+from aggassets.sources.inbox import process_file
+from aggassets.warehouse import open_warehouse
 from aggassets_tests.helpers import DEFINITIONS, make_measures, write_ndjson
 
 
@@ -49,6 +52,29 @@ def test_ingest_refresh_query_purge(capsys: pytest.CaptureFixture[str], url: str
         assert r["std"] == pytest.approx(values.std(ddof=1))
     code, out, _ = run(capsys, url, "purge", "--days", "0", "--measure", "connection-count-daily")
     assert code == 0 and json.loads(out)["purged"] == 30
+
+
+def test_a_file_is_ingested_once_unless_again(capsys: pytest.CaptureFixture[str], url: str, tmp_path: Path) -> None:
+    """Ingesting the same content twice (re-run, copy, or twice in one command) is refused before anything is
+    stored; --again ingests it once more; the inbox then skips that content too."""
+    rows_a, rows_b = make_measures(date(2025, 3, 3), 1, 5), make_measures(date(2025, 3, 4), 1, 5, seed=2)
+    first, other = write_ndjson(tmp_path / "a.ndjson", rows_a), write_ndjson(tmp_path / "b.ndjson", rows_b)
+    assert run(capsys, url, "measures", "ingest", str(first))[0] == 0
+    copy = tmp_path / "copy.ndjson"
+    copy.write_bytes(first.read_bytes())
+    for argv in ([str(other), str(copy)], [str(first)], [str(other), str(other)]):
+        code, out, err = run(capsys, url, "measures", "ingest", *argv)
+        assert code != 0 and out == "" and len(err.strip().splitlines()) == 1 and "--again" in err
+    code, out, _ = run(capsys, url, "measures", "ingest", "--again", str(copy), str(other))
+    assert code == 0 and json.loads(out)["received"] == len(rows_a) + len(rows_b)
+    with open_warehouse(url) as wh:
+        n = 2 * len(rows_a) + len(rows_b)
+        assert wh.loss_counts() == (n, n, 0)
+        inbox = tmp_path / "inbox"
+        inbox.mkdir()
+        dropped = inbox / "again.ndjson"
+        dropped.write_bytes(other.read_bytes())
+        assert process_file(wh, dropped, load_measures(DEFINITIONS), date(2020, 1, 1))["status"] == "already_ingested"
 
 
 @pytest.mark.parametrize(
