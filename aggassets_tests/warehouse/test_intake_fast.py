@@ -2,6 +2,7 @@
 
 import json
 import random
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -150,3 +151,28 @@ def test_fast_path_matches_careful_validation_on_random_edits(tmp_path: Path, se
     by_item = {r[0]: r for r in slow_rows}
     assert all(by_item[r[0]][2] is None and r[1:] == by_item[r[0]][3:] for r in accepted)
     assert len({r[2] for r in slow_rows}) >= 8  # the edits reach many different reasons
+
+
+# One example of each date form the fast path reads (intake._FAST_DATES), near the end of a day.
+FAST_DATE_FORMS = ["2022-01-31", "2022-01-31T23:59:59", "2022-01-31T23:59:59Z", "2022-01-31T23:59:59.999Z",
+                   "2022-01-31T23:59:59+00:00", "2022-01-31T23:59:59.999999Z", "2022-01-31T23:59:59.999999+00:00"]
+
+
+def test_fast_date_forms_and_every_one_character_change_match_careful_validation(tmp_path: Path) -> None:
+    """Each fast date form, and every change of one of its characters to a digit, sign, separator, space
+    or letter, is stored (or left, or rejected) exactly as the careful validation decides."""
+    assert len({len(json.dumps(d)) for d in FAST_DATE_FORMS}) == len(intake._FAST_DATES)
+    dates = list(FAST_DATE_FORMS)
+    for text in FAST_DATE_FORMS:
+        dates += [text[:i] + c + text[i + 1:] for i in range(len(text)) for c in "0129+-:. TZz" if c != text[i]]
+    lines = [line(startDate=d) for d in dates]
+    path = tmp_path / "dates.ndjson"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    fast_rows, fast_careful = _staged(path, fast=True)
+    slow_rows, _ = _staged(path, fast=False)
+    for i, (got, want) in enumerate(zip(fast_rows, slow_rows, strict=True)):
+        assert got == want, dates[i]
+    accepted = {r[0] for r in _fast_accepted(path)}
+    assert set(range(1, len(FAST_DATE_FORMS) + 1)) <= accepted  # every form itself takes the fast path
+    assert {r[4] for r in slow_rows[: len(FAST_DATE_FORMS)]} == {date(2022, 1, 31)}
+    assert len(accepted) == len(lines) - fast_careful and fast_careful > 0
