@@ -26,18 +26,29 @@ class Dialect:
     trunc: str  # a DATE column `{col}` truncated to `{grain}`, as a DATE
     quartiles: str  # the three quartiles of r.value, as an array
     text_collate: str  # byte order for text (PostgreSQL's default collation is not)
-    raw_sum: str  # the sum of raw values: DuckDB's compensated fsum gives the same bits whatever the threads
+    sum_fn: str  # the aggregate that adds raw values up (DuckDB's compensated fsum, PostgreSQL's sum)
+    raw_m2: str  # one pass: the sum of squared deviations of the raw values r.value of one key
 
     def param(self, name: str) -> str:
         """The placeholder of a named parameter."""
         return self.param_format.format(name=name)
 
 
-DUCKDB = Dialect("${name}", "CAST(date_trunc('{grain}', {col}) AS DATE)",
-                 "quantile_cont(r.value, [0.25, 0.5, 0.75])", "", "fsum")
+# DuckDB adds a key's rows up on several threads and combines their partial states in no fixed order:
+# sums are compensated (fsum: the correctly rounded sum whatever the order, but for an exact sum within a
+# tiny fraction of an ulp of a rounding boundary), and one-pass M2 comes from those sums, so a re-run gives
+# the same bits. PostgreSQL adds a key's rows up in one backend, in physical order: the same bits too.
+# Keys whose values spread too little for a one-pass M2 get an exact second pass (see _insert).
+DUCKDB = Dialect(
+    "${name}", "CAST(date_trunc('{grain}', {col}) AS DATE)", "quantile_cont(r.value, [0.25, 0.5, 0.75])", "",
+    "fsum", "fsum(r.value * r.value) - fsum(r.value) * fsum(r.value) / count(*)",
+)
 POSTGRES = Dialect("%({name})s", "date_trunc('{grain}', {col}::timestamp)::date",
                    "percentile_cont(ARRAY[0.25, 0.5, 0.75]::FLOAT8[]) WITHIN GROUP (ORDER BY r.value)",
-                   ' COLLATE "C"', "sum")
+                   ' COLLATE "C"', "sum", "coalesce(var_pop(r.value), 0) * count(*)")
+# A one-pass m2 below 1% of sum(x^2) (a spread under ~10% of the mean) is recomputed in two passes: one-pass
+# formulas lose about (mean / std)^2 ulps there. Columns of one aggregate row or part (n, s, m2, mn, mx).
+NARROW = "mn <> mx AND m2 < 0.01 * (m2 + s * s / n)"
 
 
 def periods(grain: str) -> str:
@@ -64,9 +75,25 @@ def _part(source: str, moments: str, sealed_at: str, q: str) -> str:
 
 
 def _raw_moments(d: Dialect) -> str:
-    """The moments of the raw rows `r` of one key."""
-    return f"""count(*) AS n, count(*) FILTER (WHERE r.value <> 0) AS nz, {d.raw_sum}(r.value) AS s,
-         coalesce(var_pop(r.value), 0) * count(*) AS m2, min(r.value) AS mn, max(r.value) AS mx"""
+    """The one-pass moments of the raw rows `r` of one key: n, nz, s, m2, mn, mx."""
+    return f"""count(*) AS n, count(*) FILTER (WHERE r.value <> 0) AS nz, {d.sum_fn}(r.value) AS s, {d.raw_m2} AS m2,
+         min(r.value) AS mn, max(r.value) AS mx"""
+
+
+def purged_moments(d: Dialect, now: str) -> str:
+    """The moments of each key of purge_candidates (rows of sealed_moments), M2 in two passes: exact."""
+    key = "measure_name, start_date, created_by, group1, group2, group3"
+    on_key = " AND ".join(f"c.{col} = k.{col}" for col in key.split(", "))
+    return f"""WITH k AS (
+  SELECT {key}, count(*) AS n, count(*) FILTER (WHERE value <> 0) AS nz, {d.sum_fn}(value) AS s,
+         min(value) AS mn, max(value) AS mx
+  FROM purge_candidates GROUP BY {key}
+)
+SELECT k.measure_name, k.start_date, k.created_by, k.group1, k.group2, k.group3, k.n, k.nz, k.s,
+       CASE WHEN k.mn = k.mx THEN 0 ELSE {d.sum_fn}((c.value - k.s / k.n) * (c.value - k.s / k.n)) END, k.mn, k.mx,
+       {now}
+FROM k JOIN purge_candidates c ON {on_key}
+GROUP BY k.measure_name, k.start_date, k.created_by, k.group1, k.group2, k.group3, k.n, k.nz, k.s, k.mn, k.mx"""
 
 
 _NO_MOMENTS = "0 AS n, 0 AS nz, NULL::FLOAT8 AS s, NULL::FLOAT8 AS m2, NULL::FLOAT8 AS mn, NULL::FLOAT8 AS mx"
@@ -116,8 +143,40 @@ window_quartiles AS (  -- day measures when some day is fresh (else raw_part has
 ),"""
 
 
-def _insert(grain: str, d: Dialect) -> str:
-    """The INSERT of one grain's window."""
+def _raw_part(raw_rows: str, raw_period: str, quartiles: str, d: Dialect, exact: bool) -> str:
+    """The CTEs ending in raw_part: each key's moments (and quartiles) from its raw rows in one pass, equal
+    values giving m2 = 0; when `exact`, keys whose values spread too little for a one-pass m2 get it from a
+    second pass around their mean (refresh_aggregates runs this only when the window has such keys)."""
+    first = f"""
+  SELECT {_part("r", _raw_moments(d), "NULL::TIMESTAMP", quartiles).format(period=raw_period)}
+  FROM {raw_rows}
+  GROUP BY 1, 2, 3, 4, 5, 6"""
+    equal_zero = f"SELECT {KEY}, n, nz, s, CASE WHEN mn = mx THEN 0 ELSE m2 END AS m2, mn, mx, sealed_at, q"
+    if not exact:
+        return f"""raw_first AS ({first}
+),
+raw_part AS ({equal_zero} FROM raw_first),"""
+    narrow_key = " AND ".join(f"{raw_period if c == 'period_start' else 'r.' + c} = k.{c}" for c in KEY.split(", "))
+    fixed_key = " AND ".join(f"w.{c} = p.{c}" for c in KEY.split(", "))
+    return f"""raw_first AS MATERIALIZED ({first}
+),
+narrow AS (SELECT {KEY}, s / n AS mean FROM raw_first WHERE {NARROW}),
+raw_part AS (
+  {equal_zero} FROM raw_first WHERE NOT ({NARROW})
+  UNION ALL
+  SELECT p.measure_name, p.period_start, p.created_by, p.group1, p.group2, p.group3, p.n, p.nz, p.s, w.m2,
+         p.mn, p.mx, p.sealed_at, p.q
+  FROM raw_first p JOIN (
+    SELECT k.measure_name, k.period_start, k.created_by, k.group1, k.group2, k.group3,
+           {d.sum_fn}((r.value - k.mean) * (r.value - k.mean)) AS m2
+    FROM {raw_rows} JOIN narrow k ON {narrow_key}
+    GROUP BY 1, 2, 3, 4, 5, 6
+  ) w ON {fixed_key}
+),"""
+
+
+def _insert(grain: str, d: Dialect, exact: bool) -> str:
+    """The INSERT of one grain's window (`exact`: see _raw_part)."""
     rolls = grain != "day"
     start, end = d.param("start"), d.param("end")
     period = d.trunc.replace("{grain}", grain) if rolls else "{col}"  # a day's raw rows start on the day
@@ -127,19 +186,15 @@ def _insert(grain: str, d: Dialect) -> str:
         sealed_filter = "AND NOT (e.rolled AND s.start_date IN (SELECT day FROM fresh_days))"
         rolled = "UNION ALL SELECT * FROM daily_part UNION ALL SELECT * FROM window_quartiles"
     else:
-        raw_rows = f"raw_measures r JOIN eligible e ON e.name = r.measure_name " \
-                   f"WHERE r.start_date >= {start} AND r.start_date < {end}"
-        quartiles, sealed_filter, rolled = f"{d.quartiles} FILTER (WHERE e.with_quartiles)", "", ""
+        raw_rows = f"""(SELECT r.*, e.with_quartiles FROM raw_measures r JOIN eligible e ON e.name = r.measure_name
+  WHERE r.start_date >= {start} AND r.start_date < {end}) r"""
+        quartiles, sealed_filter, rolled = f"{d.quartiles} FILTER (WHERE r.with_quartiles)", "", ""
     sealed = "s.count AS n, s.count_not_zero AS nz, s.sum AS s, s.m2, s.min AS mn, s.max AS mx"
     on_key = " AND ".join(f"f.{c} = t.{c}" for c in KEY.split(", "))
     return f"""
 INSERT INTO {AGGREGATE_TABLES[grain]} ({COLUMNS})
 WITH eligible AS ({eligible(grain)}),{_roll_up_ctes(grain, d) if rolls else ""}
-raw_part AS (
-  SELECT {_part("r", _raw_moments(d), "NULL::TIMESTAMP", quartiles).format(period=period.format(col="r.start_date"))}
-  FROM {raw_rows}
-  GROUP BY 1, 2, 3, 4, 5, 6
-),
+{_raw_part(raw_rows, period.format(col="r.start_date"), quartiles, d, exact)}
 sealed_part AS (
   SELECT {_part("s", sealed, "s.sealed_at", "NULL::FLOAT8[]").format(period=period.format(col="s.start_date"))}
   FROM sealed_moments s JOIN eligible e ON e.name = s.measure_name
@@ -165,12 +220,21 @@ FROM totals t
 LEFT JOIN frozen_quartiles f ON f.grain = '{grain}' AND {on_key}"""
 
 
-def refresh_aggregates(grain: str, d: Dialect) -> list[str]:
-    """Replace the window [start, end) of one grain's table: delete, insert, record partitions."""
+def narrow_rows(grain: str, d: Dialect) -> str:
+    """How many rows of the window [start, end) have values spread too little for a one-pass m2."""
+    return f"""SELECT count(*) FROM (
+  SELECT count AS n, sum AS s, m2, min AS mn, max AS mx FROM {AGGREGATE_TABLES[grain]}
+  WHERE period_start >= {d.param("start")} AND period_start < {d.param("end")}) a
+WHERE {NARROW}"""
+
+
+def refresh_aggregates(grain: str, d: Dialect, exact: bool = False) -> list[str]:
+    """Replace the window [start, end) of one grain's table: delete, insert, record partitions. `exact`
+    adds the second pass for narrow spreads: the refresh runs it again so when narrow_rows finds some."""
     table, start, end = AGGREGATE_TABLES[grain], d.param("start"), d.param("end")
     return [
         f"DELETE FROM {table} WHERE period_start >= {start} AND period_start < {end}",
-        _insert(grain, d),
+        _insert(grain, d, exact),
         f"DELETE FROM partition_materializations WHERE grain = '{grain}' "
         f"AND period_start >= {start} AND period_start < {end}",
         f"""INSERT INTO partition_materializations (grain, period_start, materialized_at, measures_digest)

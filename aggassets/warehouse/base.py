@@ -212,6 +212,9 @@ class Warehouse:
             params = {"start": start, "end": end, "now": utc_now()}  # after any writer lock
             for statement in self.sql.refresh_aggregates(grain):
                 self.execute(statement, params)
+            if int(self.fetch(self.sql.narrow_rows(grain), params).iloc[0, 0]):  # rare: the exact second pass
+                for statement in self.sql.refresh_aggregates(grain, exact=True):
+                    self.execute(statement, params)
         window = {"start": start, "end": end}
         summary = self.fetch(self.sql.window_summary(grain), window).iloc[0]
         preview = self.fetch(self.sql.window_preview(grain), window)

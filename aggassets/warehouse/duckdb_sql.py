@@ -115,9 +115,14 @@ INSERT_BATCH = """INSERT INTO intake_batches VALUES ($batch_id, $source, $sha256
   $received, $accepted, $rejected)"""
 
 
-def refresh_aggregates(grain: str) -> list[str]:
+def refresh_aggregates(grain: str, exact: bool = False) -> list[str]:
     """Replace the window [$start, $end) of one grain's table (aggregates_sql.py)."""
-    return aggregates_sql.refresh_aggregates(grain, aggregates_sql.DUCKDB)
+    return aggregates_sql.refresh_aggregates(grain, aggregates_sql.DUCKDB, exact)
+
+
+def narrow_rows(grain: str) -> str:
+    """Rows of the window whose m2 needs the exact second pass (aggregates_sql.py)."""
+    return aggregates_sql.narrow_rows(grain, aggregates_sql.DUCKDB)
 
 
 def window_summary(grain: str) -> str:
@@ -198,11 +203,8 @@ WHERE NOT EXISTS (SELECT 1 FROM frozen_quartiles f WHERE f.measure_name = t.meas
   AND f.grain = t.grain AND f.period_start = t.period_start AND f.created_by = t.created_by
   AND f.group1 = t.group1 AND f.group2 = t.group2 AND f.group3 = t.group3)
 GROUP BY ALL""",
-    """INSERT INTO sealed_moments
-SELECT measure_name, start_date, created_by, group1, group2, group3, count(*),
-       count(*) FILTER (WHERE value <> 0), fsum(value), coalesce(var_pop(value), 0) * count(*),
-       min(value), max(value), $now
-FROM purge_candidates GROUP BY measure_name, start_date, created_by, group1, group2, group3""",
+    f"""INSERT INTO sealed_moments
+{aggregates_sql.purged_moments(aggregates_sql.DUCKDB, "$now")}""",
     "DELETE FROM raw_measures WHERE seq IN (SELECT seq FROM purge_candidates)",
     "DELETE FROM inbox WHERE seq IN (SELECT seq FROM purge_candidates)",
     *[

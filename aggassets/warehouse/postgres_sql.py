@@ -118,9 +118,14 @@ def _key_match(left: str, right: str, columns: str = MEASURE_KEY) -> str:
     return " AND ".join(f"{left}.{c} = {right}.{c}" for c in columns.split(", "))
 
 
-def refresh_aggregates(grain: str) -> list[str]:
+def refresh_aggregates(grain: str, exact: bool = False) -> list[str]:
     """Replace the window [start, end) of one grain's table (aggregates_sql.py)."""
-    return aggregates_sql.refresh_aggregates(grain, aggregates_sql.POSTGRES)
+    return aggregates_sql.refresh_aggregates(grain, aggregates_sql.POSTGRES, exact)
+
+
+def narrow_rows(grain: str) -> str:
+    """Rows of the window whose m2 needs the exact second pass (aggregates_sql.py)."""
+    return aggregates_sql.narrow_rows(grain, aggregates_sql.POSTGRES)
 
 
 def window_summary(grain: str) -> str:
@@ -219,12 +224,9 @@ FROM targets t JOIN raw_measures r ON {_key_match("r", "t")}
   AND date_trunc(t.grain, r.start_date::timestamp)::date = t.period_start
 WHERE NOT EXISTS (SELECT 1 FROM frozen_quartiles f WHERE f.grain = t.grain AND {_key_match("f", "t", KEY)})
 GROUP BY {_TARGET_KEY}""",
-    """INSERT INTO sealed_moments (measure_name, start_date, created_by, group1, group2, group3, count,
+    f"""INSERT INTO sealed_moments (measure_name, start_date, created_by, group1, group2, group3, count,
   count_not_zero, sum, m2, min, max, sealed_at)
-SELECT measure_name, start_date, created_by, group1, group2, group3, count(*),
-       count(*) FILTER (WHERE value <> 0), sum(value), coalesce(var_pop(value), 0) * count(*),
-       min(value), max(value), %(now)s
-FROM purge_candidates GROUP BY measure_name, start_date, created_by, group1, group2, group3""",
+{aggregates_sql.purged_moments(aggregates_sql.POSTGRES, "%(now)s")}""",
     "DELETE FROM raw_measures WHERE seq IN (SELECT seq FROM purge_candidates)",
     "DELETE FROM inbox WHERE seq IN (SELECT seq FROM purge_candidates)",
     *[_purged_stamp(grain) for grain in AGGREGATE_TABLES],

@@ -1,9 +1,12 @@
 """Idempotent refreshes and the late-partition report."""
 
+import json
 import math
+import statistics
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -148,3 +151,35 @@ def test_duckdb_raw_sum_is_exact_and_stable_over_many_row_groups(tmp_path: Path)
         sums.append(wh.read_table("daily_aggregates")["sum"].tolist())
     assert sums == [[math.fsum(values)], [math.fsum(values)]]
     wh.close()
+
+
+def test_std_is_exact_and_stable_over_many_row_groups(warehouse: Warehouse, tmp_path: Path) -> None:
+    """Three keys of one day against Python's statistics.stdev (exact rational arithmetic): 250k values
+    around 1e6 with a wide spread (over two row groups: the same bits on a second refresh), values of a
+    narrow spread around 1e9 (relative spread 1e-6), and equal values (std exactly 0); then the week, from
+    that day's row and from a weekly measure's raw values of a narrow spread."""
+    wh = warehouse
+    wh.sync_definitions(DEFINITIONS)
+    rng = np.random.default_rng(3)
+    keys = {
+        "wide": (1e6 * rng.lognormal(0, 0.6, 250_000)).tolist(),
+        "narrow": (1e9 + rng.normal(0, 1e3, 2_000)).tolist(),
+        "equal": [0.1] * 500,
+    }
+    weekly = (1e9 + rng.normal(0, 1e3, 2_000)).tolist()  # an own-period measure of the week: its raw rows
+    ingest(wh, tmp_path, [measure("visits-daily", v, "2022-01-24", group1=k, group2="x")
+                          for k, values in keys.items() for v in values]
+           + [measure("latency-weekly", v, "2022-01-25") for v in weekly])
+    runs = []
+    for _ in range(2):
+        wh.refresh("day", date(2022, 1, 24), date(2022, 1, 25))
+        table = wh.read_table("daily_aggregates")
+        runs.append({json.loads(g): s for g, s in zip(table["group1"], table["std"], strict=True)})
+    assert runs[0]["equal"] == 0.0 and runs[0]["wide"] == runs[1]["wide"]
+    for key, values in keys.items():
+        assert runs[0][key] == pytest.approx(statistics.stdev(values), rel=1e-12, abs=0), key
+    wh.refresh("week", date(2022, 1, 24), date(2022, 1, 31))  # the narrow day rolls up; the weekly raw rows
+    week = wh.read_table("weekly_aggregates").set_index("measure_name")
+    assert week.loc["latency-weekly", "std"] == pytest.approx(statistics.stdev(weekly), rel=1e-12, abs=0)
+    rolled = week.loc[["visits-daily"]].set_index("group1")["std"]
+    assert rolled['"narrow"'] == pytest.approx(statistics.stdev(keys["narrow"]), rel=1e-12, abs=0)
