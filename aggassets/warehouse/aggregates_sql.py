@@ -213,7 +213,8 @@ totals AS (
 )
 SELECT t.measure_name, t.period_start, t.created_by, t.group1, t.group2, t.group3,
        t.n, t.nz, t.s, t.mn, t.mx, t.s / t.n,
-       CASE WHEN t.n > 1 THEN sqrt(greatest(t.m2, 0) / (t.n - 1)) ELSE 0 END, t.m2,
+       CASE WHEN t.mn < t.mx THEN sqrt(greatest(t.m2, 0) / (t.n - 1)) ELSE 0 END,  -- equal values: 0 after merges too
+       CASE WHEN t.mn < t.mx THEN t.m2 ELSE 0 END,
        coalesce(f.median, t.q[2]), coalesce(f.first_quartile, t.q[1]), coalesce(f.third_quartile, t.q[3]),
        t.purged, {d.param("now")}
 FROM totals t

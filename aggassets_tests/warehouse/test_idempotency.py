@@ -183,3 +183,15 @@ def test_std_is_exact_and_stable_over_many_row_groups(warehouse: Warehouse, tmp_
     assert week.loc["latency-weekly", "std"] == pytest.approx(statistics.stdev(weekly), rel=1e-12, abs=0)
     rolled = week.loc[["visits-daily"]].set_index("group1")["std"]
     assert rolled['"narrow"'] == pytest.approx(statistics.stdev(keys["narrow"]), rel=1e-12, abs=0)
+
+
+def test_equal_values_merged_over_days_have_std_zero(warehouse: Warehouse, tmp_path: Path) -> None:
+    """A week rolled up from days of the same value (0.1, whose sums do not divide back exactly) has std
+    and m2 exactly 0."""
+    warehouse.sync_definitions(DEFINITIONS)
+    counts = {"2022-01-24": 3, "2022-01-25": 7, "2022-01-27": 10}
+    ingest(warehouse, tmp_path, [measure("errors-daily", 0.1, day) for day, n in counts.items() for _ in range(n)])
+    warehouse.refresh("day", date(2022, 1, 24), date(2022, 1, 28))
+    warehouse.refresh("week", date(2022, 1, 24), date(2022, 1, 31))
+    week = warehouse.read_table("weekly_aggregates")
+    assert week[["count", "std", "m2"]].values.tolist() == [[20, 0.0, 0.0]]
