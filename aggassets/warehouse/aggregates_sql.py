@@ -37,8 +37,9 @@ class Dialect:
 # DuckDB adds a key's rows up on several threads and combines their partial states in no fixed order:
 # sums are compensated (fsum: the correctly rounded sum whatever the order, but for an exact sum within a
 # tiny fraction of an ulp of a rounding boundary), and one-pass M2 comes from those sums, so a re-run gives
-# the same bits. PostgreSQL adds a key's rows up in one backend, in physical order: the same bits too.
-# Keys whose values spread too little for a one-pass M2 get an exact second pass (see _insert).
+# the same bits. PostgreSQL adds a key's rows up in one backend, in physical order (no parallel workers
+# for an INSERT ... SELECT): the same bits too.
+# Keys whose values spread too little for a one-pass M2 get an exact second pass (see _raw_part).
 DUCKDB = Dialect(
     "${name}", "CAST(date_trunc('{grain}', {col}) AS DATE)", "quantile_cont(r.value, [0.25, 0.5, 0.75])", "",
     "fsum", "fsum(r.value * r.value) - fsum(r.value) * fsum(r.value) / count(*)",
