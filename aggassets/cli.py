@@ -53,8 +53,14 @@ def cmd_definitions_validate(args: argparse.Namespace) -> int:
         return 0
     catalog = load_measures(Path(args.definitions))
     experiments = load_experiments(Path(args.definitions) / "experiments")
-    _print({"folder": str(args.definitions), "valid": True, "measures": len(catalog.measures),
-            "experiments": sorted(experiments)})
+    _print(
+        {
+            "folder": str(args.definitions),
+            "valid": True,
+            "measures": len(catalog.measures),
+            "experiments": sorted(experiments),
+        }
+    )
     return 0
 
 
@@ -85,8 +91,10 @@ def cmd_measures_ingest(args: argparse.Namespace) -> int:
     paths = [Path(name) for name in args.files]
     with _open(args) as wh:
         shas = _new_contents(wh, paths, args.again)
-        results = [wh.ingest_file(path, catalog.measures, settings.partitions_start(), sha256=sha)
-                   for path, sha in zip(paths, shas, strict=True)]
+        results = [
+            wh.ingest_file(path, catalog.measures, settings.partitions_start(), sha256=sha)
+            for path, sha in zip(paths, shas, strict=True)
+        ]
     _print(intake_totals(results))
     return 0
 
@@ -134,8 +142,9 @@ def cmd_purge(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add(sub: argparse._SubParsersAction, name: str, func: Callable[[argparse.Namespace], int],
-         help_text: str) -> argparse.ArgumentParser:
+def _add(
+    sub: argparse._SubParsersAction, name: str, func: Callable[[argparse.Namespace], int], help_text: str
+) -> argparse.ArgumentParser:
     """A subcommand bound to `func`."""
     parser = sub.add_parser(name, help=help_text, description=help_text)
     parser.set_defaults(func=func)
@@ -152,10 +161,16 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line."""
     parser = _Parser(prog="aggassets", description=__doc__)
-    parser.add_argument("--warehouse", default=settings.warehouse_url(),
-                        help="warehouse URL (env AGGASSETS_WAREHOUSE; default the project's DuckDB file)")
-    parser.add_argument("--definitions", default=str(settings.definitions_dir()),
-                        help="catalog folder (env AGGASSETS_DEFINITIONS; default definitions/)")
+    parser.add_argument(
+        "--warehouse",
+        default=settings.warehouse_url(),
+        help="warehouse URL (env AGGASSETS_WAREHOUSE; default the project's DuckDB file)",
+    )
+    parser.add_argument(
+        "--definitions",
+        default=str(settings.definitions_dir()),
+        help="catalog folder (env AGGASSETS_DEFINITIONS; default definitions/)",
+    )
     groups = parser.add_subparsers(dest="command", required=True)
 
     definitions = groups.add_parser("definitions", help="the catalog").add_subparsers(required=True)
@@ -169,8 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--again", action="store_true", help="ingest files whose content was ingested already")
 
     events = groups.add_parser("events", help="experiment events").add_subparsers(required=True)
-    _add(events, "ingest", cmd_events_ingest, "ingest CSV, Parquet or NDJSON event files") \
-        .add_argument("files", nargs="+")
+    _add(events, "ingest", cmd_events_ingest, "ingest CSV, Parquet or NDJSON event files").add_argument(
+        "files", nargs="+"
+    )
 
     aggregates = groups.add_parser("aggregates", help="released aggregates").add_subparsers(required=True)
     query = _add(aggregates, "query", cmd_aggregates_query, "DACC restitution of one measure")
@@ -194,8 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_experiment_commands(groups: argparse._SubParsersAction) -> None:
     """`aggassets experiments ...` when the experiments package provides its commands."""
-    experiments = groups.add_parser("experiments", help="A/B experiment evaluation").add_subparsers(
-        required=True)
+    experiments = groups.add_parser("experiments", help="A/B experiment evaluation").add_subparsers(required=True)
     try:
         from aggassets.experiments.commands import add_experiment_commands
     except ImportError:

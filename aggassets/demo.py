@@ -32,18 +32,25 @@ VALUES = {
     "error-count-daily": "CASE WHEN r1 < 0.85 THEN 0 ELSE floor(-ln(1 - r2) * 4) END",
 }
 CHOICES = {
-    "device": ["desktop", "mobile", "tablet"], "slug": ["enedis", "grdf", "egl", "sfr", "orange", "free"],
-    "event_type": ["connection", "refresh", "deletion"], "status": ["success", "error"],
-    "sharing_type": ["file", "folder", "album"], "fluid_type": ["electricity", "gas", "water"],
-    "dwelling_type": ["house", "apartment"], "offer": ["free", "premium", "pro"],
-    "app": ["drive", "photos", "banks", "ecolyo"], "error_code": ["E401", "E500", "E504", "ETIMEOUT"],
+    "device": ["desktop", "mobile", "tablet"],
+    "slug": ["enedis", "grdf", "egl", "sfr", "orange", "free"],
+    "event_type": ["connection", "refresh", "deletion"],
+    "status": ["success", "error"],
+    "sharing_type": ["file", "folder", "album"],
+    "fluid_type": ["electricity", "gas", "water"],
+    "dwelling_type": ["house", "apartment"],
+    "offer": ["free", "premium", "pro"],
+    "app": ["drive", "photos", "banks", "ecolyo"],
+    "error_code": ["E401", "E500", "E504", "ETIMEOUT"],
 }
 PER_PERIOD = {"day": 2100, "week": 500, "month": 2000}
 MALFORMED = [
-    "{not json", '{"measureName": "connection-count-daily", "value": NaN, "startDate": "%s", '
-    '"group1": {"device": "mobile"}}', '{"measureName": "unknown-measure", "value": 1, "startDate": "%s"}',
+    "{not json",
+    '{"measureName": "connection-count-daily", "value": NaN, "startDate": "%s", "group1": {"device": "mobile"}}',
+    '{"measureName": "unknown-measure", "value": 1, "startDate": "%s"}',
     '{"measureName": "connection-count-daily", "value": 1, "startDate": "yesterday", "group1": {"device": "x"}}',
-    '{"measureName": "connection-count-daily", "value": 2, "startDate": "%s"}', '[1, 2, 3]',
+    '{"measureName": "connection-count-daily", "value": 2, "startDate": "%s"}',
+    "[1, 2, 3]",
     '{"measureName": "konnector-event-daily", "value": "abc", "startDate": "%s", "group1": {"slug": "egl"}}',
 ]
 
@@ -52,8 +59,11 @@ def _measure_sql(m: MeasureDefinition, first: date, last: date, per_period: dict
     """SELECT of one measure's JSON payloads, one row per generated measure."""
     step = {"day": "1 DAY", "week": "7 DAY", "month": "1 MONTH"}[m.aggregation_period]
     trunc = f"date_trunc('{m.aggregation_period}', DATE '{first}')"
-    parts = [f"'measureName', '{m.name}'", f"'value', {VALUES.get(m.name, 'r1')}",
-             "'startDate', strftime(p + INTERVAL (floor(r2 * 20)) HOUR, '%Y-%m-%dT%H:%M:%SZ')"]
+    parts = [
+        f"'measureName', '{m.name}'",
+        f"'value', {VALUES.get(m.name, 'r1')}",
+        "'startDate', strftime(p + INTERVAL (floor(r2 * 20)) HOUR, '%Y-%m-%dT%H:%M:%SZ')",
+    ]
     if m.created_by:
         parts.append(f"'createdBy', CASE WHEN r3 < 0.9 THEN '{m.created_by}' ELSE 'cozy-home' END")
     for i, key in enumerate(m.group_keys(), start=1):
@@ -82,7 +92,7 @@ def generate(
     query = " UNION ALL ".join(_measure_sql(m, first, last, per_period) for m in catalog.measures)
     con.execute(f"COPY ({query}) TO '{main}' (FORMAT csv, HEADER false, QUOTE '', ESCAPE '', DELIMITER '\x1e')")
     late_rows = con.execute(f"""
-        SELECT payload FROM ({_measure_sql(catalog.get('connection-count-daily'), last - timedelta(days=2), last)})
+        SELECT payload FROM ({_measure_sql(catalog.get("connection-count-daily"), last - timedelta(days=2), last)})
         USING SAMPLE 300 ROWS (reservoir, 7)""").fetchall()
     lines = [r[0] for r in late_rows]
     lines += [t % last.isoformat() if "%s" in t else t for t in MALFORMED for _ in range(20)]
@@ -97,12 +107,19 @@ def summary(url: str, first: date, last: date) -> dict[str, object]:
         received, accepted, rejected = wh.loss_counts()
         out |= {"received": received, "accepted": accepted, "rejected": rejected}
         out["rejected_by_reason"] = wh.rejected_window_counts(date(2000, 1, 1), date(2999, 1, 1))
-        for grain, table in (("day", "daily_aggregates"), ("week", "weekly_aggregates"),
-                             ("month", "monthly_aggregates")):
+        for grain, table in (
+            ("day", "daily_aggregates"),
+            ("week", "weekly_aggregates"),
+            ("month", "monthly_aggregates"),
+        ):
             s = wh.fetch(wh.sql.window_summary(grain), {"start": date(2000, 1, 1), "end": date(2999, 1, 1)}).iloc[0]
             parts = wh.fetch(f"SELECT count(DISTINCT period_start) FROM {table}").iloc[0, 0]
-            out[table] = {"partitions": int(parts), "rows": int(s["rows"]), "released": int(s["released"] or 0),
-                          "suppressed": int(s["suppressed"] or 0)}
+            out[table] = {
+                "partitions": int(parts),
+                "rows": int(s["rows"]),
+                "released": int(s["released"] or 0),
+                "suppressed": int(s["suppressed"] or 0),
+            }
     return out
 
 
@@ -157,31 +174,39 @@ def experiment_lines(metrics: pd.DataFrame, control: str) -> list[str]:
             lines.append(f"{r['metric_name']} [{r['exp_variant_id']}]: {r['reason']}")
             continue
         verdict = "significant" if r["p_value"] < 1 - r["confidence_level"] else "not significant"
-        lines.append(f"{r['metric_name']} [{r['exp_variant_id']}]: {100 * r['diff']:+.2f} % "
-                     f"(± {100 * r['confidence_interval']:.2f} %), p = {r['p_value']:.4f}, {verdict}")
+        lines.append(
+            f"{r['metric_name']} [{r['exp_variant_id']}]: {100 * r['diff']:+.2f} % "
+            f"(± {100 * r['confidence_interval']:.2f} %), p = {r['p_value']:.4f}, {verdict}"
+        )
     return lines
 
 
 def render(result: dict[str, object]) -> str:
     """The summary as readable text."""
-    lines = [f"aggassets demo: {result['window']} ({result['seconds']} s)",
-             f"  measures defined: {result['measures']}",
-             f"  received {result['received']:,}  accepted {result['accepted']:,}  rejected {result['rejected']:,}",
-             "  rejected by reason: " + json.dumps(result["rejected_by_reason"]),
-             f"  {'table':<20}{'partitions':>11}{'rows':>9}{'released':>10}{'suppressed':>12}"]
+    lines = [
+        f"aggassets demo: {result['window']} ({result['seconds']} s)",
+        f"  measures defined: {result['measures']}",
+        f"  received {result['received']:,}  accepted {result['accepted']:,}  rejected {result['rejected']:,}",
+        "  rejected by reason: " + json.dumps(result["rejected_by_reason"]),
+        f"  {'table':<20}{'partitions':>11}{'rows':>9}{'released':>10}{'suppressed':>12}",
+    ]
     for table in ("daily_aggregates", "weekly_aggregates", "monthly_aggregates"):
         t = result[table]
         assert isinstance(t, dict)
         lines.append(f"  {table:<20}{t['partitions']:>11}{t['rows']:>9}{t['released']:>10}{t['suppressed']:>12}")
     events = result.get("events")
     if isinstance(events, dict):
-        lines.append(f"  events: received {events['received']:,}  accepted {events['accepted']:,}  rejected "
-                     f"{events['rejected']:,}  by reason {json.dumps(events['rejected_by_reason'])}")
+        lines.append(
+            f"  events: received {events['received']:,}  accepted {events['accepted']:,}  rejected "
+            f"{events['rejected']:,}  by reason {json.dumps(events['rejected_by_reason'])}"
+        )
     for exp_id, rows in dict(result.get("experiments") or {}).items():  # type: ignore[call-overload]
         lines.append(f"  experiment {exp_id}:")
         lines += [f"    {row}" for row in rows]
-    lines.append("Next: `make ui` to browse the runs, or `aggassets aggregates query --measure "
-                 "connection-count-daily --start YYYY-MM-DD --end YYYY-MM-DD`.")
+    lines.append(
+        "Next: `make ui` to browse the runs, or `aggassets aggregates query --measure "
+        "connection-count-daily --start YYYY-MM-DD --end YYYY-MM-DD`."
+    )
     return "\n".join(lines)
 
 

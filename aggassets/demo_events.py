@@ -34,12 +34,25 @@ import pyarrow.parquet as pq
 from aggassets import settings
 from aggassets.experiments.definition import ExperimentDefinition, load_experiment
 
-MALFORMED_REASONS = {"missing_unit_id": 2, "bad_count": 2, "bad_date": 1, "bad_goal": 1, "bad_value": 1,
-                     "bad_unit_type": 1, "invalid_json": 1, "missing_exp_variant_id": 1}
+MALFORMED_REASONS = {
+    "missing_unit_id": 2,
+    "bad_count": 2,
+    "bad_date": 1,
+    "bad_goal": 1,
+    "bad_value": 1,
+    "bad_unit_type": 1,
+    "invalid_json": 1,
+    "missing_exp_variant_id": 1,
+}
 COUNTRIES = (["FR", "DE", "US", "GB", "CZ"], [0.35, 0.25, 0.20, 0.10, 0.10])
 PRODUCTS = {  # product: (price text, share of views)
-    "shoe-running": ("120", 0.2), "shoe-trail": ("89.90", 0.15), "shoelace": ("4.5", 0.05), "shirt": ("35", 0.2),
-    "watch": ("250", 0.1), "sock": ("9.99", 0.15), "gift-card": ("50", 0.15),
+    "shoe-running": ("120", 0.2),
+    "shoe-trail": ("89.90", 0.15),
+    "shoelace": ("4.5", 0.05),
+    "shirt": ("35", 0.2),
+    "watch": ("250", 0.1),
+    "sock": ("9.99", 0.15),
+    "gift-card": ("50", 0.15),
 }
 
 
@@ -56,17 +69,26 @@ class _Units:
         days = int((self.last - self.first) / np.timedelta64(1, "D")) + 1
         self.start = self.first + (days * rng.random(n) ** 1.5).astype(int)
 
-    def events(self, units: np.ndarray, goal: str, value: np.ndarray | None = None, exposure: bool = False,
-               dims: dict[str, np.ndarray] | None = None) -> pa.Table:
+    def events(
+        self,
+        units: np.ndarray,
+        goal: str,
+        value: np.ndarray | None = None,
+        exposure: bool = False,
+        dims: dict[str, np.ndarray] | None = None,
+    ) -> pa.Table:
         """One event per entry of `units` (indices), dated on the unit's first day or a later day."""
         start = self.start[units]
         span = ((self.last - start) / np.timedelta64(1, "D")).astype(int) + 1
         day = start if exposure else start + (self.rng.random(len(units)) * span).astype(int)
         ids = pc.binary_join_element_wise(self.prefix, pa.array(units).cast(pa.string()), "")
         columns = {
-            "date": pa.array(day, pa.date32()), "exp_id": pa.repeat(self.exp.id, len(units)),
+            "date": pa.array(day, pa.date32()),
+            "exp_id": pa.repeat(self.exp.id, len(units)),
             "exp_variant_id": pa.array(np.array(self.variants, dtype=object)[self.variant[units]], pa.string()),
-            "unit_type": pa.repeat(self.exp.unit_type, len(units)), "unit_id": ids, "goal": pa.repeat(goal, len(units)),
+            "unit_type": pa.repeat(self.exp.unit_type, len(units)),
+            "unit_id": ids,
+            "goal": pa.repeat(goal, len(units)),
             "count": pa.array(np.ones(len(units), np.int64)),
             "value": pa.array(np.zeros(len(units)) if value is None else np.round(value, 2)),
         }
@@ -89,8 +111,9 @@ def checkout(exp: ExperimentDefinition, rng: np.random.Generator, n: int) -> pa.
     """checkout-button-conversion: green-button buys 10% more often."""
     units = _Units(rng, exp, n, "cb-")
     p = np.where(np.array(units.variants)[units.variant] == "green-button", 0.110, 0.100)
-    return pa.concat_tables([units.events(np.arange(n), "exposure", exposure=True),
-                             _purchases(units, p, 0.6, np.ones(len(units.variants)))])
+    return pa.concat_tables(
+        [units.events(np.arange(n), "exposure", exposure=True), _purchases(units, p, 0.6, np.ones(len(units.variants)))]
+    )
 
 
 def recommendations(exp: ExperimentDefinition, rng: np.random.Generator, n: int) -> pa.Table:
@@ -99,11 +122,15 @@ def recommendations(exp: ExperimentDefinition, rng: np.random.Generator, n: int)
     views = units.repeat(rng.poisson(2.0, n))
     clicks = views[rng.random(len(views)) < 0.12]
     scale = np.array([1.05 if v == "b" else 1.0 for v in units.variants])
-    return pa.concat_tables([
-        units.events(np.arange(n), "exposure", exposure=True),
-        units.events(np.flatnonzero(rng.random(n) < 0.003), "inconsistent_exposure", exposure=True),
-        units.events(views, "view"), units.events(clicks, "click"), _purchases(units, np.full(n, 0.40), 0.4, scale),
-    ])
+    return pa.concat_tables(
+        [
+            units.events(np.arange(n), "exposure", exposure=True),
+            units.events(np.flatnonzero(rng.random(n) < 0.003), "inconsistent_exposure", exposure=True),
+            units.events(views, "view"),
+            units.events(clicks, "click"),
+            _purchases(units, np.full(n, 0.40), 0.4, scale),
+        ]
+    )
 
 
 def product_page(exp: ExperimentDefinition, rng: np.random.Generator, n: int) -> pa.Table:
@@ -123,22 +150,36 @@ def product_page(exp: ExperimentDefinition, rng: np.random.Generator, n: int) ->
     element = np.where(u < p_buy, "buy-button", np.where(u < p_buy + 0.05, "image", "wishlist"))[clicked]
     buyers = units.repeat((rng.random(n) < 0.08).astype(int))
     bought = rng.choice(len(names), len(buyers), p=[s for _, s in PRODUCTS.values()])
-    return pa.concat_tables([
-        units.events(np.arange(n), "exposure", exposure=True, dims={"country": country}),
-        units.events(views, "view", dims={"country": country[views], "product": names[product],
-                                           "price": prices[product]}),
-        units.events(views[clicked], "click", dims={"country": country[views][clicked], "element": element,
-                                                    "product": names[product][clicked]}),
-        units.events(buyers, "purchase", prices[bought].astype(float), dims={"country": country[buyers],
-                                                                             "product": names[bought]}),
-    ], promote_options="default")
+    return pa.concat_tables(
+        [
+            units.events(np.arange(n), "exposure", exposure=True, dims={"country": country}),
+            units.events(
+                views, "view", dims={"country": country[views], "product": names[product], "price": prices[product]}
+            ),
+            units.events(
+                views[clicked],
+                "click",
+                dims={"country": country[views][clicked], "element": element, "product": names[product][clicked]},
+            ),
+            units.events(
+                buyers,
+                "purchase",
+                prices[bought].astype(float),
+                dims={"country": country[buyers], "product": names[bought]},
+            ),
+        ],
+        promote_options="default",
+    )
 
 
 def _malformed_csv(exp_id: str) -> list[str]:
     """CSV rows rejected at intake: bad_date, missing_unit_id, bad_count, bad_goal."""
-    return [f"2026-10-32,{exp_id},control,user,cb-x1,exposure,1,0", f"2026-10-06,{exp_id},control,user,,exposure,1,0",
-            f"2026-10-06,{exp_id},control,user,cb-x3,purchase,-1,10",
-            f"2026-10-06,{exp_id},control,user,cb-x4,add-to-cart,1,0"]
+    return [
+        f"2026-10-32,{exp_id},control,user,cb-x1,exposure,1,0",
+        f"2026-10-06,{exp_id},control,user,,exposure,1,0",
+        f"2026-10-06,{exp_id},control,user,cb-x3,purchase,-1,10",
+        f"2026-10-06,{exp_id},control,user,cb-x4,add-to-cart,1,0",
+    ]
 
 
 def _malformed_parquet(table: pa.Table) -> pa.Table:
@@ -150,26 +191,40 @@ def _malformed_parquet(table: pa.Table) -> pa.Table:
 
 def _malformed_json(exp_id: str) -> list[str]:
     """NDJSON lines rejected at intake: invalid_json, bad_count, missing_exp_variant_id."""
-    base = (f'"date": "2026-11-03", "exp_id": "{exp_id}", "unit_type": "user", "unit_id": "pp-x", '
-            '"goal": "view", "country": "FR"')
-    return ['{"date": "2026-11-03", "exp_id": ', f'{{{base}, "exp_variant_id": "old-layout", "count": 1.5}}',
-            f'{{{base}, "exp_variant_id": ""}}']
+    base = (
+        f'"date": "2026-11-03", "exp_id": "{exp_id}", "unit_type": "user", "unit_id": "pp-x", '
+        '"goal": "view", "country": "FR"'
+    )
+    return [
+        '{"date": "2026-11-03", "exp_id": ',
+        f'{{{base}, "exp_variant_id": "old-layout", "count": 1.5}}',
+        f'{{{base}, "exp_variant_id": ""}}',
+    ]
 
 
-def generate_events(folder: Path, seed: int = 7, scale: float = 1.0,
-                    definitions_dir: Path | None = None) -> list[Path]:
+def generate_events(folder: Path, seed: int = 7, scale: float = 1.0, definitions_dir: Path | None = None) -> list[Path]:
     """Write the demo events: one CSV, one Parquet and one NDJSON file (see the module docstring)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     experiments = Path(definitions_dir or settings.definitions_dir()) / "experiments"
-    exp = {name: load_experiment(experiments / f"{name}.json") for name in
-           ("checkout-button-conversion", "recommendations-three-way", "product-page-layout")}
+    exp = {
+        name: load_experiment(experiments / f"{name}.json")
+        for name in ("checkout-button-conversion", "recommendations-three-way", "product-page-layout")
+    }
     rng = np.random.default_rng(seed)
-    size = {name: max(20, round(n * scale)) for name, n in
-            (("checkout-button-conversion", 40_000), ("recommendations-three-way", 80_000),
-             ("product-page-layout", 30_000))}
-    paths = [folder / "checkout-button-conversion.csv", folder / "recommendations-three-way.parquet",
-             folder / "product-page-layout.ndjson"]
+    size = {
+        name: max(20, round(n * scale))
+        for name, n in (
+            ("checkout-button-conversion", 40_000),
+            ("recommendations-three-way", 80_000),
+            ("product-page-layout", 30_000),
+        )
+    }
+    paths = [
+        folder / "checkout-button-conversion.csv",
+        folder / "recommendations-three-way.parquet",
+        folder / "product-page-layout.ndjson",
+    ]
     checkout_events = checkout(exp["checkout-button-conversion"], rng, size["checkout-button-conversion"])
     pa_csv.write_csv(checkout_events, paths[0], pa_csv.WriteOptions(quoting_style="needed"))
     _append(paths[0], _malformed_csv("checkout-button-conversion"))
@@ -188,4 +243,3 @@ def _append(path: Path, lines: Sequence[str]) -> None:
     """Append raw text lines to a file."""
     with open(path, "a", encoding="utf-8") as fh:
         fh.write("".join(line + "\n" for line in lines))
-

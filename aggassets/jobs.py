@@ -11,15 +11,21 @@ from aggassets.settings import partitions_start
 from aggassets.sources.inbox import process_file
 
 daily_refresh_job = define_asset_job(
-    "daily_refresh_job", selection=["raw_measures", "daily_aggregates"], partitions_def=daily_partitions,
+    "daily_refresh_job",
+    selection=["raw_measures", "daily_aggregates"],
+    partitions_def=daily_partitions,
     description="Refresh raw measures and daily aggregates for daily partitions.",
 )
 weekly_refresh_job = define_asset_job(
-    "weekly_refresh_job", selection=["weekly_aggregates"], partitions_def=weekly_partitions,
+    "weekly_refresh_job",
+    selection=["weekly_aggregates"],
+    partitions_def=weekly_partitions,
     description="Refresh weekly (Monday) aggregates for weekly partitions.",
 )
 monthly_refresh_job = define_asset_job(
-    "monthly_refresh_job", selection=["monthly_aggregates"], partitions_def=monthly_partitions,
+    "monthly_refresh_job",
+    selection=["monthly_aggregates"],
+    partitions_def=monthly_partitions,
     description="Refresh monthly aggregates for monthly partitions.",
 )
 REFRESH_JOBS = {"day": daily_refresh_job, "week": weekly_refresh_job, "month": monthly_refresh_job}
@@ -81,7 +87,8 @@ def ingest_inbox_job() -> None:
 def build_experiment_job(partitions: PartitionsDefinition) -> Any:  # an unresolved asset job
     """Goals then evaluation of one experiment (a partition), with `as_of` on experiment_goals."""
     return define_asset_job(
-        "experiment_evaluation_job", selection=["experiment_goals", "experiment_evaluations"],
+        "experiment_evaluation_job",
+        selection=["experiment_goals", "experiment_evaluations"],
         partitions_def=partitions,
         description="Aggregate an experiment's goals from events and evaluate them (history kept per date).",
     )

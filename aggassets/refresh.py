@@ -49,10 +49,12 @@ def refresh_range(start: date, end: date, warehouse_url: str, definitions_dir: s
             report.append({"grain": grain, "partitions": 0, "skipped": "no complete partition in range"})
             continue
         tags = {"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]}
-        result = materialize(MEASURE_ASSETS, selection=selection, resources=resources, tags=tags,
-                             instance=instance, raise_on_error=False)
+        result = materialize(
+            MEASURE_ASSETS, selection=selection, resources=resources, tags=tags, instance=instance, raise_on_error=False
+        )
         if not result.success:
             raise AggassetsError(f"{grain} refresh failed (run {result.run_id}); see the Dagster logs")
-        report.append({"grain": grain, "partitions": len(keys), "first": keys[0], "last": keys[-1],
-                       "run_id": result.run_id})
+        report.append(
+            {"grain": grain, "partitions": len(keys), "first": keys[0], "last": keys[-1], "run_id": result.run_id}
+        )
     return report

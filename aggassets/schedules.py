@@ -17,21 +17,34 @@ from aggassets.jobs import daily_refresh_job, monthly_refresh_job, purge_job, we
 from aggassets.resources import CatalogResource
 
 daily_refresh_schedule = build_schedule_from_partitioned_job(
-    daily_refresh_job, name="daily_refresh_schedule", hour_of_day=0, minute_of_hour=30,
+    daily_refresh_job,
+    name="daily_refresh_schedule",
+    hour_of_day=0,
+    minute_of_hour=30,
     description="Every day at 00:30 UTC: raw measures and daily aggregates of the day that just ended.",
 )
 weekly_refresh_schedule = build_schedule_from_partitioned_job(
-    weekly_refresh_job, name="weekly_refresh_schedule", hour_of_day=1, minute_of_hour=0,
+    weekly_refresh_job,
+    name="weekly_refresh_schedule",
+    hour_of_day=1,
+    minute_of_hour=0,
     description="Every Monday at 01:00 UTC: weekly aggregates of the week (Monday-Sunday) that just ended.",
 )
 monthly_refresh_schedule = build_schedule_from_partitioned_job(
-    monthly_refresh_job, name="monthly_refresh_schedule", hour_of_day=1, minute_of_hour=30,
+    monthly_refresh_job,
+    name="monthly_refresh_schedule",
+    hour_of_day=1,
+    minute_of_hour=30,
     description="On the 1st of every month at 01:30 UTC: monthly aggregates of the month that just ended.",
 )
 
 
-@schedule(job=purge_job, cron_schedule="0 3 * * *", execution_timezone="UTC",
-          description="Every day at 03:00 UTC: purge raw measures older than 90 days into sealed moments.")
+@schedule(
+    job=purge_job,
+    cron_schedule="0 3 * * *",
+    execution_timezone="UTC",
+    description="Every day at 03:00 UTC: purge raw measures older than 90 days into sealed moments.",
+)
 def purge_schedule(context: ScheduleEvaluationContext) -> RunRequest:
     """Every day at 03:00 UTC: purge raw measures older than 90 days into sealed moments."""
     day = context.scheduled_execution_time.strftime("%Y-%m-%d")
@@ -67,9 +80,14 @@ def experiment_run_requests(experiments: dict[str, ExperimentDefinition], today:
 def build_experiment_schedule(job: Any) -> ScheduleDefinition:
     """The daily evaluation schedule of the experiment job."""
 
-    @schedule(job=job, cron_schedule="0 2 * * *", execution_timezone="UTC", name="experiment_evaluation_schedule",
-              description="Every day at 02:00 UTC: evaluate every running experiment (date_from <= today <= "
-              "date_to + 1) on the day that just ended (on its first day: date_from).")
+    @schedule(
+        job=job,
+        cron_schedule="0 2 * * *",
+        execution_timezone="UTC",
+        name="experiment_evaluation_schedule",
+        description="Every day at 02:00 UTC: evaluate every running experiment (date_from <= today <= "
+        "date_to + 1) on the day that just ended (on its first day: date_from).",
+    )
     def experiment_evaluation_schedule(
         context: ScheduleEvaluationContext, catalog: CatalogResource
     ) -> list[RunRequest] | SkipReason:

@@ -8,8 +8,11 @@ from aggassets.settings import inbox_dir
 from aggassets.sources.inbox import pending_files
 
 
-@sensor(job=ingest_inbox_job, minimum_interval_seconds=30,
-        description="Every 30 s: each new file in the inbox folder (AGGASSETS_INBOX) gets one ingest run.")
+@sensor(
+    job=ingest_inbox_job,
+    minimum_interval_seconds=30,
+    description="Every 30 s: each new file in the inbox folder (AGGASSETS_INBOX) gets one ingest run.",
+)
 def inbox_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
     """Every 30 s: each new file in the inbox folder (AGGASSETS_INBOX) gets one ingest run."""
     files = pending_files(inbox_dir())
@@ -18,27 +21,31 @@ def inbox_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
     requests = []
     for path in files:
         stat = path.stat()
-        requests.append(RunRequest(
-            run_key=f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}",
-            run_config={"ops": {"ingest_inbox_files": {"config": {"files": [str(path)]}}}},
-        ))
+        requests.append(
+            RunRequest(
+                run_key=f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}",
+                run_config={"ops": {"ingest_inbox_files": {"config": {"files": [str(path)]}}}},
+            )
+        )
     return SensorResult(run_requests=requests)
 
 
 def late_run_requests(late: list[tuple[str, str, str]]) -> list[RunRequest]:
     """One run per (grain, partition) that received measures after its last materialization."""
     return [
-        RunRequest(job_name=REFRESH_JOBS[grain].name, partition_key=period,
-                   run_key=f"late:{grain}:{period}:{last_received}")
+        RunRequest(
+            job_name=REFRESH_JOBS[grain].name, partition_key=period, run_key=f"late:{grain}:{period}:{last_received}"
+        )
         for grain, period, last_received in late
     ]
 
 
-@sensor(jobs=list(REFRESH_JOBS.values()), minimum_interval_seconds=300,
-        description="Every 5 min: re-materialize exactly the partitions (and roll-ups) that got late measures.")
-def late_measures_sensor(
-    context: SensorEvaluationContext, warehouse: WarehouseResource
-) -> SensorResult | SkipReason:
+@sensor(
+    jobs=list(REFRESH_JOBS.values()),
+    minimum_interval_seconds=300,
+    description="Every 5 min: re-materialize exactly the partitions (and roll-ups) that got late measures.",
+)
+def late_measures_sensor(context: SensorEvaluationContext, warehouse: WarehouseResource) -> SensorResult | SkipReason:
     """Every 5 min: re-materialize exactly the partitions (and roll-ups) that got late measures."""
     try:
         with warehouse.open() as wh:

@@ -21,8 +21,10 @@ def make_measures(first: date, days: int, per_day: int, seed: int = 1) -> list[d
         for name, key in (("connection-count-daily", "device"), ("session-duration-daily", "device")):
             values = rng.integers(0, 20, per_day) if name.startswith("conn") else rng.lognormal(4, 1, per_day)
             devices = rng.choice(["desktop", "mobile"], per_day)
-            rows += [{"measureName": name, "value": float(v), "startDate": day, "group1": {key: str(g)}}
-                     for v, g in zip(values, devices, strict=True)]
+            rows += [
+                {"measureName": name, "value": float(v), "startDate": day, "group1": {key: str(g)}}
+                for v, g in zip(values, devices, strict=True)
+            ]
     return rows
 
 

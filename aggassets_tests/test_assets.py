@@ -16,10 +16,16 @@ from aggassets.settings import partitions_start
 from aggassets.warehouse import open_warehouse
 from aggassets_tests.helpers import DEFINITIONS, make_measures, write_ndjson
 
-RANGE = {"day": ("2025-03-03", "2025-03-16"), "week": ("2025-03-03", "2025-03-10"),
-         "month": ("2025-03-01", "2025-03-01")}
-SELECTION = {"day": ["raw_measures", "daily_aggregates"], "week": ["weekly_aggregates"],
-             "month": ["monthly_aggregates"]}
+RANGE = {
+    "day": ("2025-03-03", "2025-03-16"),
+    "week": ("2025-03-03", "2025-03-10"),
+    "month": ("2025-03-01", "2025-03-01"),
+}
+SELECTION = {
+    "day": ["raw_measures", "daily_aggregates"],
+    "week": ["weekly_aggregates"],
+    "month": ["monthly_aggregates"],
+}
 
 
 @pytest.fixture
@@ -41,20 +47,27 @@ def run_all(url: str, instance: DagsterInstance) -> list[bool]:
     passed: list[bool] = []
     for grain, (first, last) in RANGE.items():
         tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
-        result = materialize(MEASURE_ASSETS, selection=SELECTION[grain], resources=resources, tags=tags,
-                             instance=instance)
+        result = materialize(
+            MEASURE_ASSETS, selection=SELECTION[grain], resources=resources, tags=tags, instance=instance
+        )
         assert result.success
-        passed += [e.event_specific_data.passed  # type: ignore[union-attr]
-                   for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+        passed += [
+            e.event_specific_data.passed  # type: ignore[union-attr]
+            for e in result.all_events
+            if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        ]
     return passed
 
 
 def tables(url: str) -> dict[str, pd.DataFrame]:
     """Every aggregate table, sorted, without the computation time."""
     with open_warehouse(url) as wh:
-        return {t: wh.read_table(t, "measure_name, period_start, created_by, group1")
-                .drop(columns="computed_at").reset_index(drop=True)
-                for t in ("daily_aggregates", "weekly_aggregates", "monthly_aggregates")}
+        return {
+            t: wh.read_table(t, "measure_name, period_start, created_by, group1")
+            .drop(columns="computed_at")
+            .reset_index(drop=True)
+            for t in ("daily_aggregates", "weekly_aggregates", "monthly_aggregates")
+        }
 
 
 def test_materialize_all_grains_checks_pass_and_match_numpy(url: str) -> None:
@@ -63,12 +76,16 @@ def test_materialize_all_grains_checks_pass_and_match_numpy(url: str) -> None:
     assert passed and all(passed)
     assert len(passed) == 1 + 3 * 5
     rows = make_measures(date(2025, 3, 3), 14, 40)
-    frame = pd.DataFrame([{"m": r["measureName"], "v": r["value"], "d": r["startDate"],
-                           "g": r["group1"]["device"]} for r in rows])
+    frame = pd.DataFrame(
+        [{"m": r["measureName"], "v": r["value"], "d": r["startDate"], "g": r["group1"]["device"]} for r in rows]
+    )
     weekly = tables(url)["weekly_aggregates"]
     sel = frame[(frame.m == "session-duration-daily") & (frame.g == "mobile") & (frame.d < "2025-03-10")].v.to_numpy()
-    row = weekly[(weekly.measure_name == "session-duration-daily") & (weekly.group1 == '"mobile"')
-                 & (weekly.period_start == pd.Timestamp("2025-03-03"))].iloc[0]
+    row = weekly[
+        (weekly.measure_name == "session-duration-daily")
+        & (weekly.group1 == '"mobile"')
+        & (weekly.period_start == pd.Timestamp("2025-03-03"))
+    ].iloc[0]
     assert row["count"] == len(sel)
     assert row["std"] == pytest.approx(np.std(sel, ddof=1), rel=1e-12)
     assert row["median"] == pytest.approx(np.median(sel), rel=1e-12)
@@ -88,17 +105,28 @@ def test_materializing_twice_gives_identical_tables(url: str) -> None:
 def test_late_measures_sensor_requests_exactly_the_late_partitions(url: str, tmp_path: Path) -> None:
     with DagsterInstance.ephemeral() as instance:
         run_all(url, instance)
-    late = write_ndjson(tmp_path / "late.ndjson", [
-        {"measureName": "connection-count-daily", "value": 3, "startDate": "2025-03-12", "group1": {"device": "tv"}},
-    ])
+    late = write_ndjson(
+        tmp_path / "late.ndjson",
+        [
+            {
+                "measureName": "connection-count-daily",
+                "value": 3,
+                "startDate": "2025-03-12",
+                "group1": {"device": "tv"},
+            },
+        ],
+    )
     catalog = load_measures(DEFINITIONS)
     with open_warehouse(url) as wh:
         wh.ingest_file(late, catalog.measures, partitions_start())
     context = build_sensor_context(resources={"warehouse": WarehouseResource(url=url)})
     result = late_measures_sensor(context)
     got = sorted((r.job_name, r.partition_key) for r in result.run_requests)
-    assert got == [("daily_refresh_job", "2025-03-12"), ("monthly_refresh_job", "2025-03-01"),
-                   ("weekly_refresh_job", "2025-03-10")]
+    assert got == [
+        ("daily_refresh_job", "2025-03-12"),
+        ("monthly_refresh_job", "2025-03-01"),
+        ("weekly_refresh_job", "2025-03-10"),
+    ]
 
 
 def test_late_measures_sensor_skips_when_nothing_is_late(url: str) -> None:

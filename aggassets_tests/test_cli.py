@@ -32,13 +32,27 @@ def test_ingest_refresh_query_purge(capsys: pytest.CaptureFixture[str], url: str
     path = write_ndjson(tmp_path / "m.ndjson", rows, ("nope", '{"measureName": "x", "value": 1}'))
     code, out, _ = run(capsys, url, "measures", "ingest", str(path))
     assert code == 0
-    assert json.loads(out) == {"received": 62, "accepted": 60, "rejected": 2,
-                               "rejected_by_reason": {"invalid_json": 1, "unknown_measure": 1}}
+    assert json.loads(out) == {
+        "received": 62,
+        "accepted": 60,
+        "rejected": 2,
+        "rejected_by_reason": {"invalid_json": 1, "unknown_measure": 1},
+    }
     code, out, _ = run(capsys, url, "refresh", "--start", "2025-03-03", "--end", "2025-03-06")
     assert code == 0
     assert [r["grain"] for r in json.loads(out)] == ["day", "week", "month"]
-    code, out, _ = run(capsys, url, "aggregates", "query", "--measure", "connection-count-daily",
-                       "--start", "2025-03-03", "--end", "2025-03-05")
+    code, out, _ = run(
+        capsys,
+        url,
+        "aggregates",
+        "query",
+        "--measure",
+        "connection-count-daily",
+        "--start",
+        "2025-03-03",
+        "--end",
+        "2025-03-05",
+    )
     released = json.loads(out)
     expected = {}
     for r in rows:
@@ -80,10 +94,23 @@ def test_a_file_is_ingested_once_unless_again(capsys: pytest.CaptureFixture[str]
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (("aggregates", "query", "--measure", "nope", "--start", "2025-01-01", "--end", "2025-01-02"),
-         "unknown measure"),
-        (("aggregates", "query", "--measure", "connection-count-daily", "--start", "2025-01-02",
-          "--end", "2025-01-01"), "--end must be after --start"),
+        (
+            ("aggregates", "query", "--measure", "nope", "--start", "2025-01-01", "--end", "2025-01-02"),
+            "unknown measure",
+        ),
+        (
+            (
+                "aggregates",
+                "query",
+                "--measure",
+                "connection-count-daily",
+                "--start",
+                "2025-01-02",
+                "--end",
+                "2025-01-01",
+            ),
+            "--end must be after --start",
+        ),
         (("measures", "ingest", "/does/not/exist.json"), "no such file"),
         (("measures", "ingest", "/"), "a directory, not a file"),
         (("purge", "--days", "-1"), "--days must be >= 0"),
@@ -104,8 +131,21 @@ def test_bad_input_is_one_line_and_non_zero(
     [
         (("aggregates", "query", "--measure", "x", "--start", "2025-13-01", "--end", "2025-01-01"), "not a date"),
         (("aggregates", "query", "--start", "2025-01-01", "--end", "2025-01-02"), "--measure"),
-        (("aggregates", "query", "--measure", "x", "--start", "2025-01-01", "--end", "2025-01-02", "--grain", "year"),
-         "invalid choice"),
+        (
+            (
+                "aggregates",
+                "query",
+                "--measure",
+                "x",
+                "--start",
+                "2025-01-01",
+                "--end",
+                "2025-01-02",
+                "--grain",
+                "year",
+            ),
+            "invalid choice",
+        ),
         (("purge", "--days", "many"), "invalid int value"),
         (("frobnicate",), "invalid choice"),
         ((), "required"),
@@ -130,9 +170,19 @@ def test_definitions_validate_and_list(capsys: pytest.CaptureFixture[str], url: 
     assert code == 0 and json.loads(out) == {"file": str(one), "valid": True, "experiment": "product-page-layout"}
     (tmp_path / "experiments").mkdir()
     wrong = tmp_path / "experiments" / "x.json"
-    wrong.write_text(json.dumps({"id": "x", "control_variant": "a", "unit_type": "u", "metrics": [
-        {"id": 1, "name": "m", "nominator": "count(u.unit.g) *", "denominator": "count(u.global.exposure)"}],
-        "filters": [{"scope": "trigger"}]}))
+    wrong.write_text(
+        json.dumps(
+            {
+                "id": "x",
+                "control_variant": "a",
+                "unit_type": "u",
+                "metrics": [
+                    {"id": 1, "name": "m", "nominator": "count(u.unit.g) *", "denominator": "count(u.global.exposure)"}
+                ],
+                "filters": [{"scope": "trigger"}],
+            }
+        )
+    )
     code, out, err = run(capsys, url, "definitions", "validate", str(wrong))
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
     assert "metrics.0.nominator" in err and "filters.0" in err
@@ -140,11 +190,17 @@ def test_definitions_validate_and_list(capsys: pytest.CaptureFixture[str], url: 
     listed = json.loads(out)
     assert {m["aggregationPeriod"] for m in listed} == {"day", "week", "month"}
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"definitions": [
-        {"name": "a", "aggregationPeriod": "year"},
-        {"name": "a", "aggregationPeriod": "day", "aggregationThreshold": "x"},
-        {"aggregationPeriod": "day", "group2Key": "k"},
-    ]}))
+    bad.write_text(
+        json.dumps(
+            {
+                "definitions": [
+                    {"name": "a", "aggregationPeriod": "year"},
+                    {"name": "a", "aggregationPeriod": "day", "aggregationThreshold": "x"},
+                    {"aggregationPeriod": "day", "group2Key": "k"},
+                ]
+            }
+        )
+    )
     code, out, err = run(capsys, url, "definitions", "validate", str(bad))
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
     for location in ("definitions.0.aggregationPeriod", "definitions.1.aggregationThreshold", "definitions.2.name"):

@@ -9,18 +9,36 @@ from aggassets.definitions import defs
 from aggassets.partitions import PARTITIONS_BY_GRAIN
 from aggassets_tests.helpers import DEFINITIONS
 
-ASSETS = {"measure_definitions", "raw_measures", "daily_aggregates", "weekly_aggregates", "monthly_aggregates",
-          "experiment_goals", "experiment_evaluations"}
+ASSETS = {
+    "measure_definitions",
+    "raw_measures",
+    "daily_aggregates",
+    "weekly_aggregates",
+    "monthly_aggregates",
+    "experiment_goals",
+    "experiment_evaluations",
+}
 
 
 def test_definitions_load_with_every_part() -> None:
     repo = defs.get_repository_def()
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
     assert keys >= ASSETS
-    assert {"daily_refresh_job", "weekly_refresh_job", "monthly_refresh_job", "purge_job",
-            "ingest_inbox_job", "experiment_evaluation_job"} <= {j.name for j in repo.get_all_jobs()}
-    assert {"daily_refresh_schedule", "weekly_refresh_schedule", "monthly_refresh_schedule",
-            "purge_schedule", "experiment_evaluation_schedule"} == {s.name for s in repo.schedule_defs}
+    assert {
+        "daily_refresh_job",
+        "weekly_refresh_job",
+        "monthly_refresh_job",
+        "purge_job",
+        "ingest_inbox_job",
+        "experiment_evaluation_job",
+    } <= {j.name for j in repo.get_all_jobs()}
+    assert {
+        "daily_refresh_schedule",
+        "weekly_refresh_schedule",
+        "monthly_refresh_schedule",
+        "purge_schedule",
+        "experiment_evaluation_schedule",
+    } == {s.name for s in repo.schedule_defs}
     partitions = repo.asset_graph.get(AssetKey("experiment_goals")).partitions_def
     assert partitions.get_partition_keys() == sorted(p.stem for p in (DEFINITIONS / "experiments").glob("*.json"))
     assert {"inbox_sensor", "late_measures_sensor"} == {s.name for s in repo.sensor_defs}

@@ -170,9 +170,7 @@ def test_daily_schedule_evaluates_running_experiments(catalog_dir: Path, today: 
     resources = {"catalog": CatalogResource(definitions_dir=str(catalog_dir))}
     with build_schedule_context(scheduled_execution_time=tick, repository_def=repo, resources=resources) as context:
         data = schedule.evaluate_tick(context)
-    got = {
-        r.partition_key: r.run_config["ops"]["experiment_goals"]["config"]["as_of"] for r in data.run_requests or []
-    }
+    got = {r.partition_key: r.run_config["ops"]["experiment_goals"]["config"]["as_of"] for r in data.run_requests or []}
     assert got == expected
     assert repo.asset_graph.get(AssetKey("experiment_goals")).partitions_def.get_partition_keys() == ["conv", "open"]
 

@@ -18,8 +18,10 @@ def ingest_run(url: str, files: list[str]) -> None:
     """One run of the inbox job, as the sensor requests it."""
     result = ingest_inbox_job.execute_in_process(
         run_config={"ops": {"ingest_inbox_files": {"config": {"files": files}}}},
-        resources={"warehouse": WarehouseResource(url=url),
-                   "catalog": CatalogResource(definitions_dir=str(DEFINITIONS))},
+        resources={
+            "warehouse": WarehouseResource(url=url),
+            "catalog": CatalogResource(definitions_dir=str(DEFINITIONS)),
+        },
     )
     assert result.success
 
@@ -34,7 +36,7 @@ def test_inbox_files_ingested_once_and_moved(tmp_path: Path, monkeypatch: pytest
     good = write_ndjson(inbox / "a.ndjson", rows)
     copy = inbox / "b.json"
     copy.write_text(good.read_text())  # the same content under another name
-    (inbox / "c.json").write_text("[{\"measureName\": ")  # unreadable document
+    (inbox / "c.json").write_text('[{"measureName": ')  # unreadable document
     requests = inbox_sensor(build_sensor_context()).run_requests
     assert len(requests) == 3 and len({r.run_key for r in requests}) == 3
     for request in requests:

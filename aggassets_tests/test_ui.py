@@ -30,7 +30,8 @@ def free_port() -> int:
 def graphql(port: int) -> dict[str, Any]:
     """POST the query to the webserver."""
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": QUERY}).encode(),
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": QUERY}).encode(),
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=10) as response:
@@ -43,12 +44,20 @@ def test_dagster_dev_serves_the_code_location(tmp_path: Path) -> None:
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text((PROJECT_ROOT / "deploy" / "dagster.yaml").read_text())
-    env = {**os.environ, "DAGSTER_HOME": str(home), "AGGASSETS_WAREHOUSE": f"duckdb:///{tmp_path / 'ui.duckdb'}",
-           "AGGASSETS_INBOX": str(tmp_path / "inbox")}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "AGGASSETS_WAREHOUSE": f"duckdb:///{tmp_path / 'ui.duckdb'}",
+        "AGGASSETS_INBOX": str(tmp_path / "inbox"),
+    }
     dagster = Path(sys.executable).parent / "dagster"
     proc = subprocess.Popen(
         [str(dagster), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
-        cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         data: dict[str, Any] = {}
@@ -69,10 +78,25 @@ def test_dagster_dev_serves_the_code_location(tmp_path: Path) -> None:
             proc.wait()
     assert repo["location"]["name"] == "aggassets"
     assets = {"/".join(a["assetKey"]["path"]) for a in repo["assetNodes"]}
-    assert {"measure_definitions", "raw_measures", "daily_aggregates", "weekly_aggregates",
-            "monthly_aggregates", "experiment_goals", "experiment_evaluations"} <= assets
-    assert {"daily_refresh_job", "weekly_refresh_job", "monthly_refresh_job", "purge_job",
-            "experiment_evaluation_job"} <= {j["name"] for j in repo["jobs"]}
-    assert {s["name"] for s in repo["schedules"]} >= {"daily_refresh_schedule", "purge_schedule",
-                                                      "experiment_evaluation_schedule"}
+    assert {
+        "measure_definitions",
+        "raw_measures",
+        "daily_aggregates",
+        "weekly_aggregates",
+        "monthly_aggregates",
+        "experiment_goals",
+        "experiment_evaluations",
+    } <= assets
+    assert {
+        "daily_refresh_job",
+        "weekly_refresh_job",
+        "monthly_refresh_job",
+        "purge_job",
+        "experiment_evaluation_job",
+    } <= {j["name"] for j in repo["jobs"]}
+    assert {s["name"] for s in repo["schedules"]} >= {
+        "daily_refresh_schedule",
+        "purge_schedule",
+        "experiment_evaluation_schedule",
+    }
     assert {s["name"] for s in repo["sensors"]} >= {"inbox_sensor", "late_measures_sensor"}

@@ -70,17 +70,25 @@ def run() -> list[str]:
         con = duckdb.connect(str(path), read_only=True)
         t_floor = _best_of(lambda: con.execute(FLOOR).fetchall())
         con.close()
-        lines.append(f"goals: {n:,} events of {UNITS:,} units generated in {t_gen:.1f}s; "
-                     f"floor two-level GROUP BY {t_floor:.2f}s")
+        lines.append(
+            f"goals: {n:,} events of {UNITS:,} units generated in {t_gen:.1f}s; floor two-level GROUP BY {t_floor:.2f}s"
+        )
         with open_warehouse(f"duckdb:///{path}") as wh:
             for exp_id in ("recommendations-three-way", "product-page-layout"):
                 experiment = experiments[exp_id].model_copy(
-                    update={"id": "bench", "date_from": date(2026, 10, 12), "date_to": date(2026, 11, 8),
-                            "variants": ["a", "b", "c"], "control_variant": "a"}
+                    update={
+                        "id": "bench",
+                        "date_from": date(2026, 10, 12),
+                        "date_to": date(2026, 11, 8),
+                        "variants": ["a", "b", "c"],
+                        "control_variant": "a",
+                    }
                 )
                 t = _best_of(lambda e=experiment: compute_goals(wh, e, date(2026, 11, 8)))
-                lines.append(f"goals of {exp_id} (metrics, checks, filters, cross products): {t:.2f}s; "
-                             f"ratio {t / t_floor:.2f}x the floor (target <= {TARGET_RATIO:.0f}x)")
+                lines.append(
+                    f"goals of {exp_id} (metrics, checks, filters, cross products): {t:.2f}s; "
+                    f"ratio {t / t_floor:.2f}x the floor (target <= {TARGET_RATIO:.0f}x)"
+                )
     return lines
 
 

@@ -63,8 +63,9 @@ def generate_data(folder: Path, days: int, per_day: int) -> tuple[float, Path]:
     malformed measures) at the end, as real traffic has a few bad items."""
     catalog = load_measures(definitions_dir())
     last = FIRST + timedelta(days=days - 1)
-    t, (data, late) = timed(lambda: generate(catalog, folder, FIRST, last,
-                                             {"day": per_day, "week": per_day // 3, "month": per_day}))
+    t, (data, late) = timed(
+        lambda: generate(catalog, folder, FIRST, last, {"day": per_day, "week": per_day // 3, "month": per_day})
+    )
     with open(data, "ab") as out:
         out.write(late.read_bytes())
     return t, data
@@ -81,10 +82,16 @@ def floor_intake(data: Path, database: str = ":memory:") -> tuple[float, int, fl
     """The floor: a bare DuckDB read_json of the same file into a table (in memory, or in a database
     file as the intake writes); (seconds, rows, peak RSS). ignore_errors: the malformed lines would stop it."""
     con = connect(database)
-    columns = ("{'measureName': 'VARCHAR', 'value': 'DOUBLE', 'startDate': 'VARCHAR', 'createdBy': 'VARCHAR', "
-               "'group1': 'JSON', 'group2': 'JSON', 'group3': 'JSON'}")
-    t, _ = timed(lambda: con.execute(f"CREATE TABLE t AS SELECT * FROM read_json('{data}', "
-                                     f"format = 'newline_delimited', ignore_errors = true, columns = {columns})"))
+    columns = (
+        "{'measureName': 'VARCHAR', 'value': 'DOUBLE', 'startDate': 'VARCHAR', 'createdBy': 'VARCHAR', "
+        "'group1': 'JSON', 'group2': 'JSON', 'group3': 'JSON'}"
+    )
+    t, _ = timed(
+        lambda: con.execute(
+            f"CREATE TABLE t AS SELECT * FROM read_json('{data}', "
+            f"format = 'newline_delimited', ignore_errors = true, columns = {columns})"
+        )
+    )
     return t, int(con.execute("SELECT count(*) FROM t").fetchall()[0][0]), peak_rss_mib()
 
 
@@ -98,12 +105,19 @@ def aggassets_run(data: Path, db: Path, days: int) -> dict[str, Any]:
         t_ingest, result = timed(lambda: wh.ingest_file(data, catalog.measures, partitions_start()))
         rss_ingest = peak_rss_mib()
         t_refresh = median_time(lambda: [wh.refresh(g, *windows[g]) for g in windows])
-    return {"t_ingest": t_ingest, "received": result.received, "accepted": result.accepted, "t_refresh": t_refresh,
-            "rss_ingest": rss_ingest, "rss": peak_rss_mib()}
+    return {
+        "t_ingest": t_ingest,
+        "received": result.received,
+        "accepted": result.accepted,
+        "t_refresh": t_refresh,
+        "rss_ingest": rss_ingest,
+        "rss": peak_rss_mib(),
+    }
 
 
 def floor_refresh(path: Path) -> tuple[float, float]:
     """The floor: one bare DuckDB GROUP BY with quantile_cont per grain over the same raw table."""
+
     def run() -> None:
         con = connect(str(path), read_only=True)
         for grain in GRAINS:

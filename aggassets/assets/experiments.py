@@ -119,7 +119,9 @@ def build_experiment_assets(experiment_ids: Sequence[str]) -> list[AssetsDefinit
 
     @asset(group_name=GROUP, partitions_def=partitions, pool="warehouse", kinds={"duckdb", "postgres"})
     def experiment_goals(
-        context: AssetExecutionContext, config: ExperimentGoalsConfig, catalog: CatalogResource,
+        context: AssetExecutionContext,
+        config: ExperimentGoalsConfig,
+        catalog: CatalogResource,
         warehouse: WarehouseResource,
     ) -> MaterializeResult:
         """Goals per variant (ep-stats' layout) and delta-method cross products, aggregated from events."""
@@ -156,7 +158,8 @@ def build_experiment_assets(experiment_ids: Sequence[str]) -> list[AssetsDefinit
         return MaterializeResult(
             metadata={
                 "evaluation_date": str(goals.evaluation_date),
-                "confidence_level": float(evaluation.metrics.confidence_level.iloc[0]) if len(evaluation.metrics)
+                "confidence_level": float(evaluation.metrics.confidence_level.iloc[0])
+                if len(evaluation.metrics)
                 else experiment.confidence_level,
                 "exposures": MetadataValue.json(exposures),
                 "metrics": MetadataValue.md(metrics_markdown(evaluation, experiment)),

@@ -42,6 +42,7 @@ def window(context: AssetExecutionContext) -> tuple[date, date]:
 def single_run_asset(**kwargs: Any) -> Callable[[Callable[..., Any]], AssetsDefinition]:
     """@asset with BackfillPolicy.single_run() (DESIGN §3), without Dagster's beta-parameter warning on
     every import (it would be printed by every command, run and `dagster dev`)."""
+
     def decorate(fn: Callable[..., Any]) -> AssetsDefinition:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=BetaWarning)
@@ -75,8 +76,11 @@ def measure_definitions(catalog: CatalogResource, warehouse: WarehouseResource) 
     partitions_def=daily_partitions,
     pool="warehouse",
     deps=[measure_definitions],
-    check_specs=[AssetCheckSpec("no_loss", asset="raw_measures",
-                                description="received = accepted + rejected, over the whole inbox")],
+    check_specs=[
+        AssetCheckSpec(
+            "no_loss", asset="raw_measures", description="received = accepted + rejected, over the whole inbox"
+        )
+    ],
 )
 def raw_measures(
     context: AssetExecutionContext, catalog: CatalogResource, warehouse: WarehouseResource
@@ -90,14 +94,19 @@ def raw_measures(
     frame = pd.DataFrame(sorted(accepted.items()), columns=["measure", "accepted"])
     return MaterializeResult(
         metadata={
-            "window": f"{start} .. {end}", "accepted": sum(accepted.values()),
+            "window": f"{start} .. {end}",
+            "accepted": sum(accepted.values()),
             "rejected_received_in_window": sum(rejected.values()),
-            "rejected_by_reason": MetadataValue.json(rejected), "preview": markdown(frame),
+            "rejected_by_reason": MetadataValue.json(rejected),
+            "preview": markdown(frame),
         },
-        check_results=[AssetCheckResult(
-            check_name="no_loss", passed=received == ok + ko,
-            metadata={"received": received, "accepted": ok, "rejected": ko},
-        )],
+        check_results=[
+            AssetCheckResult(
+                check_name="no_loss",
+                passed=received == ok + ko,
+                metadata={"received": received, "accepted": ok, "rejected": ko},
+            )
+        ],
     )
 
 
@@ -108,8 +117,13 @@ def build_aggregate_asset(grain: str, description: str) -> AssetsDefinition:
     specs = [AssetCheckSpec(check, asset=name, description=text) for check, text in AGGREGATE_CHECKS.items()]
 
     @single_run_asset(
-        name=name, group_name=GROUP, partitions_def=PARTITIONS_BY_GRAIN[grain], pool="warehouse", deps=deps,
-        check_specs=specs, description=description,
+        name=name,
+        group_name=GROUP,
+        partitions_def=PARTITIONS_BY_GRAIN[grain],
+        pool="warehouse",
+        deps=deps,
+        check_specs=specs,
+        description=description,
     )
     def _aggregate(
         context: AssetExecutionContext, catalog: CatalogResource, warehouse: WarehouseResource
@@ -119,14 +133,18 @@ def build_aggregate_asset(grain: str, description: str) -> AssetsDefinition:
             result = wh.refresh(grain, start, end)
             violations = wh.check_violations(grain, start, end)
         checks = [
-            AssetCheckResult(check_name=check, passed=n == 0, metadata={"violating_rows": n},
-                             severity=AssetCheckSeverity.ERROR)
+            AssetCheckResult(
+                check_name=check, passed=n == 0, metadata={"violating_rows": n}, severity=AssetCheckSeverity.ERROR
+            )
             for check, n in violations.items()
         ]
         return MaterializeResult(
             metadata={
-                "window": f"{start} .. {end}", "rows": result.rows, "released_rows": result.released,
-                "suppressed_rows": result.suppressed, "preview": markdown(result.preview),
+                "window": f"{start} .. {end}",
+                "rows": result.rows,
+                "released_rows": result.released,
+                "suppressed_rows": result.suppressed,
+                "preview": markdown(result.preview),
             },
             check_results=checks,
         )

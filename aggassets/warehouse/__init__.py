@@ -9,8 +9,11 @@ def open_warehouse(url: str) -> Warehouse:
     if url.startswith("duckdb://"):
         from aggassets.warehouse.duckdb_engine import DuckDBWarehouse
 
-        path = url.removeprefix("duckdb://").removeprefix("/") if url.startswith("duckdb:///:") else \
-            url.removeprefix("duckdb://")
+        path = (
+            url.removeprefix("duckdb://").removeprefix("/")
+            if url.startswith("duckdb:///:")
+            else url.removeprefix("duckdb://")
+        )
         return DuckDBWarehouse(path or ":memory:")
     if url.startswith(("postgresql://", "postgres://")):
         from aggassets.warehouse.postgres_engine import PostgresWarehouse

@@ -41,12 +41,21 @@ class Dialect:
 # for an INSERT ... SELECT): the same bits too.
 # Keys whose values spread too little for a one-pass M2 get an exact second pass (see _raw_part).
 DUCKDB = Dialect(
-    "${name}", "CAST(date_trunc('{grain}', {col}) AS DATE)", "quantile_cont(r.value, [0.25, 0.5, 0.75])", "",
-    "fsum", "fsum(r.value * r.value) - fsum(r.value) * fsum(r.value) / count(*)",
+    "${name}",
+    "CAST(date_trunc('{grain}', {col}) AS DATE)",
+    "quantile_cont(r.value, [0.25, 0.5, 0.75])",
+    "",
+    "fsum",
+    "fsum(r.value * r.value) - fsum(r.value) * fsum(r.value) / count(*)",
 )
-POSTGRES = Dialect("%({name})s", "date_trunc('{grain}', {col}::timestamp)::date",
-                   "percentile_cont(ARRAY[0.25, 0.5, 0.75]::FLOAT8[]) WITHIN GROUP (ORDER BY r.value)",
-                   ' COLLATE "C"', "sum", "coalesce(var_pop(r.value), 0) * count(*)")
+POSTGRES = Dialect(
+    "%({name})s",
+    "date_trunc('{grain}', {col}::timestamp)::date",
+    "percentile_cont(ARRAY[0.25, 0.5, 0.75]::FLOAT8[]) WITHIN GROUP (ORDER BY r.value)",
+    ' COLLATE "C"',
+    "sum",
+    "coalesce(var_pop(r.value), 0) * count(*)",
+)
 # A one-pass m2 below 1% of sum(x^2) (a spread under ~10% of the mean) is recomputed in two passes: one-pass
 # formulas lose about (mean / std)^2 ulps there. Columns of one aggregate row or part (n, s, m2, mn, mx).
 NARROW = "mn <> mx AND m2 < 0.01 * (m2 + s * s / n)"
@@ -71,8 +80,10 @@ def _digest(grain: str, d: Dialect) -> str:
 
 def _part(source: str, moments: str, sealed_at: str, q: str) -> str:
     """One part's columns, in the order every part shares: key, n, nz, s, m2, mn, mx, sealed_at, q."""
-    return f"{source}.measure_name, {{period}} AS period_start, {source}.created_by, {source}.group1, " \
-           f"{source}.group2, {source}.group3, {moments}, {sealed_at} AS sealed_at, {q} AS q"
+    return (
+        f"{source}.measure_name, {{period}} AS period_start, {source}.created_by, {source}.group1, "
+        f"{source}.group2, {source}.group3, {moments}, {sealed_at} AS sealed_at, {q} AS q"
+    )
 
 
 def _raw_moments(d: Dialect) -> str:
@@ -112,7 +123,7 @@ def _roll_up_ctes(grain: str, d: Dialect) -> str:
 fresh_days AS (
   SELECT pm.period_start AS day FROM partition_materializations pm
   WHERE pm.grain = 'day' AND pm.period_start >= {start} AND pm.period_start < {end}
-    AND pm.measures_digest = {_digest('day', d)}
+    AND pm.measures_digest = {_digest("day", d)}
     AND NOT EXISTS (SELECT 1 FROM raw_measures r JOIN eligible e ON e.name = r.measure_name AND e.rolled
                     WHERE r.start_date = pm.period_start AND r.received_at > pm.materialized_at)
 ),
@@ -131,8 +142,14 @@ moment_rows AS (  -- two joins the engine can push into the scan: own-period mea
 ),
 any_fresh AS (SELECT count(*) > 0 AS yes FROM fresh_days),
 daily_part AS (
-  SELECT {_part("a", "a.count AS n, a.count_not_zero AS nz, a.sum AS s, a.m2, a.min AS mn, a.max AS mx",
-                "a.last_raw_measures_purged", "NULL::FLOAT8[]").format(period=trunc.format(col="a.period_start"))}
+  SELECT {
+        _part(
+            "a",
+            "a.count AS n, a.count_not_zero AS nz, a.sum AS s, a.m2, a.min AS mn, a.max AS mx",
+            "a.last_raw_measures_purged",
+            "NULL::FLOAT8[]",
+        ).format(period=trunc.format(col="a.period_start"))
+    }
   FROM daily_aggregates a JOIN eligible e ON e.name = a.measure_name AND e.rolled
   WHERE a.period_start IN (SELECT day FROM fresh_days)
 ),

@@ -48,8 +48,12 @@ def intake_totals(results: Sequence[IntakeResult]) -> dict[str, Any]:
     reasons: Counter[str] = Counter()
     for r in results:
         reasons.update(r.rejected_by_reason)
-    return {"received": sum(r.received for r in results), "accepted": sum(r.accepted for r in results),
-            "rejected": sum(r.rejected for r in results), "rejected_by_reason": dict(reasons.most_common())}
+    return {
+        "received": sum(r.received for r in results),
+        "accepted": sum(r.accepted for r in results),
+        "rejected": sum(r.rejected for r in results),
+        "rejected_by_reason": dict(reasons.most_common()),
+    }
 
 
 @dataclass(frozen=True)
@@ -83,11 +87,19 @@ def definitions_frame(definitions: Sequence[MeasureDefinition]) -> pd.DataFrame:
     """The catalog as rows of the measure_definitions table."""
     rows = [
         {
-            "name": d.name, "org": d.org, "created_by": d.created_by, "group1_key": d.group1_key,
-            "group2_key": d.group2_key, "group3_key": d.group3_key, "description": d.description,
-            "aggregation_period": d.aggregation_period, "execution_frequency": d.execution_frequency,
-            "aggregation_threshold": d.aggregation_threshold, "access_app": d.access_app,
-            "access_public": d.access_public, "with_quartiles": d.with_quartiles,
+            "name": d.name,
+            "org": d.org,
+            "created_by": d.created_by,
+            "group1_key": d.group1_key,
+            "group2_key": d.group2_key,
+            "group3_key": d.group3_key,
+            "description": d.description,
+            "aggregation_period": d.aggregation_period,
+            "execution_frequency": d.execution_frequency,
+            "aggregation_threshold": d.aggregation_threshold,
+            "access_app": d.access_app,
+            "access_public": d.access_public,
+            "with_quartiles": d.with_quartiles,
             "max_days_to_update_quartile": d.max_days_to_update_quartile,
         }
         for d in definitions
@@ -157,7 +169,10 @@ class Warehouse:
         return int(self.fetch(self.sql.FILE_SEEN, {"sha256": sha256}).iloc[0, 0]) > 0
 
     def ingest_file(
-        self, path: Path, definitions: Sequence[MeasureDefinition], first_day: date,
+        self,
+        path: Path,
+        definitions: Sequence[MeasureDefinition],
+        first_day: date,
         sha256: str | None = None,
     ) -> IntakeResult:
         """Store every item of the file in the inbox, then in raw_measures or rejected_measures (one
@@ -180,10 +195,17 @@ class Warehouse:
             raise AggassetsError(f"{source}: {received} items read but {sum(counts.values())} stored")
         by_reason = dict(sorted(((r, n) for r, n in counts.items() if r), key=lambda kv: (-kv[1], kv[0])))
         rejected = sum(by_reason.values())
-        self.execute(self.sql.INSERT_BATCH, {
-            **ids, "source": source, "sha256": sha256, "received": received,
-            "accepted": received - rejected, "rejected": rejected,
-        })
+        self.execute(
+            self.sql.INSERT_BATCH,
+            {
+                **ids,
+                "source": source,
+                "sha256": sha256,
+                "received": received,
+                "accepted": received - rejected,
+                "rejected": rejected,
+            },
+        )
         return IntakeResult(received, received - rejected, rejected, by_reason)
 
     def loss_counts(self) -> tuple[int, int, int]:
@@ -218,14 +240,20 @@ class Warehouse:
         window = {"start": start, "end": end}
         summary = self.fetch(self.sql.window_summary(grain), window).iloc[0]
         preview = self.fetch(self.sql.window_preview(grain), window)
-        return RefreshResult(grain, start, end, int(summary["rows"]), int(summary["released"] or 0),
-                             int(summary["suppressed"] or 0), preview)
+        return RefreshResult(
+            grain,
+            start,
+            end,
+            int(summary["rows"]),
+            int(summary["released"] or 0),
+            int(summary["suppressed"] or 0),
+            preview,
+        )
 
     def check_violations(self, grain: str, start: date, end: date) -> dict[str, int]:
         """Violation counts of every aggregate check over one window."""
         window = {"start": start, "end": end}
-        return {name: int(self.fetch(q, window).iloc[0, 0])
-                for name, q in self.sql.check_violations(grain).items()}
+        return {name: int(self.fetch(q, window).iloc[0, 0]) for name, q in self.sql.check_violations(grain).items()}
 
     def released(
         self, grain: str, measure: str, start: date, end: date, created_by: str | None = None
@@ -275,10 +303,18 @@ class Warehouse:
             by_reason = {str(r): int(n) for r, n in counts.itertuples(index=False) if r}
             received = int(counts["n"].sum())
             rejected = sum(by_reason.values())
-            self.execute(self.sql.INSERT_EVENT_BATCH, {
-                **params, "source": source, "sha256": sha256, "now": now, "received": received,
-                "accepted": received - rejected, "rejected": rejected,
-            })
+            self.execute(
+                self.sql.INSERT_EVENT_BATCH,
+                {
+                    **params,
+                    "source": source,
+                    "sha256": sha256,
+                    "now": now,
+                    "received": received,
+                    "accepted": received - rejected,
+                    "rejected": rejected,
+                },
+            )
         ordered = dict(sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0])))
         return IntakeResult(received, received - rejected, rejected, ordered)
 
@@ -307,12 +343,16 @@ def restitution_row(row: Mapping[str, Any]) -> dict[str, Any]:
     for i in (1, 2, 3):
         out[f"group{i}"] = _group(row[f"group{i}_key"], row[f"group{i}"])
     out |= {
-        "count": int(row["count"]), "countNotZero": int(row["count_not_zero"]), "sum": row["sum"],
-        "min": row["min"], "max": row["max"], "avg": row["avg"], "std": row["std"],
+        "count": int(row["count"]),
+        "countNotZero": int(row["count_not_zero"]),
+        "sum": row["sum"],
+        "min": row["min"],
+        "max": row["max"],
+        "avg": row["avg"],
+        "std": row["std"],
     }
     if row["with_quartiles"]:
-        out |= {"median": row["median"], "firstQuartile": row["first_quartile"],
-                "thirdQuartile": row["third_quartile"]}
+        out |= {"median": row["median"], "firstQuartile": row["first_quartile"], "thirdQuartile": row["third_quartile"]}
     if row.get("last_raw_measures_purged") is not None and not pd.isna(row["last_raw_measures_purged"]):
         out["lastRawMeasuresPurged"] = pd.Timestamp(row["last_raw_measures_purged"]).isoformat()
     return {k: (float(v) if isinstance(v, float) else v) for k, v in out.items() if v is not None}

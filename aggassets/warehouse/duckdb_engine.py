@@ -59,7 +59,10 @@ class DuckDBWarehouse(Warehouse):
         self._staged.append(name)
 
     def ingest_file(
-        self, path: Path, definitions: Sequence[MeasureDefinition], first_day: date,
+        self,
+        path: Path,
+        definitions: Sequence[MeasureDefinition],
+        first_day: date,
         sha256: str | None = None,
     ) -> IntakeResult:
         """Read, validate and store the file in one transaction of the warehouse connection.
@@ -75,8 +78,11 @@ class DuckDBWarehouse(Warehouse):
                 ids = {**self.batch_ids(utc_now()), "row0": row0}  # after any writer lock: received_at orders
                 self.execute(self.sql.INSERT_INBOX, ids)
                 self.execute("DROP TABLE temp.lines")  # memory: the items are in the inbox now
-                fast = int(self.fetch(self.sql.INSERT_RAW_FAST,
-                                      {**ids, **intake.fast_params(self.con, definitions, first_day)}).iloc[0, 0])
+                fast = int(
+                    self.fetch(
+                        self.sql.INSERT_RAW_FAST, {**ids, **intake.fast_params(self.con, definitions, first_day)}
+                    ).iloc[0, 0]
+                )
                 if fast < received:
                     with intake.definitions_registered(self.con, definitions):
                         self.execute(self.sql.STAGE_CAREFUL, {**ids, "first_day": first_day, "received": received})

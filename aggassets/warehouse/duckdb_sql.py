@@ -220,6 +220,7 @@ WHERE {table}.measure_name = c.measure_name AND {table}.period_start = c.period_
 ]
 PURGE_SUMMARY = """SELECT measure_name, count(*) AS purged FROM purge_candidates GROUP BY ALL ORDER BY 1"""
 
+
 # --- asset checks over the window [$start, $end): each returns the number of violating rows
 def check_violations(grain: str) -> dict[str, str]:
     """Violation counts for one grain's window (DESIGN checks)."""

@@ -38,8 +38,17 @@ from aggassets.errors import AggassetsError
 REQUIRED = ("date", "exp_id", "exp_variant_id", "unit_type", "unit_id", "goal")
 OPTIONAL = ("count", "value")
 REASONS = (
-    "invalid_json", "not_an_object", "duplicate_field", "bad_date", "missing_exp_id", "missing_exp_variant_id",
-    "bad_unit_type", "missing_unit_id", "bad_goal", "bad_count", "bad_value",
+    "invalid_json",
+    "not_an_object",
+    "duplicate_field",
+    "bad_date",
+    "missing_exp_id",
+    "missing_exp_variant_id",
+    "bad_unit_type",
+    "missing_unit_id",
+    "bad_goal",
+    "bad_count",
+    "bad_value",
 )
 EXTENSIONS = {".csv": "csv", ".parquet": "parquet", ".ndjson": "json", ".jsonl": "json", ".json": "json"}
 _DIMENSION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,58}$")  # dim_ + 59 characters fit PostgreSQL's 63
@@ -106,8 +115,9 @@ def _read_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
     casts = ", ".join(f"CAST({quote(n)} AS VARCHAR) AS c{i}" for i, n in enumerate(names, start=1))
     con.register("parquet_in", table)
     try:
-        con.execute(f"CREATE TABLE raw AS SELECT NULL::VARCHAR AS shape, NULL::VARCHAR AS original, {casts} "
-                    "FROM parquet_in")
+        con.execute(
+            f"CREATE TABLE raw AS SELECT NULL::VARCHAR AS shape, NULL::VARCHAR AS original, {casts} FROM parquet_in"
+        )
     except duckdb.Error as exc:
         raise _fail(path, "cannot read Parquet cells as text", exc) from exc
     finally:
@@ -145,17 +155,21 @@ def check_columns(path: Path, names: Sequence[str], required: bool = True) -> No
     """Raise on a missing required column, a bad dimension name or names equal ignoring case."""
     missing = [c for c in REQUIRED if c not in names]
     if required and missing:
-        raise AggassetsError(f"{path}: missing required column(s) {', '.join(missing)} "
-                             f"(found: {', '.join(names) or 'none'})")
+        raise AggassetsError(
+            f"{path}: missing required column(s) {', '.join(missing)} (found: {', '.join(names) or 'none'})"
+        )
     for name in names:
         if name not in REQUIRED + OPTIONAL and not _DIMENSION.match(name):
-            raise AggassetsError(f"{path}: column {name!r} is not a valid dimension name "
-                                 "(letters, digits and _, not starting with a digit, at most 59 characters)")
+            raise AggassetsError(
+                f"{path}: column {name!r} is not a valid dimension name "
+                "(letters, digits and _, not starting with a digit, at most 59 characters)"
+            )
     seen: dict[str, str] = {}
     for name in names:
         if name.lower() in seen:
-            raise AggassetsError(f"{path}: columns {seen[name.lower()]!r} and {name!r} collide "
-                                 "(column names are compared ignoring case)")
+            raise AggassetsError(
+                f"{path}: columns {seen[name.lower()]!r} and {name!r} collide (column names are compared ignoring case)"
+            )
         seen[name.lower()] = name
 
 
@@ -178,14 +192,17 @@ def validation_sql(names: Sequence[str]) -> str:
     dims = [n for n in names if n not in REQUIRED + OPTIONAL]
     dim_out = "".join(f", {_accepted(_cell(pos[n]))} AS {quote('dim_' + n.lower())}" for n in dims)
     as_json = ", ".join(f"'{n}', {pos[n]}" for n in names)
-    fields = ", ".join(f"{_accepted(f'{p}_{c}')} AS {c}" for c in REQUIRED + OPTIONAL
-                       for p in ["v" if c in ("date", "count", "value") else "f"])
+    fields = ", ".join(
+        f"{_accepted(f'{p}_{c}')} AS {c}"
+        for c in REQUIRED + OPTIONAL
+        for p in ["v" if c in ("date", "count", "value") else "f"]
+    )
     return f"""
 WITH cells AS (
   SELECT rowid + 1 AS row_number, *,
-    {std['date']} AS f_date, {std['exp_id']} AS f_exp_id, {std['exp_variant_id']} AS f_exp_variant_id,
-    {std['unit_type']} AS f_unit_type, {std['unit_id']} AS f_unit_id, {std['goal']} AS f_goal,
-    {std['count']} AS f_count, {std['value']} AS f_value
+    {std["date"]} AS f_date, {std["exp_id"]} AS f_exp_id, {std["exp_variant_id"]} AS f_exp_variant_id,
+    {std["unit_type"]} AS f_unit_type, {std["unit_id"]} AS f_unit_id, {std["goal"]} AS f_goal,
+    {std["count"]} AS f_count, {std["value"]} AS f_value
   FROM raw
 ), parsed AS (
   SELECT *,
@@ -225,8 +242,9 @@ def validate_file(path: Path) -> tuple[pa.Table, list[str]]:
     path = Path(path)
     kind = EXTENSIONS.get(path.suffix.lower())
     if kind is None:
-        raise AggassetsError(f"{path}: unknown events file extension {path.suffix!r} "
-                             f"(expected {', '.join(EXTENSIONS)})")
+        raise AggassetsError(
+            f"{path}: unknown events file extension {path.suffix!r} (expected {', '.join(EXTENSIONS)})"
+        )
     if not path.is_file():
         raise AggassetsError(f"{path}: {'a directory, not a file' if path.is_dir() else 'no such file'}")
     with duckdb.connect() as con:

@@ -90,12 +90,23 @@ def compute_goals(wh: Warehouse, experiment: ExperimentDefinition, as_of: date) 
         i = query.selections.index(goals_sql.selection_key(ref))
         sums = {col: wide[f"s{i}_{col}"].to_numpy(dtype=float) for col in NUMERIC}
         for v, variant in enumerate(variants):
-            rows.append([experiment.id, variant, ref.unit_type, ref.agg_type, ref.goal, ref.key,
-                         _dimension_text(ref), *(sums[col][v] for col in NUMERIC)])
+            rows.append(
+                [
+                    experiment.id,
+                    variant,
+                    ref.unit_type,
+                    ref.agg_type,
+                    ref.goal,
+                    ref.key,
+                    _dimension_text(ref),
+                    *(sums[col][v] for col in NUMERIC),
+                ]
+            )
     goals = pd.DataFrame(rows, columns=GOAL_COLUMNS)
     for dim in sorted({d for ref in refs for d, _, _ in ref.dimensions}):  # ep-stats' dimension columns
-        goals.insert(goals.columns.get_loc("goal_key"), dim, [_dimension_cell(ref, dim) for ref in refs
-                                                              for _ in variants])
+        goals.insert(
+            goals.columns.get_loc("goal_key"), dim, [_dimension_cell(ref, dim) for ref in refs for _ in variants]
+        )
     cross_rows = [
         [variant, left.key, right.key, float(wide[f"x{j}"].iloc[v]), int(wide["units"].iloc[v])]
         for j, (left, right) in enumerate(query.pairs)
@@ -104,10 +115,29 @@ def compute_goals(wh: Warehouse, experiment: ExperimentDefinition, as_of: date) 
     return ExperimentGoals(experiment.id, as_of, goals, pd.DataFrame(cross_rows, columns=CROSS_COLUMNS))
 
 
-_TYPES = {"exp_id": pa.string(), "evaluation_date": pa.date32(), "evaluated_at": pa.timestamp("us"),
-          "metric_id": pa.int64(), "check_id": pa.int64(), "exposures": pa.int64(), "units": pa.int64()}
-_TEXT = {"exp_variant_id", "unit_type", "agg_type", "goal", "goal_key", "dimensions", "metric_name", "check_name",
-         "variable_id", "reason", "left_key", "right_key"}
+_TYPES = {
+    "exp_id": pa.string(),
+    "evaluation_date": pa.date32(),
+    "evaluated_at": pa.timestamp("us"),
+    "metric_id": pa.int64(),
+    "check_id": pa.int64(),
+    "exposures": pa.int64(),
+    "units": pa.int64(),
+}
+_TEXT = {
+    "exp_variant_id",
+    "unit_type",
+    "agg_type",
+    "goal",
+    "goal_key",
+    "dimensions",
+    "metric_name",
+    "check_name",
+    "variable_id",
+    "reason",
+    "left_key",
+    "right_key",
+}
 
 
 def _arrow(frame: pd.DataFrame, columns: list[str]) -> pa.Table:

@@ -139,8 +139,10 @@ def goals_query(
     matched = [f"({b.selection(key, goal_filters)}) AS m{i}" for i, key in enumerate(selections)]
     level1 = []
     for i in range(len(selections)):
-        level1 += [f"sum(CASE WHEN m{i} THEN count ELSE 0 END) AS c{i}",
-                   f"sum(CASE WHEN m{i} THEN value ELSE 0 END) AS v{i}"]
+        level1 += [
+            f"sum(CASE WHEN m{i} THEN count ELSE 0 END) AS c{i}",
+            f"sum(CASE WHEN m{i} THEN value ELSE 0 END) AS v{i}",
+        ]
     level1.append(f"bool_or({' OR '.join(f'm{i}' for i in range(len(selections)))}) AS hit")
     segments = []
     for k, f in enumerate(f for f in experiment.filters if f.scope in ("exposure", "trigger")):
@@ -153,8 +155,13 @@ def goals_query(
     double = dialect.double
     level2 = []
     for i in range(len(selections)):
-        sums = {"count": f"c{i}", "sum_sqr_count": f"c{i} * c{i}", "sum_value": f"v{i}",
-                "sum_sqr_value": f"v{i} * v{i}", "count_unique": f"CASE WHEN c{i} > 0 THEN 1 ELSE 0 END"}
+        sums = {
+            "count": f"c{i}",
+            "sum_sqr_count": f"c{i} * c{i}",
+            "sum_value": f"v{i}",
+            "sum_sqr_value": f"v{i} * v{i}",
+            "count_unique": f"CASE WHEN c{i} > 0 THEN 1 ELSE 0 END",
+        }
         level2 += [f"CAST(sum({expr}) AS {double}) AS s{i}_{name}" for name, expr in sums.items()]
     for j, (left, right) in enumerate(pairs):
         product = f"{_unit_value(left, index[selection_key(left)])} * {_unit_value(right, index[selection_key(right)])}"
@@ -165,9 +172,9 @@ def goals_query(
     columns += [f'"{dimension_column(d)}"' for d in sorted(b.used)]
     sep1, sep2 = ",\n    ", ",\n  "
     sql = f"""WITH scoped AS (
-  SELECT {', '.join(columns)}
+  SELECT {", ".join(columns)}
   FROM events
-  WHERE {' AND '.join(where)}
+  WHERE {" AND ".join(where)}
 ), matched AS (
   SELECT exp_variant_id, unit_type, unit_id, count, value,
     {sep1.join(matched)}
@@ -181,7 +188,7 @@ def goals_query(
 SELECT exp_variant_id,
   {sep2.join(level2)}
 FROM per_unit
-{('WHERE ' + ' AND '.join(segments)) if segments else ''}
+{("WHERE " + " AND ".join(segments)) if segments else ""}
 GROUP BY exp_variant_id
 ORDER BY exp_variant_id"""
     return GoalsQuery(sql, b.params, selections, list(pairs))

@@ -19,12 +19,11 @@ from aggassets.warehouse.intake_files import ITEMS, read_items
 MAX_PAYLOAD_BYTES = 16_384
 MAX_CREATED_BY = 255
 FIELDS = ("measureName", "value", "startDate", "createdBy", "group1", "group2", "group3")
-_DATE_RE = (
-    r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|z|[+-]\d{2}(:?\d{2})?)?)?$"
-)
+_DATE_RE = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|z|[+-]\d{2}(:?\d{2})?)?)?$"
 _NUMBER_RE = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
 _SCALAR_TYPES = "('VARCHAR', 'BIGINT', 'UBIGINT', 'DOUBLE', 'BOOLEAN')"
 _NUMBER_TYPES = "('BIGINT', 'UBIGINT', 'DOUBLE')"
+
 
 def _definitions_table(definitions: Sequence[MeasureDefinition]) -> pa.Table:
     """The few definition fields validation needs, as an Arrow table."""
@@ -122,7 +121,6 @@ ORDER BY item_no
 """
 
 
-
 _FAST_STRUCT = json.dumps({f: "JSON" for f in FIELDS})
 # CASE, not AND/OR: a projection evaluates every operand of AND/OR, CASE only the branch a row takes.
 # After the prefix `{"key":`, a string value is the only member when no string is followed by a comma: the
@@ -139,8 +137,13 @@ _FAST_GROUP_SQL = """CASE WHEN p{i} IS NULL THEN x_g{i} IS NULL
 # the format's closing quote leaves nothing unread. The forms producers write: DACC's own (a date, a date-
 # time without zone), ISO with Z, JavaScript's toISOString (milliseconds, Z), Python's isoformat in UTC.
 _FAST_DATES = {
-    12: '"%Y-%m-%d"', 21: '"%Y-%m-%dT%H:%M:%S"', 22: '"%Y-%m-%dT%H:%M:%SZ"', 26: '"%Y-%m-%dT%H:%M:%S.%gZ"',
-    27: '"%Y-%m-%dT%H:%M:%S+00:00"', 29: '"%Y-%m-%dT%H:%M:%S.%fZ"', 34: '"%Y-%m-%dT%H:%M:%S.%f+00:00"',
+    12: '"%Y-%m-%d"',
+    21: '"%Y-%m-%dT%H:%M:%S"',
+    22: '"%Y-%m-%dT%H:%M:%SZ"',
+    26: '"%Y-%m-%dT%H:%M:%S.%gZ"',
+    27: '"%Y-%m-%dT%H:%M:%S+00:00"',
+    29: '"%Y-%m-%dT%H:%M:%S.%fZ"',
+    34: '"%Y-%m-%dT%H:%M:%S.%f+00:00"',
 }
 
 
@@ -160,8 +163,9 @@ def _fast_checked(items: str) -> str:
     present = " + ".join(["3", *(f"(x_{c} IS NOT NULL)::INT" for c in names[3:])])
     groups = ", ".join(f"($p{i}::VARCHAR[])[di] AS p{i}" for i in (1, 2, 3))
     # substr with a length, not a negative slice: 25% cheaper
-    values = ", ".join(f"substr(x_g{i}, length(p{i}) + 1, length(x_g{i}) - length(p{i}) - 1) AS v{i}"
-                       for i in (1, 2, 3))
+    values = ", ".join(
+        f"substr(x_g{i}, length(p{i}) + 1, length(x_g{i}) - length(p{i}) - 1) AS v{i}" for i in (1, 2, 3)
+    )
     dates = " ".join(f"WHEN {n} THEN TRY_STRPTIME(x_date, '{fmt}')" for n, fmt in _FAST_DATES.items())
     return f"""WITH parsed AS (
   SELECT item_no, payload, nkeys, {fields}
@@ -202,17 +206,24 @@ FROM checked
 
 
 def fast_params(
-    con: duckdb.DuckDBPyConnection, definitions: Sequence[MeasureDefinition], first_day: date, fast: bool = True,
+    con: duckdb.DuckDBPyConnection,
+    definitions: Sequence[MeasureDefinition],
+    first_day: date,
+    fast: bool = True,
 ) -> dict[str, object]:
     """The fast path's parameters: the definitions as lists (names, their JSON texts, periods,
     `{"key":` prefixes), the first day and whether the fast path is on."""
+
     def as_json(values: list[str | None]) -> list[str | None]:
         texts = con.execute("SELECT list_transform($v::VARCHAR[], lambda x: to_json(x)::VARCHAR)", {"v": values})
         return texts.fetchall()[0][0]
 
     params: dict[str, object] = {
-        "names": [d.name for d in definitions], "periods": [d.aggregation_period for d in definitions],
-        "jnames": as_json([d.name for d in definitions]), "first_day": first_day, "fast": fast,
+        "names": [d.name for d in definitions],
+        "periods": [d.aggregation_period for d in definitions],
+        "jnames": as_json([d.name for d in definitions]),
+        "first_day": first_day,
+        "fast": fast,
     }
     for i in (1, 2, 3):
         keys = as_json([d.group_keys()[i - 1] for d in definitions])
@@ -230,7 +241,8 @@ FROM checked WHERE ok"""
 
 @contextlib.contextmanager
 def definitions_registered(
-    con: duckdb.DuckDBPyConnection, definitions: Sequence[MeasureDefinition],
+    con: duckdb.DuckDBPyConnection,
+    definitions: Sequence[MeasureDefinition],
 ) -> Iterator[None]:
     """The view `defs` of the definitions in `con` (the careful validation joins it) for the block."""
     con.register("defs", _definitions_table(definitions))
@@ -259,7 +271,10 @@ FROM staged WHERE reason IS NOT NULL""",
 
 
 def stage_items(
-    con: duckdb.DuckDBPyConnection, path: Path, definitions: Sequence[MeasureDefinition], first_day: date,
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    definitions: Sequence[MeasureDefinition],
+    first_day: date,
     fast: bool = True,
 ) -> int:
     """Read and validate the file into the temp table `staged` of `con`, one row per item (STAGED_ROWS).
@@ -271,8 +286,10 @@ def stage_items(
     con.execute("SET TimeZone = 'UTC'")
     row0, _ = read_items(con, path)
     with definitions_registered(con, definitions):
-        con.execute(f"CREATE OR REPLACE TEMP TABLE staged AS {_fast_sql(ITEMS)}",
-                    {"row0": row0, **fast_params(con, definitions, first_day, fast)})
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE staged AS {_fast_sql(ITEMS)}",
+            {"row0": row0, **fast_params(con, definitions, first_day, fast)},
+        )
         con.execute("DROP TABLE temp.lines")  # staged holds the payloads too
         careful = int(con.execute("SELECT count(*) FROM staged WHERE reason = 'unchecked'").fetchall()[0][0])
         if careful:

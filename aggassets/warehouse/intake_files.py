@@ -101,7 +101,7 @@ def _items_source(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[str, str]
     if not has_list:
         if kind == "OBJECT":  # one pretty-printed measure
             return "SELECT $path::VARCHAR AS payload", json.dumps(json.loads(path.read_text(encoding="utf-8-sig")))
-        raise AggassetsError(f"{path}: expected a JSON array, {{\"measures\": [...]}} or NDJSON")
+        raise AggassetsError(f'{path}: expected a JSON array, {{"measures": [...]}} or NDJSON')
     return _UNNEST_DOCUMENT, str(path)
 
 

@@ -141,7 +141,10 @@ class PostgresWarehouse(Warehouse):
         self.setup()
 
     def ingest_file(
-        self, path: Path, definitions: Sequence[MeasureDefinition], first_day: date,
+        self,
+        path: Path,
+        definitions: Sequence[MeasureDefinition],
+        first_day: date,
         sha256: str | None = None,
     ) -> IntakeResult:
         """Validate the file in an in-memory DuckDB, then COPY its items straight into inbox, raw_measures
@@ -208,8 +211,9 @@ class PostgresWarehouse(Warehouse):
         buffer.seek(0)
         columns = pgsql.SQL(", ").join(pgsql.Identifier(c) for c in table.column_names)
         with self.con.cursor() as cur:
-            cur.copy_expert(pgsql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(
-                pgsql.Identifier(name), columns), buffer)
+            cur.copy_expert(
+                pgsql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(pgsql.Identifier(name), columns), buffer
+            )
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

@@ -20,8 +20,16 @@ from aggassets.warehouse.base import Warehouse
 from aggassets_tests.warehouse.engines import WarehouseFactory
 
 COLUMNS = ["date", "exp_id", "exp_variant_id", "unit_type", "unit_id", "goal", "count", "value"]
-VALID = {"date": "2026-10-05", "exp_id": "exp-1", "exp_variant_id": "a", "unit_type": "user", "unit_id": "u1",
-         "goal": "purchase", "count": "2", "value": "9.5"}
+VALID = {
+    "date": "2026-10-05",
+    "exp_id": "exp-1",
+    "exp_variant_id": "a",
+    "unit_type": "user",
+    "unit_id": "u1",
+    "goal": "purchase",
+    "count": "2",
+    "value": "9.5",
+}
 INJECTION = "x'; DROP TABLE events; --"
 
 
@@ -97,23 +105,41 @@ ACCEPTED: list[tuple[str, dict[str, str], tuple[Any, ...]]] = [
     ("padded count", row(count=" 7 "), ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 7, 9.5)),
     ("count 3.0", row(count="3.0"), ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 3, 9.5)),
     ("count +4", row(count="+4"), ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 4, 9.5)),
-    ("int64 max", row(count="9223372036854775807"),
-     ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 9223372036854775807, 9.5)),
+    (
+        "int64 max",
+        row(count="9223372036854775807"),
+        ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 9223372036854775807, 9.5),
+    ),
     ("negative value", row(value="-0.25"), ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 2, -0.25)),
     ("exponent value", row(value="1e3"), ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 2, 1000.0)),
     ("leading dot", row(value=".5"), ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 2, 0.5)),
-    ("offset west", row(date="2026-10-05T23:30:00-02:00"),
-     ("2026-10-06", "exp-1", "a", "user", "u1", "purchase", 2, 9.5)),
-    ("offset east", row(date="2026-10-05T00:30:00+01:00"),
-     ("2026-10-04", "exp-1", "a", "user", "u1", "purchase", 2, 9.5)),
+    (
+        "offset west",
+        row(date="2026-10-05T23:30:00-02:00"),
+        ("2026-10-06", "exp-1", "a", "user", "u1", "purchase", 2, 9.5),
+    ),
+    (
+        "offset east",
+        row(date="2026-10-05T00:30:00+01:00"),
+        ("2026-10-04", "exp-1", "a", "user", "u1", "purchase", 2, 9.5),
+    ),
     ("space and minutes", row(date="2026-10-05 10:00"), ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 2, 9.5)),
-    ("padded ids", row(exp_id=" exp-1 ", unit_id="\tu1 "),
-     ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 2, 9.5)),
+    (
+        "padded ids",
+        row(exp_id=" exp-1 ", unit_id="\tu1 "),
+        ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 2, 9.5),
+    ),
     ("unit_type _x9, goal 0", row(unit_type="_x9", goal="0"), ("2026-10-05", "exp-1", "a", "_x9", "u1", "0", 2, 9.5)),
-    ("injection ids", row(exp_id=INJECTION, unit_id='r"); DELETE FROM events;--'),
-     ("2026-10-05", INJECTION, "a", "user", 'r"); DELETE FROM events;--', "purchase", 2, 9.5)),
-    ("unicode, comma and newline", row(exp_variant_id="vär é 🎉", unit_id="a,b\nc"),
-     ("2026-10-05", "exp-1", "vär é 🎉", "user", "a,b\nc", "purchase", 2, 9.5)),
+    (
+        "injection ids",
+        row(exp_id=INJECTION, unit_id='r"); DELETE FROM events;--'),
+        ("2026-10-05", INJECTION, "a", "user", 'r"); DELETE FROM events;--', "purchase", 2, 9.5),
+    ),
+    (
+        "unicode, comma and newline",
+        row(exp_variant_id="vär é 🎉", unit_id="a,b\nc"),
+        ("2026-10-05", "exp-1", "vär é 🎉", "user", "a,b\nc", "purchase", 2, 9.5),
+    ),
 ]
 
 
@@ -123,31 +149,51 @@ def stored_events(wh: Warehouse) -> list[tuple[Any, ...]]:
     dims = sorted(c for c in frame.columns if c.startswith("dim_"))
     rows = []
     for r in frame.to_dict("records"):
-        rows.append((pd.Timestamp(r["date"]).date().isoformat(), *(r[c] for c in COLUMNS[1:6]), int(r["count"]),
-                     float(r["value"]), *(None if pd.isna(r[d]) else r[d] for d in dims)))
+        rows.append(
+            (
+                pd.Timestamp(r["date"]).date().isoformat(),
+                *(r[c] for c in COLUMNS[1:6]),
+                int(r["count"]),
+                float(r["value"]),
+                *(None if pd.isna(r[d]) else r[d] for d in dims),
+            )
+        )
     return sorted(rows, key=repr)
 
 
 def rejected(wh: Warehouse) -> list[tuple[int, int, str]]:
     """(batch_id, row_number, reason) of every rejected row, sorted."""
     frame = wh.read_table("rejected_events")
-    return sorted((int(b), int(n), str(r)) for b, n, r in frame[["batch_id", "row_number", "reason"]].itertuples(
-        index=False))
+    return sorted(
+        (int(b), int(n), str(r)) for b, n, r in frame[["batch_id", "row_number", "reason"]].itertuples(index=False)
+    )
 
 
 def test_malformed_rows_rejected_with_their_reason(warehouse: Warehouse, tmp_path: Path) -> None:
     rows = [row()] + [cells for _, cells, _ in MALFORMED]
     result = warehouse.ingest_events(write_csv(tmp_path / "e.csv", rows))
-    assert result.as_dict() == {"received": len(rows), "accepted": 1, "rejected": len(MALFORMED),
-                                "rejected_by_reason": dict(sorted(Counter(r for _, _, r in MALFORMED).items(),
-                                                                  key=lambda kv: (-kv[1], kv[0])))}
+    assert result.as_dict() == {
+        "received": len(rows),
+        "accepted": 1,
+        "rejected": len(MALFORMED),
+        "rejected_by_reason": dict(sorted(Counter(r for _, _, r in MALFORMED).items(), key=lambda kv: (-kv[1], kv[0]))),
+    }
     got = {n: reason for _, n, reason in rejected(warehouse)}
     assert {case: got.get(i) for i, (case, _, _) in enumerate(MALFORMED, start=2)} == {
-        case: reason for case, _, reason in MALFORMED}
+        case: reason for case, _, reason in MALFORMED
+    }
     frame = warehouse.read_table("rejected_events")
     first = frame[frame["row_number"] == 2]["row_json"].iloc[0]
-    assert json.loads(first) == {"date": None, "exp_id": "exp-1", "exp_variant_id": "a", "unit_type": "user",
-                                 "unit_id": "u1", "goal": "purchase", "count": "2", "value": "9.5"}
+    assert json.loads(first) == {
+        "date": None,
+        "exp_id": "exp-1",
+        "exp_variant_id": "a",
+        "unit_type": "user",
+        "unit_id": "u1",
+        "goal": "purchase",
+        "count": "2",
+        "value": "9.5",
+    }
     batches = warehouse.read_table("event_batches")
     assert batches[["batch_id", "received", "accepted", "rejected"]].values.tolist() == [[1, 41, 1, 40]]
     assert warehouse.event_loss_counts() == (41, 1, 40)
@@ -155,20 +201,37 @@ def test_malformed_rows_rejected_with_their_reason(warehouse: Warehouse, tmp_pat
 
 def test_json_rows_rejected_with_their_reason(warehouse: Warehouse, tmp_path: Path) -> None:
     lines = [
-        json.dumps(VALID), "nope", "[1, 2]", "42", '{"date": "2026-10-05", "date": "2026-10-06"}',
-        json.dumps(VALID | {"count": True}), json.dumps(VALID | {"value": [1]}), json.dumps(VALID | {"date": 20261005}),
-        json.dumps(VALID | {"unit_id": None}), json.dumps({k: v for k, v in VALID.items() if k != "goal"}),
+        json.dumps(VALID),
+        "nope",
+        "[1, 2]",
+        "42",
+        '{"date": "2026-10-05", "date": "2026-10-06"}',
+        json.dumps(VALID | {"count": True}),
+        json.dumps(VALID | {"value": [1]}),
+        json.dumps(VALID | {"date": 20261005}),
+        json.dumps(VALID | {"unit_id": None}),
+        json.dumps({k: v for k, v in VALID.items() if k != "goal"}),
         json.dumps(VALID | {"count": 2.0, "value": 12}),
     ]
     result = warehouse.ingest_events(write_lines(tmp_path / "e.ndjson", lines))
     assert (result.received, result.accepted, result.rejected) == (11, 2, 9)
-    assert rejected(warehouse) == [(1, 2, "invalid_json"), (1, 3, "not_an_object"), (1, 4, "not_an_object"),
-                                   (1, 5, "duplicate_field"), (1, 6, "bad_count"), (1, 7, "bad_value"),
-                                   (1, 8, "bad_date"), (1, 9, "missing_unit_id"), (1, 10, "bad_goal")]
+    assert rejected(warehouse) == [
+        (1, 2, "invalid_json"),
+        (1, 3, "not_an_object"),
+        (1, 4, "not_an_object"),
+        (1, 5, "duplicate_field"),
+        (1, 6, "bad_count"),
+        (1, 7, "bad_value"),
+        (1, 8, "bad_date"),
+        (1, 9, "missing_unit_id"),
+        (1, 10, "bad_goal"),
+    ]
     frame = warehouse.read_table("rejected_events")
     assert frame[frame["row_number"] == 2]["row_json"].iloc[0] == "nope"  # a JSON row is kept as it came
-    assert stored_events(warehouse) == [("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 2, 12.0),
-                                        ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 2, 9.5)]
+    assert stored_events(warehouse) == [
+        ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 2, 12.0),
+        ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 2, 9.5),
+    ]
 
 
 def test_valid_rows_stored_exactly(warehouse: Warehouse, tmp_path: Path) -> None:
@@ -193,21 +256,36 @@ FORMAT_ROWS = [
 
 
 def test_csv_parquet_ndjson_give_identical_events(open_wh: WarehouseFactory, tmp_path: Path) -> None:
-    typed = pa.table({
-        "date": pa.array([date(2026, 10, 5)] * 4), "exp_id": ["exp-1"] * 4, "exp_variant_id": ["a"] * 4,
-        "unit_type": ["user"] * 4, "unit_id": ["u1", "u2", "u3", "u4"],
-        "goal": ["purchase", "view", "click", "bad-goal"], "count": pa.array([2, 1, 3, 2], pa.int64()),
-        "value": [9.5, 0.1, -2.5, 9.5], "Country": ["FR", "DE", None, "US"], "price": ["120", "9.99", "1000", "5"],
-    })
+    typed = pa.table(
+        {
+            "date": pa.array([date(2026, 10, 5)] * 4),
+            "exp_id": ["exp-1"] * 4,
+            "exp_variant_id": ["a"] * 4,
+            "unit_type": ["user"] * 4,
+            "unit_id": ["u1", "u2", "u3", "u4"],
+            "goal": ["purchase", "view", "click", "bad-goal"],
+            "count": pa.array([2, 1, 3, 2], pa.int64()),
+            "value": [9.5, 0.1, -2.5, 9.5],
+            "Country": ["FR", "DE", None, "US"],
+            "price": ["120", "9.99", "1000", "5"],
+        }
+    )
     pq.write_table(typed, tmp_path / "e.parquet")
-    json_rows = [{k: (int(v) if k == "count" else float(v) if k == "value" else v or None) for k, v in r.items()}
-                 for r in FORMAT_ROWS]
-    files = [write_csv(tmp_path / "e.csv", FORMAT_ROWS), tmp_path / "e.parquet",
-             write_lines(tmp_path / "e.ndjson", [json.dumps(r) for r in json_rows]),
-             write_lines(tmp_path / "e.json", [json.dumps(json_rows, indent=2)])]
-    want = [("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 2, 9.5, "FR", "120"),
-            ("2026-10-05", "exp-1", "a", "user", "u2", "view", 1, 0.1, "DE", "9.99"),
-            ("2026-10-05", "exp-1", "a", "user", "u3", "click", 3, -2.5, None, "1000")]
+    json_rows = [
+        {k: (int(v) if k == "count" else float(v) if k == "value" else v or None) for k, v in r.items()}
+        for r in FORMAT_ROWS
+    ]
+    files = [
+        write_csv(tmp_path / "e.csv", FORMAT_ROWS),
+        tmp_path / "e.parquet",
+        write_lines(tmp_path / "e.ndjson", [json.dumps(r) for r in json_rows]),
+        write_lines(tmp_path / "e.json", [json.dumps(json_rows, indent=2)]),
+    ]
+    want = [
+        ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 2, 9.5, "FR", "120"),
+        ("2026-10-05", "exp-1", "a", "user", "u2", "view", 1, 0.1, "DE", "9.99"),
+        ("2026-10-05", "exp-1", "a", "user", "u3", "click", 3, -2.5, None, "1000"),
+    ]
     for path in files:
         wh = open_wh()
         wh.execute("DELETE FROM events")
@@ -228,9 +306,11 @@ def test_dimensions_added_on_first_sight(warehouse: Warehouse, tmp_path: Path) -
     warehouse.ingest_events(write_csv(tmp_path / "c.csv", [row(unit_id="u3", price="12", country="DE")]))
     assert warehouse.event_dimensions() == ["country", "element", "price"]
     base = ("2026-10-05", "exp-1", "a", "user")
-    assert stored_events(warehouse) == [(*base, "u1", "purchase", 2, 9.5, "FR", None, None),
-                                        (*base, "u2", "purchase", 2, 9.5, None, None, None),
-                                        (*base, "u3", "purchase", 2, 9.5, "DE", None, "12")]
+    assert stored_events(warehouse) == [
+        (*base, "u1", "purchase", 2, 9.5, "FR", None, None),
+        (*base, "u2", "purchase", 2, 9.5, None, None, None),
+        (*base, "u3", "purchase", 2, 9.5, "DE", None, "12"),
+    ]
     assert warehouse.event_loss_counts() == (3, 3, 0)
 
 
@@ -245,8 +325,13 @@ def test_injection_strings_stored_verbatim(warehouse: Warehouse, tmp_path: Path)
 
 def snapshot(wh: Warehouse) -> tuple[Any, ...]:
     """Everything intake writes: the three tables and the dimension columns."""
-    return (stored_events(wh), rejected(wh), wh.event_loss_counts(), len(wh.read_table("event_batches")),
-            wh.event_dimensions())
+    return (
+        stored_events(wh),
+        rejected(wh),
+        wh.event_loss_counts(),
+        len(wh.read_table("event_batches")),
+        wh.event_dimensions(),
+    )
 
 
 def _bad_files(tmp: Path) -> dict[str, Path]:
@@ -296,8 +381,12 @@ def test_cli_events_ingest(capsys: pytest.CaptureFixture[str], tmp_path: Path) -
     assert main(["--warehouse", url, "events", "ingest", str(a), str(b)]) == 0
     out, err = capsys.readouterr()
     assert err == "" and out.count("\n") == 1
-    assert json.loads(out) == {"received": 5, "accepted": 2, "rejected": 3,
-                               "rejected_by_reason": {"bad_count": 1, "invalid_json": 1, "bad_date": 1}}
+    assert json.loads(out) == {
+        "received": 5,
+        "accepted": 2,
+        "rejected": 3,
+        "rejected_by_reason": {"bad_count": 1, "invalid_json": 1, "bad_date": 1},
+    }
     bad = write_lines(tmp_path / "c.csv", ["date,exp_id", "2026-10-05,e"])
     assert main(["--warehouse", url, "events", "ingest", str(a), str(bad)]) == 2
     out, err = capsys.readouterr()
@@ -310,7 +399,8 @@ def test_cli_events_ingest(capsys: pytest.CaptureFixture[str], tmp_path: Path) -
 def test_timestamps_in_parquet_taken_as_utc_dates(warehouse: Warehouse, tmp_path: Path) -> None:
     stamps = [datetime(2026, 10, 5, 23, 30, tzinfo=UTC), datetime(2026, 10, 6, 0, 15, tzinfo=UTC)]
     table = pa.table({c: [VALID[c]] * 2 for c in COLUMNS if c not in ("date", "count", "value")}).append_column(
-        "date", pa.array(stamps, pa.timestamp("us", tz="Europe/Paris")))
+        "date", pa.array(stamps, pa.timestamp("us", tz="Europe/Paris"))
+    )
     pq.write_table(table, tmp_path / "t.parquet")
     warehouse.ingest_events(tmp_path / "t.parquet")
     assert [e[0] for e in stored_events(warehouse)] == ["2026-10-05", "2026-10-06"]
@@ -319,8 +409,11 @@ def test_timestamps_in_parquet_taken_as_utc_dates(warehouse: Warehouse, tmp_path
 def test_demo_events_ingest_with_the_planted_rejections(warehouse: Warehouse, tmp_path: Path) -> None:
     paths = generate_events(tmp_path / "demo", seed=3, scale=0.01)
     assert [p.suffix for p in paths] == [".csv", ".parquet", ".ndjson"]
-    rows = [len(paths[0].read_text().splitlines()) - 1, pq.read_metadata(paths[1]).num_rows,
-            len([x for x in paths[2].read_text().splitlines() if x.strip()])]
+    rows = [
+        len(paths[0].read_text().splitlines()) - 1,
+        pq.read_metadata(paths[1]).num_rows,
+        len([x for x in paths[2].read_text().splitlines() if x.strip()]),
+    ]
     results = [warehouse.ingest_events(p) for p in paths]
     assert [r.received for r in results] == rows
     assert [r.rejected_by_reason for r in results] == [
@@ -336,12 +429,15 @@ def test_demo_events_ingest_with_the_planted_rejections(warehouse: Warehouse, tm
                count(DISTINCT CASE WHEN goal = 'exposure' THEN unit_id END) AS exposed
         FROM events GROUP BY exp_id ORDER BY exp_id""")
     got = {r["exp_id"]: r for r in per_exp.to_dict("records")}
-    ranges = {"checkout-button-conversion": ("2026-10-05", "2026-10-25", 400),
-              "product-page-layout": ("2026-11-01", "2026-11-30", 300),
-              "recommendations-three-way": ("2026-10-12", "2026-11-08", 800)}
+    ranges = {
+        "checkout-button-conversion": ("2026-10-05", "2026-10-25", 400),
+        "product-page-layout": ("2026-11-01", "2026-11-30", 300),
+        "recommendations-three-way": ("2026-10-12", "2026-11-08", 800),
+    }
     assert sorted(got) == sorted(ranges)
     for exp_id, (first, last, units) in ranges.items():
         r = got[exp_id]
-        assert first <= pd.Timestamp(r["first"]).date().isoformat() <= pd.Timestamp(r["last"]).date().isoformat() \
-            <= last, exp_id
+        assert (
+            first <= pd.Timestamp(r["first"]).date().isoformat() <= pd.Timestamp(r["last"]).date().isoformat() <= last
+        ), exp_id
         assert r["units"] == r["exposures"] == r["exposed"] == units, exp_id  # one exposure per unit

@@ -301,8 +301,21 @@ def test_goals_frame_round_trips_through_the_evaluate_command(
     experiment = tmp_path / "exp.json"
     raw = _experiment(FILTERS["all"]).model_dump(mode="json", exclude_none=True)
     experiment.write_text(json.dumps(raw))
-    code = main(["experiments", "evaluate", "--experiment", str(experiment), "--goals", str(tmp_path / "goals.csv"),
-                 "--cross", str(tmp_path / "cross.csv"), "--as-of", str(DAY0 + timedelta(days=11)), "--extended"])
+    code = main(
+        [
+            "experiments",
+            "evaluate",
+            "--experiment",
+            str(experiment),
+            "--goals",
+            str(tmp_path / "goals.csv"),
+            "--cross",
+            str(tmp_path / "cross.csv"),
+            "--as-of",
+            str(DAY0 + timedelta(days=11)),
+            "--extended",
+        ]
+    )
     assert code == 0
     printed = pd.read_csv(io.StringIO(capsys.readouterr().out), keep_default_na=False, na_values=[""])
     direct = evaluate_goals(_experiment(FILTERS["all"]), goals.goals, goals.cross, as_of=DAY0 + timedelta(days=11))

@@ -167,9 +167,12 @@ def test_std_is_exact_and_stable_over_many_row_groups(warehouse: Warehouse, tmp_
         "equal": [0.1] * 500,
     }
     weekly = (1e9 + rng.normal(0, 1e3, 2_000)).tolist()  # an own-period measure of the week: its raw rows
-    ingest(wh, tmp_path, [measure("visits-daily", v, "2022-01-24", group1=k, group2="x")
-                          for k, values in keys.items() for v in values]
-           + [measure("latency-weekly", v, "2022-01-25") for v in weekly])
+    ingest(
+        wh,
+        tmp_path,
+        [measure("visits-daily", v, "2022-01-24", group1=k, group2="x") for k, values in keys.items() for v in values]
+        + [measure("latency-weekly", v, "2022-01-25") for v in weekly],
+    )
     runs = []
     for _ in range(2):
         wh.refresh("day", date(2022, 1, 24), date(2022, 1, 25))

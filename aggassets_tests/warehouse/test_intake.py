@@ -43,9 +43,13 @@ def edited_lines(rng: random.Random, count: int, edits: int = 1) -> list[str]:
     deleted or replaced, drawn from JSON's own punctuation, digits, letters, escapes, spaces and a few
     control and non-ASCII characters."""
     alphabet = '{}[]":, \\/0123456789.eE+-tfnulZT\t\u00e9x\x00\x1f\u2028'
-    bases = [line(), line(value=2.5, createdBy="drive"), line(startDate="2022-01-03T12:00:00Z"),
-             '{"measureName": "storage-monthly", "value": 3, "startDate": "2022-02-17", "group1": {"offer": "a"},'
-             ' "group2": {"plan": true}, "group3": {"region": 4}}']
+    bases = [
+        line(),
+        line(value=2.5, createdBy="drive"),
+        line(startDate="2022-01-03T12:00:00Z"),
+        '{"measureName": "storage-monthly", "value": 3, "startDate": "2022-02-17", "group1": {"offer": "a"},'
+        ' "group2": {"plan": true}, "group3": {"region": 4}}',
+    ]
     bases += [json.dumps(json.loads(b), separators=(",", ":")) for b in bases]
     out = []
     for _ in range(count):
@@ -207,8 +211,16 @@ ITEMS = [
 
 @pytest.mark.parametrize(
     "fmt",
-    ["array", "pretty array", "measures object", "ndjson", "ndjson with blank lines and CRLF",
-     "array with a byte order mark", "measures object with a byte order mark", "ndjson with a byte order mark"],
+    [
+        "array",
+        "pretty array",
+        "measures object",
+        "ndjson",
+        "ndjson with blank lines and CRLF",
+        "array with a byte order mark",
+        "measures object with a byte order mark",
+        "ndjson with a byte order mark",
+    ],
 )
 def test_file_formats(warehouse: Warehouse, tmp_path: Path, fmt: str) -> None:
     """A JSON array, {"measures": [...]} and NDJSON give the same intake."""
@@ -286,8 +298,10 @@ def test_duckdb_inbox_payloads_stored_with_zstd(tmp_path: Path) -> None:
         wh.sync_definitions(DEFINITIONS)
         assert wh.ingest_file(path, DEFINITIONS, FIRST_DAY).accepted == len(lines)
         wh.con.execute("CHECKPOINT")
-        compressions = wh.fetch("SELECT DISTINCT compression FROM pragma_storage_info('inbox') "
-                                "WHERE column_name = 'payload' AND segment_type = 'VARCHAR'")
+        compressions = wh.fetch(
+            "SELECT DISTINCT compression FROM pragma_storage_info('inbox') "
+            "WHERE column_name = 'payload' AND segment_type = 'VARCHAR'"
+        )
         assert compressions["compression"].tolist() == ["ZSTD"]
         assert wh.read_table("inbox", order_by="seq")["payload"].tolist() == lines
 
@@ -352,12 +366,24 @@ def test_randomly_edited_lines_are_stored_as_validated(warehouse: Warehouse, tmp
     assert result.received == len(lines) == result.accepted + result.rejected
     assert result.rejected_by_reason == dict(Counter(r[2] for r in want if r[2] is not None))
     raw_rows = warehouse.read_table("raw_measures", order_by="seq")
-    stored = [(int(r.seq), r.measure_name, pd.Timestamp(r.start_date).date(), r.created_by, r.group1, r.group2,
-               r.group3, float(r.value)) for r in raw_rows.itertuples()]
+    stored = [
+        (
+            int(r.seq),
+            r.measure_name,
+            pd.Timestamp(r.start_date).date(),
+            r.created_by,
+            r.group1,
+            r.group2,
+            r.group3,
+            float(r.value),
+        )
+        for r in raw_rows.itertuples()
+    ]
     assert stored == [(r[0], *r[3:]) for r in want if r[2] is None]
     rejected = warehouse.read_table("rejected_measures", order_by="seq")
     assert list(zip(rejected["seq"].astype(int), rejected["reason"], strict=True)) == [
-        (r[0], r[2]) for r in want if r[2] is not None]
+        (r[0], r[2]) for r in want if r[2] is not None
+    ]
 
 
 def test_items_left_by_the_fast_path_found_across_blocks(warehouse: Warehouse, tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ TRICKY: list[str] = [
     ' "group1" : { "device" : "a" }, "group2" : {"os": "x"} }',
     line(measureName="visits\\u002ddaily").replace("\\\\u002d", "\\u002d"),
     line(group1={"device": "\u00e9"}).replace("\u00e9", "\\u00e9"),
-    line(group1={"device": "a,\"os\":\"b"}),
+    line(group1={"device": 'a,"os":"b'}),
     line(group1={"device": "a}"}),
     line(group1={"device": "back\\slash"}),
     line(group1={"device": 1.50}),
@@ -85,8 +85,11 @@ TRICKY: list[str] = [
     line(group1={"device": "x"}, group2={"os": "\\"}),
 ]
 # The same items written compactly, as most producers do (json.dumps' default puts spaces after , and :).
-TRICKY += [json.dumps(json.loads(t), separators=(",", ":"), ensure_ascii=False) for t in TRICKY
-           if t.strip().startswith("{") and _parses(t)]
+TRICKY += [
+    json.dumps(json.loads(t), separators=(",", ":"), ensure_ascii=False)
+    for t in TRICKY
+    if t.strip().startswith("{") and _parses(t)
+]
 
 
 def _staged(path: Path, fast: bool) -> tuple[list[tuple[Any, ...]], int]:
@@ -161,8 +164,15 @@ def test_fast_path_matches_careful_validation_on_random_edits(tmp_path: Path, se
 
 
 # One example of each date form the fast path reads (intake._FAST_DATES), near the end of a day.
-FAST_DATE_FORMS = ["2022-01-31", "2022-01-31T23:59:59", "2022-01-31T23:59:59Z", "2022-01-31T23:59:59.999Z",
-                   "2022-01-31T23:59:59+00:00", "2022-01-31T23:59:59.999999Z", "2022-01-31T23:59:59.999999+00:00"]
+FAST_DATE_FORMS = [
+    "2022-01-31",
+    "2022-01-31T23:59:59",
+    "2022-01-31T23:59:59Z",
+    "2022-01-31T23:59:59.999Z",
+    "2022-01-31T23:59:59+00:00",
+    "2022-01-31T23:59:59.999999Z",
+    "2022-01-31T23:59:59.999999+00:00",
+]
 
 
 def test_fast_date_forms_and_every_one_character_change_match_careful_validation(tmp_path: Path) -> None:
@@ -171,7 +181,7 @@ def test_fast_date_forms_and_every_one_character_change_match_careful_validation
     assert len({len(json.dumps(d)) for d in FAST_DATE_FORMS}) == len(intake._FAST_DATES)
     dates = list(FAST_DATE_FORMS)
     for text in FAST_DATE_FORMS:
-        dates += [text[:i] + c + text[i + 1:] for i in range(len(text)) for c in "0129+-:. TZz" if c != text[i]]
+        dates += [text[:i] + c + text[i + 1 :] for i in range(len(text)) for c in "0129+-:. TZz" if c != text[i]]
     lines = [line(startDate=d) for d in dates]
     path = tmp_path / "dates.ndjson"
     slow_rows, fast_careful = _staged_both_ways(path, lines)

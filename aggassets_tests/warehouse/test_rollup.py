@@ -83,8 +83,10 @@ def test_rollups_after_a_catalog_change_read_raw(warehouse: Warehouse, tmp_path:
     items = generate(seed=14, n=600, first=FIRST, days=40)
     ingest(warehouse, tmp_path, items)
     refresh_all(warehouse, DAYS)  # sharing-weekly is a week measure: not in the daily rows
-    changed = [d if d.name != "sharing-weekly" else MeasureDefinition(**{**d.model_dump(), "aggregation_period": "day"})
-               for d in DEFINITIONS]
+    changed = [
+        d if d.name != "sharing-weekly" else MeasureDefinition(**{**d.model_dump(), "aggregation_period": "day"})
+        for d in DEFINITIONS
+    ]
     warehouse.sync_definitions(changed)
     refresh_rollups(warehouse, DAYS)
     weeks = aggregates(warehouse, "week")
