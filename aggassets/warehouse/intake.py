@@ -168,9 +168,9 @@ def _fast_checked(items: str) -> str:
     )
     dates = " ".join(f"WHEN {n} THEN TRY_STRPTIME(x_date, '{fmt}')" for n, fmt in _FAST_DATES.items())
     return f"""WITH parsed AS (
-  SELECT item_no, payload, nkeys, {fields}
-  FROM (SELECT item_no, payload, CASE WHEN fit THEN TRY(json_transform(payload, '{_FAST_STRUCT}')) END AS f,
-               CASE WHEN fit THEN TRY(len(json_keys(payload))) END AS nkeys
+  SELECT item_no, payload, {fields},
+         CASE WHEN f IS NOT NULL THEN len(json_keys(payload)) END AS nkeys  -- f: valid JSON, no TRY needed
+  FROM (SELECT item_no, payload, CASE WHEN fit THEN TRY(json_transform(payload, '{_FAST_STRUCT}')) END AS f
         FROM (SELECT item_no, payload,
                      $fast AND strlen(payload) <= {MAX_PAYLOAD_BYTES} AND NOT contains(payload, '\\') AS fit
               FROM ({items})))
