@@ -89,12 +89,15 @@ def cmd_measures_ingest(args: argparse.Namespace) -> int:
     """Ingest measure files (each content once, as the inbox does); print one JSON line of counts."""
     catalog = load_measures(Path(args.definitions))
     paths = [Path(name) for name in args.files]
+    results = []
     with _open(args) as wh:
         shas = _new_contents(wh, paths, args.again)
-        results = [
-            wh.ingest_file(path, catalog.measures, settings.partitions_start(), sha256=sha)
-            for path, sha in zip(paths, shas, strict=True)
-        ]
+        for path, sha in zip(paths, shas, strict=True):
+            try:
+                results.append(wh.ingest_file(path, catalog.measures, settings.partitions_start(), sha256=sha))
+            except AggassetsError as exc:  # each file is its own batch: say which ones are stored already
+                stored = ", ".join(str(p) for p in paths[: len(results)])
+                raise AggassetsError(f"{exc}" + (f" (stored before it: {stored})" if stored else "")) from exc
     _print(intake_totals(results))
     return 0
 

@@ -91,6 +91,21 @@ def test_a_file_is_ingested_once_unless_again(capsys: pytest.CaptureFixture[str]
         assert process_file(wh, dropped, load_measures(DEFINITIONS), date(2020, 1, 1))["status"] == "already_ingested"
 
 
+def test_a_bad_file_among_several_names_the_files_stored_before_it(
+    capsys: pytest.CaptureFixture[str], url: str, tmp_path: Path
+) -> None:
+    """Each file is its own batch: when one is unreadable, the one-line error names the files already stored."""
+    good = write_ndjson(tmp_path / "good.ndjson", make_measures(date(2025, 3, 3), 1, 5))
+    bad = tmp_path / "bad.ndjson"
+    bad.write_bytes(b'{"measureName": "x\xff"}\n')
+    code, out, err = run(capsys, url, "measures", "ingest", str(good), str(bad))
+    assert code != 0 and out == "" and len(err.strip().splitlines()) == 1
+    assert "not UTF-8" in err and f"stored before it: {good}" in err
+    with open_warehouse(url) as wh:
+        received = wh.loss_counts()[0]
+    assert received == len(good.read_text().splitlines())
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

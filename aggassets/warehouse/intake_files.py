@@ -53,8 +53,8 @@ def _file_format(path: Path) -> str:
         head = fh.read(65_536)
     try:
         head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        if exc.start < len(head) - 4:
+    except UnicodeDecodeError as exc:  # unless a character is cut at the end of a full block
+        if len(head) < 65_536 or exc.start < len(head) - 4:
             raise AggassetsError(f"{path}: not UTF-8 text") from exc
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     if not text:
