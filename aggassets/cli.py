@@ -13,7 +13,7 @@ from aggassets.catalog import load_measures, load_measures_file
 from aggassets.errors import AggassetsError
 from aggassets.experiments.definition import load_experiment, load_experiments
 from aggassets.warehouse import Warehouse, events_intake, open_warehouse
-from aggassets.warehouse.base import file_sha256, intake_totals
+from aggassets.warehouse.values import file_sha256, intake_totals
 
 
 def _date(text: str) -> date:

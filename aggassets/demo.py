@@ -17,7 +17,7 @@ from aggassets.experiment_runs import run_experiment
 from aggassets.experiments.definition import load_experiments
 from aggassets.refresh import refresh_range
 from aggassets.warehouse import open_warehouse
-from aggassets.warehouse.base import intake_totals
+from aggassets.warehouse.values import intake_totals
 
 # Per measure: SQL value expression over random() (r1, r2) and group value choices.
 VALUES = {

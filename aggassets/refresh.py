@@ -9,7 +9,7 @@ from aggassets.assets.measures import MEASURE_ASSETS
 from aggassets.errors import AggassetsError
 from aggassets.partitions import PARTITIONS_BY_GRAIN
 from aggassets.resources import CatalogResource, WarehouseResource
-from aggassets.warehouse.base import period_start
+from aggassets.warehouse.values import period_start
 
 SELECTION = {
     "day": ["raw_measures", "daily_aggregates"],

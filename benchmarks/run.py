@@ -27,7 +27,7 @@ from aggassets.catalog import load_measures
 from aggassets.demo import generate
 from aggassets.settings import definitions_dir, partitions_start
 from aggassets.warehouse import open_warehouse
-from aggassets.warehouse.base import GRAINS, period_end, period_start
+from aggassets.warehouse.values import GRAINS, period_end, period_start
 
 FIRST = date(2025, 1, 6)
 

@@ -21,7 +21,7 @@ from dagster import (
 
 from aggassets.partitions import PARTITIONS_BY_GRAIN, daily_partitions
 from aggassets.resources import CatalogResource, WarehouseResource
-from aggassets.warehouse.base import AGGREGATE_TABLES
+from aggassets.warehouse.values import AGGREGATE_TABLES
 
 GROUP = "measures"
 AGGREGATE_CHECKS = {

@@ -8,7 +8,7 @@ from typing import Any
 from aggassets.catalog import MeasureCatalog
 from aggassets.errors import AggassetsError
 from aggassets.warehouse import Warehouse
-from aggassets.warehouse.base import file_sha256
+from aggassets.warehouse.values import file_sha256
 
 SUFFIXES = (".json", ".ndjson", ".jsonl")
 

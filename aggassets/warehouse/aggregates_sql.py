@@ -9,7 +9,7 @@ rows' physical order. A Dialect supplies the few differences between the engines
 
 from dataclasses import dataclass
 
-from aggassets.warehouse.base import AGGREGATE_TABLES, PERIODS_FEEDING
+from aggassets.warehouse.values import AGGREGATE_TABLES, PERIODS_FEEDING
 
 KEY = "measure_name, period_start, created_by, group1, group2, group3"
 COLUMNS = (

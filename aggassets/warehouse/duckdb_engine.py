@@ -13,7 +13,8 @@ import pyarrow as pa
 
 from aggassets.catalog import MeasureDefinition
 from aggassets.warehouse import duckdb_sql, intake, intake_files
-from aggassets.warehouse.base import IntakeResult, Warehouse, utc_now
+from aggassets.warehouse.base import Warehouse
+from aggassets.warehouse.values import IntakeResult, utc_now
 
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 

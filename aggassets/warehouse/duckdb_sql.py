@@ -4,8 +4,8 @@ the goals query are shared with PostgreSQL (aggregates_sql.py, goals_sql.py)."""
 from collections.abc import Sequence
 
 from aggassets.warehouse import aggregates_sql, goals_sql, intake, intake_files
-from aggassets.warehouse.base import AGGREGATE_TABLES
 from aggassets.warehouse.events_intake import quote
+from aggassets.warehouse.values import AGGREGATE_TABLES
 
 KEY = "measure_name, period_start, created_by, group1, group2, group3"
 

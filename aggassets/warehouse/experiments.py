@@ -19,7 +19,8 @@ from aggassets.experiments.evaluate import (
 from aggassets.experiments.expressions import GoalRef
 from aggassets.experiments.goals import NUMERIC
 from aggassets.warehouse import goals_sql
-from aggassets.warehouse.base import Warehouse, utc_now
+from aggassets.warehouse.base import Warehouse
+from aggassets.warehouse.values import utc_now
 
 GOAL_COLUMNS = ["exp_id", "exp_variant_id", "unit_type", "agg_type", "goal", "goal_key", "dimensions", *NUMERIC]
 CROSS_COLUMNS = ["exp_variant_id", "left_key", "right_key", "sum_product", "units"]

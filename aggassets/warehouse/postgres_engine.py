@@ -21,7 +21,8 @@ from psycopg2 import sql as pgsql
 from aggassets.catalog import MeasureDefinition
 from aggassets.errors import AggassetsError
 from aggassets.warehouse import intake, postgres_sql
-from aggassets.warehouse.base import IntakeResult, Warehouse, utc_now
+from aggassets.warehouse.base import Warehouse
+from aggassets.warehouse.values import IntakeResult, utc_now
 
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _INT_OIDS = {20: 64, 21: 16, 23: 32}

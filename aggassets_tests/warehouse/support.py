@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 from aggassets.catalog import MeasureDefinition
-from aggassets.warehouse.base import IntakeResult, Warehouse
+from aggassets.warehouse.base import Warehouse
+from aggassets.warehouse.values import IntakeResult
 
 FIRST_DAY = date(2020, 1, 1)
 TABLES = {"day": "daily_aggregates", "week": "weekly_aggregates", "month": "monthly_aggregates"}

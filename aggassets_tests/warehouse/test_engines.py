@@ -15,8 +15,9 @@ from psycopg2 import sql as pgsql
 
 from aggassets.errors import AggassetsError
 from aggassets.warehouse import open_warehouse
-from aggassets.warehouse.base import Warehouse, utc_now
+from aggassets.warehouse.base import Warehouse
 from aggassets.warehouse.postgres_engine import PostgresWarehouse, split_url
+from aggassets.warehouse.values import utc_now
 from aggassets_tests.warehouse.engines import WarehouseFactory, drop_schema, require_pg
 from aggassets_tests.warehouse.support import (
     DEFINITIONS,

@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 
 from aggassets.errors import AggassetsError
-from aggassets.warehouse.base import Warehouse, utc_now
+from aggassets.warehouse.base import Warehouse
 from aggassets.warehouse.duckdb_engine import DuckDBWarehouse
+from aggassets.warehouse.values import utc_now
 from aggassets_tests.warehouse.support import (
     DEFINITIONS,
     TABLES,

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from aggassets.errors import AggassetsError
-from aggassets.warehouse.base import Warehouse, utc_now
+from aggassets.warehouse.base import Warehouse
+from aggassets.warehouse.values import utc_now
 from aggassets_tests.warehouse.support import (
     BY_NAME,
     DEFINITIONS,

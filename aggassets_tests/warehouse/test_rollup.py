@@ -6,7 +6,8 @@ from pathlib import Path
 import pandas as pd
 
 from aggassets.catalog import MeasureDefinition
-from aggassets.warehouse.base import Warehouse, utc_now
+from aggassets.warehouse.base import Warehouse
+from aggassets.warehouse.values import utc_now
 from aggassets_tests.warehouse.support import (
     DEFINITIONS,
     aggregates,
