@@ -135,13 +135,15 @@ _FAST_GROUP_SQL = """CASE WHEN p{i} IS NULL THEN x_g{i} IS NULL
 # at their full width (yyyy-mm-dd, hh:mm:ss, 3 or 6 fraction digits): the careful pattern's plain UTC
 # forms, nothing looser. A JSON string's only quotes are its first and last bytes (no backslash here), so
 # the format's closing quote leaves nothing unread. The forms producers write: DACC's own (a date, a date-
-# time without zone), ISO with Z, JavaScript's toISOString (milliseconds, Z), Python's isoformat in UTC.
+# time without zone), ISO with Z, JavaScript's toISOString (milliseconds, Z), Python's isoformat (naive or UTC).
 _FAST_DATES = {
     12: '"%Y-%m-%d"',
     21: '"%Y-%m-%dT%H:%M:%S"',
     22: '"%Y-%m-%dT%H:%M:%SZ"',
+    25: '"%Y-%m-%dT%H:%M:%S.%g"',
     26: '"%Y-%m-%dT%H:%M:%S.%gZ"',
     27: '"%Y-%m-%dT%H:%M:%S+00:00"',
+    28: '"%Y-%m-%dT%H:%M:%S.%f"',
     29: '"%Y-%m-%dT%H:%M:%S.%fZ"',
     34: '"%Y-%m-%dT%H:%M:%S.%f+00:00"',
 }
