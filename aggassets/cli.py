@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 
 from aggassets import settings
 from aggassets.catalog import load_measures, load_measures_file
-from aggassets.errors import AggassetsError
+from aggassets.errors import AggassetsError, require_file
 from aggassets.experiments.definition import load_experiment, load_experiments
 from aggassets.warehouse import Warehouse, events_intake, open_warehouse
 from aggassets.warehouse.values import file_sha256, intake_totals
@@ -76,8 +76,7 @@ def _new_contents(wh: Warehouse, paths: Sequence[Path], again: bool) -> list[str
     or given twice, is refused before anything is stored."""
     shas: list[str] = []
     for path in paths:
-        if not path.is_file():
-            raise AggassetsError(f"{path}: {'a directory, not a file' if path.is_dir() else 'no such file'}")
+        require_file(path)
         sha = file_sha256(path)
         if not again and (sha in shas or wh.file_seen(sha)):
             raise AggassetsError(f"{path}: this content was ingested already; pass --again to ingest it once more")

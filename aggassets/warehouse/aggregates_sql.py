@@ -249,7 +249,7 @@ WHERE {NARROW}"""
 
 def refresh_aggregates(grain: str, d: Dialect, exact: bool = False) -> list[str]:
     """Replace the window [start, end) of one grain's table: delete, insert, record partitions. `exact`
-    adds the second pass for narrow spreads: the refresh runs it again so when narrow_rows finds some."""
+    adds the second pass for narrow spreads: the refresh runs again with it when narrow_rows finds some."""
     table, start, end = AGGREGATE_TABLES[grain], d.param("start"), d.param("end")
     return [
         f"DELETE FROM {table} WHERE period_start >= {start} AND period_start < {end}",

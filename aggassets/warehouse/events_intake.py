@@ -33,7 +33,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from aggassets.errors import AggassetsError
+from aggassets.errors import AggassetsError, require_file
 
 REQUIRED = ("date", "exp_id", "exp_variant_id", "unit_type", "unit_id", "goal")
 OPTIONAL = ("count", "value")
@@ -245,8 +245,7 @@ def validate_file(path: Path) -> tuple[pa.Table, list[str]]:
         raise AggassetsError(
             f"{path}: unknown events file extension {path.suffix!r} (expected {', '.join(EXTENSIONS)})"
         )
-    if not path.is_file():
-        raise AggassetsError(f"{path}: {'a directory, not a file' if path.is_dir() else 'no such file'}")
+    require_file(path)
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'; SET enable_progress_bar = false")
         names = READERS[kind](con, path)

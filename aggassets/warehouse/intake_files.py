@@ -6,7 +6,7 @@ from pathlib import Path
 
 import duckdb
 
-from aggassets.errors import AggassetsError
+from aggassets.errors import AggassetsError, require_file
 
 # One row per received item: the item's number and its payload text, as it came.
 # The file's lines in file order; a line is an item unless blank (trim only for lines not starting with '{').
@@ -85,8 +85,7 @@ def _has_object_lines(path: Path) -> bool:
 def _items_source(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[str, str]:
     """A query of the file's items (one `payload` column, in file order) and its $path parameter."""
     path = Path(path)
-    if not path.is_file():
-        raise AggassetsError(f"{path}: {'a directory, not a file' if path.is_dir() else 'no such file'}")
+    require_file(path)
     file_format = _file_format(path)
     if file_format == "ndjson":
         return _READ_LINES, str(path)
