@@ -5,22 +5,14 @@ from pathlib import Path
 
 import pandas as pd
 from dagster import materialize
-from dagster._utils.error import SerializableErrorInfo
 
 from aggassets.assets.experiments import build_experiment_assets
 from aggassets.errors import AggassetsError
 from aggassets.experiments.definition import load_experiments
-from aggassets.refresh import instance_for_runs
 from aggassets.resources import CatalogResource, WarehouseResource
+from aggassets.runs import QUIET, failure_causes, instance_for_runs
 from aggassets.warehouse import open_warehouse
 from aggassets.warehouse.experiments import evaluation_history
-
-
-def root_message(error: SerializableErrorInfo) -> str:
-    """The message of the innermost cause of a step failure (the user code's own error)."""
-    while error.cause is not None:
-        error = error.cause
-    return " ".join(error.message.split())
 
 
 def run_experiment(exp_id: str, as_of: date, warehouse_url: str, definitions_dir: str) -> pd.DataFrame:
@@ -31,7 +23,7 @@ def run_experiment(exp_id: str, as_of: date, warehouse_url: str, definitions_dir
     result = materialize(
         build_experiment_assets(list(experiments)),
         partition_key=exp_id,
-        run_config={"ops": {"experiment_goals": {"config": {"as_of": as_of.isoformat()}}}},
+        run_config={"ops": {"experiment_goals": {"config": {"as_of": as_of.isoformat()}}}, **QUIET},
         resources={
             "warehouse": WarehouseResource(url=warehouse_url),
             "catalog": CatalogResource(definitions_dir=definitions_dir),
@@ -41,7 +33,6 @@ def run_experiment(exp_id: str, as_of: date, warehouse_url: str, definitions_dir
         raise_on_error=False,
     )
     if not result.success:
-        failures = [root_message(e.event_specific_data.error) for e in result.get_step_failure_events()]
-        raise AggassetsError(f"evaluation of {exp_id} failed (run {result.run_id}): {'; '.join(failures)}")
+        raise AggassetsError(f"evaluation of {exp_id} failed (run {result.run_id}): {failure_causes(result)}")
     with open_warehouse(warehouse_url) as wh:
         return evaluation_history(wh, "experiment_metrics", exp_id, as_of)

@@ -3,12 +3,13 @@
 from datetime import date, timedelta
 from typing import Any
 
-from dagster import DagsterInstance, materialize
+from dagster import materialize
 
 from aggassets.assets.measures import MEASURE_ASSETS
 from aggassets.errors import AggassetsError
 from aggassets.partitions import PARTITIONS_BY_GRAIN
 from aggassets.resources import CatalogResource, WarehouseResource
+from aggassets.runs import QUIET, failure_causes, instance_for_runs
 from aggassets.warehouse.values import period_start
 
 SELECTION = {
@@ -28,13 +29,6 @@ def overlapping_keys(grain: str, start: date, end: date) -> list[str]:
     return [k for k in keys if first <= k <= last]
 
 
-def instance_for_runs() -> DagsterInstance:
-    """The DAGSTER_HOME instance when set (runs show in the UI), else an ephemeral one."""
-    import os
-
-    return DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
-
-
 def refresh_range(start: date, end: date, warehouse_url: str, definitions_dir: str) -> list[dict[str, Any]]:
     """Materialize raw + daily, weekly and monthly assets over [start, end): one run per grain."""
     resources = {
@@ -50,10 +44,16 @@ def refresh_range(start: date, end: date, warehouse_url: str, definitions_dir: s
             continue
         tags = {"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]}
         result = materialize(
-            MEASURE_ASSETS, selection=selection, resources=resources, tags=tags, instance=instance, raise_on_error=False
+            MEASURE_ASSETS,
+            selection=selection,
+            resources=resources,
+            run_config=QUIET,
+            tags=tags,
+            instance=instance,
+            raise_on_error=False,
         )
         if not result.success:
-            raise AggassetsError(f"{grain} refresh failed (run {result.run_id}); see the Dagster logs")
+            raise AggassetsError(f"{grain} refresh failed (run {result.run_id}): {failure_causes(result)}")
         report.append(
             {"grain": grain, "partitions": len(keys), "first": keys[0], "last": keys[-1], "run_id": result.run_id}
         )

@@ -1,6 +1,9 @@
 """The `aggassets` command: JSON on stdout, one-line errors and a non-zero exit on bad input."""
 
 import json
+import subprocess
+import sys
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -220,3 +223,72 @@ def test_definitions_validate_and_list(capsys: pytest.CaptureFixture[str], url: 
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
     for location in ("definitions.0.aggregationPeriod", "definitions.1.aggregationThreshold", "definitions.2.name"):
         assert location in err
+
+
+@pytest.fixture
+def held_warehouse(tmp_path: Path) -> Iterator[str]:
+    """A DuckDB warehouse file another process holds open (as a running Dagster run would)."""
+    path = tmp_path / "held.duckdb"
+    open_warehouse(f"duckdb:///{path}").close()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, sys; c = duckdb.connect({str(path)!r}); print('held', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        yield f"duckdb:///{path}"
+    finally:
+        holder.communicate(timeout=30)  # closing its stdin ends it
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("aggregates", "query", "--measure", "connection-count-daily", "--start", "2025-03-03", "--end", "2025-03-05"),
+         "cannot open the DuckDB warehouse"),
+        (("purge",), "cannot open the DuckDB warehouse"),
+        (("refresh", "--start", "2025-03-03", "--end", "2025-03-04"), "day refresh failed"),
+    ],
+)  # fmt: skip
+def test_a_warehouse_held_by_another_process_is_a_one_line_error(
+    capsys: pytest.CaptureFixture[str], held_warehouse: str, argv: tuple[str, ...], message: str
+) -> None:
+    code, out, err = run(capsys, held_warehouse, *argv)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and message in err and "lock" in err
+
+
+def test_a_file_that_is_not_a_duckdb_database_is_a_one_line_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "notes.duckdb"
+    path.write_text("not a database\n")
+    code, out, err = run(capsys, f"duckdb:///{path}", "purge")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "cannot open the DuckDB warehouse" in err and "not a valid DuckDB database" in err
+    assert path.read_text() == "not a database\n"  # left as it was
+
+
+def test_refresh_prints_its_json_only(capfd: pytest.CaptureFixture[str], url: str) -> None:
+    code = main(
+        [
+            "--warehouse",
+            url,
+            "--definitions",
+            str(DEFINITIONS),
+            "refresh",
+            "--start",
+            "2025-03-03",
+            "--end",
+            "2025-03-04",
+        ]
+    )
+    out, err = capfd.readouterr()
+    assert code == 0 and [r["grain"] for r in json.loads(out)] == ["day", "week", "month"]
+    assert err == ""  # no Dagster console log: each run's events are in the instance

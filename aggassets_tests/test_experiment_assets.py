@@ -15,8 +15,8 @@ from scipy import stats
 from aggassets.assets.experiments import build_experiment_assets
 from aggassets.cli import main
 from aggassets.definitions import build_definitions
-from aggassets.experiment_runs import root_message
 from aggassets.resources import CatalogResource, WarehouseResource
+from aggassets.runs import root_message
 from aggassets.warehouse import open_warehouse
 from aggassets.warehouse.experiments import evaluation_history
 from aggassets_tests.events import insert_events

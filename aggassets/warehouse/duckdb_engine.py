@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow as pa
 
 from aggassets.catalog import MeasureDefinition
+from aggassets.errors import AggassetsError
 from aggassets.warehouse import duckdb_sql, intake, intake_files
 from aggassets.warehouse.base import Warehouse
 from aggassets.warehouse.values import IntakeResult, utc_now
@@ -37,7 +38,10 @@ class DuckDBWarehouse(Warehouse):
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.con = duckdb.connect(path)
+        try:
+            self.con = duckdb.connect(path)
+        except duckdb.Error as exc:  # held by another process (a run, another command), not a DuckDB file, ...
+            raise AggassetsError(f"cannot open the DuckDB warehouse {path}: {str(exc).splitlines()[0]}") from exc
         self.con.execute("SET TimeZone = 'UTC'; SET enable_progress_bar = false")  # no bar on stderr
         self._staged: list[str] = []
         self.setup()

@@ -1,0 +1,28 @@
+"""In-process runs started by the `aggassets` command: their instance, their console, their errors."""
+
+import os
+
+from dagster import DagsterInstance, ExecuteInProcessResult
+from dagster._utils.error import SerializableErrorInfo
+
+# The command prints its JSON result only: Dagster's console logger is silenced; every run's full event
+# log is kept in the instance (the UI shows it when DAGSTER_HOME is set) and a failure's cause is the error.
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
+def instance_for_runs() -> DagsterInstance:
+    """The DAGSTER_HOME instance when set (runs show in the UI), else an ephemeral one."""
+    return DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
+
+
+def root_message(error: SerializableErrorInfo) -> str:
+    """The message of the innermost cause of a step failure (the user code's own error), one line."""
+    while error.cause is not None:
+        error = error.cause
+    return " ".join(error.message.split())
+
+
+def failure_causes(result: ExecuteInProcessResult) -> str:
+    """The root causes of a failed run's step failures, on one line."""
+    causes = [root_message(e.event_specific_data.error) for e in result.get_step_failure_events()]
+    return "; ".join(dict.fromkeys(causes)) or "no step failed; the run's event log has the cause"
