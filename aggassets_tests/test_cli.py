@@ -9,9 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dagster import DagsterInstance, DagsterRunStatus
 
 from aggassets.catalog import load_measures
 from aggassets.cli import main
+from aggassets.refresh import SELECTION
 from aggassets.sources.inbox import process_file
 from aggassets.warehouse import open_warehouse
 from aggassets_tests.helpers import DEFINITIONS, make_measures, write_ndjson
@@ -292,3 +294,29 @@ def test_refresh_prints_its_json_only(capfd: pytest.CaptureFixture[str], url: st
     out, err = capfd.readouterr()
     assert code == 0 and [r["grain"] for r in json.loads(out)] == ["day", "week", "month"]
     assert err == ""  # no Dagster console log: each run's events are in the instance
+
+
+def test_refresh_records_its_runs_in_the_dagster_home_instance(
+    capsys: pytest.CaptureFixture[str], url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((DEFINITIONS.parent / "deploy" / "dagster.yaml").read_text())
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    code, out, _ = run(capsys, url, "refresh", "--start", "2025-03-03", "--end", "2025-03-05")
+    assert code == 0
+    report = {r["grain"]: r for r in json.loads(out)}
+    expected = {"day": ["2025-03-03", "2025-03-04"], "week": ["2025-03-03"], "month": ["2025-03-01"]}
+    with DagsterInstance.get() as instance:
+        for grain, keys in expected.items():
+            run_id = report[grain]["run_id"]
+            assert instance.get_run_by_id(run_id).status == DagsterRunStatus.SUCCESS
+            logs = instance.all_logs(run_id)
+            materialized = {
+                (e.dagster_event.asset_key.to_user_string(), e.dagster_event.partition)
+                for e in logs
+                if e.dagster_event and e.dagster_event.event_type_value == "ASSET_MATERIALIZATION"
+            }
+            assets = SELECTION[grain]
+            assert materialized == {(a, k) for a in assets for k in keys}
+            assert any(e.dagster_event and e.dagster_event.event_type_value == "STEP_START" for e in logs)
