@@ -278,20 +278,7 @@ def test_a_file_that_is_not_a_duckdb_database_is_a_one_line_error(
 
 
 def test_refresh_prints_its_json_only(capfd: pytest.CaptureFixture[str], url: str) -> None:
-    code = main(
-        [
-            "--warehouse",
-            url,
-            "--definitions",
-            str(DEFINITIONS),
-            "refresh",
-            "--start",
-            "2025-03-03",
-            "--end",
-            "2025-03-04",
-        ]
-    )
-    out, err = capfd.readouterr()
+    code, out, err = run(capfd, url, "refresh", "--start", "2025-03-03", "--end", "2025-03-04")  # capfd: fd 2 too
     assert code == 0 and [r["grain"] for r in json.loads(out)] == ["day", "week", "month"]
     assert err == ""  # no Dagster console log: each run's events are in the instance
 
