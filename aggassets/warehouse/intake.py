@@ -19,9 +19,15 @@ from aggassets.warehouse.intake_files import ITEMS, read_items
 MAX_PAYLOAD_BYTES = 16_384
 MAX_CREATED_BY = 255
 FIELDS = ("measureName", "value", "startDate", "createdBy", "group1", "group2", "group3")
-_DATE_RE = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|z|[+-]\d{2}(:?\d{2})?)?)?$"
+# RFC 3339 allows a lower-case t and z; an offset's hours are 00-23, its minutes 00-59.
+_DATE_RE = r"^\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]([01]\d|2[0-3])(:?[0-5]\d)?)?)?$"
 _NUMBER_RE = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
 _SCALAR_TYPES = "('VARCHAR', 'BIGINT', 'UBIGINT', 'DOUBLE', 'BOOLEAN')"
+# DuckDB's JSON parser also takes NaN / Infinity (any case) and trailing commas, which JSON does not: with
+# the strings blanked out, such a payload shows one of these patterns (`lenient`). NaN or Infinity as the
+# value keeps its own reason, value_not_finite.
+_STRING_RE = r'"([^"\\]|\\.)*"'
+_NOT_JSON_RE = r"(?i)nan|inf|,[ \t\r\n]*[]}]"
 _NUMBER_TYPES = "('BIGINT', 'UBIGINT', 'DOUBLE')"
 
 
@@ -60,7 +66,8 @@ def careful_sql(items: str) -> str:
     return f"""
 WITH items AS ({items}), src AS (
   SELECT item_no, payload, octet_length(encode(payload)) > {MAX_PAYLOAD_BYTES} AS oversized,
-         CASE WHEN octet_length(encode(payload)) <= {MAX_PAYLOAD_BYTES} THEN try_cast(payload AS JSON) END AS j
+         CASE WHEN octet_length(encode(payload)) <= {MAX_PAYLOAD_BYTES} THEN try_cast(payload AS JSON) END AS j,
+         regexp_matches(regexp_replace(payload, '{_STRING_RE}', '""', 'g'), '{_NOT_JSON_RE}') AS lenient
   FROM items
 ), obj AS (
   SELECT *, json_type(j) AS kind,
@@ -79,12 +86,13 @@ WITH items AS ({items}), src AS (
          WHEN t_value = 'VARCHAR' AND regexp_full_match(trim(j_value ->> '$'), '{_NUMBER_RE}')
               THEN try_cast(trim(j_value ->> '$') AS DOUBLE) END AS num,
     CASE WHEN t_date = 'VARCHAR' AND regexp_full_match(j_date ->> '$', '{_DATE_RE}')
-         THEN try_cast(j_date ->> '$' AS TIMESTAMPTZ) END AS ts
+         THEN try_cast(upper(j_date ->> '$') AS TIMESTAMPTZ) END AS ts
   FROM typed t LEFT JOIN defs d ON t.t_name = 'VARCHAR' AND d.name = (t.j_name ->> '$')
 ), checked AS (
   SELECT *, CASE
       WHEN oversized THEN 'oversized'
       WHEN j IS NULL THEN 'invalid_json'
+      WHEN lenient AND coalesce(isfinite(num), true) THEN 'invalid_json'  -- NaN / Infinity as the value: below
       WHEN kind <> 'OBJECT' THEN 'not_an_object'
       WHEN len(keys) <> len(list_distinct(keys)) THEN 'duplicate_field'
       WHEN len(list_filter(keys, lambda k: NOT list_contains({list(FIELDS)}, k))) > 0 THEN 'unknown_field'
@@ -129,7 +137,7 @@ _FAST_GROUP_SQL = """CASE WHEN p{i} IS NULL THEN x_g{i} IS NULL
       WHEN NOT starts_with(x_g{i}, p{i}) THEN false
       WHEN ascii(v{i}) = 34 THEN NOT contains(x_g{i}, '",')
       WHEN v{i} IN ('true', 'false') THEN true
-      WHEN ascii(v{i}) = 45 OR ascii(v{i}) BETWEEN 48 AND 57 THEN TRY_CAST(v{i} AS DOUBLE) IS NOT NULL
+      WHEN ascii(v{i}) = 45 OR ascii(v{i}) BETWEEN 48 AND 57 THEN isfinite(TRY_CAST(v{i} AS DOUBLE))
       ELSE false END"""
 # Dates the fast path reads: a JSON string of exactly these lengths, so that strptime's fields are all
 # at their full width (yyyy-mm-dd, hh:mm:ss, 3 or 6 fraction digits): the careful pattern's plain UTC
@@ -149,20 +157,28 @@ _FAST_DATES = {
 }
 
 
+def _commas(text: str) -> str:
+    """SQL: how many commas the text holds."""
+    return f"strlen({text}) - strlen(replace({text}, ',', ''))"
+
+
 def _fast_checked(items: str) -> str:
     """CTEs ending in `checked`: the items (item_no, payload) parsed once, with `ok` when the fast path
     accepts one, and the values it stores (name, period, day, s_by, v1..v3, num).
 
     The fast path accepts only items it can prove valid, with the very values the careful path
-    stores: payloads without a backslash and with no key but the fields (json_keys), field texts as
+    stores: payloads without a backslash and with no key but the fields (_commas), field texts as
     yyjson writes them (as json_extract gives them), plain UTC dates (yyyy-mm-dd, yyyy-mm-ddThh:mm:ssZ),
     groups `{"key":scalar}`. Everything else is left to the careful validation.
     Projections only (definitions are list parameters, no join): rows keep the source's order.
     """
     names = ("name", "value", "date", "by", "g1", "g2", "g3")
     fields = ", ".join(f"f.{f} AS x_{c}" for f, c in zip(FIELDS, names, strict=True))
-    # name, value and date must be there for `ok` anyway: only the optional fields are counted
-    present = " + ".join(["3", *(f"(x_{c} IS NOT NULL)::INT" for c in names[3:])])
+    # The payload's commas are those between its members plus those inside the fields' texts (the value
+    # is a number): one more means a member besides the fields, a duplicate or a trailing comma (which
+    # DuckDB's parser allows). name, value and date must be there for `ok` anyway.
+    present = " + ".join(["2", *(f"(x_{c} IS NOT NULL)::INT" for c in names[3:])])
+    field_commas = " + ".join(f"coalesce({_commas(f'x_{c}')}, 0)" for c in names if c != "value")
     groups = ", ".join(f"($p{i}::VARCHAR[])[di] AS p{i}" for i in (1, 2, 3))
     # substr with a length, not a negative slice: 25% cheaper
     values = ", ".join(
@@ -171,13 +187,13 @@ def _fast_checked(items: str) -> str:
     dates = " ".join(f"WHEN {n} THEN TRY_STRPTIME(x_date, '{fmt}')" for n, fmt in _FAST_DATES.items())
     return f"""WITH parsed AS (
   SELECT item_no, payload, {fields},
-         CASE WHEN f IS NOT NULL THEN len(json_keys(payload)) END AS nkeys  -- f: valid JSON, no TRY needed
+         {_commas("payload")} AS commas
   FROM (SELECT item_no, payload, CASE WHEN fit THEN TRY(json_transform(payload, '{_FAST_STRUCT}')) END AS f
         FROM (SELECT item_no, payload,
                      $fast AND strlen(payload) <= {MAX_PAYLOAD_BYTES} AND NOT contains(payload, '\\') AS fit
               FROM ({items})))
 ), typed AS (
-  SELECT item_no, payload, nkeys = {present} AS only_fields, x_g1, x_g2, x_g3,
+  SELECT item_no, payload, commas = {present} + {field_commas} AS only_fields, x_g1, x_g2, x_g3,
     list_position($jnames, x_name) AS di, $names[di] AS name, $periods[di] AS period, {groups}, {values},
     CASE WHEN ascii(x_value) = 45 OR ascii(x_value) BETWEEN 48 AND 57 THEN TRY_CAST(x_value AS DOUBLE) END AS num,
     CASE strlen(x_date) {dates} END::DATE AS day,

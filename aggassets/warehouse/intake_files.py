@@ -1,107 +1,132 @@
 """A measures file read into numbered items: JSON array, {"measures": [...]} or NDJSON, in file order."""
 
 import json
+import mmap
 import re
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from aggassets.errors import AggassetsError, require_file
 
 # One row per received item: the item's number and its payload text, as it came.
-# The file's lines in file order; a line is an item unless blank (trim only for lines not starting with '{').
+# The file's lines in file order; a line is an item unless blank (JSON whitespace only). $delim is a
+# character the file does not hold, so that every line is read whole.
 _READ_LINES = """
 SELECT payload FROM read_csv($path, columns = {'payload': 'VARCHAR'}, header = false,
-    delim = chr(30), quote = '', escape = '', auto_detect = false, strict_mode = false, max_line_size = $max_line)
-WHERE CASE WHEN starts_with(payload, '{') THEN true ELSE trim(payload) <> '' END
+    delim = $delim, quote = '', escape = '', auto_detect = false, strict_mode = false, max_line_size = $max_line)
+WHERE CASE WHEN starts_with(payload, '{') THEN true ELSE trim(payload, chr(32) || chr(9) || chr(13)) <> '' END
 """
 # DuckDB's own default: a file with a longer line is read again with room for its longest line (rare: the
 # reader's buffers grow with it), so that an oversized item is rejected on its own, not the whole file.
 _MAX_LINE = 2_097_152
 _CSV_LINE = re.compile(r"CSV Error on Line: (\d+)")
-
-# A whole-file JSON document (array, {"measures": [...]} or one object); a leading byte order mark is
-# ignored, as RFC 8259 allows (NDJSON: DuckDB's CSV reader skips it).
-_READ_DOCUMENT = """
-WITH doc AS (SELECT try_cast(ltrim(content, chr(65279)) AS JSON) AS j FROM read_text(?)),
-elements AS (
-  SELECT CASE WHEN json_type(j) = 'ARRAY' THEN j
-              WHEN json_type(j) = 'OBJECT' AND json_type(j -> '$.measures') = 'ARRAY' THEN j -> '$.measures'
-         END AS arr, j
-  FROM doc
-)
-SELECT json_valid(j::VARCHAR) AS valid, json_type(j) AS kind, arr IS NOT NULL AS has_list,
-       CASE WHEN arr IS NOT NULL THEN json_array_length(arr) END AS n
-FROM elements
-"""
-
-_UNNEST_DOCUMENT = """
-WITH doc AS (SELECT try_cast(ltrim(content, chr(65279)) AS JSON) AS j FROM read_text($path)),
-arr AS (SELECT CASE WHEN json_type(j) = 'ARRAY' THEN j ELSE j -> '$.measures' END AS a FROM doc)
-SELECT payload FROM (
-  SELECT generate_subscripts(items, 1) AS item_no, unnest(items)::VARCHAR AS payload
-  FROM (SELECT json_extract(a, '$[*]') AS items FROM arr)
-) ORDER BY item_no
-"""
+# Column delimiters for the line reader, in order of preference: control characters no JSON text holds
+# outside a malformed line.
+_DELIMITERS = [chr(c) for c in (30, 31, 29, 28, 1, 2, 3, 4, 5, 6, 7, 8, 11, 12, 14, 15)]
+_DOCUMENT_ITEMS = "SELECT payload FROM document_items"  # an Arrow table of document_items()
+_WHITESPACE = re.compile(r"[ \t\r\n]*")
+_MEASURES_DOCUMENT = re.compile(r'[ \t\r\n]*\{[ \t\r\n]*"measures"[ \t\r\n]*:[ \t\r\n]*\[')
 
 
-def _file_format(path: Path) -> str:
-    """'array' or 'document' (one JSON value for the whole file), 'ndjson' (one item a line), or
-    'unsure' (a first line starting with '{' that is not JSON: a pretty-printed document, or NDJSON
-    whose first item is malformed)."""
-    with open(path, "rb") as fh:
-        head = fh.read(65_536)
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as exc:  # unless a character is cut at the end of a full block
-        if len(head) < 65_536 or exc.start < len(head) - 4:
-            raise AggassetsError(f"{path}: not UTF-8 text") from exc
-    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
-    if not text:
-        return "ndjson"
-    if text[:1] == b"[":
-        return "array"
-    first_line = text.split(b"\n", 1)[0].strip()
-    try:
-        value = json.loads(first_line)
-    except ValueError:
-        return "unsure" if text[:1] == b"{" else "ndjson"
-    return "document" if isinstance(value, dict) and set(value) == {"measures"} else "ndjson"
-
-
-def _has_object_lines(path: Path) -> bool:
-    """Whether any of the file's first 100 non-blank lines (within 64 KiB) is a JSON object on its own."""
-    with open(path, "rb") as fh:
-        lines = [x for x in fh.read(65_536).split(b"\n") if x.strip()][:100]
-    for text in lines:
+def _array_items(text: str, start: int) -> tuple[list[str], int] | None:
+    """The texts of a JSON array's elements, as they are written, from just after its '[' at `start`, and
+    the position after its ']'; None when it is not a well-formed array."""
+    decoder, items = json.JSONDecoder(), []
+    i = _WHITESPACE.match(text, start).end()
+    if text.startswith("]", i):
+        return items, i + 1
+    while True:
         try:
-            if isinstance(json.loads(text), dict):
-                return True
-        except ValueError:
-            continue
-    return False
+            _, end = decoder.raw_decode(text, i)
+        except (ValueError, RecursionError):
+            return None
+        items.append(text[i:end])
+        i = _WHITESPACE.match(text, end).end()
+        if text.startswith("]", i):
+            return items, i + 1
+        if not text.startswith(",", i):
+            return None
+        i = _WHITESPACE.match(text, i + 1).end()
 
 
-def _items_source(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[str, str]:
-    """A query of the file's items (one `payload` column, in file order) and its $path parameter."""
+def _skip(text: str, i: int, expected: str = "") -> int:
+    """The position after JSON whitespace from i, and after `expected` there (-1 when it is not there)."""
+    i = _WHITESPACE.match(text, i).end()
+    return i + len(expected) if text.startswith(expected, i) else -1
+
+
+def document_items(text: str) -> list[str] | None:
+    """A whole-file JSON document's items as written: the elements of an array or of
+    {"measures": [...]}, or the one object ([] for another JSON value); None when the text is not one
+    JSON document."""
+    text = text.removeprefix("\ufeff")
+    measures = _MEASURES_DOCUMENT.match(text)
+    start = measures.end() if measures else _skip(text, 0, "[")
+    found = _array_items(text, start) if start >= 0 else None
+    if found is not None:
+        items, end = found
+        end = _skip(text, end, "}") if measures else end
+        if end >= 0 and _skip(text, end) == len(text):
+            return items
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return [text.strip(" \t\r\n")] if isinstance(value, dict) else []
+
+
+_NOT_JSON = object()
+
+
+def _first_line(path: Path) -> object:
+    """The JSON value of the file's first non-blank line (read up to 1 MiB), _NOT_JSON when it is none
+    (or there is no such line: None)."""
+    with open(path, "rb") as fh:
+        for raw in iter(lambda: fh.readline(1 << 20), b""):
+            line = raw.lstrip(b"\xef\xbb\xbf").strip(b" \t\r\n")
+            if line:
+                try:
+                    return json.loads(line)
+                except (ValueError, RecursionError):
+                    return _NOT_JSON
+    return None
+
+
+def _free_delimiter(path: Path) -> str:
+    """A delimiter character the file does not hold (one scan per candidate until one is absent)."""
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        for delim in _DELIMITERS:
+            if data.find(delim.encode()) < 0:
+                return delim
+    raise AggassetsError(f"{path}: cannot split lines (the file holds every control character)")
+
+
+def _items_source(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[str, dict[str, object]]:
+    """A query of the file's items (one `payload` column, in file order) and its parameters."""
     path = Path(path)
     require_file(path)
-    file_format = _file_format(path)
-    if file_format == "ndjson":
-        return _READ_LINES, str(path)
-    try:
-        valid, kind, has_list, _n = con.execute(_READ_DOCUMENT, [str(path)]).fetchall()[0]
-    except duckdb.Error as exc:
-        raise _read_error(path, exc) from exc
-    if not valid and file_format == "unsure" and _has_object_lines(path):  # NDJSON, its first item malformed
-        return _READ_LINES, str(path)
-    if not valid:
-        raise AggassetsError(f"{path}: not a valid JSON document")
-    if not has_list:
-        if kind == "OBJECT":  # one pretty-printed measure
-            return "SELECT $path::VARCHAR AS payload", json.dumps(json.loads(path.read_text(encoding="utf-8-sig")))
-        raise AggassetsError(f'{path}: expected a JSON array, {{"measures": [...]}} or NDJSON')
-    return _UNNEST_DOCUMENT, str(path)
+    if path.stat().st_size == 0:
+        return "SELECT NULL::VARCHAR AS payload WHERE false", {}
+    first = _first_line(path)
+    # NDJSON when the first line is an item on its own; else the file is one document, unless it is not
+    # JSON as a whole: then NDJSON again (its first items malformed), if it does not open an array.
+    if not (isinstance(first, dict) and "measures" not in first):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise AggassetsError(f"{path}: not UTF-8 text") from exc
+        items = document_items(text)
+        if items == []:
+            raise AggassetsError(f'{path}: expected a JSON array, {{"measures": [...]}} or NDJSON')
+        if items is not None:
+            con.register("document_items", pa.table({"payload": pa.array(items, pa.string())}))
+            return _DOCUMENT_ITEMS, {}
+        body = text.removeprefix("\ufeff")
+        if first is _NOT_JSON and (_skip(body, 0, "[") >= 0 or _MEASURES_DOCUMENT.match(body)):
+            raise AggassetsError(f"{path}: not a valid JSON document")
+    return _READ_LINES, {"path": str(path), "delim": _free_delimiter(path), "max_line": _MAX_LINE}
 
 
 # The items of `lines` numbered from 1: rowids of a table filled by one statement are consecutive
@@ -136,8 +161,7 @@ def read_items(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[int, int]:
     Returns ($row0 of ITEMS, number of items). An unreadable file raises AggassetsError. Call it outside
     an explicit transaction: a file with a line longer than DuckDB's reader allows is read again.
     """
-    source, param = _items_source(con, Path(path))
-    params: dict[str, object] = {"path": param} | ({"max_line": _MAX_LINE} if source is _READ_LINES else {})
+    source, params = _items_source(con, Path(path))
     statement = f"CREATE OR REPLACE TEMP TABLE lines AS {source}"
     try:
         con.execute(statement, params)
@@ -149,6 +173,9 @@ def read_items(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[int, int]:
             con.execute(statement, params)
         except duckdb.Error as again:
             raise _read_error(path, again) from again
+    finally:
+        if source is _DOCUMENT_ITEMS:
+            con.unregister("document_items")
     first, last, n = con.execute("SELECT min(rowid), max(rowid), count(*) FROM lines").fetchall()[0]
     if n and last - first + 1 != n:
         raise AggassetsError(f"{path}: items are not numbered consecutively")

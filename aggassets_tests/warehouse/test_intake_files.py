@@ -1,0 +1,112 @@
+"""Intake of whole files: items kept exactly as they came, whatever the file's layout or bytes."""
+
+import json
+from pathlib import Path
+
+from aggassets.warehouse.base import Warehouse
+from aggassets_tests.warehouse.support import DEFINITIONS, FIRST_DAY
+
+MEASURE = {"measureName": "errors-daily", "value": 1, "startDate": "2022-01-03"}
+ITEM = json.dumps(MEASURE)
+
+
+def ingest_text(warehouse: Warehouse, path: Path, text: str) -> dict[str, object]:
+    """Write the text to the file, ingest it with the test catalog and return the result."""
+    warehouse.sync_definitions(DEFINITIONS)
+    path.write_text(text, encoding="utf-8", newline="")
+    return warehouse.ingest_file(path, DEFINITIONS, FIRST_DAY).as_dict()
+
+
+def payloads(warehouse: Warehouse) -> list[str]:
+    """The inbox's payloads in seq order."""
+    return warehouse.read_table("inbox", order_by="seq")["payload"].tolist()
+
+
+def reasons(warehouse: Warehouse) -> list[str]:
+    """The rejected measures' reasons in seq order."""
+    return warehouse.read_table("rejected_measures", order_by="seq")["reason"].tolist()
+
+
+def test_control_characters_in_lines_are_kept_whole(warehouse: Warehouse, tmp_path: Path) -> None:
+    """Record-separator and unit-separator bytes (the line reader's usual delimiters) do not cut a line."""
+    lines = [ITEM + "\x1e junk", "\x1e" + ITEM, ITEM, "\x1f" + ITEM + "\x1f", ITEM.replace("errors", "errors\x1e")]
+    result = ingest_text(warehouse, tmp_path / "rs.ndjson", "\n".join(lines) + "\n")
+    assert (result["received"], result["accepted"]) == (5, 1)
+    assert payloads(warehouse) == lines
+    assert reasons(warehouse) == ["invalid_json"] * 4  # a raw control character is not JSON, in a string too
+
+
+def test_lines_of_json_whitespace_are_not_items(warehouse: Warehouse, tmp_path: Path) -> None:
+    """Lines holding only spaces, tabs or a carriage return are skipped, as empty lines are."""
+    text = "\t\n" + ITEM + "\n \t \r\n\t\t\n" + ITEM + "\r\n\n"
+    assert ingest_text(warehouse, tmp_path / "tabs.ndjson", text)["received"] == 2
+    assert ingest_text(warehouse, tmp_path / "blank.ndjson", "  \n\t\n \r\n")["received"] == 0
+
+
+def test_array_items_are_stored_as_written(warehouse: Warehouse, tmp_path: Path) -> None:
+    """A JSON document's items keep their own text (number forms, escapes, layout) in the inbox."""
+    items = [
+        '{"measureName": "errors-daily", "value": 1E2, "startDate": "2022-01-03"}',
+        '{\n    "measureName": "errors-\\u0064aily",\n    "value": 0.1000000000000000055511151231257827,\n'
+        '    "startDate": "2022-01-04"\n  }',
+        '{"measureName":"errors-daily","value":-0,"startDate":"2022-01-05","createdBy":"a, [b] {c}"}',
+    ]
+    for name, text in [
+        ("array.json", "[" + ",\n  ".join(items) + "\n]\n"),
+        ("measures.json", '{ "measures" : [ ' + " , ".join(items) + " ] }"),
+    ]:
+        result = ingest_text(warehouse, tmp_path / name, text)
+        assert (result["received"], result["accepted"]) == (3, 3)
+        assert payloads(warehouse)[-3:] == items
+    values = warehouse.read_table("raw_measures", order_by="seq")["value"].tolist()
+    assert values == [100.0, 0.1, 0.0] * 2
+
+
+def test_size_limit_is_the_same_in_every_layout(warehouse: Warehouse, tmp_path: Path) -> None:
+    """An item over 16 KiB as written is oversized in an array as on its own line."""
+    padded = ITEM[:-1] + " " * 17_000 + "}"
+    assert ingest_text(warehouse, tmp_path / "a.json", f"[{padded}, {ITEM}]")["rejected_by_reason"] == {"oversized": 1}
+    assert ingest_text(warehouse, tmp_path / "b.ndjson", f"{padded}\n{ITEM}\n")["rejected_by_reason"] == {
+        "oversized": 1
+    }
+    assert payloads(warehouse) == [padded, ITEM] * 2
+
+
+def test_pretty_printed_object_is_validated_as_written(warehouse: Warehouse, tmp_path: Path) -> None:
+    """One measure over several lines is one item, stored as written: a duplicate key is not lost."""
+    text = '{\n  "measureName": "errors-daily",\n  "value": "oops",\n  "value": 1,\n  "startDate": "2022-01-03"\n}'
+    result = ingest_text(warehouse, tmp_path / "dup.json", "\ufeff" + text + "\n")
+    assert result["rejected_by_reason"] == {"duplicate_field": 1}
+    assert payloads(warehouse) == [text]
+
+
+def test_items_not_strict_json_are_rejected_not_fatal(warehouse: Warehouse, tmp_path: Path) -> None:
+    """A one-line file with a trailing comma, a bare inf or a very deep member: one rejected item each."""
+    deep = ITEM[:-1] + ', "z": ' + "[" * 1200 + "]" * 1200 + "}"
+    cases = {
+        "comma.ndjson": (ITEM[:-1] + ",}", "invalid_json"),
+        "inf.ndjson": (ITEM.replace('"value": 1', '"value": inf'), "value_not_finite"),
+        "deep.ndjson": (deep, "unknown_field"),
+        "deep-second.ndjson": ("{bad\n" + deep, "invalid_json"),
+    }
+    for name, (text, reason) in cases.items():
+        result = ingest_text(warehouse, tmp_path / name, text + "\n")
+        assert result["accepted"] == 0 and reason in result["rejected_by_reason"], name
+    assert payloads(warehouse)[-1] == deep
+
+
+def test_ndjson_with_odd_first_lines_stays_ndjson(warehouse: Warehouse, tmp_path: Path) -> None:
+    """An array on the first line, a first line over 64 KiB, 101 malformed lines: still one item a line."""
+    long_item = json.dumps(MEASURE | {"createdBy": "x" * 70_000})
+    cases = {
+        "array-first.ndjson": ("[1, 2]\n" + ITEM, {"not_an_object": 1}),
+        "long-first.ndjson": (long_item + "\n" + ITEM, {"oversized": 1}),
+        "bad-first.ndjson": ("{bad\n" * 101 + ITEM, {"invalid_json": 101}),
+        "inf-lines.ndjson": (
+            "\n".join([ITEM.replace('"value": 1', '"value": inf')] * 2 + [ITEM]),
+            {"value_not_finite": 2},
+        ),
+    }
+    for name, (text, rejected) in cases.items():
+        result = ingest_text(warehouse, tmp_path / name, text + "\n")
+        assert (result["accepted"], result["rejected_by_reason"]) == (1, rejected), name
