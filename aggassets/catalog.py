@@ -84,12 +84,13 @@ class MeasureCatalog:
         return [m.name for m in self.measures]
 
 
-def format_errors(path: Path | str, exc: ValidationError, kind: str = "definitions") -> str:
-    """Every pydantic error as `file: location: message`, one per line."""
+def format_errors(path: Path | str, exc: ValidationError, kind: str = "definitions", more: Sequence[str] = ()) -> str:
+    """Every pydantic error (and `more` errors) as `file: location: message`, one per line."""
     lines = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "<root>"
         lines.append(f"{path}: {loc}: {err['msg']}")
+    lines += [f"{path}: {m}" for m in more]
     return f"invalid {kind} file ({len(lines)} error(s)):\n" + "\n".join(lines)
 
 
@@ -109,8 +110,23 @@ def load_measures_file(path: Path) -> MeasureCatalog:
     try:
         parsed = MeasuresFile.model_validate(raw)
     except ValidationError as exc:
-        raise AggassetsError(format_errors(Path(path), exc)) from exc
+        reported = any("duplicate measure names" in str(e["msg"]) for e in exc.errors())
+        more = [] if reported else _duplicate_names(raw)
+        raise AggassetsError(format_errors(Path(path), exc, more=more)) from exc
     return MeasureCatalog(tuple(parsed.definitions))
+
+
+def _duplicate_names(raw: object) -> list[str]:
+    """The duplicate-name error of a file that has other errors too (the model reports it only when the
+    definitions are valid)."""
+    items = raw.get("definitions") if isinstance(raw, dict) else None
+    names = (
+        [d["name"] for d in items if isinstance(d, dict) and isinstance(d.get("name"), str)]
+        if isinstance(items, list)
+        else []
+    )
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    return [f"definitions: duplicate measure names: {', '.join(dupes)}"] if dupes else []
 
 
 def load_measures(definitions_dir: Path) -> MeasureCatalog:

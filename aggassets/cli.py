@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date
@@ -12,7 +13,7 @@ from aggassets import settings
 from aggassets.catalog import load_measures, load_measures_file
 from aggassets.errors import AggassetsError, require_file
 from aggassets.experiments.definition import load_experiment, load_experiments
-from aggassets.warehouse import Warehouse, events_intake, open_warehouse
+from aggassets.warehouse import Warehouse, events_intake, open_warehouse, require_existing
 from aggassets.warehouse.values import file_sha256, intake_totals
 
 
@@ -29,8 +30,10 @@ def _print(obj: Any) -> None:
     print(json.dumps(obj, default=str))
 
 
-def _open(args: argparse.Namespace, sync: bool = True) -> Warehouse:
-    """The warehouse of --warehouse, synced with the catalog of --definitions."""
+def _open(args: argparse.Namespace, sync: bool = True, existing: bool = False) -> Warehouse:
+    """The warehouse of --warehouse (an `existing` DuckDB file only), synced with the catalog of --definitions."""
+    if existing:
+        require_existing(args.warehouse)
     wh = open_warehouse(args.warehouse)
     if sync:
         try:
@@ -43,19 +46,31 @@ def _open(args: argparse.Namespace, sync: bool = True) -> Warehouse:
 
 def cmd_definitions_validate(args: argparse.Namespace) -> int:
     """Validate one file (measures or experiment), or the whole catalog: measures.json and experiments/."""
-    if args.file:
+    if args.file and not Path(args.file).is_dir():  # a folder is validated as a catalog
         path = Path(args.file)
         if path.parent.name == "experiments":
             experiment = load_experiment(path)
+            if experiment.id != path.stem:
+                raise AggassetsError(f"{path}: id {experiment.id!r} must equal the file name {path.stem!r}")
             _print({"file": str(path), "valid": True, "experiment": experiment.id})
         else:
             _print({"file": str(path), "valid": True, "measures": len(load_measures_file(path).measures)})
         return 0
-    catalog = load_measures(Path(args.definitions))
-    experiments = load_experiments(Path(args.definitions) / "experiments")
+    folder = Path(args.file or args.definitions)
+    errors, catalog, experiments = [], None, {}
+    try:
+        catalog = load_measures(folder)
+    except AggassetsError as exc:
+        errors.append(str(exc))
+    try:
+        experiments = load_experiments(folder / "experiments")
+    except AggassetsError as exc:  # listed with the measures' errors: every error at once
+        errors.append(str(exc))
+    if errors or catalog is None:
+        raise AggassetsError("\n".join(errors))
     _print(
         {
-            "folder": str(args.definitions),
+            "folder": str(folder),
             "valid": True,
             "measures": len(catalog.measures),
             "experiments": sorted(experiments),
@@ -118,7 +133,7 @@ def cmd_aggregates_query(args: argparse.Namespace) -> int:
     grain = args.grain or measure.aggregation_period
     if args.end <= args.start:
         raise AggassetsError("--end must be after --start (start inclusive, end exclusive)")
-    with _open(args) as wh:
+    with _open(args, existing=True) as wh:
         rows = wh.released(grain, measure.name, args.start, args.end, args.created_by)
     _print(rows)
     return 0
@@ -129,6 +144,8 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     from aggassets.refresh import refresh_range
 
     load_measures(Path(args.definitions))
+    if args.end > args.start:  # else refresh_range says what is wrong with the range
+        require_existing(args.warehouse)
     _print(refresh_range(args.start, args.end, args.warehouse, str(args.definitions)))
     return 0
 
@@ -138,7 +155,9 @@ def cmd_purge(args: argparse.Namespace) -> int:
     catalog = load_measures(Path(args.definitions))
     if args.measure is not None:
         catalog.get(args.measure)
-    with _open(args) as wh:
+    if args.days < 0:
+        raise AggassetsError("--days must be >= 0")
+    with _open(args, existing=True) as wh:
         purged = wh.purge(args.days, args.measure)
     _print({"purged": sum(purged.values()), "by_measure": purged})
     return 0
@@ -220,6 +239,14 @@ def _add_experiment_commands(groups: argparse._SubParsersAction) -> None:
     add_experiment_commands(experiments)
 
 
+def _one_line(message: str) -> str:
+    """A multi-line message (a list of errors) on one line: '; ' between items, a heading's ':' kept."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    return "".join(
+        line + ("" if i == len(lines) - 1 else " " if line.endswith(":") else "; ") for i, line in enumerate(lines)
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run the command; bad input is one line on stderr and a non-zero exit."""
     parser = build_parser()
@@ -227,8 +254,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except AggassetsError as exc:
-        print(f"aggassets: error: {' '.join(str(exc).splitlines())}", file=sys.stderr)
+        print(f"aggassets: error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader (e.g. `head`) stopped early: not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:
         print(f"aggassets: error: {exc}", file=sys.stderr)
         return 2

@@ -1,8 +1,9 @@
 """The one Definitions object of the code location."""
 
+import warnings
 from pathlib import Path
 
-from dagster import Definitions, in_process_executor
+from dagster import BetaWarning, Definitions, in_process_executor
 
 from aggassets.assets.experiments import build_experiment_assets
 from aggassets.assets.measures import MEASURE_ASSETS
@@ -12,6 +13,10 @@ from aggassets.resources import CatalogResource, WarehouseResource
 from aggassets.schedules import SCHEDULES, build_experiment_schedule
 from aggassets.sensors import SENSORS
 from aggassets.settings import definitions_dir, warehouse_url
+
+# Dagster 1.13 passes `owners` itself when it binds a sensor to its jobs, then warns about that beta
+# parameter on every load (CLI, runs, `dagster dev`): not ours to act on.
+warnings.filterwarnings("ignore", message="Parameter `owners` of initializer `SensorDefinition", category=BetaWarning)
 
 
 def build_definitions(warehouse: str | None = None, definitions: str | None = None) -> Definitions:

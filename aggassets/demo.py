@@ -16,8 +16,8 @@ from aggassets.demo_events import generate_events
 from aggassets.experiment_runs import run_experiment
 from aggassets.experiments.definition import load_experiments
 from aggassets.refresh import refresh_range
-from aggassets.warehouse import open_warehouse
-from aggassets.warehouse.values import intake_totals
+from aggassets.warehouse import duckdb_path, open_warehouse
+from aggassets.warehouse.values import file_sha256, intake_totals
 
 # Per measure: SQL value expression over random() (r1, r2) and group value choices.
 VALUES = {
@@ -129,21 +129,21 @@ def main() -> int:
     catalog = load_measures(settings.definitions_dir())
     today = datetime.now(UTC).date()
     first, last = today - timedelta(days=90), today - timedelta(days=1)
-    if url.startswith("duckdb:///") and not url.endswith(":memory:"):
-        Path(url.removeprefix("duckdb://")).unlink(missing_ok=True)
+    if (path := duckdb_path(url)) not in (None, ":memory:"):
+        Path(path).unlink(missing_ok=True)
     t0 = time.perf_counter()
     main_file, late_file = generate(catalog, settings.PROJECT_ROOT / "data" / "demo", first, last)
     print(f"generated {main_file} and {late_file} in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     with open_warehouse(url) as wh:
         wh.sync_definitions(catalog.measures)
         t1 = time.perf_counter()
-        ingest = wh.ingest_file(main_file, catalog.measures, settings.partitions_start())
+        ingest = wh.ingest_file(main_file, catalog.measures, settings.partitions_start(), sha256=file_sha256(main_file))
         print(f"ingested {ingest.as_dict()} in {time.perf_counter() - t1:.1f}s", file=sys.stderr)
     t2 = time.perf_counter()
     runs = refresh_range(first, today, url, str(settings.definitions_dir()))
     print(f"refreshed {runs} in {time.perf_counter() - t2:.1f}s", file=sys.stderr)
     with open_warehouse(url) as wh:
-        late = wh.ingest_file(late_file, catalog.measures, settings.partitions_start())
+        late = wh.ingest_file(late_file, catalog.measures, settings.partitions_start(), sha256=file_sha256(late_file))
         late_parts = wh.late_partitions()
     print(f"late file: {late.as_dict()}; partitions to re-materialize: {len(late_parts)}", file=sys.stderr)
     refresh_range(last - timedelta(days=2), today, url, str(settings.definitions_dir()))

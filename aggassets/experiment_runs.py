@@ -11,7 +11,7 @@ from aggassets.errors import AggassetsError
 from aggassets.experiments.definition import load_experiments
 from aggassets.resources import CatalogResource, WarehouseResource
 from aggassets.runs import QUIET, failure_causes, instance_for_runs
-from aggassets.warehouse import open_warehouse
+from aggassets.warehouse import open_warehouse, require_existing
 from aggassets.warehouse.experiments import evaluation_history
 
 
@@ -20,6 +20,7 @@ def run_experiment(exp_id: str, as_of: date, warehouse_url: str, definitions_dir
     experiments = load_experiments(Path(definitions_dir) / "experiments")
     if exp_id not in experiments:
         raise AggassetsError(f"unknown experiment {exp_id!r} (catalog: {', '.join(sorted(experiments)) or 'none'})")
+    require_existing(warehouse_url)
     result = materialize(
         build_experiment_assets(list(experiments)),
         partition_key=exp_id,

@@ -75,7 +75,8 @@ def ingest_inbox_files(
             if not path.exists():
                 context.log.info(f"{name}: already moved, skipped")
                 continue
-            context.log.info(str(process_file(wh, path, measures, partitions_start())))
+            report = process_file(wh, path, measures, partitions_start())
+            (context.log.warning if report.get("status") == "failed" else context.log.info)(str(report))
 
 
 @job(description="Ingest measure files dropped in the inbox folder.")

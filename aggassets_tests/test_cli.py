@@ -28,8 +28,10 @@ def run(capsys: pytest.CaptureFixture[str], url: str, *argv: str) -> tuple[int, 
 
 @pytest.fixture
 def url(tmp_path: Path) -> str:
-    """A fresh DuckDB warehouse URL."""
-    return f"duckdb:///{tmp_path / 'cli.duckdb'}"
+    """The URL of a fresh, empty DuckDB warehouse (its tables created)."""
+    address = f"duckdb:///{tmp_path / 'cli.duckdb'}"
+    open_warehouse(address).close()
+    return address
 
 
 def test_ingest_refresh_query_purge(capsys: pytest.CaptureFixture[str], url: str, tmp_path: Path) -> None:
@@ -225,6 +227,7 @@ def test_definitions_validate_and_list(capsys: pytest.CaptureFixture[str], url: 
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
     for location in ("definitions.0.aggregationPeriod", "definitions.1.aggregationThreshold", "definitions.2.name"):
         assert location in err
+    assert "duplicate measure names: a" in err  # listed with the field errors, not only once they are fixed
 
 
 @pytest.fixture

@@ -223,6 +223,7 @@ def test_cli_run_refuses_an_invalid_catalog_listing_every_error(
 def test_cli_run_without_events_gives_nan_with_reasons(
     tmp_path: Path, catalog_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    open_warehouse(f"duckdb:///{tmp_path / 'wh.duckdb'}").close()  # an empty warehouse
     code = main(["--warehouse", f"duckdb:///{tmp_path / 'wh.duckdb'}", "--definitions", str(catalog_dir),
                  "experiments", "run", "conv", "--as-of", "2026-03-20"])  # fmt: skip
     assert code == 0

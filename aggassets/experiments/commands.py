@@ -57,11 +57,12 @@ def _read_csv(path: Path, numeric: tuple[str, ...], what: str) -> pd.DataFrame:
         raise AggassetsError(f"cannot read {what} {path}: {exc}") from exc
     for col in numeric:
         if col in frame.columns:
-            values = pd.to_numeric(frame[col], errors="coerce")
-            if bool(values.isna().any()):
-                row = int(np.flatnonzero(values.isna().to_numpy())[0]) + 2
-                raise AggassetsError(f"{path}: line {row}: column {col} is not a number: {frame[col].iloc[row - 2]!r}")
-            frame[col] = values.astype(float)
+            values = pd.to_numeric(frame[col], errors="coerce").astype(float)
+            if not bool(np.isfinite(values).all()):
+                row = int(np.flatnonzero(~np.isfinite(values.to_numpy()))[0]) + 2
+                value = frame[col].iloc[row - 2]
+                raise AggassetsError(f"{path}: line {row}: column {col} is not a finite number: {value!r}")
+            frame[col] = values
     return frame
 
 
@@ -119,6 +120,9 @@ def run_sample_size(args: argparse.Namespace) -> int:
     """Print {"sample_size_per_variant": N} as ep-stats' REST endpoint answers."""
     if not 0 < args.confidence_level < 1 or not 0 < args.power < 1:
         raise AggassetsError("--confidence-level and --power must lie strictly between 0 and 1")
+    given = {"--minimum-effect": args.minimum_effect, "--mean": args.mean, "--std": args.std}
+    if bad := [name for name, v in given.items() if v is not None and not np.isfinite(v)]:
+        raise AggassetsError(f"{', '.join(bad)} must be a finite number")
     try:
         if args.std is None:
             size = required_sample_size_bernoulli(

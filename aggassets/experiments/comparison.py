@@ -58,7 +58,7 @@ def _holm(test: WelchTest, columns: np.ndarray, level: float, compat: bool) -> W
     """Holm-adjusted p-values and widened intervals on the given columns of every row."""
     p, ci = test.p_value.copy(), test.confidence_interval.copy()
     raw = p[:, columns]
-    adjusted = holm_adjust(raw)
+    adjusted = holm_adjust(raw, count_nan=compat)
     p[:, columns] = adjusted
     ci[:, columns] = holm_confidence_interval(
         raw, adjusted, test.standard_error[:, columns], test.degrees_of_freedom[:, columns], level, compat
@@ -98,7 +98,7 @@ def compare(x: ComparisonInput, compat: bool = False) -> dict[str, np.ndarray]:
     mean, std = m.mean, m.std
     if compat:
         stat = np.where(np.isinf(rel.test_stat) & (x.sum_value <= 10), 0.0, rel.test_stat)
-        rel = WelchTest(rel.diff, rel.standard_error, stat, two_sided_p(stat, rel.degrees_of_freedom),
+        rel = WelchTest(rel.diff, rel.standard_error, stat, two_sided_p(stat, rel.degrees_of_freedom, epstats=True),
                         rel.confidence_interval, rel.degrees_of_freedom)  # fmt: skip
     else:
         zero_rel_se = ~masks["bad"] & ~masks["zero_var"] & ~masks["zero_mean"] & (rel.standard_error == 0)
@@ -114,7 +114,12 @@ def compare(x: ComparisonInput, compat: bool = False) -> dict[str, np.ndarray]:
     if n_variants > 2:
         columns = np.arange(1, n_variants) if compat else np.array([j for j in range(n_variants) if j != c])
         rel, ab = _holm(rel, columns, level, compat), _holm(ab, columns, level, compat)
-    out = {"mean": mean, "std": std, **_power_columns(x, rel.p_value)}
+    power = _power_columns(x, rel.p_value)
+    if not compat:  # a relative minimum effect of a zero (or unusable) control mean is no effect at all
+        undefined = masks["zero_mean"] | masks["no_mean"]
+        for column in ("required_sample_size", "power", "false_positive_risk"):
+            power[column] = np.where(undefined, np.nan, power[column])
+    out = {"mean": mean, "std": std, **power}
     out.update(diff=rel.diff, test_stat=rel.test_stat, p_value=rel.p_value)
     out.update(confidence_interval=rel.confidence_interval, standard_error=rel.standard_error)
     out.update(degrees_of_freedom=rel.degrees_of_freedom, abs_diff=ab.diff)

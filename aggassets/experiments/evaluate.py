@@ -72,7 +72,13 @@ def _moments_and_sizes(
     counts_units = np.array([m.counts_units for m in metrics], dtype=bool)[:, None]
     sample_size = np.where(counts_units, sums.count, np.nan)
     if cross is not None and metrics:
-        ready, ratio_sums = delta_sums(metrics, sums, table, build_cross_table(cross, table.variants))
+        cross_table = build_cross_table(cross, table.variants)
+        with_goals = np.asarray(sums.count, dtype=float).reshape(len(metrics), -1).max(axis=0) > 0
+        if absent := [
+            v for v, u, g in zip(table.variants, cross_table.units, with_goals, strict=True) if np.isnan(u) and g
+        ]:
+            raise AggassetsError(f"cross products: no rows for variant(s) {', '.join(absent)}, which have goals")
+        ready, ratio_sums = delta_sums(metrics, sums, table, cross_table)
         delta = delta_moments(ratio_sums)
         use = ready[:, None]
         moments = MetricMoments(*(np.where(use, getattr(delta, f), getattr(moments, f)) for f in vars(moments)))

@@ -54,11 +54,12 @@ def text_cells(column: pd.Series) -> pd.Series:
 
 
 def experiment_variants(experiment: ExperimentDefinition, goals: pd.DataFrame) -> tuple[str, ...]:
-    """The listed variants, or those in the goals plus the control; sorted as ep-stats."""
+    """The listed variants, or those in the goals plus the control and every weighted variant (one with
+    no rows is an arm that got no traffic); sorted as ep-stats."""
     if experiment.variants is not None:
         return tuple(sorted(experiment.variants))
     found = set(text_cells(goals["exp_variant_id"])) if len(goals) else set()
-    return tuple(sorted(found | {experiment.control_variant}))
+    return tuple(sorted(found | {experiment.control_variant} | set(experiment.traffic_weights or {})))
 
 
 def _require(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
@@ -112,10 +113,12 @@ def _numeric(frame: pd.DataFrame) -> pd.DataFrame:
     """The five sum columns as floats, with a clear error for a non-number."""
     out = pd.DataFrame(index=frame.index)
     for col in NUMERIC:
-        values = pd.to_numeric(frame[col], errors="coerce")
-        if bool(values.isna().any()):
-            raise AggassetsError(f"goals: column {col} holds a value that is not a number")
-        out[col] = values.astype(float)
+        values = pd.to_numeric(frame[col], errors="coerce").astype(float)
+        if not bool(np.isfinite(values).all()):
+            raise AggassetsError(f"goals: column {col} holds a value that is not a finite number")
+        if col != "sum_value" and bool((values < 0).any()):
+            raise AggassetsError(f"goals: column {col} holds a negative value (counts and squares are >= 0)")
+        out[col] = values
     return out
 
 

@@ -5,12 +5,13 @@ import numpy as np
 from aggassets.stats.ttest import t_quantile
 
 
-def holm_adjust(p_values: np.ndarray) -> np.ndarray:
-    """Holm-adjusted p-values of each row (a family); NaN p-values are left out of their family."""
+def holm_adjust(p_values: np.ndarray, count_nan: bool = False) -> np.ndarray:
+    """Holm-adjusted p-values of each row (a family); NaN p-values are left out of their family, unless
+    `count_nan` (ep-stats counts every comparison, NaN ones too)."""
     p = np.atleast_2d(np.asarray(p_values, dtype=float))
     order = np.argsort(p, axis=1, kind="stable")  # NaN sort last
     sorted_p = np.take_along_axis(p, order, axis=1)
-    m = np.sum(~np.isnan(p), axis=1, keepdims=True)
+    m = np.full((p.shape[0], 1), p.shape[1]) if count_nan else np.sum(~np.isnan(p), axis=1, keepdims=True)
     factor = m - np.arange(p.shape[1])[None, :]
     stepped = np.minimum(1.0, np.maximum.accumulate(sorted_p * factor, axis=1))
     out = np.empty_like(p)

@@ -28,7 +28,8 @@ class RatioSums:
 
 
 def _clean_variance(var: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """Clamp rounding noise below zero to zero; keep real negative estimates (reported as faults)."""
+    """Clamp rounding noise below zero to zero; keep real negative estimates (reported as faults).
+    `scale`: the size of the terms whose difference gave `var`, on var's own scale (divided by n - 1 too)."""
     noise = np.abs(var) <= 1e-12 * np.maximum(np.abs(scale), 1.0)
     return np.where(noise & (var < 0), 0.0, var)
 
@@ -38,7 +39,8 @@ def mean_moments(count: np.ndarray, total: np.ndarray, total_sqr: np.ndarray) ->
     with np.errstate(divide="ignore", invalid="ignore"):
         mean = total / count
         var = (total_sqr - total * total / count) / (count - 1)
-    var = _clean_variance(var, total_sqr)
+        scale = total_sqr / (count - 1)
+    var = _clean_variance(var, scale)
     with np.errstate(invalid="ignore"):
         return MetricMoments(mean, np.sqrt(var), np.asarray(count, dtype=float), var)
 
@@ -50,6 +52,7 @@ def delta_moments(s: RatioSums) -> MetricMoments:
         y_bar = s.sum_y / s.units
         centred = s.sum_x2 - 2 * ratio * s.sum_xy + ratio * ratio * s.sum_y2
         var = centred / (s.units - 1) / (y_bar * y_bar)
-    var = _clean_variance(var, s.sum_x2 / np.where(y_bar == 0, 1.0, y_bar * y_bar))
+        scale = (s.sum_x2 + ratio * ratio * s.sum_y2) / (s.units - 1) / np.where(y_bar == 0, 1.0, y_bar * y_bar)
+    var = _clean_variance(var, scale)
     with np.errstate(invalid="ignore"):
         return MetricMoments(ratio, np.sqrt(var), np.asarray(s.units, dtype=float), var)

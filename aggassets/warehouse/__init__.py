@@ -1,20 +1,36 @@
 """Storage behind one contract: DuckDB (default) or PostgreSQL, chosen by URL."""
 
+from pathlib import Path
+
 from aggassets.errors import AggassetsError
 from aggassets.warehouse.base import Warehouse
 
 
+def duckdb_path(url: str) -> str | None:
+    """The file (or ':memory:') of a DuckDB URL: what follows `duckdb://`, so `duckdb:///abs/path` (or
+    `duckdb:////abs/path`) is absolute and `duckdb://rel/path` relative; None for another URL."""
+    if not url.startswith("duckdb://"):
+        return None
+    path = url.removeprefix("duckdb://")
+    if path.startswith("/:"):
+        path = path[1:]
+    return "/" + path.lstrip("/") if path.startswith("//") else path or ":memory:"
+
+
+def require_existing(url: str) -> None:
+    """Refuse a DuckDB URL whose file does not exist (commands that only read or refresh what is there)."""
+    path = duckdb_path(url)
+    if path is not None and path != ":memory:" and not Path(path).is_file():
+        raise AggassetsError(f"no DuckDB warehouse at {path}: ingest measures first, or check --warehouse")
+
+
 def open_warehouse(url: str) -> Warehouse:
     """`duckdb:///path`, `duckdb:///:memory:` or `postgresql://...`; tables are created if missing."""
-    if url.startswith("duckdb://"):
+    path = duckdb_path(url)
+    if path is not None:
         from aggassets.warehouse.duckdb_engine import DuckDBWarehouse
 
-        path = (
-            url.removeprefix("duckdb://").removeprefix("/")
-            if url.startswith("duckdb:///:")
-            else url.removeprefix("duckdb://")
-        )
-        return DuckDBWarehouse(path or ":memory:")
+        return DuckDBWarehouse(path)
     if url.startswith(("postgresql://", "postgres://")):
         from aggassets.warehouse.postgres_engine import PostgresWarehouse
 

@@ -26,8 +26,12 @@ class Dialect:
     trunc: str  # a DATE column `{col}` truncated to `{grain}`, as a DATE
     quartiles: str  # the three quartiles of r.value, as an array
     text_collate: str  # byte order for text (PostgreSQL's default collation is not)
-    sum_fn: str  # the aggregate that adds raw values up (DuckDB's compensated fsum, PostgreSQL's sum)
+    sum_fn: str  # an exact sum of `{x}`, rounded once (DuckDB's compensated fsum, PostgreSQL's NUMERIC)
     raw_m2: str  # one pass: the sum of squared deviations of the raw values r.value of one key
+
+    def sum(self, x: str) -> str:
+        """The dialect's exact sum of the expression x."""
+        return self.sum_fn.format(x=x)
 
     def param(self, name: str) -> str:
         """The placeholder of a named parameter."""
@@ -37,15 +41,17 @@ class Dialect:
 # DuckDB adds a key's rows up on several threads and combines their partial states in no fixed order:
 # sums are compensated (fsum: the correctly rounded sum whatever the order, but for an exact sum within a
 # tiny fraction of an ulp of a rounding boundary), and one-pass M2 comes from those sums, so a re-run gives
-# the same bits. PostgreSQL adds a key's rows up in one backend, in physical order (no parallel workers
-# for an INSERT ... SELECT): the same bits too.
+# the same bits. PostgreSQL adds the values up exactly as NUMERIC (through their shortest text, which
+# round-trips: extra_float_digits >= 1, set by the engine; a cast to NUMERIC keeps only 15 digits) and
+# rounds once. Merged parts (days into a week, sealed moments and new rows) are added up the same way: a
+# plain float sum of 1e16, 1, 1 and -1e16 would give 0.
 # Keys whose values spread too little for a one-pass M2 get an exact second pass (see _raw_part).
 DUCKDB = Dialect(
     "${name}",
     "CAST(date_trunc('{grain}', {col}) AS DATE)",
     "quantile_cont(r.value, [0.25, 0.5, 0.75])",
     "",
-    "fsum",
+    "fsum({x})",
     "fsum(r.value * r.value) - fsum(r.value) * fsum(r.value) / count(*)",
 )
 POSTGRES = Dialect(
@@ -53,7 +59,7 @@ POSTGRES = Dialect(
     "date_trunc('{grain}', {col}::timestamp)::date",
     "percentile_cont(ARRAY[0.25, 0.5, 0.75]::FLOAT8[]) WITHIN GROUP (ORDER BY r.value)",
     ' COLLATE "C"',
-    "sum",
+    "CAST(sum(CAST(CAST({x} AS TEXT) AS NUMERIC)) AS FLOAT8)",
     "coalesce(var_pop(r.value), 0) * count(*)",
 )
 # A one-pass m2 below 1% of sum(x^2) (a spread under ~10% of the mean) is recomputed in two passes: one-pass
@@ -88,7 +94,7 @@ def _part(source: str, moments: str, sealed_at: str, q: str) -> str:
 
 def _raw_moments(d: Dialect) -> str:
     """The one-pass moments of the raw rows `r` of one key: n, nz, s, m2, mn, mx."""
-    return f"""count(*) AS n, count(*) FILTER (WHERE r.value <> 0) AS nz, {d.sum_fn}(r.value) AS s, {d.raw_m2} AS m2,
+    return f"""count(*) AS n, count(*) FILTER (WHERE r.value <> 0) AS nz, {d.sum("r.value")} AS s, {d.raw_m2} AS m2,
          min(r.value) AS mn, max(r.value) AS mx"""
 
 
@@ -97,12 +103,12 @@ def purged_moments(d: Dialect, now: str) -> str:
     key = "measure_name, start_date, created_by, group1, group2, group3"
     on_key = " AND ".join(f"c.{col} = k.{col}" for col in key.split(", "))
     return f"""WITH k AS (
-  SELECT {key}, count(*) AS n, count(*) FILTER (WHERE value <> 0) AS nz, {d.sum_fn}(value) AS s,
+  SELECT {key}, count(*) AS n, count(*) FILTER (WHERE value <> 0) AS nz, {d.sum("value")} AS s,
          min(value) AS mn, max(value) AS mx
   FROM purge_candidates GROUP BY {key}
 )
 SELECT k.measure_name, k.start_date, k.created_by, k.group1, k.group2, k.group3, k.n, k.nz, k.s,
-       CASE WHEN k.mn = k.mx THEN 0 ELSE {d.sum_fn}((c.value - k.s / k.n) * (c.value - k.s / k.n)) END, k.mn, k.mx,
+       CASE WHEN k.mn = k.mx THEN 0 ELSE {d.sum("(c.value - k.s / k.n) * (c.value - k.s / k.n)")} END, k.mn, k.mx,
        {now}
 FROM k JOIN purge_candidates c ON {on_key}
 GROUP BY k.measure_name, k.start_date, k.created_by, k.group1, k.group2, k.group3, k.n, k.nz, k.s, k.mn, k.mx"""
@@ -186,7 +192,7 @@ raw_part AS (
          p.mn, p.mx, p.sealed_at, p.q
   FROM raw_first p JOIN (
     SELECT k.measure_name, k.period_start, k.created_by, k.group1, k.group2, k.group3,
-           {d.sum_fn}((r.value - k.mean) * (r.value - k.mean)) AS m2
+           {d.sum("(r.value - k.mean) * (r.value - k.mean)")} AS m2
     FROM {raw_rows} JOIN narrow k ON {narrow_key}
     GROUP BY 1, 2, 3, 4, 5, 6
   ) w ON {fixed_key}
@@ -224,7 +230,7 @@ parts AS (  -- each part with its key's overall mean, for the pooled m2; sums in
   WINDOW w AS (PARTITION BY {KEY} ORDER BY u.s, u.n ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
 ),
 totals AS (
-  SELECT {KEY}, CAST(sum(n) AS BIGINT) AS n, CAST(sum(nz) AS BIGINT) AS nz, sum(s ORDER BY s, n) AS s,
+  SELECT {KEY}, CAST(sum(n) AS BIGINT) AS n, CAST(sum(nz) AS BIGINT) AS nz, {d.sum("s")} AS s,
          min(mn) AS mn, max(mx) AS mx, max(sealed_at) AS purged, max(q) AS q,
          sum(m2 + n * power(s / n - mean, 2) ORDER BY s, n, m2) FILTER (WHERE n > 0) AS m2
   FROM parts GROUP BY 1, 2, 3, 4, 5, 6

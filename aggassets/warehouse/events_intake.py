@@ -240,12 +240,12 @@ FROM checked ORDER BY row_number
 def validate_file(path: Path) -> tuple[pa.Table, list[str]]:
     """(one validated row per received row, the file's dimension names in lower case)."""
     path = Path(path)
+    require_file(path)
     kind = EXTENSIONS.get(path.suffix.lower())
     if kind is None:
         raise AggassetsError(
             f"{path}: unknown events file extension {path.suffix!r} (expected {', '.join(EXTENSIONS)})"
         )
-    require_file(path)
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'; SET enable_progress_bar = false")
         names = READERS[kind](con, path)

@@ -18,6 +18,9 @@ from aggassets.warehouse.intake_files import ITEMS, read_items
 
 MAX_PAYLOAD_BYTES = 16_384
 MAX_CREATED_BY = 255
+# Values whose squares stay normal floats (no overflow to inf, no underflow: PostgreSQL raises on it): a
+# measure's magnitude is 0 or within [1e-100, 1e100].
+_IN_RANGE = "(num = 0 OR abs(num) BETWEEN 1e-100 AND 1e100)"
 FIELDS = ("measureName", "value", "startDate", "createdBy", "group1", "group2", "group3")
 # RFC 3339 allows a lower-case t and z; an offset's hours are 00-23, its minutes 00-59.
 _DATE_RE = r"^\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]([01]\d|2[0-3])(:?[0-5]\d)?)?)?$"
@@ -102,6 +105,7 @@ WITH items AS ({items}), src AS (
       WHEN j_value IS NULL OR t_value = 'NULL' THEN 'missing_value'
       WHEN num IS NULL THEN 'invalid_value'
       WHEN NOT isfinite(num) THEN 'value_not_finite'
+      WHEN NOT {_IN_RANGE} THEN 'value_out_of_range'
       WHEN j_date IS NULL OR t_date = 'NULL' THEN 'missing_start_date'
       WHEN ts IS NULL THEN 'invalid_start_date'
       WHEN timezone('UTC', ts)::DATE < $first_day::DATE OR timezone('UTC', ts)::DATE > DATE '2999-12-31'
@@ -202,7 +206,7 @@ def _fast_checked(items: str) -> str:
          THEN substr(x_by, 2, length(x_by) - 2) END AS s_by
   FROM parsed
 ), checked AS (
-  SELECT *, coalesce(CASE WHEN only_fields AND name IS NOT NULL AND isfinite(num) AND s_by IS NOT NULL
+  SELECT *, coalesce(CASE WHEN only_fields AND name IS NOT NULL AND {_IN_RANGE} AND s_by IS NOT NULL
                                 AND day BETWEEN $first_day AND DATE '2999-12-31'
                            THEN {_FAST_GROUP_SQL.format(i=1)} AND {_FAST_GROUP_SQL.format(i=2)}
                                 AND {_FAST_GROUP_SQL.format(i=3)} END, false) AS ok

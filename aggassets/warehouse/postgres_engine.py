@@ -133,6 +133,7 @@ class PostgresWarehouse(Warehouse):
         self._staged: list[str] = []
         with self.con.cursor() as cur:
             cur.execute("SET TIME ZONE 'UTC'")
+            cur.execute("SET extra_float_digits = 1")  # the shortest exact text of a float (aggregates_sql)
             if self.schema is not None:
                 ident = pgsql.Identifier(self.schema)
                 cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %(s)s", {"s": self.schema})

@@ -104,6 +104,13 @@ def test_missing_cross_pair_is_refused() -> None:
         evaluate_goals(_experiment(CLICK, VIEW), goals, cross, TODAY)
 
 
+def test_cross_products_missing_a_variant_with_goals_are_refused() -> None:
+    rng = np.random.default_rng(4)
+    goals, cross = _frames({"a": _units(rng, 50, 0.1), "b": _units(rng, 50, 0.1), "c": _units(rng, 50, 0.1)})
+    with pytest.raises(AggassetsError, match=r"no rows for variant\(s\) c, which have goals"):
+        evaluate_goals(_experiment(CLICK, VIEW), goals, cross[cross.exp_variant_id != "c"], TODAY)
+
+
 def test_confidence_interval_coverage_by_simulation() -> None:
     rng = np.random.default_rng(2026)
     sims, n = 600, 400

@@ -164,3 +164,49 @@ def test_empty_variant_is_nan_with_reason(name: str, variant: str) -> None:
 def test_dimension_operators_are_evaluated_not_matched_as_text() -> None:
     m = _default("test-dim-operators.json")  # the bundled rows hold the texts "^button-1", ">1", "!=1"
     assert list(m["sum_value"]) == [0.0, 0.0, 0.0, 0.0]
+
+
+def _conversion_goals(exp_id: str, rows: list[tuple[str, int, int]]) -> pd.DataFrame:
+    """ep-stats' aggregated goals of a conversion test: (variant, exposures, buyers)."""
+    out = []
+    for variant, exposed, bought in rows:
+        for agg, goal, n in (("global", "exposure", exposed), ("unit", "buy", bought)):
+            out.append({"exp_id": exp_id, "exp_variant_id": variant, "unit_type": "test_unit_type", "agg_type": agg,
+                        "goal": goal, "dimension": "", "dimension_value": "", "count": n, "sum_sqr_count": n,
+                        "sum_value": 0, "sum_sqr_value": 0, "count_unique": n})  # fmt: skip
+    return pd.DataFrame(out)
+
+
+CONVERSION = [(1, "conv", "count(test_unit_type.unit.buy)", "count(test_unit_type.global.exposure)")]
+
+
+@pytest.mark.parametrize(
+    ("rows", "variants"),
+    [
+        ([("a", 10000, 1000), ("b", 10000, 2000), ("c", 10000, 1100)], None),  # b's p below 1e-16: 0 in ep-stats
+        ([("a", 100, 20), ("b", 120, 30)], ["a", "b", "c"]),  # c listed, no rows: a NaN p in the Holm family
+    ],
+)
+def test_compat_reproduces_epstats_p_rounding_and_holm_family(
+    rows: list[tuple[str, int, int]], variants: list[str] | None
+) -> None:
+    goals = _conversion_goals("compat", rows)
+    definition = _definition("compat", "a", CONVERSION)
+    if variants is not None:
+        definition = parse_experiment({**definition.model_dump(exclude_none=True), "variants": variants})
+    ours = evaluate_goals(definition, goals, compat=True).metrics
+    experiment = Experiment("compat", "a", [Metric(*CONVERSION[0])], [], unit_type="test_unit_type", variants=variants)
+    theirs = experiment.evaluate_agg(goals).metrics
+    for col in COMPARED:
+        np.testing.assert_allclose(ours[col].to_numpy(float), theirs[col].to_numpy(float), rtol=1e-9, atol=1e-12)
+
+
+def test_zero_control_mean_leaves_power_and_sample_size_undefined() -> None:
+    goals = _conversion_goals("zero", [("a", 100, 0), ("b", 100, 10)])
+    raw = {"id": "zero", "control_variant": "a", "unit_type": "test_unit_type"}
+    raw["metrics"] = [{"id": 1, "name": "conv", "nominator": CONVERSION[0][2], "denominator": CONVERSION[0][3],
+                       "minimum_effect": 0.1}]  # fmt: skip
+    m = evaluate_goals(parse_experiment(raw), goals).metrics.set_index("exp_variant_id")
+    for col in ("required_sample_size", "power", "false_positive_risk"):
+        assert np.isnan(m.loc["b", col]), col
+    assert ZERO_CONTROL_MEAN in m.loc["b", "reason"] and m.loc["b", "abs_diff"] == pytest.approx(0.1)

@@ -95,7 +95,14 @@ def test_evaluate_bad_inputs(goals_csv: Path, tmp_path: Path, capsys: pytest.Cap
         _run(["evaluate", "--experiment", experiment, "--goals", str(goals_csv), "--as-of", "yesterday"], capsys)
     bad = tmp_path / "bad.csv"
     bad.write_text(goals_csv.read_text().replace(",3000,", ",many,", 1))
-    with pytest.raises(AggassetsError, match="column count is not a number"):
+    with pytest.raises(AggassetsError, match="column count is not a finite number: 'many'"):
+        _run(["evaluate", "--experiment", experiment, "--goals", str(bad)], capsys)
+    for value in ("inf", "-Infinity", "nan"):
+        bad.write_text(goals_csv.read_text().replace(",3000,", f",{value},", 1))
+        with pytest.raises(AggassetsError, match=f"column count is not a finite number: '{value}'"):
+            _run(["evaluate", "--experiment", experiment, "--goals", str(bad)], capsys)
+    bad.write_text(goals_csv.read_text().replace(",3000,", ",-3000,", 1))
+    with pytest.raises(AggassetsError, match="column count holds a negative value"):
         _run(["evaluate", "--experiment", experiment, "--goals", str(bad)], capsys)
     with pytest.raises(AggassetsError, match="cannot read goals"):
         _run(["evaluate", "--experiment", experiment, "--goals", str(tmp_path / "none.csv")], capsys)

@@ -174,3 +174,23 @@ def test_srm_against_configured_traffic_weights() -> None:
         evaluate_goals(
             _experiment(["count(user.unit.view)"], checks=srm, traffic_weights={"a": 1.0}), goals, as_of=TODAY
         )
+
+
+def test_srm_counts_a_weighted_variant_without_rows_as_zero_exposures() -> None:
+    """An arm in traffic_weights that received nothing is the worst mismatch, not a variant to drop."""
+    goals = pd.concat([_goals(variant=v).assign(count=lambda f, n=n: np.where(f.goal == "exposure", n, f["count"]))
+                       for v, n in (("a", 5000), ("b", 2600))])  # fmt: skip
+    srm = [{"id": 1, "name": "SRM", "denominator": "count(user.global.exposure)"}]
+    weights = {"a": 2.0, "b": 1.0, "c": 1.0}
+    result = evaluate_goals(
+        _experiment(["count(user.unit.view)"], checks=srm, traffic_weights=weights), goals, as_of=TODAY
+    )
+    checks = result.checks.set_index("variable_id")["value"]
+    expected = st.chisquare([5000, 2600, 0], np.array([2, 1, 1]) * 7600 / 4)
+    assert checks["test_stat"] == pytest.approx(expected.statistic) and checks["p_value"] == pytest.approx(
+        expected.pvalue, abs=1e-300
+    )
+    assert (
+        result.exposures["exp_variant_id"].tolist() == ["a", "b", "c"]
+        and result.exposures["exposures"].tolist()[2] == 0
+    )

@@ -29,3 +29,15 @@ def test_negative_variance_is_kept_for_reporting_and_rounding_noise_is_zero() ->
     assert float(bad.variance) < 0 and np.isnan(bad.std)
     noise = mean_moments(np.array(3.0), np.array(0.3), np.array(0.03))
     assert float(noise.variance) == 0.0
+
+
+@pytest.mark.parametrize("n", [10.0, 1e6, 2e12])
+def test_negative_variance_is_kept_whatever_the_count(n: float) -> None:
+    """Σx² = half of (Σx)²/n is impossible at any n (variance -0.5·n/(n-1)), not rounding noise."""
+    bad = mean_moments(np.array(n), np.array(n), np.array(n / 2))
+    assert float(bad.variance) == pytest.approx(-0.5 * n / (n - 1)) and np.isnan(bad.std)
+    constant = np.full(1_000_000, 0.1)  # one value repeated: the sums leave only rounding noise
+    noise = mean_moments(np.array(1e6), np.array(constant.sum()), np.array((constant * constant).sum()))
+    assert float(noise.variance) == 0.0
+    s = RatioSums(np.array(n), np.array(n), np.array(n / 2), np.array(n), np.array(n), np.array(n))
+    assert np.isnan(delta_moments(s).std)  # Σx² < 2RΣxy - R²Σy² the same way

@@ -1,9 +1,12 @@
 """Weeks and months roll up the daily rows of fresh days (DESIGN 4.3), and read raw measures otherwise."""
 
+import math
 from datetime import date, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pytest
 
 from aggassets.catalog import MeasureDefinition
 from aggassets.warehouse.base import Warehouse
@@ -125,3 +128,29 @@ def test_a_warehouse_from_before_the_digest_gains_it(warehouse: Warehouse, tmp_p
     assert warehouse.read_table("partition_materializations")["measures_digest"].isna().all()
     refresh_rollups(warehouse, DAYS)
     assert_rollups_match(warehouse, frame(items))
+
+
+def test_sums_are_exact_across_rows_days_and_purges(warehouse: Warehouse, tmp_path: Path) -> None:
+    """Large values that cancel: every grain's sum is the exactly rounded one (math.fsum), whether the
+    values meet in one day, in a week of daily rows or in sealed moments merged with newer rows."""
+    warehouse.sync_definitions(DEFINITIONS)
+    one_day = [1e16, 1.0, -1e16, 1.0, 3.0]
+    across = [(1e16, 0), (1.0, 1), (1.0, 2), (-1e16, 3)]  # (value, day of the week)
+    items = [measure("errors-daily", v, DAYS[7].isoformat()) for v in one_day]
+    items += [measure("errors-daily", v, DAYS[d].isoformat()) for v, d in across]
+    ingest(warehouse, tmp_path, items)
+    refresh_all(warehouse, DAYS[:14])
+    days = aggregates(warehouse, "day").set_index("period_start")
+    assert days.loc[DAYS[7], "sum"] == math.fsum(one_day) == 5.0
+    weeks = aggregates(warehouse, "week").set_index("period_start")
+    assert weeks.loc[FIRST, "sum"] == math.fsum(v for v, _ in across) == 2.0
+    assert weeks.loc[FIRST, "avg"] == 0.5
+    assert weeks.loc[FIRST, "std"] == pytest.approx(np.std([v for v, _ in across], ddof=1), rel=1e-12)
+    warehouse.purge(0, now=utc_now() + timedelta(seconds=1))
+    later = [measure("errors-daily", v, DAYS[7].isoformat()) for v in (1e16, 2.0, -1e16)]
+    ingest(warehouse, tmp_path, later)  # merged with the day's sealed moments
+    refresh_all(warehouse, DAYS[:14])
+    days = aggregates(warehouse, "day").set_index("period_start")
+    assert days.loc[DAYS[7], "sum"] == math.fsum([*one_day, 1e16, 2.0, -1e16]) == 7.0
+    weeks = aggregates(warehouse, "week").set_index("period_start")
+    assert weeks.loc[FIRST, "sum"] == 2.0

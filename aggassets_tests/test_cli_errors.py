@@ -1,0 +1,107 @@
+"""CLI failure paths: a warehouse that is not there, catalog errors listed together, odd arguments."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aggassets.cli import main
+from aggassets.warehouse import duckdb_path
+from aggassets_tests.helpers import DEFINITIONS
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Run the CLI in-process; (exit code, stdout, stderr)."""
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("aggregates", "query", "--measure", "connection-count-daily", "--start", "2025-01-01", "--end", "2025-02-01"),
+        ("refresh", "--start", "2025-01-01", "--end", "2025-01-02"),
+        ("purge",),
+    ],
+)
+def test_commands_that_read_refuse_a_missing_duckdb_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: tuple[str, ...]
+) -> None:
+    """A mistyped warehouse path is an error, not an empty answer from a new empty file."""
+    missing = tmp_path / "typo" / "wh.duckdb"
+    code, out, err = run(capsys, "--warehouse", f"duckdb:///{missing}", "--definitions", str(DEFINITIONS), *argv)
+    assert (code, out) == (2, "") and f"no DuckDB warehouse at {missing}:" in err
+    assert not missing.parent.exists()
+
+
+def test_experiment_run_refuses_a_missing_duckdb_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    missing = tmp_path / "wh.duckdb"
+    argv = ("experiments", "run", "checkout-button-conversion", "--as-of", "2026-01-10")
+    code, _, err = run(capsys, "--warehouse", f"duckdb:///{missing}", "--definitions", str(DEFINITIONS), *argv)
+    assert code == 2 and "no DuckDB warehouse at" in err and not missing.exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [
+        ("duckdb:///abs/x.duckdb", "/abs/x.duckdb"),
+        ("duckdb:////abs/x.duckdb", "/abs/x.duckdb"),
+        ("duckdb://rel/x.duckdb", "rel/x.duckdb"),
+        ("duckdb:///:memory:", ":memory:"),
+        ("duckdb://", ":memory:"),
+        ("postgresql://postgres@127.0.0.1/db", None),
+    ],
+)
+def test_duckdb_urls(url: str, path: str | None) -> None:
+    assert duckdb_path(url) == path
+
+
+def test_catalog_validation_lists_measure_and_experiment_errors_together(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    catalog = tmp_path / "catalog"
+    shutil.copytree(DEFINITIONS, catalog)
+    measures = json.loads((catalog / "measures.json").read_text())
+    measures["definitions"][0]["aggregationPeriod"] = "year"
+    (catalog / "measures.json").write_text(json.dumps(measures))
+    experiment = catalog / "experiments" / "product-page-layout.json"
+    experiment.write_text(experiment.read_text().replace('"id": "product-page-layout"', '"id": "renamed"'))
+    for argv in (("--definitions", str(catalog), "definitions", "validate"), ("definitions", "validate", str(catalog))):
+        code, out, err = run(capsys, *argv)
+        assert (code, out) == (2, "") and len(err.strip().splitlines()) == 1
+        assert "definitions.0.aggregationPeriod" in err and "id 'renamed' must equal the file name" in err
+    code, _, err = run(capsys, "definitions", "validate", str(experiment))  # the file alone: the same rule
+    assert code == 2 and "id 'renamed' must equal the file name 'product-page-layout'" in err
+
+
+def test_odd_arguments_are_one_line_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run(capsys, "events", "ingest", str(tmp_path / "missing.txt"))
+    assert code == 2 and err.strip().endswith("missing.txt: no such file")
+    for value in ("nan", "inf"):
+        code, out, err = run(
+            capsys, "experiments", "sample-size", "--n-variants", "2", "--minimum-effect", value, "--mean", "0.1"
+        )
+        assert (code, out) == (2, "") and "--minimum-effect must be a finite number" in err
+
+
+def test_a_reader_that_stops_early_is_not_an_error() -> None:
+    """`aggassets ... | head`: output cut short by a closed pipe exits quietly with status 0."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "aggassets.cli", "--definitions", str(DEFINITIONS), "definitions", "list"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert child.stdout is not None and child.stderr is not None
+    child.stdout.close()  # before the command writes
+    err = child.stderr.read()
+    assert child.wait(timeout=60) == 0 and err == b""
+
+
+def test_loading_the_code_location_prints_no_dagster_beta_warning() -> None:
+    code = "import aggassets.definitions as d; d.defs.get_repository_def()"
+    done = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "BetaWarning" not in done.stderr, done.stderr
