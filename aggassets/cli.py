@@ -14,15 +14,17 @@ from aggassets.catalog import load_measures, load_measures_file
 from aggassets.errors import AggassetsError, require_file
 from aggassets.experiments.definition import load_experiment, load_experiments
 from aggassets.warehouse import Warehouse, events_intake, open_warehouse, require_existing
-from aggassets.warehouse.values import file_sha256, intake_totals
+from aggassets.warehouse.values import PERIODS_FEEDING, file_sha256, intake_totals
 
 
 def _date(text: str) -> date:
     """An argparse type: YYYY-MM-DD."""
-    try:
-        return date.fromisoformat(text)
+    try:  # fromisoformat alone also takes 20260101 and 2026-W01
+        if len(text) == 10 and text[4] == text[7] == "-":
+            return date.fromisoformat(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+        pass
+    raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}")
 
 
 def _print(obj: Any) -> None:
@@ -131,6 +133,11 @@ def cmd_aggregates_query(args: argparse.Namespace) -> int:
     catalog = load_measures(Path(args.definitions))
     measure = catalog.get(args.measure)
     grain = args.grain or measure.aggregation_period
+    if grain not in PERIODS_FEEDING or measure.aggregation_period not in PERIODS_FEEDING[grain]:
+        raise AggassetsError(
+            f"{measure.name} is aggregated by {measure.aggregation_period}: it has no {grain} rows"
+            + (" (day measures also roll up into week and month)" if measure.aggregation_period == "day" else "")
+        )
     if args.end <= args.start:
         raise AggassetsError("--end must be after --start (start inclusive, end exclusive)")
     with _open(args, existing=True) as wh:

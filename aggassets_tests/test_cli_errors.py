@@ -105,3 +105,27 @@ def test_loading_the_code_location_prints_no_dagster_beta_warning() -> None:
     code = "import aggassets.definitions as d; d.defs.get_repository_def()"
     done = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "BetaWarning" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("measure", "grain", "message"),
+    [
+        ("sharing-count-weekly", "day", "is aggregated by week: it has no day rows"),
+        ("sharing-count-weekly", "month", "is aggregated by week: it has no month rows"),
+        ("consumption-variation-monthly", "week", "is aggregated by month: it has no week rows"),
+    ],
+)
+def test_query_at_a_grain_the_measure_has_no_rows_for(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, measure: str, grain: str, message: str
+) -> None:
+    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    argv = ("aggregates", "query", "--measure", measure, "--start", "2025-01-01", "--end", "2025-02-01")
+    code, out, err = run(capsys, "--warehouse", url, "--definitions", str(DEFINITIONS), *argv, "--grain", grain)
+    assert (code, out) == (2, "") and message in err
+
+
+@pytest.mark.parametrize("text", ["20250101", "2025-W01", "2025-1-01", "2025-01-01T00:00"])
+def test_dates_must_be_written_yyyy_mm_dd(capsys: pytest.CaptureFixture[str], text: str) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["refresh", "--start", text, "--end", "2025-02-01"])
+    assert exc.value.code == 2 and f"not a date (YYYY-MM-DD): '{text}'" in capsys.readouterr().err
