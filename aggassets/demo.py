@@ -204,7 +204,7 @@ def render(result: dict[str, object]) -> str:
         lines.append(f"  experiment {exp_id}:")
         lines += [f"    {row}" for row in rows]
     lines.append(
-        "Next: `make ui` to browse the runs, or `aggassets aggregates query --measure "
+        "Next: `make ui` to browse the runs, or `.venv/bin/aggassets aggregates query --measure "
         "connection-count-daily --start YYYY-MM-DD --end YYYY-MM-DD`."
     )
     return "\n".join(lines)
