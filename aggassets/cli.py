@@ -88,14 +88,14 @@ def cmd_definitions_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _new_contents(wh: Warehouse, paths: Sequence[Path], again: bool) -> list[str]:
+def _new_contents(wh: Warehouse, paths: Sequence[Path], again: bool, events: bool = False) -> list[str]:
     """The SHA-256 of each file; a missing file, or (unless `again`) content the warehouse holds already
     or given twice, is refused before anything is stored."""
     shas: list[str] = []
     for path in paths:
         require_file(path)
         sha = file_sha256(path)
-        if not again and (sha in shas or wh.file_seen(sha)):
+        if not again and (sha in shas or wh.file_seen(sha, events)):
             raise AggassetsError(f"{path}: this content was ingested already; pass --again to ingest it once more")
         shas.append(sha)
     return shas
@@ -123,7 +123,11 @@ def cmd_events_ingest(args: argparse.Namespace) -> int:
     # Every file is validated before any is stored: a bad file among them stores nothing.
     validated = [(name, *events_intake.validate_file(Path(name))) for name in args.files]
     with _open(args, sync=False) as wh:
-        results = [wh.store_events(rows, dimensions, name, None) for name, rows, dimensions in validated]
+        shas = _new_contents(wh, [Path(name) for name in args.files], args.again, events=True)
+        results = [
+            wh.store_events(rows, dimensions, name, sha)
+            for (name, rows, dimensions), sha in zip(validated, shas, strict=True)
+        ]
     _print(intake_totals(results))
     return 0
 
@@ -212,9 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--again", action="store_true", help="ingest files whose content was ingested already")
 
     events = groups.add_parser("events", help="experiment events").add_subparsers(required=True)
-    _add(events, "ingest", cmd_events_ingest, "ingest CSV, Parquet or NDJSON event files").add_argument(
-        "files", nargs="+"
-    )
+    events_ingest = _add(events, "ingest", cmd_events_ingest, "ingest CSV, Parquet or NDJSON event files")
+    events_ingest.add_argument("files", nargs="+")
+    events_ingest.add_argument("--again", action="store_true", help="ingest files whose content was ingested already")
 
     aggregates = groups.add_parser("aggregates", help="released aggregates").add_subparsers(required=True)
     query = _add(aggregates, "query", cmd_aggregates_query, "DACC restitution of one measure")

@@ -150,7 +150,7 @@ def main() -> int:
     t3 = time.perf_counter()
     event_files = generate_events(settings.PROJECT_ROOT / "data" / "demo" / "events")
     with open_warehouse(url) as wh:
-        events = intake_totals([wh.ingest_events(path) for path in event_files])
+        events = intake_totals([wh.ingest_events(path, file_sha256(path)) for path in event_files])
     print(f"generated and ingested {len(event_files)} event files in {time.perf_counter() - t3:.1f}s", file=sys.stderr)
     t4 = time.perf_counter()
     experiments = load_experiments(settings.definitions_dir() / "experiments")

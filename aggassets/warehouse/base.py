@@ -81,9 +81,10 @@ class Warehouse:
         return self.fetch(f"SELECT * FROM {name}" + (f" ORDER BY {order_by}" if order_by else ""))
 
     # -- intake --------------------------------------------------------------
-    def file_seen(self, sha256: str) -> bool:
-        """Whether a file with this content was ingested already."""
-        return int(self.fetch(self.sql.FILE_SEEN, {"sha256": sha256}).iloc[0, 0]) > 0
+    def file_seen(self, sha256: str, events: bool = False) -> bool:
+        """Whether a measures (or `events`) file with this content was ingested already."""
+        statement = self.sql.EVENT_FILE_SEEN if events else self.sql.FILE_SEEN
+        return int(self.fetch(statement, {"sha256": sha256}).iloc[0, 0]) > 0
 
     def ingest_file(
         self,

@@ -88,6 +88,7 @@ NEXT_IDS = """SELECT greatest((SELECT coalesce(max(seq), 0) FROM inbox),
                              (SELECT coalesce(sum(received), 0) FROM intake_batches))::BIGINT AS seq,
                      (SELECT coalesce(max(batch_id), 0) FROM intake_batches) AS batch_id"""
 FILE_SEEN = "SELECT count(*) FROM intake_batches WHERE sha256 = %(sha256)s"
+EVENT_FILE_SEEN = "SELECT count(*) FROM event_batches WHERE sha256 = %(sha256)s"
 
 _TRUNC = "date_trunc('{grain}', {col}::timestamp)::date"
 

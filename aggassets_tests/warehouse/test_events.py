@@ -385,6 +385,11 @@ def test_cli_events_ingest(capsys: pytest.CaptureFixture[str], tmp_path: Path) -
     assert err.startswith(f"aggassets: error: {bad}: missing required column(s) exp_variant_id, unit_type")
     with open_warehouse(url) as wh:  # the good file listed before the bad one was not stored either
         assert wh.event_loss_counts() == (5, 2, 3)
+    assert main(["--warehouse", url, "events", "ingest", str(b)]) == 2  # its content is stored already
+    assert "this content was ingested already; pass --again" in capsys.readouterr().err
+    assert main(["--warehouse", url, "events", "ingest", "--again", str(b)]) == 0
+    with open_warehouse(url) as wh:
+        assert wh.event_loss_counts() == (8, 3, 5)
 
 
 def test_timestamps_in_parquet_taken_as_utc_dates(warehouse: Warehouse, tmp_path: Path) -> None:
