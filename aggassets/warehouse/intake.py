@@ -22,8 +22,12 @@ MAX_CREATED_BY = 255
 # measure's magnitude is 0 or within [1e-100, 1e100].
 _IN_RANGE = "(num = 0 OR abs(num) BETWEEN 1e-100 AND 1e100)"
 FIELDS = ("measureName", "value", "startDate", "createdBy", "group1", "group2", "group3")
-# RFC 3339 allows a lower-case t and z; an offset's hours are 00-23, its minutes 00-59.
-_DATE_RE = r"^\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]([01]\d|2[0-3])(:?[0-5]\d)?)?)?$"
+# RFC 3339 allows a lower-case t and z; hours are 00-23 (no 24:00), minutes and seconds 00-59, an offset
+# at most 23:59.
+_HOUR, _SIXTY = r"([01]\d|2[0-3])", r"[0-5]\d"
+_DATE_RE = (
+    rf"^\d{{4}}-\d{{2}}-\d{{2}}([Tt ]{_HOUR}:{_SIXTY}(:{_SIXTY}(\.\d{{1,9}})?)?([Zz]|[+-]{_HOUR}(:?{_SIXTY})?)?)?$"
+)
 _NUMBER_RE = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
 _SCALAR_TYPES = "('VARCHAR', 'BIGINT', 'UBIGINT', 'DOUBLE', 'BOOLEAN')"
 # DuckDB's JSON parser also takes NaN / Infinity (any case) and trailing commas, which JSON does not: with

@@ -27,20 +27,43 @@ _CSV_LINE = re.compile(r"CSV Error on Line: (\d+)")
 _DELIMITERS = [chr(c) for c in (30, 31, 29, 28, 1, 2, 3, 4, 5, 6, 7, 8, 11, 12, 14, 15)]
 _DOCUMENT_ITEMS = "SELECT payload FROM document_items"  # an Arrow table of document_items()
 _WHITESPACE = re.compile(r"[ \t\r\n]*")
+_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[][{}]')  # strings (skipped whole) and brackets
 _MEASURES_DOCUMENT = re.compile(r'[ \t\r\n]*\{[ \t\r\n]*"measures"[ \t\r\n]*:[ \t\r\n]*\[')
+
+
+def _nested_end(text: str, i: int) -> int:
+    """The end of the array or object opening at i, by its brackets outside strings (for values nested
+    deeper than Python's decoder goes; DuckDB then judges the item); -1 when it does not close."""
+    depth = 0
+    for token in _TOKENS.finditer(text, i):
+        mark = token.group()
+        depth += 1 if mark in "[{" else -1 if mark in "]}" else 0
+        if depth == 0:
+            return token.end()
+    return -1
+
+
+def _value_end(decoder: json.JSONDecoder, text: str, i: int) -> int:
+    """The end of the JSON value starting at i (-1 when there is none)."""
+    try:
+        return decoder.raw_decode(text, i)[1]
+    except RecursionError:
+        return _nested_end(text, i)
+    except ValueError:
+        return -1
 
 
 def _array_items(text: str, start: int) -> tuple[list[str], int] | None:
     """The texts of a JSON array's elements, as they are written, from just after its '[' at `start`, and
-    the position after its ']'; None when it is not a well-formed array."""
-    decoder, items = json.JSONDecoder(), []
+    the position after its ']'; None when it is not a well-formed array. Elements are only delimited
+    here (control characters in strings, NaN and depth allowed): each is judged as an item."""
+    decoder, items = json.JSONDecoder(strict=False), []
     i = _WHITESPACE.match(text, start).end()
     if text.startswith("]", i):
         return items, i + 1
     while True:
-        try:
-            _, end = decoder.raw_decode(text, i)
-        except (ValueError, RecursionError):
+        end = _value_end(decoder, text, i)
+        if end < 0:
             return None
         items.append(text[i:end])
         i = _WHITESPACE.match(text, end).end()
@@ -59,8 +82,8 @@ def _skip(text: str, i: int, expected: str = "") -> int:
 
 def document_items(text: str) -> list[str] | None:
     """A whole-file JSON document's items as written: the elements of an array or of
-    {"measures": [...]}, or the one object ([] for another JSON value); None when the text is not one
-    JSON document."""
+    {"measures": [...]}, else the one value (an object, or anything else: not_an_object); None when the
+    text is not one JSON document."""
     text = text.removeprefix("\ufeff")
     measures = _MEASURES_DOCUMENT.match(text)
     start = measures.end() if measures else _skip(text, 0, "[")
@@ -70,37 +93,58 @@ def document_items(text: str) -> list[str] | None:
         end = _skip(text, end, "}") if measures else end
         if end >= 0 and _skip(text, end) == len(text):
             return items
-    try:
-        value = json.loads(text)
-    except (ValueError, RecursionError):
-        return None
-    return [text.strip(" \t\r\n")] if isinstance(value, dict) else []
+    head = _skip(text, 0)
+    end = _value_end(json.JSONDecoder(strict=False), text, head)
+    return [text[head:end]] if end >= 0 and _skip(text, end) == len(text) else None
 
 
 _NOT_JSON = object()
+_DEEP = object()  # a JSON value nested deeper than Python's decoder goes
 
 
 def _first_line(path: Path) -> object:
-    """The JSON value of the file's first non-blank line (read up to 1 MiB), _NOT_JSON when it is none
-    (or there is no such line: None)."""
+    """The JSON value of the file's first non-blank line (read up to 1 MiB), _NOT_JSON when it is none,
+    _DEEP when it is nested too deep to tell (or there is no such line: None)."""
     with open(path, "rb") as fh:
         for raw in iter(lambda: fh.readline(1 << 20), b""):
             line = raw.lstrip(b"\xef\xbb\xbf").strip(b" \t\r\n")
             if line:
                 try:
                     return json.loads(line)
-                except (ValueError, RecursionError):
+                except RecursionError:
+                    return _DEEP
+                except ValueError:
                     return _NOT_JSON
     return None
 
 
-def _free_delimiter(path: Path) -> str:
+def _free_delimiter(path: Path) -> str | None:
     """A delimiter character the file does not hold (one scan per candidate until one is absent)."""
     with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
         for delim in _DELIMITERS:
             if data.find(delim.encode()) < 0:
                 return delim
-    raise AggassetsError(f"{path}: cannot split lines (the file holds every control character)")
+    return None
+
+
+def _python_lines(text: str) -> list[str]:
+    """The items of NDJSON text split as DuckDB's reader splits it (at LF, CR LF or a lone CR), blank
+    lines left out: for a file holding every candidate delimiter (rare)."""
+    return [line for line in re.split(r"\r\n|\n|\r", text.removeprefix("\ufeff")) if line.strip(" \t")]
+
+
+def _read_text(path: Path) -> str:
+    """The file's text, line ends as they are."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise AggassetsError(f"{path}: not UTF-8 text") from exc
+
+
+def _registered(con: duckdb.DuckDBPyConnection, items: list[str]) -> tuple[str, dict[str, object]]:
+    """Items from Python, as the query _DOCUMENT_ITEMS."""
+    con.register("document_items", pa.table({"payload": pa.array(items, pa.string())}))
+    return _DOCUMENT_ITEMS, {}
 
 
 def _items_source(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[str, dict[str, object]]:
@@ -113,20 +157,17 @@ def _items_source(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[str, dict
     # NDJSON when the first line is an item on its own; else the file is one document, unless it is not
     # JSON as a whole: then NDJSON again (its first items malformed), if it does not open an array.
     if not (isinstance(first, dict) and "measures" not in first):
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise AggassetsError(f"{path}: not UTF-8 text") from exc
+        text = _read_text(path)
         items = document_items(text)
-        if items == []:
-            raise AggassetsError(f'{path}: expected a JSON array, {{"measures": [...]}} or NDJSON')
         if items is not None:
-            con.register("document_items", pa.table({"payload": pa.array(items, pa.string())}))
-            return _DOCUMENT_ITEMS, {}
+            return _registered(con, items)
         body = text.removeprefix("\ufeff")
         if first is _NOT_JSON and (_skip(body, 0, "[") >= 0 or _MEASURES_DOCUMENT.match(body)):
             raise AggassetsError(f"{path}: not a valid JSON document")
-    return _READ_LINES, {"path": str(path), "delim": _free_delimiter(path), "max_line": _MAX_LINE}
+    delim = _free_delimiter(path)
+    if delim is None:
+        return _registered(con, _python_lines(_read_text(path)))
+    return _READ_LINES, {"path": str(path), "delim": delim, "max_line": _MAX_LINE}
 
 
 # The items of `lines` numbered from 1: rowids of a table filled by one statement are consecutive

@@ -110,3 +110,36 @@ def test_ndjson_with_odd_first_lines_stays_ndjson(warehouse: Warehouse, tmp_path
     for name, (text, rejected) in cases.items():
         result = ingest_text(warehouse, tmp_path / name, text + "\n")
         assert (result["accepted"], result["rejected_by_reason"]) == (1, rejected), name
+
+
+def test_empty_documents_and_lone_values(warehouse: Warehouse, tmp_path: Path) -> None:
+    """An empty array is an empty batch; a document that is one non-object value is one item."""
+    for name, text in [("a.json", "[]"), ("b.json", '{"measures": []}'), ("c.json", "\ufeff[\r\n]\r\n")]:
+        assert ingest_text(warehouse, tmp_path / name, text)["received"] == 0, name
+    result = ingest_text(warehouse, tmp_path / "d.json", ' "just text" \n')
+    assert result["rejected_by_reason"] == {"not_an_object": 1} and payloads(warehouse) == ['"just text"']
+
+
+def test_a_file_holding_every_delimiter_candidate_is_still_read_line_by_line(
+    warehouse: Warehouse, tmp_path: Path
+) -> None:
+    """The reader's delimiter must be absent from the file; when every candidate is there, Python splits."""
+    junk = "".join(chr(c) for c in (30, 31, 29, 28, *range(1, 9), 11, 12, 14, 15))
+    lines = [ITEM, "{" + junk + "}", ITEM.replace('"value": 1', '"value": 2')]
+    result = ingest_text(warehouse, tmp_path / "junk.ndjson", "\r\n".join(lines) + "\n\t\n")
+    assert (result["received"], result["accepted"], result["rejected_by_reason"]) == (3, 2, {"invalid_json": 1})
+    assert payloads(warehouse) == lines
+
+
+def test_document_elements_are_delimited_not_judged_by_python(warehouse: Warehouse, tmp_path: Path) -> None:
+    """Deep nesting, raw control characters and NaN in one element: that element is rejected, not the file."""
+    deep = "[" * 1000 + "]" * 1000
+    tab = ITEM.replace('"errors-daily"', '"errors\tdaily"')
+    crlf = ITEM.replace(", ", ",\r\n  ")
+    text = f"[{ITEM},\r\n {deep}, {tab}, NaN, {crlf}]"
+    result = ingest_text(warehouse, tmp_path / "mixed.json", text)
+    assert (result["received"], result["accepted"]) == (5, 2)
+    assert result["rejected_by_reason"] == {"not_an_object": 1, "invalid_json": 2}
+    assert payloads(warehouse) == [ITEM, deep, tab, "NaN", crlf]
+    result = ingest_text(warehouse, tmp_path / "deep-first.ndjson", f"{deep}\n{ITEM}\n")  # NDJSON still
+    assert (result["received"], result["accepted"]) == (2, 1)
