@@ -224,30 +224,8 @@ PURGE_SUMMARY = """SELECT measure_name, count(*) AS purged FROM purge_candidates
 
 # --- asset checks over the window [$start, $end): each returns the number of violating rows
 def check_violations(grain: str) -> dict[str, str]:
-    """Violation counts for one grain's window (DESIGN checks)."""
-    t = AGGREGATE_TABLES[grain]
-    win = f"(SELECT * FROM {t} WHERE period_start >= $start AND period_start < $end)"
-    return {
-        "unique_keys": f"SELECT count(*) FROM (SELECT {KEY} FROM {win} GROUP BY ALL HAVING count(*) > 1)",
-        "min_le_avg_le_max": f"SELECT count(*) FROM {win} WHERE NOT (min <= avg + 1e-9 * abs(avg) "
-        "AND avg <= max + 1e-9 * abs(avg))",
-        "quartiles_ordered": f"SELECT count(*) FROM {win} WHERE median IS NOT NULL AND NOT "
-        "(first_quartile <= median AND median <= third_quartile)",
-        "std_non_negative": f"SELECT count(*) FROM {win} WHERE NOT std >= 0",
-        "count_equals_raw": f"""
-WITH eligible AS ({aggregates_sql.eligible(grain)}),
-agg AS (SELECT measure_name, sum(count) AS n FROM {win} GROUP BY ALL),
-src AS (
-  SELECT measure_name, sum(n) AS n FROM (
-    SELECT r.measure_name, count(*) AS n FROM raw_measures r JOIN eligible e ON e.name = r.measure_name
-    WHERE r.start_date >= $start AND r.start_date < $end GROUP BY ALL
-    UNION ALL
-    SELECT s.measure_name, sum(s.count) FROM sealed_moments s JOIN eligible e ON e.name = s.measure_name
-    WHERE s.start_date >= $start AND s.start_date < $end GROUP BY ALL
-  ) GROUP BY ALL
-)
-SELECT count(*) FROM agg FULL JOIN src USING (measure_name) WHERE agg.n IS DISTINCT FROM src.n""",
-    }
+    """Violation counts for one grain's window (aggregates_sql.py)."""
+    return aggregates_sql.check_violations(grain, aggregates_sql.DUCKDB)
 
 
 # -- experiments: events and evaluation history ------------------------------------------------

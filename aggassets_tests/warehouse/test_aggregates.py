@@ -161,3 +161,33 @@ def test_zone_offsets_converted_to_utc_then_truncated(warehouse: Warehouse, tmp_
     storage = monthly[monthly["measure_name"] == "storage-monthly"].set_index("period_start")["sum"]
     assert storage.to_dict() == {date(2022, 2, 1): 8.0, date(2022, 3, 1): 7.0 + 9.0}
     np.testing.assert_array_equal(aggregates(warehouse, "day").query("measure_name == 'errors-daily'")["count"], [1, 3])
+
+
+@pytest.mark.parametrize(
+    ("check", "corruption"),
+    [
+        ("std_non_negative", "std = -1"),
+        ("std_non_negative", "std = CAST('NaN' AS DOUBLE PRECISION)"),
+        ("std_non_negative", "std = CAST('Infinity' AS DOUBLE PRECISION)"),
+        ("min_le_avg_le_max", "avg = max + 5"),
+        ("min_le_avg_le_max", "avg = CAST('NaN' AS DOUBLE PRECISION)"),
+        ("min_le_avg_le_max", "max = CAST('NaN' AS DOUBLE PRECISION)"),
+        ("quartiles_ordered", "first_quartile = median + 1"),
+        ("quartiles_ordered", "third_quartile = CAST('NaN' AS DOUBLE PRECISION)"),
+        ("count_equals_raw", "count = count + 1"),
+    ],
+)
+def test_each_check_counts_a_corrupted_row(loaded: tuple[Warehouse, pd.DataFrame], check: str, corruption: str) -> None:
+    """A row corrupted after the refresh is found by its check (NaN included), and by no other."""
+    wh, rows = loaded
+    start, end = window("day", list(rows["day"]))
+    wh.refresh("day", start, end)
+    target = "measure_name = 'duration-daily' AND period_start = (SELECT min(period_start) FROM daily_aggregates)"
+    wh.execute(
+        f"UPDATE daily_aggregates SET {corruption} WHERE {target} AND created_by = "
+        f"(SELECT min(created_by) FROM daily_aggregates WHERE {target})"
+    )
+    violations = wh.check_violations("day", start, end)
+    assert violations[check] >= 1 and {k: v for k, v in violations.items() if k != check} == dict.fromkeys(
+        set(violations) - {check}, 0
+    )
