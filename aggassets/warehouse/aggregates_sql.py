@@ -300,3 +300,15 @@ src AS (
 )
 SELECT count(*) FROM agg FULL JOIN src USING (measure_name) WHERE agg.n IS DISTINCT FROM src.n""",
     }
+
+
+def rolled_up_since_received(d: Dialect) -> str:
+    """Purge condition on a raw row r of a measure m: a day measure's week and month partitions were
+    materialized after it arrived too (once purged, the late-measure sensor no longer sees the row)."""
+    exists = [
+        f"EXISTS (SELECT 1 FROM partition_materializations p WHERE p.grain = '{g}' "
+        f"AND p.period_start = {d.trunc.replace('{grain}', g).format(col='r.start_date')} "
+        "AND p.materialized_at >= r.received_at)"
+        for g in ("week", "month")
+    ]
+    return f"(m.aggregation_period <> 'day' OR ({' AND '.join(exists)}))"

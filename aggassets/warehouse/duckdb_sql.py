@@ -180,13 +180,14 @@ GROUP BY ALL ORDER BY 1, 2"""
 # --- purge (DESIGN §4.5): all statements run in one transaction
 PURGE = [
     "DROP TABLE IF EXISTS temp.purge_candidates",
-    """CREATE TEMP TABLE purge_candidates AS
-SELECT r.*, d.with_quartiles, d.aggregation_period FROM raw_measures r
-JOIN measure_definitions d ON d.name = r.measure_name
-JOIN partition_materializations pm ON pm.grain = d.aggregation_period AND pm.period_start = r.start_date
+    f"""CREATE TEMP TABLE purge_candidates AS
+SELECT r.*, m.with_quartiles, m.aggregation_period FROM raw_measures r
+JOIN measure_definitions m ON m.name = r.measure_name
+JOIN partition_materializations pm ON pm.grain = m.aggregation_period AND pm.period_start = r.start_date
 WHERE r.received_at < $now - to_days(CAST($days AS INTEGER)) AND pm.materialized_at >= r.received_at
-  AND (NOT d.with_quartiles OR r.received_at < $now - to_days(d.max_days_to_update_quartile))
-  AND ($measure IS NULL OR r.measure_name = $measure)""",
+  AND (NOT m.with_quartiles OR r.received_at < $now - to_days(m.max_days_to_update_quartile))
+  AND ($measure IS NULL OR r.measure_name = $measure)
+  AND {aggregates_sql.rolled_up_since_received(aggregates_sql.DUCKDB)}""",
     """INSERT INTO frozen_quartiles
 WITH targets AS (
   SELECT DISTINCT c.measure_name, g.grain, CAST(date_trunc(g.grain, c.start_date) AS DATE) AS period_start,

@@ -201,13 +201,14 @@ _TARGET_KEY = "t.measure_name, t.grain, t.period_start, t.created_by, t.group1, 
 # --- purge (DESIGN §4.5): all statements run in one transaction
 PURGE = [
     "DROP TABLE IF EXISTS pg_temp.purge_candidates",
-    """CREATE TEMP TABLE purge_candidates ON COMMIT DROP AS
-SELECT r.*, d.with_quartiles, d.aggregation_period FROM raw_measures r
-JOIN measure_definitions d ON d.name = r.measure_name
-JOIN partition_materializations pm ON pm.grain = d.aggregation_period AND pm.period_start = r.start_date
+    f"""CREATE TEMP TABLE purge_candidates ON COMMIT DROP AS
+SELECT r.*, m.with_quartiles, m.aggregation_period FROM raw_measures r
+JOIN measure_definitions m ON m.name = r.measure_name
+JOIN partition_materializations pm ON pm.grain = m.aggregation_period AND pm.period_start = r.start_date
 WHERE r.received_at < %(now)s - make_interval(days => %(days)s) AND pm.materialized_at >= r.received_at
-  AND (NOT d.with_quartiles OR r.received_at < %(now)s - make_interval(days => d.max_days_to_update_quartile))
-  AND (%(measure)s::TEXT IS NULL OR r.measure_name = %(measure)s::TEXT)""",
+  AND (NOT m.with_quartiles OR r.received_at < %(now)s - make_interval(days => m.max_days_to_update_quartile))
+  AND (%(measure)s::TEXT IS NULL OR r.measure_name = %(measure)s::TEXT)
+  AND {aggregates_sql.rolled_up_since_received(aggregates_sql.POSTGRES)}""",
     "ANALYZE purge_candidates",  # temp tables get no automatic statistics: plans need them
     f"""INSERT INTO frozen_quartiles (measure_name, grain, period_start, created_by, group1, group2, group3,
   first_quartile, median, third_quartile, frozen_at)

@@ -103,7 +103,7 @@ def test_inbox_sequence_never_reuses_numbers(warehouse: Warehouse, tmp_path: Pat
     """After a purge empties the inbox, new measures still get new sequence numbers."""
     warehouse.sync_definitions(DEFINITIONS)
     ingest(warehouse, tmp_path, [measure("errors-daily", v, "2022-01-03") for v in (1, 2, 3)])
-    warehouse.refresh("day", date(2022, 1, 3), date(2022, 1, 4))
+    refresh_all(warehouse, [date(2022, 1, 3)])
     assert warehouse.purge(0, now=utc_now() + timedelta(seconds=1)) == {"errors-daily": 3}
     assert warehouse.loss_counts() == (0, 0, 0)
     ingest(warehouse, tmp_path, [measure("errors-daily", 4, "2022-01-04")], lines=["not json"])

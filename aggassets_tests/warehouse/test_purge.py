@@ -173,21 +173,25 @@ def test_late_quartile_measures_of_a_sealed_key_are_rejected(loaded: Loaded, tmp
 
 
 def test_partitions_not_materialized_since_arrival_are_not_purged(warehouse: Warehouse, tmp_path: Path) -> None:
-    """Only measures whose partition was materialized after they arrived are purged."""
+    """Only measures whose partitions were materialized after they arrived are purged: a day measure's
+    day, and the week and month it rolls up into (once purged, no late-measure sensor would see it)."""
     warehouse.sync_definitions(DEFINITIONS)
     days = [date(2022, 1, 3) + timedelta(days=i) for i in range(4)]
     ingest(warehouse, tmp_path, [measure("errors-daily", i, d.isoformat()) for i, d in enumerate(days)])
     ingest(warehouse, tmp_path, [measure("sharing-weekly", 5, "2022-01-05", group1="k")])
-    warehouse.refresh("day", days[0], days[2])  # the first two days only; no week refreshed
+    warehouse.refresh("day", days[0], days[2])  # the first two days only; no week or month refreshed
     late = ingest(warehouse, tmp_path, [measure("errors-daily", 9, days[0].isoformat())])
     assert late.accepted == 1
     now = utc_now() + timedelta(days=5)
-    assert warehouse.purge(1, now=now) == {"errors-daily": 2}
-    kept = warehouse.read_table("raw_measures", order_by="seq")
-    assert kept["value"].tolist() == [2.0, 3.0, 5.0, 9.0]
-    warehouse.refresh("day", days[0], days[1])
+    assert warehouse.purge(1, now=now) == {}  # the days wait for their week and month
     warehouse.refresh("week", date(2022, 1, 3), date(2022, 1, 10))
-    assert warehouse.purge(1, now=now) == {"errors-daily": 1, "sharing-weekly": 1}
+    assert warehouse.purge(1, now=now) == {"sharing-weekly": 1}  # a week measure needs its week only
+    warehouse.refresh("month", date(2022, 1, 1), date(2022, 2, 1))
+    assert warehouse.purge(1, now=now) == {"errors-daily": 2}  # days 0 (before the late one) and 1
+    kept = warehouse.read_table("raw_measures", order_by="seq")
+    assert kept["value"].tolist() == [2.0, 3.0, 9.0]
+    warehouse.refresh("day", days[0], days[1])
+    assert warehouse.purge(1, now=now) == {"errors-daily": 1}
     daily = aggregates(warehouse, "day").set_index("period_start")
     assert daily.loc[days[0], "sum"] == 9.0 and daily.loc[days[0], "count"] == 2
 
@@ -210,3 +214,20 @@ def test_purge_refuses_negative_days(warehouse: Warehouse) -> None:
     """A negative age is an error, not a purge of the future."""
     with pytest.raises(AggassetsError):
         warehouse.purge(-1)
+
+
+def test_a_late_day_measure_waits_for_its_week_and_month_before_purge(warehouse: Warehouse, tmp_path: Path) -> None:
+    """Late value, its day refreshed alone, purge: the value stays, so its week and month are still late."""
+    warehouse.sync_definitions(DEFINITIONS)
+    days = [date(2022, 1, 10) + timedelta(days=i) for i in range(3)]
+    ingest(warehouse, tmp_path, [measure("errors-daily", 1, d.isoformat()) for d in days])
+    refresh_all(warehouse, days)
+    ingest(warehouse, tmp_path, [measure("errors-daily", 1000, days[1].isoformat())])
+    warehouse.refresh("day", days[1], days[2])
+    assert warehouse.purge(0, now=utc_now() + timedelta(seconds=1)) == {"errors-daily": 3}  # not the late one
+    assert warehouse.read_table("raw_measures")["value"].tolist() == [1000.0]
+    late = {(row.grain, pd.Timestamp(row.period_start).date()) for row in warehouse.late_partitions().itertuples()}
+    assert late == {("week", date(2022, 1, 10)), ("month", date(2022, 1, 1))}
+    refresh_all(warehouse, days)
+    week = aggregates(warehouse, "week")
+    assert week[["count", "sum", "max"]].values.tolist() == [[4, 1003.0, 1000.0]]
