@@ -1,11 +1,34 @@
 """Sensors: inbox files to ingest, and late measures to re-aggregate."""
 
-from dagster import RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
+from dagster import (
+    DagsterRunStatus,
+    RunRequest,
+    RunsFilter,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
 
 from aggassets.jobs import REFRESH_JOBS, ingest_inbox_job
 from aggassets.resources import WarehouseResource
 from aggassets.settings import inbox_dir
 from aggassets.sources.inbox import pending_files
+
+ATTEMPT_TAG = "aggassets/attempt_of"  # the work a run does (a file, a late partition), for its retries
+_ACTIVE = (DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED)
+_FAILED = (DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)
+
+
+def next_run_key(context: SensorEvaluationContext, job_name: str, work: str) -> str | None:
+    """The run key of the next run for `work` (tag ATTEMPT_TAG), None while one is queued or running.
+    Dagster never launches a run key twice, so after failed or cancelled runs (a held DuckDB file, a
+    broken catalog) the key counts them: the work is retried at the next tick, not skipped for good."""
+    runs = context.instance.get_runs(filters=RunsFilter(job_name=job_name, tags={ATTEMPT_TAG: work}))
+    if any(run.status in _ACTIVE for run in runs):
+        return None
+    failed = sum(run.status in _FAILED for run in runs)
+    return f"{work}:retry{failed}" if failed else work
 
 
 @sensor(
@@ -20,24 +43,23 @@ def inbox_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
         return SkipReason(f"no measure file in {inbox_dir()}")
     requests = []
     for path in files:
-        stat = path.stat()
-        requests.append(
-            RunRequest(
-                run_key=f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}",
-                run_config={"ops": {"ingest_inbox_files": {"config": {"files": [str(path)]}}}},
-            )
-        )
-    return SensorResult(run_requests=requests)
+        stat = path.stat()  # the inode too: another file of the same name, size and time is new work
+        work = f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino}"
+        if (key := next_run_key(context, ingest_inbox_job.name, work)) is not None:
+            config = {"ops": {"ingest_inbox_files": {"config": {"files": [str(path)]}}}}
+            requests.append(RunRequest(run_key=key, run_config=config, tags={ATTEMPT_TAG: work}))
+    return SensorResult(run_requests=requests) if requests else SkipReason("every inbox file has a run in progress")
 
 
-def late_run_requests(late: list[tuple[str, str, str]]) -> list[RunRequest]:
-    """One run per (grain, partition) that received measures after its last materialization."""
-    return [
-        RunRequest(
-            job_name=REFRESH_JOBS[grain].name, partition_key=period, run_key=f"late:{grain}:{period}:{last_received}"
-        )
-        for grain, period, last_received in late
-    ]
+def late_run_requests(context: SensorEvaluationContext, late: list[tuple[str, str, str]]) -> list[RunRequest]:
+    """One run per (grain, partition) that received measures after its last materialization (none while
+    one is in progress; failed ones retried)."""
+    requests = []
+    for grain, period, last_received in late:
+        job_name, work = REFRESH_JOBS[grain].name, f"late:{grain}:{period}:{last_received}"
+        if (key := next_run_key(context, job_name, work)) is not None:
+            requests.append(RunRequest(job_name=job_name, partition_key=period, run_key=key, tags={ATTEMPT_TAG: work}))
+    return requests
 
 
 @sensor(
@@ -55,7 +77,8 @@ def late_measures_sensor(context: SensorEvaluationContext, warehouse: WarehouseR
     if frame.empty:
         return SkipReason("no late measures")
     late = [(str(g), f"{p:%Y-%m-%d}", f"{t:%Y-%m-%dT%H:%M:%S}") for g, p, t in frame.itertuples(index=False)]
-    return SensorResult(run_requests=late_run_requests(late))
+    requests = late_run_requests(context, late)
+    return SensorResult(run_requests=requests) if requests else SkipReason("late partitions have runs in progress")
 
 
 SENSORS = [inbox_sensor, late_measures_sensor]

@@ -10,6 +10,7 @@ from dagster import DagsterInstance, SkipReason, build_sensor_context, materiali
 
 from aggassets.assets.measures import MEASURE_ASSETS
 from aggassets.catalog import load_measures
+from aggassets.definitions import defs
 from aggassets.resources import CatalogResource, WarehouseResource
 from aggassets.sensors import late_measures_sensor
 from aggassets.settings import partitions_start
@@ -119,20 +120,28 @@ def test_late_measures_sensor_requests_exactly_the_late_partitions(url: str, tmp
     catalog = load_measures(DEFINITIONS)
     with open_warehouse(url) as wh:
         wh.ingest_file(late, catalog.measures, partitions_start())
-    context = build_sensor_context(resources={"warehouse": WarehouseResource(url=url)})
-    result = late_measures_sensor(context)
-    got = sorted((r.job_name, r.partition_key) for r in result.run_requests)
-    assert got == [
-        ("daily_refresh_job", "2025-03-12"),
-        ("monthly_refresh_job", "2025-03-01"),
-        ("weekly_refresh_job", "2025-03-10"),
-    ]
+    with DagsterInstance.ephemeral() as instance:
+        context = build_sensor_context(resources={"warehouse": WarehouseResource(url=url)}, instance=instance)
+        result = late_measures_sensor(context)
+        got = sorted((r.job_name, r.partition_key) for r in result.run_requests)
+        assert got == [
+            ("daily_refresh_job", "2025-03-12"),
+            ("monthly_refresh_job", "2025-03-01"),
+            ("weekly_refresh_job", "2025-03-10"),
+        ]
+        day = next(r for r in result.run_requests if r.job_name == "daily_refresh_job")
+        run = instance.create_run_for_job(defs.resolve_job_def("daily_refresh_job"), tags=day.tags)
+        pending = late_measures_sensor(context).run_requests  # the day's run is not finished: not asked again
+        assert sorted(r.job_name for r in pending) == ["monthly_refresh_job", "weekly_refresh_job"]
+        instance.report_run_failed(run)
+        retried = [r for r in late_measures_sensor(context).run_requests if r.job_name == "daily_refresh_job"]
+        assert [r.run_key for r in retried] == [f"{day.run_key}:retry1"]
 
 
 def test_late_measures_sensor_skips_when_nothing_is_late(url: str) -> None:
     with DagsterInstance.ephemeral() as instance:
         run_all(url, instance)
-    context = build_sensor_context(resources={"warehouse": WarehouseResource(url=url)})
-    result = late_measures_sensor(context)
+        context = build_sensor_context(resources={"warehouse": WarehouseResource(url=url)}, instance=instance)
+        result = late_measures_sensor(context)
     assert isinstance(result, SkipReason)
     assert result.skip_message == "no late measures"

@@ -5,11 +5,11 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from dagster import SkipReason, build_sensor_context
+from dagster import DagsterInstance, SkipReason, build_sensor_context
 
 from aggassets.jobs import ingest_inbox_job
 from aggassets.resources import CatalogResource, WarehouseResource
-from aggassets.sensors import inbox_sensor
+from aggassets.sensors import ATTEMPT_TAG, inbox_sensor
 from aggassets.warehouse import open_warehouse
 from aggassets_tests.helpers import DEFINITIONS, make_measures, write_ndjson
 
@@ -31,13 +31,14 @@ def test_inbox_files_ingested_once_and_moved(tmp_path: Path, monkeypatch: pytest
     inbox.mkdir()
     monkeypatch.setenv("AGGASSETS_INBOX", str(inbox))
     url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
-    assert isinstance(inbox_sensor(build_sensor_context()), SkipReason)
+    instance = DagsterInstance.ephemeral()  # closed with the test's garbage
+    assert isinstance(inbox_sensor(build_sensor_context(instance=instance)), SkipReason)
     rows = make_measures(date(2025, 3, 3), 1, 5)
     good = write_ndjson(inbox / "a.ndjson", rows)
     copy = inbox / "b.json"
     copy.write_text(good.read_text())  # the same content under another name
     (inbox / "c.json").write_text('[{"measureName": ')  # unreadable document
-    requests = inbox_sensor(build_sensor_context()).run_requests
+    requests = inbox_sensor(build_sensor_context(instance=instance)).run_requests
     assert len(requests) == 3 and len({r.run_key for r in requests}) == 3
     for request in requests:
         ingest_run(url, request.run_config["ops"]["ingest_inbox_files"]["config"]["files"])
@@ -52,3 +53,23 @@ def test_inbox_files_ingested_once_and_moved(tmp_path: Path, monkeypatch: pytest
         assert wh.loss_counts()[0] == len(rows)
         batches = wh.read_table("intake_batches")
     assert json.loads(batches.to_json(orient="records"))[0]["received"] == len(rows)
+
+
+def test_inbox_sensor_waits_for_a_run_in_progress_and_retries_a_failed_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dagster never launches a run key twice: a file whose run failed gets a new key at the next tick."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    monkeypatch.setenv("AGGASSETS_INBOX", str(inbox))
+    write_ndjson(inbox / "a.ndjson", make_measures(date(2025, 3, 3), 1, 2))
+    with DagsterInstance.ephemeral() as instance:
+        first = inbox_sensor(build_sensor_context(instance=instance)).run_requests
+        assert len(first) == 1 and first[0].run_key == first[0].tags[ATTEMPT_TAG]
+        run = instance.create_run_for_job(ingest_inbox_job, run_config=first[0].run_config, tags=first[0].tags)
+        waiting = inbox_sensor(build_sensor_context(instance=instance))  # the run is not finished
+        assert isinstance(waiting, SkipReason) and "in progress" in str(waiting.skip_message)
+        instance.report_run_failed(run)
+        again = inbox_sensor(build_sensor_context(instance=instance)).run_requests
+        assert [r.run_key for r in again] == [f"{first[0].run_key}:retry1"]
+        assert again[0].run_config == first[0].run_config
