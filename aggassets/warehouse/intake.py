@@ -52,6 +52,19 @@ def _definitions_table(definitions: Sequence[MeasureDefinition]) -> pa.Table:
     )
 
 
+def canonical_group_value(t: str) -> str:
+    """SQL: the stored text of a group value given as JSON scalar text `t`. Numbers are stored by value,
+    as PostgreSQL's jsonb (DACC's storage) compares them: 1, 1.0 and 1E0 are one group "1"; -0 is "0";
+    other numbers their shortest float text; integer literals beyond 2^53 and strings as written."""
+    d = f"TRY_CAST({t} AS DOUBLE)"
+    return f"""CASE WHEN NOT (ascii({t}) = 45 OR ascii({t}) BETWEEN 48 AND 57) THEN {t}
+      WHEN NOT (contains({t}, '.') OR contains({t}, 'e') OR contains({t}, 'E'))
+        THEN CASE WHEN {t} = '-0' THEN '0' ELSE {t} END
+      WHEN NOT isfinite({d}) THEN {t}
+      WHEN {d} = trunc({d}) AND abs({d}) < 9007199254740992 THEN CAST(CAST({d} AS BIGINT) AS VARCHAR)
+      ELSE CAST({d} AS VARCHAR) END"""
+
+
 def _group_checks(i: int) -> tuple[str, str]:
     """SQL for group i: (reason CASE branches, stored value expression)."""
     g, t, k = f"j_g{i}", f"t_g{i}", f"k{i}"
@@ -61,7 +74,8 @@ def _group_checks(i: int) -> tuple[str, str]:
            OR coalesce(json_type({g}, '$."' || {k} || '"'), 'NULL') NOT IN {_SCALAR_TYPES})
            THEN 'invalid_group{i}'
       WHEN {k} IS NULL AND {g} IS NOT NULL AND {t} <> 'NULL' THEN 'unexpected_group{i}'"""
-    value = f"CASE WHEN {k} IS NOT NULL THEN json_extract({g}, '$.\"' || {k} || '\"')::VARCHAR ELSE '' END"
+    text = f"json_extract({g}, '$.\"' || {k} || '\"')::VARCHAR"
+    value = f"CASE WHEN {k} IS NOT NULL THEN {canonical_group_value(text)} ELSE '' END"
     return reasons, value
 
 
@@ -220,13 +234,16 @@ def _fast_checked(items: str) -> str:
 
 def _fast_sql(items: str) -> str:
     """Every item with the fast path's verdict: a row it cannot accept gets reason 'unchecked'."""
+    groups = ", ".join(
+        f"CASE WHEN ok THEN coalesce({canonical_group_value(f'v{i}')}, '') END AS group{i}" for i in (1, 2, 3)
+    )
     return f"""{_fast_checked(items)}
 SELECT item_no, payload, CASE WHEN ok THEN NULL ELSE 'unchecked' END AS reason,
   CASE WHEN ok THEN name END AS measure_name,
   CASE WHEN ok THEN date_trunc(period, day)::DATE END AS start_date,
   CASE WHEN ok THEN s_by END AS created_by,
-  CASE WHEN ok THEN coalesce(v1, '') END AS group1, CASE WHEN ok THEN coalesce(v2, '') END AS group2,
-  CASE WHEN ok THEN coalesce(v3, '') END AS group3, CASE WHEN ok THEN num END AS value
+  {groups},
+  CASE WHEN ok THEN num END AS value
 FROM checked
 """
 
@@ -259,9 +276,10 @@ def fast_params(
 
 def fast_accepted_sql(items: str) -> str:
     """Item number and stored fields of the items (item_no, payload) the fast path accepts (fast_params)."""
+    groups = ", ".join(f"coalesce({canonical_group_value(f'v{i}')}, '') AS group{i}" for i in (1, 2, 3))
     return f"""{_fast_checked(items)}
 SELECT item_no, name AS measure_name, date_trunc(period, day)::DATE AS start_date, s_by AS created_by,
-  coalesce(v1, '') AS group1, coalesce(v2, '') AS group2, coalesce(v3, '') AS group3, num AS value
+  {groups}, num AS value
 FROM checked WHERE ok"""
 
 

@@ -420,3 +420,16 @@ def test_items_left_by_the_fast_path_found_across_blocks(warehouse: Warehouse, t
     raw_rows = warehouse.read_table("raw_measures", order_by="seq")
     assert raw_rows["seq"].tolist()[1:] == [2 + n for n in range(1, 5001) if n not in bad]
     assert raw_rows["value"].tolist()[1:] == [float(n) for n in range(1, 5001) if n not in bad]
+
+
+def test_numeric_group_values_are_stored_by_value(warehouse: Warehouse, tmp_path: Path) -> None:
+    """1, 1.0 and 1E0 are one group (as PostgreSQL's jsonb, DACC's storage, compares them), on the fast
+    path and the careful one (an escaped string field sends an item there)."""
+    warehouse.sync_definitions(DEFINITIONS)
+    written = ["1", "1.0", "1E0", "-0", "-0.0", "0.10", "1e2", "2.5", "12345678901234567890123", '"1.0"']
+    stored = ["1", "1", "1", "0", "0", "0.1", "100", "2.5", "12345678901234567890123", '"1.0"']
+    fast = [line().replace('{"device": "a"}', f'{{"device": {w}}}') for w in written]
+    careful = [t.replace('"2022-01-03"', '"2022-01-\\u00303"') for t in fast]  # \u0030 is "0"
+    result = ingest(warehouse, tmp_path, lines=fast + careful)
+    assert (result.accepted, result.rejected) == (2 * len(written), 0)
+    assert warehouse.read_table("raw_measures", order_by="seq")["group1"].tolist() == stored * 2
