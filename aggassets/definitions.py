@@ -1,9 +1,10 @@
 """The one Definitions object of the code location."""
 
+import os
 import warnings
 from pathlib import Path
 
-from dagster import BetaWarning, Definitions, in_process_executor
+from dagster import BetaWarning, Definitions, EnvVar, in_process_executor
 
 from aggassets.assets.experiments import build_experiment_assets
 from aggassets.assets.measures import MEASURE_ASSETS
@@ -19,6 +20,12 @@ from aggassets.settings import definitions_dir, warehouse_url
 warnings.filterwarnings("ignore", message="Parameter `owners` of initializer `SensorDefinition", category=BetaWarning)
 
 
+def _warehouse_url() -> str | EnvVar:
+    """The warehouse URL for the resource: the variable itself when set, so the UI shows its name and
+    not the URL (a PostgreSQL password in it) and it is read at launch; else the project's DuckDB file."""
+    return EnvVar("AGGASSETS_WAREHOUSE") if os.environ.get("AGGASSETS_WAREHOUSE") else warehouse_url()
+
+
 def build_definitions(warehouse: str | None = None, definitions: str | None = None) -> Definitions:
     """Definitions wired to a warehouse URL and a catalog folder (defaults: env, then project)."""
     folder = definitions or definitions_dir()
@@ -30,7 +37,7 @@ def build_definitions(warehouse: str | None = None, definitions: str | None = No
         schedules=[*SCHEDULES, build_experiment_schedule(experiment_job)],
         sensors=SENSORS,
         resources={
-            "warehouse": WarehouseResource(url=warehouse or warehouse_url()),
+            "warehouse": WarehouseResource(url=warehouse or _warehouse_url()),
             "catalog": CatalogResource(definitions_dir=str(folder)),
         },
         executor=in_process_executor,

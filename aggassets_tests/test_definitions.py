@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import pytest
 from dagster import AssetKey, build_schedule_context
 
-from aggassets.definitions import defs
+from aggassets.definitions import build_definitions, defs
 from aggassets.partitions import PARTITIONS_BY_GRAIN
 from aggassets_tests.helpers import DEFINITIONS
 
@@ -85,3 +85,14 @@ def test_first_week_and_month_contain_the_partitions_start() -> None:
     assert PARTITIONS_BY_GRAIN["day"].get_first_partition_key() == "2020-01-01"
     assert PARTITIONS_BY_GRAIN["week"].get_first_partition_key() == "2019-12-30"
     assert PARTITIONS_BY_GRAIN["month"].get_first_partition_key() == "2020-01-01"
+
+
+def test_a_warehouse_password_does_not_reach_the_ui(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The resource holds AGGASSETS_WAREHOUSE as an EnvVar: the code location's snapshot, which the UI
+    shows, names the variable, not the URL with its password."""
+    from dagster._core.remote_representation.external_data import RepositorySnap
+    from dagster._serdes import serialize_value
+
+    monkeypatch.setenv("AGGASSETS_WAREHOUSE", "postgresql://app:S3cretPassw0rd@db.internal:5432/warehouse")
+    snapshot = serialize_value(RepositorySnap.from_def(build_definitions().get_repository_def()))
+    assert "S3cretPassw0rd" not in snapshot and "AGGASSETS_WAREHOUSE" in snapshot
