@@ -11,7 +11,7 @@ from typing import Any, NoReturn
 
 from aggassets import settings
 from aggassets.catalog import load_measures, load_measures_file
-from aggassets.errors import AggassetsError, require_file
+from aggassets.errors import AggassetsError, AlreadyIngested, require_file
 from aggassets.experiments.definition import load_experiment, load_experiments
 from aggassets.warehouse import Warehouse, events_intake, open_warehouse, require_existing
 from aggassets.warehouse.values import PERIODS_FEEDING, file_sha256, intake_totals
@@ -95,7 +95,7 @@ def _new_contents(wh: Warehouse, paths: Sequence[Path], again: bool, events: boo
     for path in paths:
         require_file(path)
         sha = file_sha256(path)
-        if not again and (sha in shas or wh.file_seen(sha, events)):
+        if not again and (sha in shas or wh.file_seen(sha, events)):  # early; ingest checks again under the lock
             raise AggassetsError(f"{path}: this content was ingested already; pass --again to ingest it once more")
         shas.append(sha)
     return shas
@@ -110,10 +110,12 @@ def cmd_measures_ingest(args: argparse.Namespace) -> int:
         shas = _new_contents(wh, paths, args.again)
         for path, sha in zip(paths, shas, strict=True):
             try:
-                results.append(wh.ingest_file(path, catalog.measures, settings.partitions_start(), sha256=sha))
+                start = settings.partitions_start()
+                results.append(wh.ingest_file(path, catalog.measures, start, sha256=sha, once=not args.again))
             except AggassetsError as exc:  # each file is its own batch: say which ones are stored already
                 stored = ", ".join(str(p) for p in paths[: len(results)])
-                raise AggassetsError(f"{exc}" + (f" (stored before it: {stored})" if stored else "")) from exc
+                named = f"{path}: {exc}" if isinstance(exc, AlreadyIngested) else str(exc)
+                raise AggassetsError(named + (f" (stored before it: {stored})" if stored else "")) from exc
     _print(intake_totals(results))
     return 0
 
@@ -125,7 +127,7 @@ def cmd_events_ingest(args: argparse.Namespace) -> int:
     with _open(args, sync=False) as wh:
         shas = _new_contents(wh, [Path(name) for name in args.files], args.again, events=True)
         results = [
-            wh.store_events(rows, dimensions, name, sha)
+            wh.store_events(rows, dimensions, name, sha, once=not args.again)
             for (name, rows, dimensions), sha in zip(validated, shas, strict=True)
         ]
     _print(intake_totals(results))

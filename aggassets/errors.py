@@ -7,6 +7,10 @@ class AggassetsError(Exception):
     """Bad input or an impossible request: the message is shown to the user as is."""
 
 
+class AlreadyIngested(AggassetsError):
+    """Content the warehouse holds already (same SHA-256), found under the writer's lock."""
+
+
 def require_file(path: Path) -> None:
     """Raise AggassetsError unless `path` is an existing file (saying whether it is missing or a folder)."""
     if not path.is_file():

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from aggassets.catalog import MeasureCatalog
-from aggassets.errors import AggassetsError
+from aggassets.errors import AggassetsError, AlreadyIngested
 from aggassets.warehouse import Warehouse
 from aggassets.warehouse.values import file_sha256
 
@@ -40,7 +40,10 @@ def process_file(warehouse: Warehouse, path: Path, catalog: MeasureCatalog, firs
         if warehouse.file_seen(sha):
             moved = _move(path, inbox / "processed")
             return {"file": path.name, "status": "already_ingested", "moved_to": str(moved)}
-        result = warehouse.ingest_file(path, catalog.measures, first_day, sha256=sha)
+        result = warehouse.ingest_file(path, catalog.measures, first_day, sha256=sha, once=True)
+    except AlreadyIngested:  # the same content from another file, stored a moment ago
+        moved = _move(path, inbox / "processed")
+        return {"file": path.name, "status": "already_ingested", "moved_to": str(moved)}
     except AggassetsError as exc:
         moved = _move(path, inbox / "failed")
         moved.with_name(moved.name + ".reason").write_text(f"{exc}\n", encoding="utf-8")

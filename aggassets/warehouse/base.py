@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 
 from aggassets.catalog import MeasureDefinition
-from aggassets.errors import AggassetsError
+from aggassets.errors import AggassetsError, AlreadyIngested
 from aggassets.warehouse import events_intake
 from aggassets.warehouse.values import (
     GRAINS,
@@ -86,19 +86,30 @@ class Warehouse:
         statement = self.sql.EVENT_FILE_SEEN if events else self.sql.FILE_SEEN
         return int(self.fetch(statement, {"sha256": sha256}).iloc[0, 0]) > 0
 
+    def refuse_seen(self, sha256: str, events: bool = False) -> None:
+        """AggassetsError when content with this sha256 was ingested already (inside the writer's
+        transaction, so two commands given the same file at once store it once)."""
+        if self.file_seen(sha256, events):
+            raise AlreadyIngested("this content was ingested already; pass --again to ingest it once more")
+
     def ingest_file(
         self,
         path: Path,
         definitions: Sequence[MeasureDefinition],
         first_day: date,
         sha256: str | None = None,
+        once: bool = False,
     ) -> IntakeResult:
         """Store every item of the file in the inbox, then in raw_measures or rejected_measures (one
-        transaction; each engine has its own way, see intake.py)."""
+        transaction; each engine has its own way, see intake.py). `once`: refuse content the warehouse
+        holds already (by sha256), checked inside the transaction, after the writer lock."""
         raise NotImplementedError
 
-    def batch_ids(self, now: datetime) -> dict[str, Any]:
-        """Inside an intake's transaction: its first sequence number - 1 (seq0), batch id and time."""
+    def batch_ids(self, now: datetime, new_content: str | None = None) -> dict[str, Any]:
+        """Inside an intake's transaction: its first sequence number - 1 (seq0), batch id and time; with
+        `new_content` (a sha256), AggassetsError when a batch of that content is stored already."""
+        if new_content is not None:
+            self.refuse_seen(new_content)
         ids = self.fetch(self.sql.NEXT_IDS).iloc[0]
         return {"seq0": int(ids["seq"]), "batch_id": int(ids["batch_id"]) + 1, "now": now}
 
@@ -204,11 +215,14 @@ class Warehouse:
         return self.store_events(validated, dimensions, str(path), sha256)
 
     def store_events(
-        self, validated: pa.Table, dimensions: Sequence[str], source: str, sha256: str | None
+        self, validated: pa.Table, dimensions: Sequence[str], source: str, sha256: str | None, once: bool = False
     ) -> IntakeResult:
-        """One transaction: missing dim_ columns, accepted and rejected rows, the event_batches row."""
+        """One transaction: missing dim_ columns, accepted and rejected rows, the event_batches row
+        (`once`: refuse content stored already, see ingest_file)."""
         with self.transaction():
             now = utc_now()  # after any writer lock
+            if once and sha256 is not None:
+                self.refuse_seen(sha256, events=True)
             present = set(self.event_dimensions())
             for name in dimensions:
                 if name not in present:

@@ -69,6 +69,7 @@ class DuckDBWarehouse(Warehouse):
         definitions: Sequence[MeasureDefinition],
         first_day: date,
         sha256: str | None = None,
+        once: bool = False,
     ) -> IntakeResult:
         """Read, validate and store the file in one transaction of the warehouse connection.
 
@@ -80,7 +81,8 @@ class DuckDBWarehouse(Warehouse):
             row0, received = intake_files.read_items(self.con, Path(path))  # before: it may read twice
             with self.transaction():
                 self._staged.append("staged")
-                ids = {**self.batch_ids(utc_now()), "row0": row0}  # after any writer lock: received_at orders
+                # after any writer lock: received_at orders with commits, and `once` sees every stored batch
+                ids = {**self.batch_ids(utc_now(), sha256 if once else None), "row0": row0}
                 self.execute(self.sql.INSERT_INBOX, ids)
                 self.execute("DROP TABLE temp.lines")  # memory: the items are in the inbox now
                 fast = int(

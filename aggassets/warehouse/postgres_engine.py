@@ -148,6 +148,7 @@ class PostgresWarehouse(Warehouse):
         definitions: Sequence[MeasureDefinition],
         first_day: date,
         sha256: str | None = None,
+        once: bool = False,
     ) -> IntakeResult:
         """Validate the file in an in-memory DuckDB, then COPY its items straight into inbox, raw_measures
         and rejected_measures, in one transaction (no staged copy in PostgreSQL)."""
@@ -155,7 +156,8 @@ class PostgresWarehouse(Warehouse):
             intake.stage_items(con, Path(path), definitions, first_day)
             received = int(con.execute("SELECT count(*) FROM staged").fetchall()[0][0])
             with self.transaction():
-                ids = self.batch_ids(utc_now())  # inside: after any writer lock, so received_at orders with commits
+                # inside: after any writer lock, so received_at orders with commits and `once` sees every batch
+                ids = self.batch_ids(utc_now(), sha256 if once else None)
                 for table, rows in intake.STORED_ROWS.items():
                     named = {k: v for k, v in ids.items() if f"${k}" in rows}  # DuckDB refuses extra parameters
                     for batch in con.sql(rows, params=named).to_arrow_reader(_COPY_ROWS):

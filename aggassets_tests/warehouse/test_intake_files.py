@@ -1,9 +1,14 @@
 """Intake of whole files: items kept exactly as they came, whatever the file's layout or bytes."""
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from aggassets.errors import AlreadyIngested
+from aggassets.warehouse import open_warehouse
 from aggassets.warehouse.base import Warehouse
+from aggassets.warehouse.values import file_sha256
 from aggassets_tests.warehouse.support import DEFINITIONS, FIRST_DAY
 
 MEASURE = {"measureName": "errors-daily", "value": 1, "startDate": "2022-01-03"}
@@ -143,3 +148,33 @@ def test_document_elements_are_delimited_not_judged_by_python(warehouse: Warehou
     assert payloads(warehouse) == [ITEM, deep, tab, "NaN", crlf]
     result = ingest_text(warehouse, tmp_path / "deep-first.ndjson", f"{deep}\n{ITEM}\n")  # NDJSON still
     assert (result["received"], result["accepted"]) == (2, 1)
+
+
+def test_content_stored_once_even_by_two_writers_at_once(postgres_url: str, tmp_path: Path) -> None:
+    """Two connections given the same content at the same moment (PostgreSQL allows concurrent writers):
+    the seen-check runs under the writer lock, so one stores it and the other is refused."""
+    path = tmp_path / "same.ndjson"
+    path.write_text(ITEM + "\n", encoding="utf-8")
+    sha = file_sha256(path)
+    warehouses = [open_warehouse(postgres_url) for _ in range(2)]
+    warehouses[0].sync_definitions(DEFINITIONS)
+    start = threading.Barrier(2)
+
+    def ingest(wh: Warehouse) -> str:
+        start.wait()
+        try:
+            wh.ingest_file(path, DEFINITIONS, FIRST_DAY, sha256=sha, once=True)
+        except AlreadyIngested:
+            return "refused"
+        return "stored"
+
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            outcomes = sorted(pool.map(ingest, warehouses))
+        assert outcomes == ["refused", "stored"]
+        assert warehouses[0].loss_counts() == (1, 1, 0)
+        warehouses[0].ingest_file(path, DEFINITIONS, FIRST_DAY, sha256=sha)  # --again: stored once more
+        assert warehouses[0].loss_counts() == (2, 2, 0)
+    finally:
+        for wh in warehouses:
+            wh.close()
