@@ -9,6 +9,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any, NoReturn
 
+import duckdb
+import psycopg2
+
 from aggassets import settings
 from aggassets.catalog import load_measures, load_measures_file
 from aggassets.errors import AggassetsError, AlreadyIngested, require_file
@@ -274,6 +277,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except OSError as exc:
         print(f"aggassets: error: {exc}", file=sys.stderr)
+        return 2
+    except (duckdb.Error, psycopg2.Error) as exc:  # after connecting: a table changed by hand, a lost connection
+        print(f"aggassets: error: database: {_one_line(str(exc)) or type(exc).__name__}", file=sys.stderr)
         return 2
 
 

@@ -4,13 +4,14 @@ import json
 import shutil
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import pytest
 
 from aggassets.cli import main
-from aggassets.warehouse import duckdb_path
-from aggassets_tests.helpers import DEFINITIONS
+from aggassets.warehouse import duckdb_path, open_warehouse
+from aggassets_tests.helpers import DEFINITIONS, make_measures, write_ndjson
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -129,3 +130,15 @@ def test_dates_must_be_written_yyyy_mm_dd(capsys: pytest.CaptureFixture[str], te
     with pytest.raises(SystemExit) as exc:
         main(["refresh", "--start", text, "--end", "2025-02-01"])
     assert exc.value.code == 2 and f"not a date (YYYY-MM-DD): '{text}'" in capsys.readouterr().err
+
+
+def test_a_database_error_after_connecting_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A warehouse table changed by hand: the command fails with one line, exit 2, nothing stored."""
+    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    with open_warehouse(url) as wh:
+        wh.execute("ALTER TABLE raw_measures DROP COLUMN received_at")
+    path = write_ndjson(tmp_path / "m.ndjson", make_measures(date(2025, 3, 3), 1, 3))
+    code, out, err = run(capsys, "--warehouse", url, "--definitions", str(DEFINITIONS), "measures", "ingest", str(path))
+    assert (code, out) == (2, "") and err.startswith("aggassets: error: database: ") and err.count("\n") == 1
+    with open_warehouse(url) as wh:
+        assert wh.loss_counts() == (0, 0, 0)
