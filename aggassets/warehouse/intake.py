@@ -71,7 +71,8 @@ def _group_checks(i: int) -> tuple[str, str]:
     reasons = f"""
       WHEN {k} IS NOT NULL AND ({g} IS NULL OR {t} = 'NULL') THEN 'missing_group{i}'
       WHEN {k} IS NOT NULL AND ({t} <> 'OBJECT' OR json_keys({g}) <> [{k}]
-           OR coalesce(json_type({g}, '$."' || {k} || '"'), 'NULL') NOT IN {_SCALAR_TYPES})
+           OR coalesce(json_type({g}, '$."' || {k} || '"'), 'NULL') NOT IN {_SCALAR_TYPES}
+           OR contains(coalesce(json_extract_string({g}, '$."' || {k} || '"'), ''), chr(0)))
            THEN 'invalid_group{i}'
       WHEN {k} IS NULL AND {g} IS NOT NULL AND {t} <> 'NULL' THEN 'unexpected_group{i}'"""
     text = f"json_extract({g}, '$.\"' || {k} || '\"')::VARCHAR"
@@ -129,7 +130,7 @@ WITH items AS ({items}), src AS (
       WHEN timezone('UTC', ts)::DATE < $first_day::DATE OR timezone('UTC', ts)::DATE > DATE '2999-12-31'
            THEN 'start_date_out_of_range'
       WHEN j_by IS NOT NULL AND t_by <> 'NULL' AND (t_by <> 'VARCHAR' OR length(j_by ->> '$') = 0
-           OR length(j_by ->> '$') > {MAX_CREATED_BY}) THEN 'invalid_created_by'
+           OR length(j_by ->> '$') > {MAX_CREATED_BY} OR contains(j_by ->> '$', chr(0))) THEN 'invalid_created_by'
       {group_sql[0][0]}
       {group_sql[1][0]}
       {group_sql[2][0]}
