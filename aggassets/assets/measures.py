@@ -130,8 +130,8 @@ def build_aggregate_asset(grain: str, description: str) -> AssetsDefinition:
     ) -> MaterializeResult:
         start, end = window(context)
         with warehouse.open(catalog.measures()) as wh:
-            result = wh.refresh(grain, start, end)
-            violations = wh.check_violations(grain, start, end)
+            result = wh.refresh(grain, start, end, checks=True)
+        violations = result.violations or {}
         checks = [
             AssetCheckResult(
                 check_name=check, passed=n == 0, metadata={"violating_rows": n}, severity=AssetCheckSeverity.ERROR

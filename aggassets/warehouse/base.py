@@ -153,8 +153,10 @@ class Warehouse:
         return {str(r): int(n) for r, n in frame.itertuples(index=False)}
 
     # -- aggregates ------------------------------------------------------------
-    def refresh(self, grain: str, start: date, end: date) -> RefreshResult:
-        """Recompute one grain's table over [start, end) from raw and sealed measures."""
+    def refresh(self, grain: str, start: date, end: date, checks: bool = False) -> RefreshResult:
+        """Recompute one grain's table over [start, end) from raw and sealed measures; `checks`: count
+        the aggregate checks' violations in the same transaction (an intake committing right after it
+        cannot make count_equals_raw fail)."""
         if grain not in GRAINS:
             raise AggassetsError(f"unknown grain {grain!r}; expected one of {', '.join(GRAINS)}")
         if period_start(grain, start) != start or period_start(grain, end) != end:
@@ -166,6 +168,7 @@ class Warehouse:
             if int(self.fetch(self.sql.narrow_rows(grain), params).iloc[0, 0]):  # rare: the exact second pass
                 for statement in self.sql.refresh_aggregates(grain, exact=True):
                     self.execute(statement, params)
+            violations = self.check_violations(grain, start, end) if checks else None
         window = {"start": start, "end": end}
         summary = self.fetch(self.sql.window_summary(grain), window).iloc[0]
         preview = self.fetch(self.sql.window_preview(grain), window)
@@ -177,6 +180,7 @@ class Warehouse:
             int(summary["released"] or 0),
             int(summary["suppressed"] or 0),
             preview,
+            violations,
         )
 
     def check_violations(self, grain: str, start: date, end: date) -> dict[str, int]:

@@ -63,6 +63,7 @@ class RefreshResult:
     released: int
     suppressed: int
     preview: pd.DataFrame
+    violations: dict[str, int] | None = None  # the aggregate checks, when asked for (see Warehouse.refresh)
 
 
 def utc_now() -> datetime:

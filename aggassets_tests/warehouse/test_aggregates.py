@@ -50,6 +50,8 @@ def test_grain_matches_numpy(loaded: tuple[Warehouse, pd.DataFrame], grain: str)
     assert result.released == int((want["count"] >= threshold).sum())
     assert result.suppressed == int((want["count"] < threshold).sum())
     assert wh.check_violations(grain, start, end) == dict.fromkeys(wh.check_violations(grain, start, end), 0)
+    checked = wh.refresh(grain, start, end, checks=True)  # the checks in the refresh's own transaction
+    assert checked.violations == wh.check_violations(grain, start, end) and result.violations is None
 
 
 def test_grains_hold_the_right_periods(loaded: tuple[Warehouse, pd.DataFrame]) -> None:
