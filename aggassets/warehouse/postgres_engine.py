@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote_plus
 
 import duckdb
 import numpy as np
@@ -34,15 +34,16 @@ _COPY_ROWS = 500_000  # rows per COPY of an intake: bounds the CSV buffer
 
 
 def split_url(url: str) -> tuple[str, str | None]:
-    """The libpq URL without our `schema` query parameter, and that schema (if any)."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    schemas = [v for k, v in query if k == "schema"]
-    rest = [(k, v) for k, v in query if k != "schema"]
-    scheme = "postgresql" if parts.scheme in ("postgres", "postgresql") else parts.scheme
-    return urlunsplit((scheme, parts.netloc, parts.path, urlencode(rest), parts.fragment)), (
-        schemas[-1] if schemas else None
-    )
+    """The libpq URL without our `schema` query parameter, and that schema (if any). The rest of the URL
+    is kept as written (a socket URL `postgresql:///db`, percent-encoded options)."""
+    base, _, query = url.partition("?")
+    query, hash_mark, fragment = query.partition("#")
+    items = [item for item in query.split("&") if item]
+    schemas = [unquote_plus(item.partition("=")[2]) for item in items if item.partition("=")[0] == "schema"]
+    rest = "&".join(item for item in items if item.partition("=")[0] != "schema")
+    scheme, sep, tail = base.partition("://")
+    base = ("postgresql" if scheme in ("postgres", "postgresql") else scheme) + sep + tail
+    return base + (f"?{rest}" if rest else "") + hash_mark + fragment, (schemas[-1] if schemas else None)
 
 
 def _pg_type(dtype: pa.DataType) -> str:

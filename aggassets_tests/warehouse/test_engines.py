@@ -146,6 +146,15 @@ def test_split_url_takes_our_schema_parameter_out() -> None:
     """`schema` is ours; every other query parameter goes to libpq."""
     assert split_url("postgres://u@h:5/db?schema=s1&sslmode=disable") == ("postgresql://u@h:5/db?sslmode=disable", "s1")
     assert split_url("postgresql://u@h/db") == ("postgresql://u@h/db", None)
+    # the rest exactly as written: a socket URL keeps its empty host, percent-encoded options stay encoded
+    assert split_url("postgresql:///db?schema=a%20b") == ("postgresql:///db", "a b")
+    options = "options=-c%20statement_timeout%3D600000"
+    assert split_url(f"postgresql://h/db?{options}&schema=s") == (f"postgresql://h/db?{options}", "s")
+
+
+def test_a_libpq_option_in_the_url_reaches_the_server(postgres_url: str) -> None:
+    with PostgresWarehouse(postgres_url + "&options=-c%20statement_timeout%3D600001") as wh:
+        assert wh.fetch("SHOW statement_timeout").iloc[0, 0] == "600001ms"
 
 
 def test_bad_schema_name_and_unreachable_server_are_clear_errors() -> None:
