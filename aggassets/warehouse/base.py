@@ -65,8 +65,11 @@ class Warehouse:
                 self.execute(statement)
 
     def sync_definitions(self, definitions: Sequence[MeasureDefinition]) -> None:
-        """Replace the measure_definitions table by the catalog."""
+        """Replace the measure_definitions table by the catalog (no write, so no writer lock, when it holds
+        the catalog already)."""
         frame = definitions_frame(definitions)
+        if _rows(self.fetch(self.sql.DEFINITIONS_ROWS)) == _rows(frame):
+            return
         with self.transaction():
             self.stage("staged_definitions", pa.Table.from_pandas(frame, preserve_index=False))
             self.execute(self.sql.DELETE_DEFINITIONS)
@@ -262,3 +265,9 @@ class Warehouse:
         """(received, accepted, rejected) over every event batch: the first equals the sum of the others."""
         row = self.fetch(self.sql.EVENT_LOSS_COUNTS).iloc[0]
         return int(row.iloc[0]), int(row.iloc[1]), int(row.iloc[2])
+
+
+def _rows(frame: pd.DataFrame) -> list[tuple[Any, ...]]:
+    """A frame's rows as sorted tuples of plain values (None for missing), to compare across engines."""
+    values = frame.astype(object).where(frame.notna(), None)
+    return sorted(tuple(v.item() if hasattr(v, "item") else v for v in row) for row in values.itertuples(index=False))

@@ -54,6 +54,7 @@ SCHEMA = [
     *[f"CREATE TABLE IF NOT EXISTS {t} ({_AGGREGATE_COLUMNS})" for t in AGGREGATE_TABLES.values()],
 ]
 
+DEFINITIONS_ROWS = "SELECT * FROM measure_definitions"
 DELETE_DEFINITIONS = "DELETE FROM measure_definitions"
 INSERT_DEFINITIONS = "INSERT INTO measure_definitions SELECT * FROM staged_definitions"
 

@@ -33,6 +33,21 @@ _TEXT_OIDS = {25, 1043, 1042, 19}
 _COPY_ROWS = 500_000  # rows per COPY of an intake: bounds the CSV buffer
 
 
+_DDL = re.compile(
+    r"\s*(?:CREATE TABLE IF NOT EXISTS (\w+)|CREATE INDEX IF NOT EXISTS (\w+)"
+    r"|ALTER TABLE (\w+) ADD COLUMN IF NOT EXISTS (\w+))"
+)
+
+
+def _ddl_object(statement: str) -> tuple[str, ...] | None:
+    """What a schema statement creates: ("table", name), ("index", name), ("column", table, column)."""
+    match = _DDL.match(statement)
+    if match is None:
+        return None
+    table, index, altered, column = match.groups()
+    return ("table", table) if table else ("index", index) if index else ("column", altered, column)
+
+
 def split_url(url: str) -> tuple[str, str | None]:
     """The libpq URL without our `schema` query parameter, and that schema (if any). The rest of the URL
     is kept as written (a socket URL `postgresql:///db`, percent-encoded options)."""
@@ -166,11 +181,24 @@ class PostgresWarehouse(Warehouse):
                 return self.record_batch(ids, str(path), sha256, received)
 
     def setup(self) -> None:
-        """Create every table and index that does not exist yet."""
+        """Create every table and index that does not exist yet (nothing to do, and no writer lock taken,
+        when all are there: a role that may only read can query)."""
+        if self._schema_complete():
+            return
         super().setup()
         with self.transaction():
             for statement in [*self.sql.INDEXES, *self.sql.EXPERIMENT_INDEXES]:
                 self.execute(statement)
+
+    def _schema_complete(self) -> bool:
+        """Whether every table, added column and index of the schema statements exists already."""
+        statements = [*self.sql.SCHEMA, *self.sql.EXPERIMENT_SCHEMA, *self.sql.INDEXES, *self.sql.EXPERIMENT_INDEXES]
+        wanted = [_ddl_object(statement) for statement in statements]
+        found = {
+            (k, a) if pd.isna(b) else (k, a, b)
+            for k, a, b in self.fetch(self.sql.SCHEMA_OBJECTS).itertuples(index=False)
+        }
+        return all(item is not None and item in found for item in wanted)
 
     def execute(self, statement: str, params: Mapping[str, Any] | None = None) -> None:
         """Run one statement with named parameters."""

@@ -72,6 +72,14 @@ INDEXES = [
     *[f"CREATE INDEX IF NOT EXISTS {t}_period ON {t} (period_start)" for t in AGGREGATE_TABLES.values()],
 ]
 
+# Tables, indexes and columns of the current schema (PostgresWarehouse.setup skips its DDL when all exist).
+SCHEMA_OBJECTS = """
+SELECT 'table' AS kind, table_name::TEXT AS a, NULL::TEXT AS b FROM information_schema.tables
+WHERE table_schema = current_schema()
+UNION ALL SELECT 'index', indexname::TEXT, NULL FROM pg_indexes WHERE schemaname = current_schema()
+UNION ALL SELECT 'column', table_name::TEXT, column_name::TEXT FROM information_schema.columns
+WHERE table_schema = current_schema()"""
+
 # Serialises writers of one schema (intake, refresh, purge): taken first in every transaction.
 WRITER_LOCK = "SELECT pg_advisory_xact_lock(hashtext('aggassets:' || current_schema()))"
 
@@ -80,6 +88,7 @@ _DEFINITION_COLUMNS = (
     "execution_frequency, aggregation_threshold, access_app, access_public, with_quartiles, "
     "max_days_to_update_quartile"
 )
+DEFINITIONS_ROWS = "SELECT * FROM measure_definitions"
 DELETE_DEFINITIONS = "DELETE FROM measure_definitions"
 INSERT_DEFINITIONS = f"""INSERT INTO measure_definitions ({_DEFINITION_COLUMNS})
 SELECT {_DEFINITION_COLUMNS} FROM staged_definitions"""

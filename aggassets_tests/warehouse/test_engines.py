@@ -226,6 +226,18 @@ def test_writers_of_one_schema_are_serialised(postgres_url: str) -> None:
         assert bool(second.fetch(probe)["free"].iloc[0])
 
 
+def test_a_reader_does_not_wait_for_a_writer(postgres_url: str) -> None:
+    """Opening a complete warehouse and syncing an unchanged catalog write nothing: a query runs while
+    another connection holds the writer lock (lock_timeout would fail it if it waited)."""
+    with open_warehouse(postgres_url) as writer:
+        writer.sync_definitions(DEFINITIONS)
+        lock_timeout = "&options=-c%20lock_timeout%3D2000"
+        # the writer holds the schema's writer lock, as a refresh does
+        with writer.transaction(), open_warehouse(postgres_url + lock_timeout) as reader:
+            reader.sync_definitions(DEFINITIONS)
+            assert reader.released("day", "errors-daily", date(2022, 1, 1), date(2022, 2, 1), None) == []
+
+
 def _random_rounds(wh: Warehouse, folder: Path, seed: int) -> dict[str, pd.DataFrame]:
     """Four rounds of intake, refresh, purge at a random age and horizon, refresh; after each purge the
     aggregates must be what they were before it. Returns the final aggregates."""
