@@ -257,10 +257,10 @@ def _add_experiment_commands(groups: argparse._SubParsersAction) -> None:
 
 def _one_line(message: str) -> str:
     """A multi-line message (a list of errors) on one line: '; ' between items, a heading's ':' kept."""
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
-    return "".join(
-        line + ("" if i == len(lines) - 1 else " " if line.endswith(":") else "; ") for i, line in enumerate(lines)
-    )
+    out = ""
+    for line in (line.strip() for line in message.splitlines() if line.strip()):
+        out += (" " if out.endswith(":") else "; " if out else "") + line
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -37,11 +37,10 @@ def process_file(warehouse: Warehouse, path: Path, catalog: MeasureCatalog, firs
     inbox = path.parent
     try:
         sha = file_sha256(path)
-        if warehouse.file_seen(sha):
-            moved = _move(path, inbox / "processed")
-            return {"file": path.name, "status": "already_ingested", "moved_to": str(moved)}
+        if warehouse.file_seen(sha):  # before reading the file; ingest_file checks again under the lock
+            raise AlreadyIngested(f"{path}: ingested already")
         result = warehouse.ingest_file(path, catalog.measures, first_day, sha256=sha, once=True)
-    except AlreadyIngested:  # the same content from another file, stored a moment ago
+    except AlreadyIngested:
         moved = _move(path, inbox / "processed")
         return {"file": path.name, "status": "already_ingested", "moved_to": str(moved)}
     except AggassetsError as exc:
