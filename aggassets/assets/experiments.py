@@ -6,9 +6,6 @@ from datetime import UTC, date, datetime
 import numpy as np
 import pandas as pd
 from dagster import (
-    AssetCheckResult,
-    AssetCheckSeverity,
-    AssetCheckSpec,
     AssetExecutionContext,
     AssetsDefinition,
     Config,
@@ -18,6 +15,7 @@ from dagster import (
     asset,
 )
 
+from aggassets.checks import experiment_check_specs, finite_result, srm_result
 from aggassets.errors import AggassetsError
 from aggassets.experiments.definition import ExperimentDefinition
 from aggassets.experiments.evaluate import Evaluation, evaluate_goals
@@ -25,14 +23,6 @@ from aggassets.resources import CatalogResource, WarehouseResource
 from aggassets.warehouse.experiments import compute_goals, last_data_day, latest_goals, store_evaluation, store_goals
 
 GROUP = "experiments"
-COMPARISON_COLUMNS = [
-    "diff", "test_stat", "p_value", "confidence_interval", "standard_error", "degrees_of_freedom",
-    "abs_diff", "abs_p_value", "abs_confidence_interval",
-]  # fmt: skip
-EXPERIMENT_CHECKS = {
-    "srm": "Sample ratio mismatch: warns when an SRM check's p-value < 1 - its confidence level.",
-    "finite_statistics": "Rows without a NaN reason have finite statistics and p-values in [0, 1].",
-}
 
 
 class ExperimentGoalsConfig(Config):
@@ -78,41 +68,6 @@ def metrics_markdown(evaluation: Evaluation, experiment: ExperimentDefinition) -
     return pd.DataFrame(rows).to_markdown(index=False) if rows else "_no metrics_"
 
 
-def srm_result(evaluation: Evaluation, experiment: ExperimentDefinition) -> AssetCheckResult:
-    """Warn when any SRM check rejects the expected split."""
-    by_id = {c.id: c for c in experiment.checks if c.type == "SRM"}
-    checks = evaluation.checks[evaluation.checks.check_id.isin(by_id) & (evaluation.checks.variable_id == "p_value")]
-    failed, detail = [], {}
-    for check_id, p_value in zip(checks.check_id, checks.value, strict=True):
-        check = by_id[int(check_id)]
-        detail[check.name] = float(p_value)
-        if np.isfinite(p_value) and p_value < 1 - check.confidence_level:
-            failed.append(check.name)
-    return AssetCheckResult(
-        check_name="srm", passed=not failed, severity=AssetCheckSeverity.WARN,
-        metadata={"p_values": MetadataValue.json(detail), "failed": ", ".join(failed) or "none",
-                  "checks": len(by_id)},
-    )  # fmt: skip
-
-
-def finite_result(evaluation: Evaluation, experiment: ExperimentDefinition) -> AssetCheckResult:
-    """Every row without a NaN reason has finite statistics (comparisons on treatment rows)."""
-    m = evaluation.metrics
-    fine = m[m.reason == ""]
-    bad = ~np.isfinite(fine[["count", "mean", "std", "sum_value"]].to_numpy(dtype=float)).all(axis=1)
-    treated = (fine.exp_variant_id != experiment.control_variant).to_numpy()
-    stats = fine[COMPARISON_COLUMNS].to_numpy(dtype=float)
-    bad |= treated & ~np.isfinite(stats).all(axis=1)
-    p = fine[["p_value", "abs_p_value"]].to_numpy(dtype=float)
-    bad |= treated & ((p < 0) | (p > 1)).any(axis=1)
-    offending = [f"{m}:{v}" for m, v in zip(fine.metric_id[bad], fine.exp_variant_id[bad], strict=True)]
-    return AssetCheckResult(
-        check_name="finite_statistics", passed=not offending, severity=AssetCheckSeverity.ERROR,
-        metadata={"rows_checked": len(fine), "rows_with_reason": int((m.reason != "").sum()),
-                  "offending": ", ".join(offending) or "none"},
-    )  # fmt: skip
-
-
 def build_experiment_assets(experiment_ids: Sequence[str]) -> list[AssetsDefinition]:
     """experiment_goals and experiment_evaluations, one static partition per catalog experiment."""
     partitions = StaticPartitionsDefinition(sorted(experiment_ids))
@@ -141,10 +96,12 @@ def build_experiment_assets(experiment_ids: Sequence[str]) -> list[AssetsDefinit
         })  # fmt: skip
 
     @asset(
-        group_name=GROUP, partitions_def=partitions, pool="warehouse", deps=[experiment_goals],
-        check_specs=[AssetCheckSpec(name, asset="experiment_evaluations", description=text)
-                     for name, text in EXPERIMENT_CHECKS.items()],
-    )  # fmt: skip
+        group_name=GROUP,
+        partitions_def=partitions,
+        pool="warehouse",
+        deps=[experiment_goals],
+        check_specs=experiment_check_specs(),
+    )
     def experiment_evaluations(
         context: AssetExecutionContext, catalog: CatalogResource, warehouse: WarehouseResource
     ) -> MaterializeResult:

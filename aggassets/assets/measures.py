@@ -7,9 +7,6 @@ from typing import Any
 
 import pandas as pd
 from dagster import (
-    AssetCheckResult,
-    AssetCheckSeverity,
-    AssetCheckSpec,
     AssetExecutionContext,
     AssetsDefinition,
     BackfillPolicy,
@@ -19,18 +16,12 @@ from dagster import (
     asset,
 )
 
+from aggassets.checks import aggregate_check_results, aggregate_check_specs, no_loss_result, no_loss_spec
 from aggassets.partitions import PARTITIONS_BY_GRAIN, daily_partitions
 from aggassets.resources import CatalogResource, WarehouseResource
 from aggassets.warehouse.values import AGGREGATE_TABLES
 
 GROUP = "measures"
-AGGREGATE_CHECKS = {
-    "unique_keys": "Every aggregate key (measure, period, createdBy, groups) appears once in the window.",
-    "count_equals_raw": "Per measure, the window's counts equal its raw (and sealed) measure count.",
-    "min_le_avg_le_max": "min <= avg <= max on every row of the window.",
-    "quartiles_ordered": "first_quartile <= median <= third_quartile where quartiles are computed.",
-    "std_non_negative": "std >= 0 on every row of the window.",
-}
 
 
 def window(context: AssetExecutionContext) -> tuple[date, date]:
@@ -76,11 +67,7 @@ def measure_definitions(catalog: CatalogResource, warehouse: WarehouseResource) 
     partitions_def=daily_partitions,
     pool="warehouse",
     deps=[measure_definitions],
-    check_specs=[
-        AssetCheckSpec(
-            "no_loss", asset="raw_measures", description="received = accepted + rejected, over the whole inbox"
-        )
-    ],
+    check_specs=[no_loss_spec()],
 )
 def raw_measures(
     context: AssetExecutionContext, catalog: CatalogResource, warehouse: WarehouseResource
@@ -100,13 +87,7 @@ def raw_measures(
             "rejected_by_reason": MetadataValue.json(rejected),
             "preview": markdown(frame),
         },
-        check_results=[
-            AssetCheckResult(
-                check_name="no_loss",
-                passed=received == ok + ko,
-                metadata={"received": received, "accepted": ok, "rejected": ko},
-            )
-        ],
+        check_results=[no_loss_result(received, ok, ko)],
     )
 
 
@@ -114,7 +95,6 @@ def build_aggregate_asset(grain: str, description: str) -> AssetsDefinition:
     """One time-partitioned aggregate asset for `grain`, with its checks."""
     name = AGGREGATE_TABLES[grain]
     deps = ["raw_measures"] + (["daily_aggregates"] if grain != "day" else [])
-    specs = [AssetCheckSpec(check, asset=name, description=text) for check, text in AGGREGATE_CHECKS.items()]
 
     @single_run_asset(
         name=name,
@@ -122,7 +102,7 @@ def build_aggregate_asset(grain: str, description: str) -> AssetsDefinition:
         partitions_def=PARTITIONS_BY_GRAIN[grain],
         pool="warehouse",
         deps=deps,
-        check_specs=specs,
+        check_specs=aggregate_check_specs(name),
         description=description,
     )
     def _aggregate(
@@ -131,13 +111,6 @@ def build_aggregate_asset(grain: str, description: str) -> AssetsDefinition:
         start, end = window(context)
         with warehouse.open(catalog.measures()) as wh:
             result = wh.refresh(grain, start, end, checks=True)
-        violations = result.violations or {}
-        checks = [
-            AssetCheckResult(
-                check_name=check, passed=n == 0, metadata={"violating_rows": n}, severity=AssetCheckSeverity.ERROR
-            )
-            for check, n in violations.items()
-        ]
         return MaterializeResult(
             metadata={
                 "window": f"{start} .. {end}",
@@ -146,7 +119,7 @@ def build_aggregate_asset(grain: str, description: str) -> AssetsDefinition:
                 "suppressed_rows": result.suppressed,
                 "preview": markdown(result.preview),
             },
-            check_results=checks,
+            check_results=aggregate_check_results(result.violations or {}),
         )
 
     return _aggregate
