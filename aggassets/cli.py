@@ -22,12 +22,10 @@ from aggassets.warehouse.values import PERIODS_FEEDING, file_sha256, intake_tota
 
 def _date(text: str) -> date:
     """An argparse type: YYYY-MM-DD."""
-    try:  # fromisoformat alone also takes 20260101 and 2026-W01
-        if len(text) == 10 and text[4] == text[7] == "-":
-            return date.fromisoformat(text)
+    try:
+        return settings.iso_day(text)
     except ValueError:
-        pass
-    raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}")
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
 def _print(obj: Any) -> None:

@@ -16,7 +16,8 @@ from aggassets.warehouse.experiments import evaluation_history
 
 
 def run_experiment(exp_id: str, as_of: date, warehouse_url: str, definitions_dir: str) -> pd.DataFrame:
-    """Materialize experiment_goals + experiment_evaluations for `exp_id`; its stored metrics rows."""
+    """Materialize experiment_goals + experiment_evaluations for `exp_id`; its stored metrics rows, in the
+    evaluation's order (metrics as defined, variants sorted), as `experiments evaluate` prints them."""
     experiments = load_experiments(Path(definitions_dir) / "experiments")
     if exp_id not in experiments:
         raise AggassetsError(f"unknown experiment {exp_id!r} (catalog: {', '.join(sorted(experiments)) or 'none'})")
@@ -36,4 +37,7 @@ def run_experiment(exp_id: str, as_of: date, warehouse_url: str, definitions_dir
     if not result.success:
         raise AggassetsError(f"evaluation of {exp_id} failed (run {result.run_id}): {failure_causes(result)}")
     with open_warehouse(warehouse_url) as wh:
-        return evaluation_history(wh, "experiment_metrics", exp_id, as_of)
+        stored = evaluation_history(wh, "experiment_metrics", exp_id, as_of)
+    position = {m.id: i for i, m in enumerate(experiments[exp_id].metrics)}
+    order = stored.assign(_p=stored.metric_id.map(position)).sort_values(["_p", "exp_variant_id"], kind="stable")
+    return order.drop(columns="_p").reset_index(drop=True)

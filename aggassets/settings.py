@@ -24,6 +24,14 @@ def inbox_dir() -> Path:
     return Path(os.environ.get("AGGASSETS_INBOX") or PROJECT_ROOT / "data" / "inbox")
 
 
+def iso_day(text: str) -> date:
+    """A date written exactly YYYY-MM-DD (date.fromisoformat alone also takes 20260101 and 2026-W01);
+    ValueError otherwise."""
+    if len(text) != 10 or text[4] != "-" or text[7] != "-":
+        raise ValueError(f"not a date (YYYY-MM-DD): {text!r}")
+    return date.fromisoformat(text)
+
+
 def partitions_start() -> date:
     """First day of every partitions definition (AGGASSETS_PARTITIONS_START, default 2020-01-01)."""
-    return date.fromisoformat(os.environ.get("AGGASSETS_PARTITIONS_START") or DEFAULT_START)
+    return iso_day(os.environ.get("AGGASSETS_PARTITIONS_START") or DEFAULT_START)

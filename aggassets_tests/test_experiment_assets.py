@@ -191,11 +191,30 @@ def test_cli_run_prints_metrics_csv_with_absolute_columns(
     assert len(frame) == 4 and set(frame.exp_variant_id) == {"a", "b"}
 
 
+def test_cli_run_prints_metrics_in_definition_then_variant_order(
+    tmp_path: Path, catalog_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As `experiments evaluate` and ep-stats order them, whatever order the warehouse returns rows in."""
+    ids = [7, 3, 12, 1, 9, 5, 11, 2, 8, 4, 10, 6]
+    metrics = [{**CONVERSION["metrics"][i % 2], "id": m, "name": f"m{m}"} for i, m in enumerate(ids)]  # type: ignore[index]
+    three = {**CONVERSION, "variants": ["c", "a", "b"], "metrics": metrics}
+    (catalog_dir / "experiments" / "conv.json").write_text(json.dumps(three))
+    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    with open_warehouse(url) as wh:
+        insert_events(wh, conversion_events({"a": 300, "b": 300, "c": 300}, {"a": 0.1, "b": 0.2, "c": 0.1}))
+    code = main(["--warehouse", url, "--definitions", str(catalog_dir), "experiments", "run", "conv",
+                 "--as-of", "2026-03-20"])  # fmt: skip
+    assert code == 0
+    frame = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert list(zip(frame.metric_id, frame.exp_variant_id, strict=True)) == [(m, v) for m in ids for v in "abc"]
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
         (["experiments", "run", "nope", "--as-of", "2026-03-20"], "unknown experiment 'nope' (catalog: conv)"),
         (["experiments", "run", "conv", "--as-of", "20-03-2026"], "--as-of: expected YYYY-MM-DD"),
+        (["experiments", "run", "conv", "--as-of", "20260320"], "--as-of: expected YYYY-MM-DD"),
     ],
 )
 def test_cli_run_errors_are_one_line(

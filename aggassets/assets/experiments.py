@@ -20,6 +20,7 @@ from aggassets.errors import AggassetsError
 from aggassets.experiments.definition import ExperimentDefinition
 from aggassets.experiments.evaluate import Evaluation, evaluate_goals
 from aggassets.resources import CatalogResource, WarehouseResource
+from aggassets.settings import iso_day
 from aggassets.warehouse.experiments import compute_goals, last_data_day, latest_goals, store_evaluation, store_goals
 
 GROUP = "experiments"
@@ -36,7 +37,7 @@ def evaluation_date(text: str) -> date:
     if not text:
         return datetime.now(UTC).date()
     try:
-        return date.fromisoformat(text)
+        return iso_day(text)
     except ValueError as exc:
         raise AggassetsError(f"as_of: expected YYYY-MM-DD, got {text!r}") from exc
 

@@ -13,6 +13,7 @@ from aggassets.errors import AggassetsError
 from aggassets.experiments.definition import load_experiment
 from aggassets.experiments.evaluate import EPSTATS_METRIC_COLUMNS, METRIC_COLUMNS, evaluate_goals, to_rest_json
 from aggassets.experiments.goals import NUMERIC
+from aggassets.settings import iso_day
 from aggassets.stats.power import required_sample_size, required_sample_size_bernoulli
 
 
@@ -35,7 +36,7 @@ def add_experiment_commands(experiments_subparsers: argparse._SubParsersAction) 
         "sample-size", help="required sample size per variant (ep-stats' sample-size-calculation)"
     )
     ss.add_argument("--n-variants", required=True, type=int, help="number of variants, control included")
-    ss.add_argument("--minimum-effect", required=True, type=float, help="relative effect to detect, > 0")
+    ss.add_argument("--minimum-effect", required=True, type=float, help="relative effect to detect, not 0")
     ss.add_argument("--mean", required=True, type=float, help="current mean (a rate in [0, 1] without --std)")
     ss.add_argument("--std", type=float, help="current standard deviation (omit for a Bernoulli rate)")
     ss.add_argument("--confidence-level", type=float, default=0.95)
@@ -71,7 +72,7 @@ def _as_of(text: str | None) -> datetime.date | None:
     if text is None:
         return None
     try:
-        return datetime.date.fromisoformat(text)
+        return iso_day(text)
     except ValueError as exc:
         raise AggassetsError(f"--as-of: expected YYYY-MM-DD, got {text!r}") from exc
 
@@ -123,6 +124,10 @@ def run_sample_size(args: argparse.Namespace) -> int:
     given = {"--minimum-effect": args.minimum_effect, "--mean": args.mean, "--std": args.std}
     if bad := [name for name, v in given.items() if v is not None and not np.isfinite(v)]:
         raise AggassetsError(f"{', '.join(bad)} must be a finite number")
+    if args.minimum_effect == 0:
+        raise AggassetsError("--minimum-effect must not be 0: no sample size detects no effect")
+    if args.std is None and 0 <= args.mean <= 1 and not 0 <= args.mean * (1 + args.minimum_effect) <= 1:
+        raise AggassetsError("--mean x (1 + --minimum-effect) must lie in [0, 1]: the treatment's rate")
     try:
         if args.std is None:
             size = required_sample_size_bernoulli(

@@ -147,7 +147,12 @@ class _Parser:
         while self.peek() in ("*", "/"):
             op = self.text[self.pos]
             self.pos += 1
-            node = BinOp(op, node, self.factor())
+            self.skip()
+            start = self.pos
+            right = self.factor()
+            if op == "/" and _constant_value(right) == 0:
+                raise self.fail("a divisor that is not the constant 0", start)
+            node = BinOp(op, node, right)
         return node
 
     def factor(self) -> Expr:
@@ -253,6 +258,19 @@ def goal_refs(expr: Expr) -> tuple[GoalRef, ...]:
         if isinstance(node, GoalRef):
             seen.setdefault(node.key, node)
     return tuple(seen.values())
+
+
+def _constant_value(expr: Expr) -> float | None:
+    """The value of an expression without goals (None when it reads a goal)."""
+    if isinstance(expr, Const):
+        return expr.value
+    if isinstance(expr, GoalRef):
+        return None
+    left, right = _constant_value(expr.left), _constant_value(expr.right)
+    if left is None or right is None:
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(_ARITHMETIC[expr.op](np.float64(left), np.float64(right)))
 
 
 def to_text(expr: Expr) -> str:

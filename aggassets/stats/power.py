@@ -45,14 +45,10 @@ def required_sample_size_bernoulli(
     if not 0 <= mean <= 1:
         raise ValueError(f"mean must be between zero and one, received {mean}")
     treated = mean * (1 + minimum_effect)
+    with np.errstate(invalid="ignore"):  # a treated rate outside [0, 1]: NaN, as ep-stats
+        treated_std = np.sqrt(treated * (1 - treated))
     return required_sample_size(
-        n_variants,
-        minimum_effect,
-        mean,
-        np.sqrt(mean * (1 - mean)),
-        np.sqrt(treated * (1 - treated)),
-        confidence_level,
-        power,
+        n_variants, minimum_effect, mean, np.sqrt(mean * (1 - mean)), treated_std, confidence_level, power
     )
 
 

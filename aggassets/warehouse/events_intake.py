@@ -9,7 +9,8 @@ every other column is a dimension, stored as `dim_<lower-case name>`.
 Cells are trimmed of spaces, tabs, CR and LF; an empty cell is missing. Rules, checked in this order, the
 first failing one gives the row's reason:
   invalid_json / not_an_object / duplicate_field   (JSON rows only) the row is not one JSON object with unique keys
-  bad_date                 not YYYY-MM-DD, or an ISO date-time (its UTC date is kept), within 1900-01-01..2999-12-31
+  bad_date                 not YYYY-MM-DD, or an ISO date-time (hours 00-23, an offset up to 23:59; its UTC
+                           date is kept), within 1900-01-01..2999-12-31
   missing_exp_id, missing_exp_variant_id           empty
   bad_unit_type            not an identifier [A-Za-z_][A-Za-z0-9_]*
   missing_unit_id          empty
@@ -34,6 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from aggassets.errors import AggassetsError, require_file
+from aggassets.warehouse.intake import TIMESTAMP_RE
 
 REQUIRED = ("date", "exp_id", "exp_variant_id", "unit_type", "unit_id", "goal")
 OPTIONAL = ("count", "value")
@@ -53,7 +55,6 @@ REASONS = (
 EXTENSIONS = {".csv": "csv", ".parquet": "parquet", ".ndjson": "json", ".jsonl": "json", ".json": "json"}
 _DIMENSION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,58}$")  # dim_ + 59 characters fit PostgreSQL's 63
 _DATE_RE = r"\d{4}-\d{2}-\d{2}"
-_TIMESTAMP_RE = r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}(:?\d{2})?)?"
 _NUMBER_RE = r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?"
 
 # JSON rows: one per non-blank line (or array element), with its shape reason when it is not an object.
@@ -207,8 +208,8 @@ WITH cells AS (
 ), parsed AS (
   SELECT *,
     CASE WHEN regexp_full_match(f_date, '{_DATE_RE}') THEN try_cast(f_date AS DATE)
-         WHEN regexp_full_match(f_date, '{_TIMESTAMP_RE}')
-              THEN timezone('UTC', try_cast(f_date AS TIMESTAMPTZ))::DATE END AS v_date,
+         WHEN regexp_full_match(f_date, '{TIMESTAMP_RE}')
+              THEN timezone('UTC', try_cast(upper(f_date) AS TIMESTAMPTZ))::DATE END AS v_date,
     CASE WHEN f_count IS NULL THEN 1::BIGINT
          WHEN regexp_full_match(f_count, '[+]?[0-9]+([.]0*)?')
               THEN try_cast(regexp_replace(f_count, '[.]0*$', '') AS BIGINT) END AS v_count,

@@ -25,9 +25,9 @@ FIELDS = ("measureName", "value", "startDate", "createdBy", "group1", "group2", 
 # RFC 3339 allows a lower-case t and z; hours are 00-23 (no 24:00), minutes and seconds 00-59, an offset
 # at most 23:59.
 _HOUR, _SIXTY = r"([01]\d|2[0-3])", r"[0-5]\d"
-_DATE_RE = (
-    rf"^\d{{4}}-\d{{2}}-\d{{2}}([Tt ]{_HOUR}:{_SIXTY}(:{_SIXTY}(\.\d{{1,9}})?)?([Zz]|[+-]{_HOUR}(:?{_SIXTY})?)?)?$"
-)
+_TIME_RE = rf"{_HOUR}:{_SIXTY}(:{_SIXTY}(\.\d{{1,9}})?)?([Zz]|[+-]{_HOUR}(:?{_SIXTY})?)?"
+_DATE_RE = rf"^\d{{4}}-\d{{2}}-\d{{2}}([Tt ]{_TIME_RE})?$"
+TIMESTAMP_RE = rf"\d{{4}}-\d{{2}}-\d{{2}}[Tt ]{_TIME_RE}"  # a date-time, as the events intake takes it
 _NUMBER_RE = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
 _SCALAR_TYPES = "('VARCHAR', 'BIGINT', 'UBIGINT', 'DOUBLE', 'BOOLEAN')"
 # DuckDB's JSON parser also takes NaN / Infinity (any case) and trailing commas, which JSON does not: with

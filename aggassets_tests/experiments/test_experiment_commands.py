@@ -3,6 +3,7 @@
 import argparse
 import io
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from statsmodels.stats.power import NormalIndPower
 
 from aggassets.errors import AggassetsError
 from aggassets.experiments.commands import add_experiment_commands
+from aggassets.stats.power import required_sample_size_bernoulli
 from aggassets_tests.experiments.reference_data import REFERENCE_DIR
 
 EPSTATS_COLUMNS = [
@@ -121,3 +123,13 @@ def test_sample_size(capsys: pytest.CaptureFixture[str]) -> None:
         _run(["sample-size", "--n-variants", "1", "--minimum-effect", "0.1", "--mean", "0.2"], capsys)
     with pytest.raises(AggassetsError, match="between zero and one"):
         _run(["sample-size", "--n-variants", "2", "--minimum-effect", "0.1", "--mean", "3"], capsys)
+    with pytest.raises(AggassetsError, match="--minimum-effect must not be 0"):
+        _run(["sample-size", "--n-variants", "2", "--minimum-effect", "0", "--mean", "0.2", "--std", "1"], capsys)
+    with pytest.raises(AggassetsError, match=r"must lie in \[0, 1\]: the treatment's rate"):
+        _run(["sample-size", "--n-variants", "2", "--minimum-effect", "0.1", "--mean", "0.95"], capsys)
+
+
+def test_bernoulli_sample_size_of_an_impossible_treated_rate_is_nan_without_a_warning() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(required_sample_size_bernoulli(2, 0.1, 0.95))

@@ -114,6 +114,9 @@ MALFORMED = [
     ("2 ** count(u.unit.a)", 3, "a number, '('"),
     ("count(u.unit.a) % 2", 16, "an operator"),
     ("count(u.unit.a(x=1;y=2))", 18, "',' or ')'"),
+    ("count(u.unit.a) / 0", 18, "a divisor that is not the constant 0"),
+    ("count(u.unit.a) / (2 - 2.0) * 3", 18, "a divisor that is not the constant 0"),
+    ("count(u.unit.a) /0.0", 17, "a divisor that is not the constant 0"),
 ]
 
 
