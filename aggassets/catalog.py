@@ -16,10 +16,12 @@ MeasureName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_
 
 
 class MeasureDefinition(BaseModel):
-    """One DACC measure definition (camelCase as in DACC's definitions file)."""
+    """One DACC measure definition (camelCase as in DACC's definitions file). Types are strict: `true` is
+    not a threshold of 1, nor `"50"` a number. DACC's database `id` is accepted and not used."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
 
+    id: int | None = None
     name: MeasureName
     org: str | None = None
     created_by: str | None = Field(None, alias="createdBy")
@@ -35,13 +37,27 @@ class MeasureDefinition(BaseModel):
     with_quartiles: bool = Field(False, alias="withQuartiles")
     max_days_to_update_quartile: int = Field(100, alias="maxDaysToUpdateQuartile", ge=0)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _period_from_frequency(cls, data: object) -> object:
+        """DACC files may leave aggregationPeriod out (DACC's own definitions.json does): the measure is
+        then aggregated at its executionFrequency."""
+        if isinstance(data, dict) and not {"aggregationPeriod", "aggregation_period"} & set(data):
+            frequency = data.get("executionFrequency", data.get("execution_frequency"))
+            if frequency in ("day", "week", "month"):
+                return {**data, "aggregationPeriod": frequency}
+        return data
+
     @model_validator(mode="after")
     def _groups_in_order(self) -> "MeasureDefinition":
-        """group2Key needs group1Key, group3Key needs group2Key (DACC groups are positional)."""
+        """group2Key needs group1Key, group3Key needs group2Key (DACC groups are positional); keys differ."""
         keys = [self.group1_key, self.group2_key, self.group3_key]
         for i in (1, 2):
             if keys[i] is not None and keys[i - 1] is None:
                 raise ValueError(f"group{i + 1}Key is set but group{i}Key is not")
+        named = [k for k in keys if k is not None]
+        if len(set(named)) < len(named):
+            raise ValueError(f"group keys must differ: {', '.join(named)}")
         return self
 
     def group_keys(self) -> tuple[str | None, str | None, str | None]:
@@ -52,7 +68,7 @@ class MeasureDefinition(BaseModel):
 class MeasuresFile(BaseModel):
     """DACC's definitions file: {"definitions": [...]}, names unique."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     definitions: list[MeasureDefinition]
 
@@ -94,14 +110,30 @@ def format_errors(path: Path | str, exc: ValidationError, kind: str = "definitio
     return f"invalid {kind} file ({len(lines)} error(s)):\n" + "\n".join(lines)
 
 
+class DuplicateKeyError(ValueError):
+    """A JSON object names one key twice (json.loads would keep the last value silently)."""
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """object_pairs_hook: the object, or DuplicateKeyError."""
+    found: dict[str, object] = {}
+    for key, value in pairs:
+        if key in found:
+            raise DuplicateKeyError(f"duplicate key {key!r} in one object")
+        found[key] = value
+    return found
+
+
 def read_json_file(path: Path | str, kind: str) -> object:
-    """A catalog file's JSON; AggassetsError when it cannot be read or is not JSON."""
+    """A catalog file's JSON; AggassetsError when it cannot be read, is not JSON or repeats a key."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        return json.loads(Path(path).read_text(encoding="utf-8"), object_pairs_hook=_unique_keys)
     except (OSError, UnicodeDecodeError) as exc:
         raise AggassetsError(f"cannot read {kind} file {path}: {exc}") from exc
     except json.JSONDecodeError as exc:
         raise AggassetsError(f"{path}: not JSON: {exc}") from exc
+    except DuplicateKeyError as exc:
+        raise AggassetsError(f"{path}: {exc}") from exc
 
 
 def load_measures_file(path: Path) -> MeasureCatalog:

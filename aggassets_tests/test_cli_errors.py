@@ -7,10 +7,12 @@ import sys
 from datetime import date
 from pathlib import Path
 
+import psycopg2
 import pytest
 
 from aggassets.cli import main
 from aggassets.warehouse import duckdb_path, open_warehouse
+from aggassets.warehouse.postgres_engine import split_url
 from aggassets_tests.helpers import DEFINITIONS, make_measures, write_ndjson
 
 
@@ -37,6 +39,35 @@ def test_commands_that_read_refuse_a_missing_duckdb_file(
     code, out, err = run(capsys, "--warehouse", f"duckdb:///{missing}", "--definitions", str(DEFINITIONS), *argv)
     assert (code, out) == (2, "") and f"no DuckDB warehouse at {missing}:" in err
     assert not missing.parent.exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("aggregates", "query", "--measure", "connection-count-daily", "--start", "2025-01-01", "--end", "2025-02-01"),
+        ("refresh", "--start", "2025-01-01", "--end", "2025-01-02"),
+        ("purge",),
+        ("experiments", "run", "checkout-button-conversion", "--as-of", "2026-01-10"),
+    ],
+)
+def test_commands_that_read_refuse_a_postgresql_schema_without_the_warehouse(
+    capsys: pytest.CaptureFixture[str], postgres_url: str, argv: tuple[str, ...]
+) -> None:
+    """A mistyped ?schema= is an error, not `[]` from a schema created on the spot."""
+    schema = postgres_url.rsplit("schema=", 1)[1]
+    code, out, err = run(capsys, "--warehouse", postgres_url, "--definitions", str(DEFINITIONS), *argv)
+    assert (code, out) == (2, "") and f"no aggassets warehouse in PostgreSQL schema {schema}:" in err
+    con = psycopg2.connect(split_url(postgres_url)[0])
+    try:
+        with con.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %(s)s", {"s": schema})
+            assert cur.fetchone() is None
+    finally:
+        con.close()
+    open_warehouse(postgres_url).close()  # once the warehouse is there, the same command runs
+    code, _, err = run(capsys, "--warehouse", postgres_url, "--definitions", str(DEFINITIONS), *argv)
+    assert "no aggassets warehouse" not in err
 
 
 def test_experiment_run_refuses_a_missing_duckdb_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

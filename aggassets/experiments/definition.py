@@ -51,7 +51,7 @@ def _check_expression(text: str, what: str) -> str:
 class MetricDefinition(BaseModel):
     """A metric nominator / denominator; `simple` (reference only) takes bare goal names."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     id: int
     name: NonEmpty
@@ -83,7 +83,7 @@ class MetricDefinition(BaseModel):
 class CheckDefinition(BaseModel):
     """An SRM check (exposures per variant) or a SumRatio check (nominator share of the total)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     id: int
     name: NonEmpty
@@ -112,7 +112,7 @@ class CheckDefinition(BaseModel):
 class FilterDefinition(BaseModel):
     """ep-stats' filter: exposure / goal scope need dimension and values, trigger needs a goal."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     scope: Literal["exposure", "goal", "trigger"]
     dimension: Name | None = None
@@ -149,15 +149,15 @@ def _as_text(value: str | int | float) -> str:
 class ExperimentDefinition(BaseModel):
     """One experiment: ep-stats' REST request fields plus traffic_weights for the SRM check."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     id: NonEmpty
     control_variant: NonEmpty
     unit_type: Name
     variants: list[NonEmpty] | None = None
-    date_from: datetime.date | None = None
-    date_to: datetime.date | None = None
-    date_for: datetime.date | None = Field(None, description="reference only: ep-stats' evaluation date")
+    date_from: datetime.date | None = Field(None, strict=False)  # strict: JSON text is YYYY-MM-DD
+    date_to: datetime.date | None = Field(None, strict=False)
+    date_for: datetime.date | None = Field(None, strict=False, description="reference only: ep-stats' evaluation date")
     metrics: list[MetricDefinition]
     checks: list[CheckDefinition] = []
     filters: list[FilterDefinition] = []

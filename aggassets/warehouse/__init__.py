@@ -18,10 +18,19 @@ def duckdb_path(url: str) -> str | None:
 
 
 def require_existing(url: str) -> None:
-    """Refuse a DuckDB URL whose file does not exist (commands that only read or refresh what is there)."""
+    """Refuse a DuckDB URL whose file does not exist, or a PostgreSQL schema without the warehouse tables
+    (commands that only read or refresh what is there: a mistyped URL must not answer `[]`)."""
     path = duckdb_path(url)
     if path is not None and path != ":memory:" and not Path(path).is_file():
         raise AggassetsError(f"no DuckDB warehouse at {path}: ingest measures first, or check --warehouse")
+    if url.startswith(("postgresql://", "postgres://")):
+        from aggassets.warehouse.postgres_engine import holds_warehouse, split_url
+
+        if not holds_warehouse(url):
+            schema = split_url(url)[1] or "the current schema"
+            raise AggassetsError(
+                f"no aggassets warehouse in PostgreSQL schema {schema}: ingest measures first, or check --warehouse"
+            )
 
 
 def open_warehouse(url: str) -> Warehouse:

@@ -253,12 +253,18 @@ def narrow_rows(grain: str, d: Dialect) -> str:
 WHERE {NARROW}"""
 
 
+# Rows of a measure no longer in the catalog are kept as they are (DACC keeps a definition removed from its
+# file): neither replaced by a refresh nor counted by the checks. A refresh with the wrong catalog loses nothing.
+_IN_CATALOG = "measure_name IN (SELECT name FROM measure_definitions)"
+
+
 def refresh_aggregates(grain: str, d: Dialect, exact: bool = False) -> list[str]:
-    """Replace the window [start, end) of one grain's table: delete, insert, record partitions. `exact`
-    adds the second pass for narrow spreads: the refresh runs again with it when narrow_rows finds some."""
+    """Replace the window [start, end) of one grain's table for the catalog's measures: delete, insert,
+    record partitions. `exact` adds the second pass for narrow spreads: the refresh runs again with it
+    when narrow_rows finds some."""
     table, start, end = AGGREGATE_TABLES[grain], d.param("start"), d.param("end")
     return [
-        f"DELETE FROM {table} WHERE period_start >= {start} AND period_start < {end}",
+        f"DELETE FROM {table} WHERE period_start >= {start} AND period_start < {end} AND {_IN_CATALOG}",
         _insert(grain, d, exact),
         f"DELETE FROM partition_materializations WHERE grain = '{grain}' "
         f"AND period_start >= {start} AND period_start < {end}",
@@ -288,7 +294,7 @@ def check_violations(grain: str, d: Dialect) -> dict[str, str]:
         "std_non_negative": f"SELECT count(*) FROM {win} WHERE NOT (std >= 0 AND {_FINITE.format(x='std')})",
         "count_equals_raw": f"""
 WITH eligible AS ({eligible(grain)}),
-agg AS (SELECT measure_name, sum(count) AS n FROM {win} GROUP BY measure_name),
+agg AS (SELECT measure_name, sum(count) AS n FROM {win} WHERE {_IN_CATALOG} GROUP BY measure_name),
 src AS (
   SELECT measure_name, sum(n) AS n FROM (
     SELECT r.measure_name, count(*) AS n FROM raw_measures r JOIN eligible e ON e.name = r.measure_name

@@ -130,6 +130,25 @@ def _naive_us(series: pd.Series) -> pd.Series:
     return series.astype("datetime64[us]")
 
 
+def holds_warehouse(url: str) -> bool:
+    """Whether the URL's schema (else the connection's current schema) holds the warehouse tables;
+    creates nothing."""
+    dsn, schema = split_url(url)
+    try:
+        con = psycopg2.connect(dsn)
+    except psycopg2.Error as exc:
+        raise AggassetsError(f"cannot connect to PostgreSQL: {str(exc).strip()}") from exc
+    try:
+        with con.cursor() as cur:
+            cur.execute(
+                "SELECT 1 FROM pg_tables WHERE schemaname = coalesce(%(s)s, current_schema()) AND tablename = 'inbox'",
+                {"s": schema},
+            )
+            return cur.fetchone() is not None
+    finally:
+        con.close()
+
+
 class PostgresWarehouse(Warehouse):
     """Warehouse on a PostgreSQL database; one connection for the object's life."""
 

@@ -81,7 +81,7 @@ def file_sha256(path: Path) -> str:
 
 
 def definitions_frame(definitions: Sequence[MeasureDefinition]) -> pd.DataFrame:
-    """The catalog as rows of the measure_definitions table."""
+    """The catalog as rows of the measure_definitions table (DACC's `id` is not kept: names identify)."""
     rows = [
         {
             "name": d.name,
@@ -101,7 +101,7 @@ def definitions_frame(definitions: Sequence[MeasureDefinition]) -> pd.DataFrame:
         }
         for d in definitions
     ]
-    return pd.DataFrame(rows, columns=list(MeasureDefinition.model_fields))
+    return pd.DataFrame(rows, columns=[f for f in MeasureDefinition.model_fields if f != "id"])
 
 
 def _group(key: str | None, stored: str) -> dict[str, Any] | None:

@@ -112,6 +112,14 @@ def test_every_error_is_listed_with_its_location() -> None:
             "goal name",
         ),
         ({"unit_type": "bad unit"}, "unit_type"),
+        ({"confidence_level": "0.95"}, "confidence_level: Input should be a valid number"),
+        ({"confidence_level": True}, "confidence_level: Input should be a valid number"),
+        ({"null_hypothesis_rate": "0.5"}, "null_hypothesis_rate"),
+        ({"variants": ["a", 2]}, "variants.1: Input should be a valid string"),
+        ({"traffic_weights": {"a": "1"}}, "traffic_weights.a: Input should be a valid number"),
+        ({"metrics": [{**BASE["metrics"][0], "id": "1"}]}, "metrics.0.id: Input should be a valid integer"),  # type: ignore[index]
+        ({"metrics": [{**BASE["metrics"][0], "simple": "no"}]}, "metrics.0.simple: Input should be a valid boolean"),  # type: ignore[index]
+        ({"date_from": "20261001"}, "date_from"),
     ],
 )
 def test_invalid_definitions_are_refused(changes: dict[str, object], message: str) -> None:
@@ -124,5 +132,8 @@ def test_load_experiment_file_errors(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(AggassetsError, match="not JSON"):
         load_experiment(tmp_path / "bad.json")
+    (tmp_path / "twice.json").write_text('{"id": "exp", "id": "other"}')
+    with pytest.raises(AggassetsError, match=r"twice\.json: duplicate key 'id' in one object"):
+        load_experiment(tmp_path / "twice.json")
     (tmp_path / "ok.json").write_text(json.dumps(BASE))
     assert load_experiment(tmp_path / "ok.json").id == "exp"

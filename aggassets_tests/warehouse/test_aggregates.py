@@ -193,3 +193,26 @@ def test_each_check_counts_a_corrupted_row(loaded: tuple[Warehouse, pd.DataFrame
     assert violations[check] >= 1 and {k: v for k, v in violations.items() if k != check} == dict.fromkeys(
         set(violations) - {check}, 0
     )
+
+
+def test_a_refresh_keeps_the_rows_of_a_measure_left_out_of_the_catalog(loaded: tuple[Warehouse, pd.DataFrame]) -> None:
+    """DACC keeps a definition removed from its file: a refresh without it (or with the wrong catalog)
+    neither deletes nor changes its rows; its raw rows stay; the catalog's other measures are refreshed."""
+    wh, rows = loaded
+    windows = refresh_all(wh, list(rows["day"]))
+    before = {grain: aggregates(wh, grain) for grain in TABLES}
+    wh.sync_definitions([d for d in DEFINITIONS if d.name != "visits-daily"])
+    wh.execute("UPDATE raw_measures SET value = value + 1 WHERE measure_name = 'errors-daily'")
+    refresh_all(wh, list(rows["day"]))
+    for grain, table in before.items():
+        after = aggregates(wh, grain)
+        kept = table[table.measure_name == "visits-daily"].reset_index(drop=True)
+        assert len(kept) > 0
+        pd.testing.assert_frame_equal(after[after.measure_name == "visits-daily"].reset_index(drop=True), kept)
+        errors = after[after.measure_name == "errors-daily"].reset_index(drop=True)
+        old = table[table.measure_name == "errors-daily"].reset_index(drop=True)
+        assert np.allclose(errors["sum"], old["sum"] + errors["count"])  # refreshed: every value went up by 1
+        assert set(wh.check_violations(grain, *windows[grain]).values()) == {0}
+    assert len(wh.fetch("SELECT * FROM raw_measures WHERE measure_name = 'visits-daily'")) == int(
+        (rows["measure_name"] == "visits-daily").sum()
+    )

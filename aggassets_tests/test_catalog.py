@@ -1,0 +1,83 @@
+"""The measure catalog: DACC's definitions files drop in; anything loose or ambiguous is refused."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from aggassets.catalog import load_measures_file
+from aggassets.errors import AggassetsError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "measures.json"
+    path.write_text(text)
+    return path
+
+
+def definitions(*items: dict[str, object]) -> str:
+    return json.dumps({"definitions": list(items)})
+
+
+def test_a_dacc_file_with_ids_and_without_aggregation_period_drops_in(tmp_path: Path) -> None:
+    """DACC's files carry a database id, and some definitions only an executionFrequency."""
+    text = definitions(
+        {"id": 1, "name": "session-length", "org": "an-org", "accessApp": False, "accessPublic": False,
+         "aggregationThreshold": 5, "createdBy": "an-app", "executionFrequency": "day", "group1Key": "pages"},
+        {"id": 2, "name": "bill-summary-monthly", "executionFrequency": "month", "group1Key": "event_type"},
+        {"id": 3, "name": "logins-daily", "executionFrequency": "month", "aggregationPeriod": "day"},
+    )  # fmt: skip
+    catalog = load_measures_file(write(tmp_path, text))
+    assert [(m.name, m.aggregation_period) for m in catalog.measures] == [
+        ("session-length", "day"),
+        ("bill-summary-monthly", "month"),
+        ("logins-daily", "day"),  # a given period wins
+    ]
+    assert catalog.get("session-length").aggregation_threshold == 5
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("aggregationThreshold", True),
+        ("aggregationThreshold", "50"),
+        ("aggregationThreshold", 5.5),
+        ("aggregationThreshold", 5.0),
+        ("withQuartiles", "yes"),
+        ("withQuartiles", 1),
+        ("accessPublic", "on"),
+        ("maxDaysToUpdateQuartile", "30"),
+        ("createdBy", 7),
+        ("id", "1"),
+    ],
+)
+def test_values_of_the_wrong_type_are_refused_not_converted(tmp_path: Path, field: str, value: object) -> None:
+    text = definitions(
+        {"name": "m", "aggregationPeriod": "day"}, {"name": "n", "aggregationPeriod": "day", field: value}
+    )
+    with pytest.raises(AggassetsError, match=rf"definitions\.1\.{field}"):
+        load_measures_file(write(tmp_path, text))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"definitions": [{"name": "m", "aggregationPeriod": "day", "aggregationThreshold": 50, '
+        '"aggregationThreshold": 1}]}',
+        '{"definitions": [{"name": "m", "aggregationPeriod": "day"}], "definitions": []}',
+    ],
+)
+def test_a_key_given_twice_is_refused(tmp_path: Path, text: str) -> None:
+    with pytest.raises(AggassetsError, match=r"duplicate key '(aggregationThreshold|definitions)'"):
+        load_measures_file(write(tmp_path, text))
+
+
+def test_equal_group_keys_and_a_missing_period_are_refused_listing_both(tmp_path: Path) -> None:
+    text = definitions(
+        {"name": "m", "aggregationPeriod": "day", "group1Key": "os", "group2Key": "os"},
+        {"name": "n", "group1Key": "os"},
+    )
+    with pytest.raises(AggassetsError) as info:
+        load_measures_file(write(tmp_path, text))
+    message = str(info.value)
+    assert "group keys must differ: os, os" in message and "definitions.1.aggregationPeriod: Field required" in message
