@@ -48,11 +48,15 @@ def aggregate_check_specs(asset_name: str) -> list[AssetCheckSpec]:
     return [AssetCheckSpec(check, asset=asset_name, description=text) for check, text in AGGREGATE_CHECKS.items()]
 
 
-def aggregate_check_results(violations: dict[str, int]) -> list[AssetCheckResult]:
-    """One result per check from its count of violating rows (passes at 0)."""
+def aggregate_check_results(violations: dict[str, int], window: str) -> list[AssetCheckResult]:
+    """One result per check from its count of violating rows (passes at 0). A result covers the run's
+    window (its partitions), named in the metadata: Dagster 1.13's partitioned checks are a preview."""
     return [
         AssetCheckResult(
-            check_name=check, passed=n == 0, metadata={"violating_rows": n}, severity=AssetCheckSeverity.ERROR
+            check_name=check,
+            passed=n == 0,
+            metadata={"violating_rows": n, "window": window},
+            severity=AssetCheckSeverity.ERROR,
         )
         for check, n in violations.items()
     ]

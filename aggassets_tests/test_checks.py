@@ -47,11 +47,15 @@ def test_no_loss_passes_only_when_received_is_accepted_plus_rejected() -> None:
 def test_aggregate_checks_fail_with_their_violation_counts() -> None:
     assert [s.name for s in aggregate_check_specs("daily_aggregates")] == list(AGGREGATE_CHECKS)
     results = {
-        r.check_name: r for r in aggregate_check_results(dict.fromkeys(AGGREGATE_CHECKS, 0) | {"unique_keys": 2})
+        r.check_name: r
+        for r in aggregate_check_results(
+            dict.fromkeys(AGGREGATE_CHECKS, 0) | {"unique_keys": 2}, "2026-01-05 .. 2026-01-12"
+        )
     }
     assert not results["unique_keys"].passed and results["unique_keys"].metadata["violating_rows"].value == 2
     assert all(r.passed for name, r in results.items() if name != "unique_keys")
     assert results["unique_keys"].severity == AssetCheckSeverity.ERROR
+    assert results["unique_keys"].metadata["window"].value == "2026-01-05 .. 2026-01-12"
 
 
 def test_finite_statistics_flags_a_p_value_outside_0_1_and_a_nan_without_reason() -> None:

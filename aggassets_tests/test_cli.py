@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -15,7 +16,7 @@ from aggassets.catalog import load_measures
 from aggassets.cli import main
 from aggassets.refresh import SELECTION
 from aggassets.sources.inbox import process_file
-from aggassets.warehouse import open_warehouse
+from aggassets.warehouse import duckdb_engine, open_warehouse
 from aggassets_tests.helpers import DEFINITIONS, make_measures, write_ndjson
 
 
@@ -231,8 +232,10 @@ def test_definitions_validate_and_list(capsys: pytest.CaptureFixture[str], url: 
 
 
 @pytest.fixture
-def held_warehouse(tmp_path: Path) -> Iterator[str]:
-    """A DuckDB warehouse file another process holds open (as a running Dagster run would)."""
+def held_warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A DuckDB warehouse file another process holds open (as a running Dagster run would); the open
+    gives up after 0.5 s here."""
+    monkeypatch.setattr(duckdb_engine, "LOCK_WAIT_SECONDS", 0.5)
     path = tmp_path / "held.duckdb"
     open_warehouse(f"duckdb:///{path}").close()
     holder = subprocess.Popen(
@@ -267,6 +270,22 @@ def test_a_warehouse_held_by_another_process_is_a_one_line_error(
     code, out, err = run(capsys, held_warehouse, *argv)
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and message in err and "lock" in err
+
+
+def test_a_lock_held_briefly_is_waited_for(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A sensor's short read must not make a run (or a command) starting then fail."""
+    path = tmp_path / "brief.duckdb"
+    open_warehouse(f"duckdb:///{path}").close()
+    code = f"import duckdb, time; c = duckdb.connect({str(path)!r}); print('held', flush=True); time.sleep(1.5)"
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        code_, out, err = run(capsys, f"duckdb:///{path}", "purge")
+        assert (code_, err) == (0, "") and json.loads(out)["purged"] == 0
+        assert time.monotonic() - started > 0.3  # it did wait for the holder
+    finally:
+        holder.wait(timeout=30)
 
 
 def test_a_file_that_is_not_a_duckdb_database_is_a_one_line_error(

@@ -87,6 +87,23 @@ def test_first_week_and_month_contain_the_partitions_start() -> None:
     assert PARTITIONS_BY_GRAIN["month"].get_first_partition_key() == "2020-01-01"
 
 
+@pytest.mark.parametrize("child", ["weekly_aggregates", "monthly_aggregates"])
+@pytest.mark.parametrize("parent", ["raw_measures", "daily_aggregates"])
+def test_every_week_and_month_can_be_backfilled_though_the_first_begin_before_the_first_day(
+    child: str, parent: str
+) -> None:
+    """A backfill of all weeks (the UI's default) failed: week 2019-12-30 needs days before 2020-01-01."""
+    graph = defs.resolve_asset_graph()
+    child_def = graph.get(AssetKey(child)).partitions_def
+    parent_def = graph.get(AssetKey(parent)).partitions_def
+    assert child_def is not None and parent_def is not None
+    mapping = graph.get_partition_mapping(AssetKey(child), AssetKey(parent))  # as a backfill plans it
+    every = child_def.subset_with_all_partitions()
+    result = mapping.get_upstream_mapped_partitions_result_for_partitions(every, child_def, parent_def)
+    assert result.required_but_nonexistent_subset.is_empty
+    assert result.partitions_subset.get_partition_keys()[0] == "2020-01-01"
+
+
 def test_a_warehouse_password_does_not_reach_the_ui(monkeypatch: pytest.MonkeyPatch) -> None:
     """The resource holds AGGASSETS_WAREHOUSE as an EnvVar: the code location's snapshot, which the UI
     shows, names the variable, not the URL with its password."""

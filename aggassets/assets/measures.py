@@ -7,12 +7,14 @@ from typing import Any
 
 import pandas as pd
 from dagster import (
+    AssetDep,
     AssetExecutionContext,
     AssetsDefinition,
     BackfillPolicy,
     BetaWarning,
     MaterializeResult,
     MetadataValue,
+    TimeWindowPartitionMapping,
     asset,
 )
 
@@ -40,6 +42,15 @@ def single_run_asset(**kwargs: Any) -> Callable[[Callable[..., Any]], AssetsDefi
             return asset(backfill_policy=BackfillPolicy.single_run(), **kwargs)(fn)
 
     return decorate
+
+
+def daily_dep(name: str) -> AssetDep:
+    """A dep on a daily asset that tolerates days before the partitions start: the first week and month
+    begin before it (partitions.py), and a backfill of them must not wait for days that do not exist."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=BetaWarning)
+        mapping = TimeWindowPartitionMapping(allow_nonexistent_upstream_partitions=True)
+    return AssetDep(name, partition_mapping=mapping)
 
 
 def markdown(frame: pd.DataFrame) -> MetadataValue:
@@ -94,7 +105,7 @@ def raw_measures(
 def build_aggregate_asset(grain: str, description: str) -> AssetsDefinition:
     """One time-partitioned aggregate asset for `grain`, with its checks."""
     name = AGGREGATE_TABLES[grain]
-    deps = ["raw_measures"] + (["daily_aggregates"] if grain != "day" else [])
+    deps = [daily_dep("raw_measures")] + ([daily_dep("daily_aggregates")] if grain != "day" else [])
 
     @single_run_asset(
         name=name,
@@ -119,7 +130,7 @@ def build_aggregate_asset(grain: str, description: str) -> AssetsDefinition:
                 "suppressed_rows": result.suppressed,
                 "preview": markdown(result.preview),
             },
-            check_results=aggregate_check_results(result.violations or {}),
+            check_results=aggregate_check_results(result.violations or {}, f"{start} .. {end}"),
         )
 
     return _aggregate

@@ -1,6 +1,7 @@
 """The DuckDB warehouse: one embedded database file (or :memory:)."""
 
 import re
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date
@@ -26,6 +27,23 @@ def _bind(statement: str, params: Mapping[str, Any] | None) -> dict[str, Any] | 
     return {k: v for k, v in params.items() if k in names} if params and names else None
 
 
+# DuckDB lets one process open a file at a time: a sensor's short read (tens of ms) or a command finishing
+# would make a run starting then fail, so a held lock is retried for this long before it is an error.
+LOCK_WAIT_SECONDS = 5.0
+
+
+def _connect(path: str) -> duckdb.DuckDBPyConnection:
+    """duckdb.connect, retried while another process holds the file's lock (up to LOCK_WAIT_SECONDS)."""
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while True:
+        try:
+            return duckdb.connect(path)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
+
+
 class DuckDBWarehouse(Warehouse):
     """Warehouse on a DuckDB file; one connection for the object's life."""
 
@@ -39,7 +57,7 @@ class DuckDBWarehouse(Warehouse):
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         try:
-            self.con = duckdb.connect(path)
+            self.con = _connect(path)
         except duckdb.Error as exc:  # held by another process (a run, another command), not a DuckDB file, ...
             raise AggassetsError(f"cannot open the DuckDB warehouse {path}: {str(exc).splitlines()[0]}") from exc
         self.con.execute("SET TimeZone = 'UTC'; SET enable_progress_bar = false")  # no bar on stderr
