@@ -93,6 +93,18 @@ def test_materialize_all_grains_checks_pass_and_match_numpy(url: str) -> None:
     assert row["first_quartile"] == pytest.approx(np.quantile(sel, 0.25), rel=1e-12)
 
 
+def test_raw_measures_metadata_counts_rejections_by_reason(url: str) -> None:
+    """The window's accepted measures, and every rejection by reason (these were received today, after
+    the window: none is counted in it)."""
+    resources = {"warehouse": WarehouseResource(url=url), "catalog": CatalogResource(definitions_dir=str(DEFINITIONS))}
+    result = materialize(MEASURE_ASSETS, selection=["raw_measures"], resources=resources, partition_key="2025-03-04")
+    meta = result.asset_materializations_for_node("raw_measures")[0].metadata
+    day = [r for r in make_measures(date(2025, 3, 3), 14, 40) if r["startDate"][:10] == "2025-03-04"]
+    assert meta["accepted"].value == len(day) > 0
+    assert meta["rejected_received_in_window"].value == 0 and meta["rejected_by_reason"].value == {}
+    assert meta["rejected_by_reason_all_batches"].value == {"invalid_json": 1, "unknown_measure": 1}
+
+
 def test_materializing_twice_gives_identical_tables(url: str) -> None:
     with DagsterInstance.ephemeral() as instance:
         run_all(url, instance)

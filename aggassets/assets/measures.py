@@ -88,6 +88,7 @@ def raw_measures(
     with warehouse.open(catalog.measures()) as wh:
         accepted = wh.raw_window_counts(start, end)
         rejected = wh.rejected_window_counts(start, end)
+        rejected_ever = wh.rejected_window_counts(date(1, 1, 1), date(9999, 12, 31))
         received, ok, ko = wh.loss_counts()
     frame = pd.DataFrame(sorted(accepted.items()), columns=["measure", "accepted"])
     return MaterializeResult(
@@ -96,6 +97,7 @@ def raw_measures(
             "accepted": sum(accepted.values()),
             "rejected_received_in_window": sum(rejected.values()),
             "rejected_by_reason": MetadataValue.json(rejected),
+            "rejected_by_reason_all_batches": MetadataValue.json(rejected_ever),
             "preview": markdown(frame),
         },
         check_results=[no_loss_result(received, ok, ko)],
