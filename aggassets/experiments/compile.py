@@ -8,9 +8,51 @@ from scipy import sparse
 
 from aggassets.errors import AggassetsError
 from aggassets.experiments.definition import ExperimentDefinition
-from aggassets.experiments.expressions import Expr, GoalRef, LinearForm, evaluate, goal_refs, linear_form
+from aggassets.experiments.expressions import Const, Expr, GoalRef, evaluate, goal_refs
 from aggassets.experiments.goals import CrossTable, GoalTable
 from aggassets.stats.ratio import RatioSums
+
+
+@dataclass(frozen=True)
+class LinearForm:
+    """`constant + Σ coefficient · goal`, the form of most metric expressions."""
+
+    terms: tuple[tuple[GoalRef, float], ...]
+    constant: float = 0.0
+
+    def scaled(self, factor: float) -> "LinearForm":
+        """This form multiplied by a number."""
+        return LinearForm(tuple((g, c * factor) for g, c in self.terms), self.constant * factor)
+
+    def plus(self, other: "LinearForm", sign: float) -> "LinearForm":
+        """This form plus `sign` times another, like terms merged."""
+        merged: dict[str, tuple[GoalRef, float]] = {g.key: (g, c) for g, c in self.terms}
+        for g, c in other.terms:
+            merged[g.key] = (g, merged.get(g.key, (g, 0.0))[1] + sign * c)
+        return LinearForm(tuple(merged.values()), self.constant + sign * other.constant)
+
+
+def linear_form(expr: Expr, square_constants: bool = False) -> LinearForm | None:
+    """The expression as a LinearForm, or None when it multiplies or divides two goal terms."""
+    # square_constants squares every constant first: ep-stats' rule for the nominator's sum of
+    # squares (the same operations applied to the goals' squared columns)
+    if isinstance(expr, Const):
+        return LinearForm((), expr.value**2 if square_constants else expr.value)
+    if isinstance(expr, GoalRef):
+        return LinearForm(((expr, 1.0),))
+    left = linear_form(expr.left, square_constants)
+    right = linear_form(expr.right, square_constants)
+    if left is None or right is None:
+        return None
+    if expr.op in ("+", "-"):
+        return left.plus(right, 1.0 if expr.op == "+" else -1.0)
+    if expr.op == "*":
+        if not left.terms:
+            return right.scaled(left.constant)
+        return left.scaled(right.constant) if not right.terms else None
+    if right.terms or right.constant == 0:
+        return None
+    return left.scaled(1.0 / right.constant)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from aggassets.experiments.compile import linear_form
 from aggassets.experiments.expressions import (
     BinOp,
     Const,
@@ -10,7 +11,6 @@ from aggassets.experiments.expressions import (
     GoalRef,
     evaluate,
     goal_refs,
-    linear_form,
     parse_expression,
     to_text,
 )
