@@ -1,4 +1,5 @@
-"""The catalog: loads and validates definitions/ (the only reader of that folder)."""
+"""The measure catalog: loads and validates definitions/measures.json (the experiments in
+definitions/experiments/ are read by experiments/definition.py), and the JSON reading both share."""
 
 import json
 from collections.abc import Sequence
@@ -95,10 +96,6 @@ class MeasureCatalog:
                 return m
         raise AggassetsError(f"unknown measure {name!r}")
 
-    def names(self) -> list[str]:
-        """Every measure name, in file order."""
-        return [m.name for m in self.measures]
-
 
 def format_errors(path: Path | str, exc: ValidationError, kind: str = "definitions", more: Sequence[str] = ()) -> str:
     """Every pydantic error (and `more` errors) as `file: location: message`, one per line."""
@@ -164,9 +161,3 @@ def _duplicate_names(raw: object) -> list[str]:
 def load_measures(definitions_dir: Path) -> MeasureCatalog:
     """The catalog's measures: `<definitions_dir>/measures.json`."""
     return load_measures_file(Path(definitions_dir) / "measures.json")
-
-
-def experiment_files(definitions_dir: Path) -> Sequence[Path]:
-    """The experiment definition files, `<definitions_dir>/experiments/*.json`, sorted."""
-    folder = Path(definitions_dir) / "experiments"
-    return sorted(folder.glob("*.json")) if folder.is_dir() else []

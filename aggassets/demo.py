@@ -55,23 +55,28 @@ MALFORMED = [
 ]
 
 
+def _text(value: object) -> str:
+    """An SQL string literal of the generator's own queries (a catalog's createdBy may hold a quote)."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 def _measure_sql(m: MeasureDefinition, first: date, last: date, per_period: dict[str, int] | None = None) -> str:
     """SELECT of one measure's JSON payloads, one row per generated measure."""
     step = {"day": "1 DAY", "week": "7 DAY", "month": "1 MONTH"}[m.aggregation_period]
     trunc = f"date_trunc('{m.aggregation_period}', DATE '{first}')"
     parts = [
-        f"'measureName', '{m.name}'",
+        f"'measureName', {_text(m.name)}",
         f"'value', {VALUES.get(m.name, 'r1')}",
         "'startDate', strftime(p + INTERVAL (floor(r2 * 20)) HOUR, '%Y-%m-%dT%H:%M:%SZ')",
     ]
     if m.created_by:
-        parts.append(f"'createdBy', CASE WHEN r3 < 0.9 THEN '{m.created_by}' ELSE 'cozy-home' END")
+        parts.append(f"'createdBy', CASE WHEN r3 < 0.9 THEN {_text(m.created_by)} ELSE 'cozy-home' END")
     for i, key in enumerate(m.group_keys(), start=1):
         if key:
             options = CHOICES.get(key, ["a", "b"])
             pick = f"{options!r}[1 + floor(power(r{3 + i % 2}, 1.5) * {len(options)})::INT]"
-            rare = f"CASE WHEN r3 > 0.9985 THEN '{key}-rare' ELSE {pick} END"  # below every threshold
-            parts.append(f"'group{i}', json_object('{key}', {rare})")
+            rare = f"CASE WHEN r3 > 0.9985 THEN {_text(key + '-rare')} ELSE {pick} END"  # below every threshold
+            parts.append(f"'group{i}', json_object({_text(key)}, {rare})")
     return f"""
 SELECT json_object({", ".join(parts)})::VARCHAR AS payload FROM (
   SELECT p, random() AS r1, random() AS r2, random() AS r3, random() AS r4
@@ -90,7 +95,7 @@ def generate(
     con.execute("SET enable_progress_bar = false; SELECT setseed(0.42)")
     main, late = folder / "measures.ndjson", folder / "late-measures.ndjson"
     query = " UNION ALL ".join(_measure_sql(m, first, last, per_period) for m in catalog.measures)
-    con.execute(f"COPY ({query}) TO '{main}' (FORMAT csv, HEADER false, QUOTE '', ESCAPE '', DELIMITER '\x1e')")
+    con.execute(f"COPY ({query}) TO {_text(main)} (FORMAT csv, HEADER false, QUOTE '', ESCAPE '', DELIMITER '\x1e')")
     late_rows = con.execute(f"""
         SELECT payload FROM ({_measure_sql(catalog.get("connection-count-daily"), last - timedelta(days=2), last)})
         USING SAMPLE 300 ROWS (reservoir, 7)""").fetchall()

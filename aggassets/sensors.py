@@ -10,6 +10,7 @@ from dagster import (
     sensor,
 )
 
+from aggassets.errors import AggassetsError
 from aggassets.jobs import REFRESH_JOBS, ingest_inbox_job
 from aggassets.resources import WarehouseResource
 from aggassets.settings import inbox_dir
@@ -72,7 +73,7 @@ def late_measures_sensor(context: SensorEvaluationContext, warehouse: WarehouseR
     try:
         with warehouse.open() as wh:
             frame = wh.late_partitions()
-    except Exception as exc:  # a busy DuckDB file (a run holds it): try at the next tick
+    except AggassetsError as exc:  # a DuckDB file a run holds, PostgreSQL unreachable: try at the next tick
         return SkipReason(f"warehouse not readable now: {exc}")
     if frame.empty:
         return SkipReason("no late measures")

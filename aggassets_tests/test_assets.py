@@ -1,8 +1,11 @@
 """The asset graph under real materialize() on a temporary DuckDB warehouse."""
 
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,7 +17,7 @@ from aggassets.definitions import defs
 from aggassets.resources import CatalogResource, WarehouseResource
 from aggassets.sensors import late_measures_sensor
 from aggassets.settings import partitions_start
-from aggassets.warehouse import open_warehouse
+from aggassets.warehouse import duckdb_engine, open_warehouse
 from aggassets_tests.helpers import DEFINITIONS, make_measures, write_ndjson
 
 RANGE = {
@@ -157,3 +160,26 @@ def test_late_measures_sensor_skips_when_nothing_is_late(url: str) -> None:
         result = late_measures_sensor(context)
     assert isinstance(result, SkipReason)
     assert result.skip_message == "no late measures"
+
+
+def test_late_measures_sensor_skips_a_held_file_and_reports_a_real_error(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file another process holds is tried again at the next tick; a broken warehouse is an error
+    the UI shows, not a quiet skip."""
+    monkeypatch.setattr(duckdb_engine, "LOCK_WAIT_SECONDS", 0.3)
+    path = url.removeprefix("duckdb:///")
+    code = f"import duckdb, sys; c = duckdb.connect({path!r}); print('held', flush=True); sys.stdin.read()"
+    holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    with DagsterInstance.ephemeral() as instance:
+        context = build_sensor_context(resources={"warehouse": WarehouseResource(url=url)}, instance=instance)
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+            skipped = late_measures_sensor(context)
+            assert isinstance(skipped, SkipReason) and "warehouse not readable now" in str(skipped.skip_message)
+        finally:
+            holder.communicate(timeout=30)
+        with open_warehouse(url) as wh:
+            wh.execute("ALTER TABLE partition_materializations RENAME COLUMN materialized_at TO changed_by_hand")
+        with pytest.raises(duckdb.BinderException, match="materialized_at"):
+            late_measures_sensor(context)

@@ -155,7 +155,7 @@ def evaluate_goals(
     # as_of (default: the definition's date_for, else today) sets the sequential confidence level and
     # the last day of data read; cross switches ratio metrics to the delta method with covariance;
     # compat reproduces ep-stats 2.5.10 exactly, faults included
-    as_of = as_of or experiment.date_for or datetime.date.today()
+    as_of = as_of or experiment.date_for or datetime.datetime.now(datetime.UTC).date()
     refs = goal_refs_needed(experiment)
     table = build_goal_table(experiment, goals, refs, as_of, literal_dimensions=compat)
     level = sequential_confidence_level(experiment.confidence_level, experiment.date_from, experiment.date_to, as_of)

@@ -1,4 +1,5 @@
-"""The warehouse contract: one class of operations, the SQL of each engine in its own module."""
+"""The warehouse contract: one class of operations over an engine's statements (`self.sql`: duckdb_sql or
+postgres_sql, which share aggregates_sql, goals_sql and the DuckDB validation)."""
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager

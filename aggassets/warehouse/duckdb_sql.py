@@ -1,13 +1,12 @@
-"""Every SQL statement of the DuckDB warehouse (named parameters: $name); the aggregates refresh and
-the goals query are shared with PostgreSQL (aggregates_sql.py, goals_sql.py)."""
+"""The DuckDB warehouse's statements (named parameters: $name). Shared with PostgreSQL: the aggregates
+refresh and checks (aggregates_sql.py), the goals query (goals_sql.py), the measure validation
+(intake.py, intake_files.py) and the events validation (events_intake.py)."""
 
 from collections.abc import Sequence
 
 from aggassets.warehouse import aggregates_sql, goals_sql, intake, intake_files
 from aggassets.warehouse.events_intake import quote
 from aggassets.warehouse.values import AGGREGATE_TABLES
-
-KEY = "measure_name, period_start, created_by, group1, group2, group3"
 
 _AGGREGATE_COLUMNS = """
   measure_name VARCHAR NOT NULL, period_start DATE NOT NULL, created_by VARCHAR NOT NULL,

@@ -39,19 +39,6 @@ from aggassets.warehouse.intake import TIMESTAMP_RE
 
 REQUIRED = ("date", "exp_id", "exp_variant_id", "unit_type", "unit_id", "goal")
 OPTIONAL = ("count", "value")
-REASONS = (
-    "invalid_json",
-    "not_an_object",
-    "duplicate_field",
-    "bad_date",
-    "missing_exp_id",
-    "missing_exp_variant_id",
-    "bad_unit_type",
-    "missing_unit_id",
-    "bad_goal",
-    "bad_count",
-    "bad_value",
-)
 EXTENSIONS = {".csv": "csv", ".parquet": "parquet", ".ndjson": "json", ".jsonl": "json", ".json": "json"}
 _DIMENSION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,58}$")  # dim_ + 59 characters fit PostgreSQL's 63
 _DATE_RE = r"\d{4}-\d{2}-\d{2}"

@@ -1,7 +1,8 @@
 """Measure validation in DuckDB (DESIGN §4.2), in bulk: a fast path and the careful statement.
 
 The items come from intake_files (numbered, in file order). On a DuckDB warehouse validation runs in
-its own connection; for PostgreSQL in an in-memory DuckDB whose results are then copied over.
+the warehouse's own connection (duckdb_sql's INSERT statements); for PostgreSQL in an in-memory DuckDB
+(stage_items) whose rows are then copied over.
 """
 
 import contextlib

@@ -1,7 +1,8 @@
 """Every SQL statement of the PostgreSQL warehouse (psycopg2 named parameters: %(name)s).
 
-The statements mirror duckdb_sql.py one for one, with the same semantics: `percentile_cont`
-for quartiles, `var_pop` for moments, `date_trunc` on timestamps cast back to dates. Text ordering
+The statements have duckdb_sql.py's semantics (the intake's are not here: PostgreSQL COPYs rows the
+DuckDB validation staged), plus indexes, the writer's advisory lock and the schema inventory:
+`percentile_cont` for quartiles, exact NUMERIC sums, `date_trunc` on timestamps cast back to dates. Text ordering
 uses the "C" collation so that rows come out in the same (byte) order as in DuckDB. The refresh of
 the aggregates is one text for both engines (aggregates_sql.py), as is the goals query (goals_sql.py).
 """
