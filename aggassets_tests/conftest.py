@@ -25,6 +25,13 @@ def warehouse_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[st
         yield url
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses postgres_url is a PostgreSQL test (`-m "not postgres"` leaves it out)."""
+    for item in items:
+        if "postgres_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+
+
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A URL of a fresh PostgreSQL schema (for tests that compare the engines side by side)."""

@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -37,12 +36,17 @@ def url(tmp_path: Path) -> str:
 
 def test_ingest_refresh_query_purge(capsys: pytest.CaptureFixture[str], url: str, tmp_path: Path) -> None:
     rows = make_measures(date(2025, 3, 3), 3, 10)
-    path = write_ndjson(tmp_path / "m.ndjson", rows, ("nope", '{"measureName": "x", "value": 1}'))
+    errors = [
+        {"measureName": "error-count-daily", "value": v, "startDate": "2025-03-04", "group1": {"app": "drive"},
+         "group2": {"error_code": "E1"}}
+        for v in (1, 2, 3, 4)
+    ]  # fmt: skip
+    path = write_ndjson(tmp_path / "m.ndjson", rows + errors, ("nope", '{"measureName": "x", "value": 1}'))
     code, out, _ = run(capsys, url, "measures", "ingest", str(path))
     assert code == 0
     assert json.loads(out) == {
-        "received": 62,
-        "accepted": 60,
+        "received": 66,
+        "accepted": 64,
         "rejected": 2,
         "rejected_by_reason": {"invalid_json": 1, "unknown_measure": 1},
     }
@@ -72,8 +76,18 @@ def test_ingest_refresh_query_purge(capsys: pytest.CaptureFixture[str], url: str
         values = np.array(expected[(r["startDate"][:10], r["group1"]["device"])])
         assert r["count"] == len(values) and r["sum"] == pytest.approx(values.sum())
         assert r["std"] == pytest.approx(values.std(ddof=1))
+    code, out, _ = run(capsys, url, "aggregates", "query", "--measure", "connection-count-daily",
+                       "--start", "2025-03-03", "--end", "2025-03-10", "--grain", "week")  # fmt: skip
+    week = {d: [r["value"] for r in rows if r["measureName"] == "connection-count-daily" and r["group1"]["device"] == d]
+            for d in ("desktop", "mobile")}  # fmt: skip
+    assert code == 0 and [
+        (r["startDate"][:10], r["group1"]["device"], r["count"], r["sum"]) for r in json.loads(out)
+    ] == [("2025-03-03", d, len(v), pytest.approx(sum(v))) for d, v in sorted(week.items())]
     code, out, _ = run(capsys, url, "purge", "--days", "0", "--measure", "connection-count-daily")
-    assert code == 0 and json.loads(out)["purged"] == 30
+    assert code == 0 and json.loads(out)["purged"] == 30  # 3 days x 10; error-count-daily is left
+    assert json.loads(out)["by_measure"] == {"connection-count-daily": 30}
+    code, out, _ = run(capsys, url, "purge", "--days", "0")  # session-duration-daily keeps its quartile rows
+    assert code == 0 and json.loads(out)["by_measure"] == {"error-count-daily": 4}
 
 
 def test_a_file_is_ingested_once_unless_again(capsys: pytest.CaptureFixture[str], url: str, tmp_path: Path) -> None:
@@ -231,6 +245,9 @@ def test_definitions_validate_and_list(capsys: pytest.CaptureFixture[str], url: 
     assert "duplicate measure names: a" in err  # listed with the field errors, not only once they are fixed
 
 
+HOLDERS: dict[str, subprocess.Popen[str]] = {}  # held_warehouse's holding process, by URL
+
+
 @pytest.fixture
 def held_warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A DuckDB warehouse file another process holds open (as a running Dagster run would); the open
@@ -248,11 +265,15 @@ def held_warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         stdout=subprocess.PIPE,
         text=True,
     )
+    url = f"duckdb:///{path}"
+    HOLDERS[url] = holder
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        yield f"duckdb:///{path}"
+        yield url
     finally:
-        holder.communicate(timeout=30)  # closing its stdin ends it
+        if holder.poll() is None:
+            holder.communicate(timeout=30)  # closing its stdin ends it
+        del HOLDERS[url]
 
 
 @pytest.mark.parametrize(
@@ -272,20 +293,23 @@ def test_a_warehouse_held_by_another_process_is_a_one_line_error(
     assert len(err.strip().splitlines()) == 1 and message in err and "lock" in err
 
 
-def test_a_lock_held_briefly_is_waited_for(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    """A sensor's short read must not make a run (or a command) starting then fail."""
-    path = tmp_path / "brief.duckdb"
-    open_warehouse(f"duckdb:///{path}").close()
-    code = f"import duckdb, time; c = duckdb.connect({str(path)!r}); print('held', flush=True); time.sleep(1.5)"
-    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        started = time.monotonic()
-        code_, out, err = run(capsys, f"duckdb:///{path}", "purge")
-        assert (code_, err) == (0, "") and json.loads(out)["purged"] == 0
-        assert time.monotonic() - started > 0.3  # it did wait for the holder
-    finally:
-        holder.wait(timeout=30)
+def test_a_lock_held_briefly_is_waited_for(
+    capsys: pytest.CaptureFixture[str], held_warehouse: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sensor's short read must not make a run (or a command) starting then fail: the holder lets go
+    at the first retry, and the command goes on."""
+    monkeypatch.setattr(duckdb_engine, "LOCK_WAIT_SECONDS", 60.0)
+    retries: list[int] = []
+
+    def release_then_pause() -> None:
+        retries.append(1)
+        if len(retries) == 1:
+            holder = HOLDERS[held_warehouse]
+            holder.communicate(timeout=30)  # closing its stdin ends it, and frees the file
+
+    monkeypatch.setattr(duckdb_engine, "_pause", release_then_pause)
+    code, out, err = run(capsys, held_warehouse, "purge")
+    assert (code, err) == (0, "") and json.loads(out)["purged"] == 0 and len(retries) >= 1
 
 
 def test_a_file_that_is_not_a_duckdb_database_is_a_one_line_error(

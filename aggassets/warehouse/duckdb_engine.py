@@ -32,6 +32,11 @@ def _bind(statement: str, params: Mapping[str, Any] | None) -> dict[str, Any] | 
 LOCK_WAIT_SECONDS = 5.0
 
 
+def _pause() -> None:
+    """The wait between two attempts to open a held file."""
+    time.sleep(0.2)
+
+
 def _connect(path: str) -> duckdb.DuckDBPyConnection:
     """duckdb.connect, retried while another process holds the file's lock (up to LOCK_WAIT_SECONDS)."""
     deadline = time.monotonic() + LOCK_WAIT_SECONDS
@@ -41,7 +46,7 @@ def _connect(path: str) -> duckdb.DuckDBPyConnection:
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
                 raise
-            time.sleep(0.2)
+            _pause()
 
 
 class DuckDBWarehouse(Warehouse):

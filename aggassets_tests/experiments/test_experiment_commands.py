@@ -16,7 +16,13 @@ from statsmodels.stats.power import NormalIndPower
 from aggassets.errors import AggassetsError
 from aggassets.experiments.commands import add_experiment_commands
 from aggassets.stats.power import required_sample_size_bernoulli
-from aggassets_tests.experiments.reference_data import REFERENCE_DIR
+from aggassets_tests.experiments.reference_data import (
+    REFERENCE_DIR,
+    expected_metrics,
+    load_reference,
+    metric_mismatches,
+    reference_goals,
+)
 
 EPSTATS_COLUMNS = [
     "exp_id",
@@ -119,6 +125,10 @@ def test_sample_size(capsys: pytest.CaptureFixture[str]) -> None:
     )
     z = st.norm.ppf(0.975) + st.norm.ppf(0.8)
     assert bernoulli["sample_size_per_variant"] == round(z**2 * (0.2 * 0.8 + 0.22 * 0.78) / 0.02**2)
+    tuned = _run(["sample-size", "--n-variants", "2", "--minimum-effect", "0.1", "--mean", "0.2", "--std", "1.2",
+                  "--confidence-level", "0.9", "--power", "0.9"], capsys)  # fmt: skip
+    z = st.norm.ppf(1 - 0.1 / 2) + st.norm.ppf(0.9)  # the normal approximation ep-stats uses: 61659.7
+    assert json.loads(tuned) == {"sample_size_per_variant": float(round(z**2 * 2 * 1.2**2 / 0.02**2))}
     with pytest.raises(AggassetsError, match="two variants"):
         _run(["sample-size", "--n-variants", "1", "--minimum-effect", "0.1", "--mean", "0.2"], capsys)
     with pytest.raises(AggassetsError, match="between zero and one"):
@@ -133,3 +143,23 @@ def test_bernoulli_sample_size_of_an_impossible_treated_rate_is_nan_without_a_wa
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert np.isnan(required_sample_size_bernoulli(2, 0.1, 0.95))
+
+
+def test_compat_reproduces_epstats_where_the_default_differs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """test-missing-value: ep-stats gives p 1 and CI 0 when the relative standard error is 0 (we give NaN);
+    --compat prints ep-stats' own figures (its bundled expectations)."""
+    path = REFERENCE_DIR / "test-missing-value.json"
+    raw, experiment = load_reference(path)
+    goals = tmp_path / "goals.csv"
+    reference_goals(raw, experiment).to_csv(goals, index=False)
+    argv = ["evaluate", "--experiment", str(path), "--goals", str(goals)]
+    for flags, same_as_epstats in (([], False), (["--compat"], True)):
+        out = pd.read_csv(io.StringIO(_run([*argv, *flags], capsys)))
+        mismatches = [
+            m
+            for metric in raw["metrics"]  # type: ignore[attr-defined]
+            for m in metric_mismatches(out[out.metric_id == metric["id"]], expected_metrics(path.stem, metric["id"]))
+        ]
+        assert (mismatches == []) is same_as_epstats, mismatches

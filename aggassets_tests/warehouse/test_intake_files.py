@@ -1,13 +1,16 @@
 """Intake of whole files: items kept exactly as they came, whatever the file's layout or bytes."""
 
 import json
-import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import psycopg2
+
 from aggassets.errors import AlreadyIngested
-from aggassets.warehouse import open_warehouse
+from aggassets.warehouse import open_warehouse, postgres_sql
 from aggassets.warehouse.base import Warehouse
+from aggassets.warehouse.postgres_engine import split_url
 from aggassets.warehouse.values import file_sha256
 from aggassets_tests.warehouse.support import DEFINITIONS, FIRST_DAY
 
@@ -152,29 +155,45 @@ def test_document_elements_are_delimited_not_judged_by_python(warehouse: Warehou
 
 def test_content_stored_once_even_by_two_writers_at_once(postgres_url: str, tmp_path: Path) -> None:
     """Two connections given the same content at the same moment (PostgreSQL allows concurrent writers):
-    the seen-check runs under the writer lock, so one stores it and the other is refused."""
+    the seen-check runs under the writer lock, so one stores it and the other is refused. The moment is
+    forced: a third connection holds the writer lock until both writers wait for it."""
     path = tmp_path / "same.ndjson"
     path.write_text(ITEM + "\n", encoding="utf-8")
     sha = file_sha256(path)
     warehouses = [open_warehouse(postgres_url) for _ in range(2)]
     warehouses[0].sync_definitions(DEFINITIONS)
-    start = threading.Barrier(2)
+    dsn, schema = split_url(postgres_url)
+    gate = psycopg2.connect(dsn)
 
     def ingest(wh: Warehouse) -> str:
-        start.wait()
         try:
             wh.ingest_file(path, DEFINITIONS, FIRST_DAY, sha256=sha, once=True)
         except AlreadyIngested:
             return "refused"
         return "stored"
 
+    def waiting() -> int:
+        with gate.cursor() as cur:  # the gate's own transaction sees pg_locks as it is now
+            cur.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+            return int(cur.fetchone()[0])
+
     try:
+        with gate.cursor() as cur:
+            cur.execute("SET search_path TO %s", (schema,))
+            cur.execute(postgres_sql.WRITER_LOCK)  # held until the gate commits
         with ThreadPoolExecutor(2) as pool:
-            outcomes = sorted(pool.map(ingest, warehouses))
+            futures = [pool.submit(ingest, wh) for wh in warehouses]
+            deadline = time.monotonic() + 60
+            while waiting() < 2 and time.monotonic() < deadline:  # a guard against a hang, not a timing test
+                time.sleep(0.05)
+            assert waiting() == 2  # both passed the early seen-check and wait for the writer lock
+            gate.commit()
+            outcomes = sorted(f.result(timeout=60) for f in futures)
         assert outcomes == ["refused", "stored"]
         assert warehouses[0].loss_counts() == (1, 1, 0)
         warehouses[0].ingest_file(path, DEFINITIONS, FIRST_DAY, sha256=sha)  # --again: stored once more
         assert warehouses[0].loss_counts() == (2, 2, 0)
     finally:
+        gate.close()
         for wh in warehouses:
             wh.close()

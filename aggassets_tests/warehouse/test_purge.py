@@ -135,8 +135,6 @@ def test_late_quartile_measures_of_a_sealed_key_are_rejected(loaded: Loaded, tmp
     """Once raw rows of a quartile key are purged, later measures for it are rejected and kept."""
     wh, t0 = loaded.wh, loaded.received
     assert "duration-daily" in wh.purge(90, now=t0 + timedelta(days=91))
-    sample = next(i for i in loaded.items if i["measureName"] == "duration-daily")
-    day = date.fromisoformat(sample["startDate"][:10]) if len(sample["startDate"]) == 10 else None
     sample = next(i for i in loaded.items if i["measureName"] == "duration-daily" and len(i["startDate"]) == 10)
     day = date.fromisoformat(sample["startDate"])
     same_week = day + timedelta(days=1 if day.weekday() < 6 else -1)
@@ -212,7 +210,7 @@ def test_purge_per_measure(loaded: Loaded) -> None:
 
 def test_purge_refuses_negative_days(warehouse: Warehouse) -> None:
     """A negative age is an error, not a purge of the future."""
-    with pytest.raises(AggassetsError):
+    with pytest.raises(AggassetsError, match="--days must be >= 0"):
         warehouse.purge(-1)
 
 
