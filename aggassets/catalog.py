@@ -7,7 +7,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from aggassets.errors import AggassetsError
 
@@ -49,17 +58,20 @@ class MeasureDefinition(BaseModel):
                 return {**data, "aggregationPeriod": frequency}
         return data
 
-    @model_validator(mode="after")
-    def _groups_in_order(self) -> "MeasureDefinition":
-        """group2Key needs group1Key, group3Key needs group2Key (DACC groups are positional); keys differ."""
-        keys = [self.group1_key, self.group2_key, self.group3_key]
-        for i in (1, 2):
-            if keys[i] is not None and keys[i - 1] is None:
-                raise ValueError(f"group{i + 1}Key is set but group{i}Key is not")
-        named = [k for k in keys if k is not None]
-        if len(set(named)) < len(named):
-            raise ValueError(f"group keys must differ: {', '.join(named)}")
-        return self
+    @field_validator("group2_key", "group3_key")
+    @classmethod
+    def _groups_in_order(cls, key: str | None, info: ValidationInfo) -> str | None:
+        """group2Key needs group1Key, group3Key needs group2Key (DACC groups are positional); keys differ.
+        A field check, so that it is listed with the definition's other errors."""
+        i = 2 if info.field_name == "group2_key" else 3
+        earlier = [f"group{j}_key" for j in range(1, i)]
+        if key is None or not all(name in info.data for name in earlier):  # an earlier key is invalid: listed
+            return key
+        if info.data[earlier[-1]] is None:
+            raise ValueError(f"group{i}Key is set but group{i - 1}Key is not")
+        if key in [info.data[name] for name in earlier]:
+            raise ValueError(f"group keys must differ: {key!r} is also an earlier group key")
+        return key
 
     def group_keys(self) -> tuple[str | None, str | None, str | None]:
         """The three group keys (None where the measure has no such group)."""
@@ -102,7 +114,7 @@ def format_errors(path: Path | str, exc: ValidationError, kind: str = "definitio
     lines = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "<root>"
-        lines.append(f"{path}: {loc}: {err['msg']}")
+        lines.append(f"{path}: {loc}: {err['msg'].removeprefix('Value error, ')}")
     lines += [f"{path}: {m}" for m in more]
     return f"invalid {kind} file ({len(lines)} error(s)):\n" + "\n".join(lines)
 

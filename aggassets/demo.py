@@ -15,7 +15,7 @@ from aggassets.catalog import MeasureCatalog, MeasureDefinition, load_measures
 from aggassets.demo_events import generate_events
 from aggassets.experiment_runs import run_experiment
 from aggassets.experiments.definition import load_experiments
-from aggassets.refresh import refresh_range
+from aggassets.refresh import materialize_definitions, refresh_range
 from aggassets.warehouse import duckdb_path, open_warehouse
 from aggassets.warehouse.values import file_sha256, intake_totals
 
@@ -145,6 +145,7 @@ def main() -> int:
         ingest = wh.ingest_file(main_file, catalog.measures, settings.partitions_start(), sha256=file_sha256(main_file))
         print(f"ingested {ingest.as_dict()} in {time.perf_counter() - t1:.1f}s", file=sys.stderr)
     t2 = time.perf_counter()
+    materialize_definitions(url, str(settings.definitions_dir()))  # so that the UI shows the catalog too
     runs = refresh_range(first, today, url, str(settings.definitions_dir()))
     print(f"refreshed {runs} in {time.perf_counter() - t2:.1f}s", file=sys.stderr)
     with open_warehouse(url) as wh:
@@ -166,9 +167,25 @@ def main() -> int:
     result["events"] = events
     result["experiments"] = {k: experiment_lines(v, experiments[k].control_variant) for k, v in evaluations.items()}
     result["window"] = f"{first} .. {last}"
+    result["next"] = next_commands(first, today)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     print(render(result))
     return 0
+
+
+def next_commands(first: date, today: date) -> list[str]:
+    """The query and the three Dagster backfills of the demo's data, with its own dates (complete
+    partitions only: weeks and months that ended before today)."""
+    last_week = today - timedelta(days=today.weekday() + 7)
+    last_month = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
+    materialize = "dagster asset materialize -m aggassets.definitions --select"
+    return [
+        f"aggassets aggregates query --measure connection-count-daily --start {first} --end {today}",
+        f"export DAGSTER_HOME={settings.PROJECT_ROOT / '.dagster_home'}",
+        f"{materialize} raw_measures,daily_aggregates --partition-range {first}...{today - timedelta(days=1)}",
+        f"{materialize} weekly_aggregates --partition-range {first - timedelta(days=first.weekday())}...{last_week}",
+        f"{materialize} monthly_aggregates --partition-range {first.replace(day=1)}...{last_month}",
+    ]
 
 
 def experiment_lines(metrics: pd.DataFrame, control: str) -> list[str]:
@@ -208,10 +225,8 @@ def render(result: dict[str, object]) -> str:
     for exp_id, rows in dict(result.get("experiments") or {}).items():  # type: ignore[call-overload]
         lines.append(f"  experiment {exp_id}:")
         lines += [f"    {row}" for row in rows]
-    lines.append(
-        "Next: `make ui` to browse the runs, or `.venv/bin/aggassets aggregates query --measure "
-        "connection-count-daily --start YYYY-MM-DD --end YYYY-MM-DD`."
-    )
+    lines.append("Next: `make ui` to browse the runs; in the virtualenv (source .venv/bin/activate):")
+    lines += [f"  {command}" for command in list(result.get("next") or [])]  # type: ignore[call-overload]
     return "\n".join(lines)
 
 

@@ -29,12 +29,32 @@ def overlapping_keys(grain: str, start: date, end: date) -> list[str]:
     return [k for k in keys if first <= k <= last]
 
 
-def refresh_range(start: date, end: date, warehouse_url: str, definitions_dir: str) -> list[dict[str, Any]]:
-    """Materialize raw + daily, weekly and monthly assets over [start, end): one run per grain."""
-    resources = {
+def _resources(warehouse_url: str, definitions_dir: str) -> dict[str, Any]:
+    """The assets' resources for an in-process run."""
+    return {
         "warehouse": WarehouseResource(url=warehouse_url),
         "catalog": CatalogResource(definitions_dir=definitions_dir),
     }
+
+
+def materialize_definitions(warehouse_url: str, definitions_dir: str) -> str:
+    """Materialize measure_definitions (the catalog synced to the warehouse); the run id."""
+    result = materialize(
+        MEASURE_ASSETS,
+        selection=["measure_definitions"],
+        resources=_resources(warehouse_url, definitions_dir),
+        run_config=QUIET,
+        instance=instance_for_runs(),
+        raise_on_error=False,
+    )
+    if not result.success:
+        raise AggassetsError(f"measure_definitions failed (run {result.run_id}): {failure_causes(result)}")
+    return result.run_id
+
+
+def refresh_range(start: date, end: date, warehouse_url: str, definitions_dir: str) -> list[dict[str, Any]]:
+    """Materialize raw + daily, weekly and monthly assets over [start, end): one run per grain."""
+    resources = _resources(warehouse_url, definitions_dir)
     instance = instance_for_runs()
     report = []
     for grain, selection in SELECTION.items():

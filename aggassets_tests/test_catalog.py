@@ -80,4 +80,14 @@ def test_equal_group_keys_and_a_missing_period_are_refused_listing_both(tmp_path
     with pytest.raises(AggassetsError) as info:
         load_measures_file(write(tmp_path, text))
     message = str(info.value)
-    assert "group keys must differ: os, os" in message and "definitions.1.aggregationPeriod: Field required" in message
+    assert "definitions.0.group2Key: group keys must differ: 'os' is also an earlier group key" in message
+    assert "definitions.1.aggregationPeriod: Field required" in message
+
+
+def test_a_type_error_and_a_group_error_of_one_definition_are_listed_together(tmp_path: Path) -> None:
+    text = definitions({"name": "m", "aggregationPeriod": "day", "aggregationThreshold": "5", "group2Key": "os"})
+    with pytest.raises(AggassetsError) as info:
+        load_measures_file(write(tmp_path, text))
+    message = str(info.value)
+    assert "(2 error(s))" in message and "definitions.0.aggregationThreshold" in message
+    assert "definitions.0.group2Key: group2Key is set but group1Key is not" in message
