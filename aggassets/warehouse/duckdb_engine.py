@@ -108,6 +108,8 @@ class DuckDBWarehouse(Warehouse):
                 ids = {**self.batch_ids(utc_now(), sha256 if once else None), "row0": row0}
                 self.execute(self.sql.INSERT_INBOX, ids)
                 self.execute("DROP TABLE temp.lines")  # memory: the items are in the inbox now
+                # raw rows carry their seq: their order inside the batch's new row groups does not matter
+                self.con.execute("SET preserve_insertion_order = false")
                 fast = int(
                     self.fetch(
                         self.sql.INSERT_RAW_FAST, {**ids, **intake.fast_params(self.con, definitions, first_day)}
@@ -121,7 +123,7 @@ class DuckDBWarehouse(Warehouse):
                 return self.record_batch(ids, str(path), sha256, received)
         finally:
             self.con.execute("DROP TABLE IF EXISTS temp.lines")
-            self.con.execute("RESET memory_limit")
+            self.con.execute("RESET memory_limit; RESET preserve_insertion_order")
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

@@ -9,6 +9,7 @@ from typing import Any
 import duckdb
 import pytest
 
+from aggassets.catalog import MeasureDefinition
 from aggassets.warehouse import intake, intake_files
 from aggassets_tests.warehouse.support import DEFINITIONS, FIRST_DAY
 from aggassets_tests.warehouse.test_intake import ACCEPTED, DROP, MALFORMED, edited_lines, line, raw
@@ -191,3 +192,30 @@ def test_fast_date_forms_and_every_one_character_change_match_careful_validation
     assert set(range(1, len(FAST_DATE_FORMS) + 1)) <= accepted  # every form itself takes the fast path
     assert {r[4] for r in slow_rows[: len(FAST_DATE_FORMS)]} == {date(2022, 1, 31)}
     assert len(accepted) == len(lines) - fast_careful and fast_careful > 0
+
+
+def test_a_name_that_reads_as_a_number_or_literal_takes_the_careful_path(tmp_path: Path) -> None:
+    """The fast path reads measureName as text, so `"measureName": 5` reads as 5 too: measures named like a
+    number or a JSON literal are checked by the careful path only (the number is refused, the string taken)."""
+    catalog = [MeasureDefinition(name=n, aggregationPeriod="day") for n in ("5", "1e3", "true", "inf", "plain")]
+    lines = [
+        '{"measureName": 5, "value": 1, "startDate": "2022-01-03"}',
+        '{"measureName": "5", "value": 1, "startDate": "2022-01-03"}',
+        '{"measureName": 1e3, "value": 1, "startDate": "2022-01-03"}',
+        '{"measureName": "1e3", "value": 1, "startDate": "2022-01-03"}',
+        '{"measureName": true, "value": 1, "startDate": "2022-01-03"}',
+        '{"measureName": "true", "value": 1, "startDate": "2022-01-03"}',
+        '{"measureName": "inf", "value": 1, "startDate": "2022-01-03"}',
+        '{"measureName": "plain", "value": 1, "startDate": "2022-01-03"}',
+        '{"measureName": "plain", "value": 1, "startDate": 20220103}',
+    ]
+    path = tmp_path / "names.ndjson"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    con = duckdb.connect()
+    careful = intake.stage_items(con, path, catalog, FIRST_DAY, fast=True)
+    reasons = [r[0] for r in con.execute("SELECT reason FROM staged ORDER BY item_no").fetchall()]
+    expected = [
+        "invalid_measure_name", None, "invalid_measure_name", None, "invalid_measure_name", None, None, None,
+        "invalid_start_date",
+    ]  # fmt: skip
+    assert reasons == expected and careful == len(lines) - 1  # only "plain" with its date is fast
