@@ -14,7 +14,7 @@ from aggassets.errors import AggassetsError
 from aggassets.jobs import REFRESH_JOBS, ingest_inbox_job
 from aggassets.resources import WarehouseResource
 from aggassets.settings import inbox_dir
-from aggassets.sources.inbox import pending_files
+from aggassets.sources import inbox
 
 ATTEMPT_TAG = "aggassets/attempt_of"  # the work a run does (a file, a late partition), for its retries
 _ACTIVE = (DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED)
@@ -39,9 +39,9 @@ def next_run_key(context: SensorEvaluationContext, job_name: str, work: str) -> 
 )
 def inbox_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
     """Every 30 s: each new file in the inbox folder (AGGASSETS_INBOX) gets one ingest run."""
-    files = pending_files(inbox_dir())
+    files = inbox.pending_files(inbox_dir())
     if not files:
-        return SkipReason(f"no measure file in {inbox_dir()}")
+        return SkipReason(f"no measure file in {inbox_dir()} unchanged for {inbox.SETTLE_SECONDS:g} s")
     requests = []
     for path in files:
         stat = path.stat()  # the inode too: another file of the same name, size and time is new work

@@ -1,6 +1,7 @@
 """The inbox: files are ingested once, moved to processed/ or failed/ with a reason, never deleted."""
 
 import json
+import os
 from datetime import date
 from pathlib import Path
 
@@ -10,8 +11,15 @@ from dagster import DagsterInstance, SkipReason, build_sensor_context
 from aggassets.jobs import ingest_inbox_job
 from aggassets.resources import CatalogResource, WarehouseResource
 from aggassets.sensors import ATTEMPT_TAG, inbox_sensor
+from aggassets.sources import inbox as inbox_source
 from aggassets.warehouse import open_warehouse
 from aggassets_tests.helpers import DEFINITIONS, make_measures, write_ndjson
+
+
+@pytest.fixture(autouse=True)
+def no_settling(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The files these tests write are complete at once (the settling wait has its own test)."""
+    monkeypatch.setattr(inbox_source, "SETTLE_SECONDS", 0.0)
 
 
 def ingest_run(url: str, files: list[str]) -> None:
@@ -73,3 +81,22 @@ def test_inbox_sensor_waits_for_a_run_in_progress_and_retries_a_failed_one(
         again = inbox_sensor(build_sensor_context(instance=instance)).run_requests
         assert [r.run_key for r in again] == [f"{first[0].run_key}:retry1"]
         assert again[0].run_config == first[0].run_config
+
+
+def test_a_file_changed_in_the_last_seconds_waits_for_a_later_tick(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file still being written is not ingested half: it waits until unchanged for SETTLE_SECONDS."""
+    monkeypatch.setattr(inbox_source, "SETTLE_SECONDS", 5.0)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    path = write_ndjson(inbox / "growing.ndjson", make_measures(date(2025, 3, 3), 1, 2))
+    now = path.stat().st_mtime
+    assert inbox_source.pending_files(inbox, now=now + 4.9) == []
+    assert inbox_source.pending_files(inbox, now=now + 5.0) == [path]
+    monkeypatch.setenv("AGGASSETS_INBOX", str(inbox))
+    with DagsterInstance.ephemeral() as instance:
+        skipped = inbox_sensor(build_sensor_context(instance=instance))  # written just now
+        assert isinstance(skipped, SkipReason) and "unchanged for 5 s" in str(skipped.skip_message)
+        os.utime(path, (now - 60, now - 60))
+        assert len(inbox_sensor(build_sensor_context(instance=instance)).run_requests) == 1

@@ -1,6 +1,7 @@
 """The inbox folder: measure files dropped there are ingested once, then moved aside."""
 
 import shutil
+import time
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -11,13 +12,19 @@ from aggassets.warehouse import Warehouse
 from aggassets.warehouse.values import file_sha256
 
 SUFFIXES = (".json", ".ndjson", ".jsonl")
+# A file changed this recently may still be being written: it waits for a later tick (drop files
+# atomically, write then rename, to be safe whatever the writer's pauses).
+SETTLE_SECONDS = 5.0
 
 
-def pending_files(inbox: Path) -> list[Path]:
-    """Measure files waiting in the inbox (not in processed/ or failed/), oldest name first."""
+def pending_files(inbox: Path, now: float | None = None) -> list[Path]:
+    """Measure files waiting in the inbox (not in processed/ or failed/), unchanged for SETTLE_SECONDS,
+    oldest name first."""
     if not inbox.is_dir():
         return []
-    return sorted(p for p in inbox.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+    settled = (time.time() if now is None else now) - SETTLE_SECONDS
+    files = (p for p in inbox.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+    return sorted(p for p in files if p.stat().st_mtime <= settled)
 
 
 def _move(path: Path, folder: Path) -> Path:
