@@ -5,8 +5,7 @@ refresh and checks (aggregates_sql.py), the goals query (goals_sql.py), the meas
 from collections.abc import Sequence
 
 from aggassets.warehouse import aggregates_sql, goals_sql, intake, intake_files
-from aggassets.warehouse.events_intake import quote
-from aggassets.warehouse.values import AGGREGATE_TABLES
+from aggassets.warehouse.values import AGGREGATE_TABLES, quote
 
 _AGGREGATE_COLUMNS = """
   measure_name VARCHAR NOT NULL, period_start DATE NOT NULL, created_by VARCHAR NOT NULL,

@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 
 from aggassets.errors import AggassetsError, require_file
 from aggassets.warehouse.intake import TIMESTAMP_RE
+from aggassets.warehouse.values import quote
 
 REQUIRED = ("date", "exp_id", "exp_variant_id", "unit_type", "unit_id", "goal")
 OPTIONAL = ("count", "value")
@@ -132,11 +133,6 @@ def _read_json(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
 
 
 READERS = {"csv": _read_csv, "parquet": _read_parquet, "json": _read_json}
-
-
-def quote(name: str) -> str:
-    """A column name as a quoted SQL identifier."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 def check_columns(path: Path, names: Sequence[str], required: bool = True) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from aggassets.experiments.definition import ExperimentDefinition, FilterDefinition
 from aggassets.experiments.expressions import GoalRef
 from aggassets.experiments.goals import NUMBER_PATTERN, number_or_none
+from aggassets.warehouse.values import quote
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class _Builder:
         if dimension.lower() not in self.dimensions:
             return "FALSE"  # no event ever carried this dimension: every cell is empty
         self.used.add(dimension.lower())
-        col = f'"{dimension_column(dimension)}"'
+        col = quote(dimension_column(dimension))
         filled = f"{col} <> ''"  # NULL <> '' is NULL: CASE takes it as false
         target = number_or_none(value)
         number = self.dialect.number(col)
@@ -169,7 +170,7 @@ def goals_query(
     level2.append(f"count(*) FILTER (WHERE hit AND unit_type = {b.param(experiment.unit_type)}) AS units")
 
     columns = ["exp_variant_id", "unit_type", "unit_id", "goal", "count", "value"]
-    columns += [f'"{dimension_column(d)}"' for d in sorted(b.used)]
+    columns += [quote(dimension_column(d)) for d in sorted(b.used)]
     sep1, sep2 = ",\n    ", ",\n  "
     sql = f"""WITH scoped AS (
   SELECT {", ".join(columns)}

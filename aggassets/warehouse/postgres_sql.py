@@ -10,8 +10,7 @@ the aggregates is one text for both engines (aggregates_sql.py), as is the goals
 from collections.abc import Sequence
 
 from aggassets.warehouse import aggregates_sql, goals_sql
-from aggassets.warehouse.events_intake import quote
-from aggassets.warehouse.values import AGGREGATE_TABLES
+from aggassets.warehouse.values import AGGREGATE_TABLES, quote
 
 KEY = "measure_name, period_start, created_by, group1, group2, group3"
 MEASURE_KEY = "measure_name, created_by, group1, group2, group3"

@@ -104,6 +104,12 @@ def definitions_frame(definitions: Sequence[MeasureDefinition]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[f for f in MeasureDefinition.model_fields if f != "id"])
 
 
+def quote(name: str) -> str:
+    """An identifier (a column name from the validated catalog or an events file's header) as quoted SQL:
+    the one quoting helper of the warehouse's SQL."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def _group(key: str | None, stored: str) -> dict[str, Any] | None:
     """A stored group value (JSON text, '' when absent) back to DACC's {key: value}."""
     return {key: json.loads(stored)} if key and stored != "" else None
