@@ -105,7 +105,7 @@ class Warehouse:
         once: bool = False,
     ) -> IntakeResult:
         """Store every item of the file in the inbox, then in raw_measures or rejected_measures (one
-        transaction; each engine has its own way, see intake.py). `once`: refuse content the warehouse
+        transaction; each engine has its own way, see intake_fast.py). `once`: refuse content the warehouse
         holds already (by sha256), checked inside the transaction, after the writer lock."""
         raise NotImplementedError
 

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from aggassets.catalog import MeasureDefinition
 from aggassets.errors import AggassetsError
-from aggassets.warehouse import duckdb_sql, intake, intake_files
+from aggassets.warehouse import duckdb_sql, intake, intake_fast, intake_files
 from aggassets.warehouse.base import Warehouse
 from aggassets.warehouse.values import IntakeResult, utc_now
 
@@ -97,7 +97,7 @@ class DuckDBWarehouse(Warehouse):
         """Read, validate and store the file in one transaction of the warehouse connection.
 
         The items are read once into `lines`; the inbox and raw_measures are filled from it directly
-        (the fast path); only the items it leaves are checked carefully (see intake.py).
+        (the fast path, intake_fast.py); only the items it leaves are checked carefully (intake.py).
         """
         self.con.execute("SET memory_limit = $limit", {"limit": self.intake_memory_limit})
         try:
@@ -112,7 +112,7 @@ class DuckDBWarehouse(Warehouse):
                 self.con.execute("SET preserve_insertion_order = false")
                 fast = int(
                     self.fetch(
-                        self.sql.INSERT_RAW_FAST, {**ids, **intake.fast_params(self.con, definitions, first_day)}
+                        self.sql.INSERT_RAW_FAST, {**ids, **intake_fast.fast_params(self.con, definitions, first_day)}
                     ).iloc[0, 0]
                 )
                 if fast < received:

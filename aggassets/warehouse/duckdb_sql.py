@@ -4,7 +4,7 @@ refresh and checks (aggregates_sql.py), the goals query (goals_sql.py), the meas
 
 from collections.abc import Sequence
 
-from aggassets.warehouse import aggregates_sql, goals_sql, intake, intake_files
+from aggassets.warehouse import aggregates_sql, goals_sql, intake, intake_fast, intake_files
 from aggassets.warehouse.values import AGGREGATE_TABLES, quote
 
 _AGGREGATE_COLUMNS = """
@@ -79,9 +79,9 @@ SELECT $seq0 + item_no, measure_name, start_date, created_by, group1, group2, gr
 FROM ({accepted})"""
 
 
-# The items the fast path proves valid go straight to raw_measures (intake.fast_params); the others are
+# The items the fast path proves valid go straight to raw_measures (intake_fast.fast_params); the others are
 # checked carefully in `staged` (needs intake.definitions_registered), then stored as raw or rejected.
-INSERT_RAW_FAST = _insert_raw(intake.fast_accepted_sql(_ITEMS))
+INSERT_RAW_FAST = _insert_raw(intake_fast.fast_accepted_sql(_ITEMS))
 # The items the fast path left: the batch's item numbers missing from raw_measures, then their payloads.
 # Only blocks of 2048 numbers not all present are enumerated; a NOT EXISTS per item instead read every
 # payload of the batch back (10M items, 140 left: 0.1 s against 7.5 s).

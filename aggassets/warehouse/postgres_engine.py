@@ -20,7 +20,7 @@ from psycopg2 import sql as pgsql
 
 from aggassets.catalog import MeasureDefinition
 from aggassets.errors import AggassetsError
-from aggassets.warehouse import intake, postgres_sql
+from aggassets.warehouse import intake_fast, postgres_sql
 from aggassets.warehouse.base import Warehouse
 from aggassets.warehouse.values import IntakeResult, utc_now
 
@@ -188,12 +188,12 @@ class PostgresWarehouse(Warehouse):
         """Validate the file in an in-memory DuckDB, then COPY its items straight into inbox, raw_measures
         and rejected_measures, in one transaction (no staged copy in PostgreSQL)."""
         with duckdb.connect() as con:
-            intake.stage_items(con, Path(path), definitions, first_day)
+            intake_fast.stage_items(con, Path(path), definitions, first_day)
             received = int(con.execute("SELECT count(*) FROM staged").fetchall()[0][0])
             with self.transaction():
                 # inside: after any writer lock, so received_at orders with commits and `once` sees every batch
                 ids = self.batch_ids(utc_now(), sha256 if once else None)
-                for table, rows in intake.STORED_ROWS.items():
+                for table, rows in intake_fast.STORED_ROWS.items():
                     named = {k: v for k, v in ids.items() if f"${k}" in rows}  # DuckDB refuses extra parameters
                     for batch in con.sql(rows, params=named).to_arrow_reader(_COPY_ROWS):
                         self.copy_into(table, pa.Table.from_batches([batch]))

@@ -103,7 +103,7 @@ _TRUNC = "date_trunc('{grain}', {col}::timestamp)::date"
 
 ANY_FROZEN = "SELECT EXISTS (SELECT 1 FROM frozen_quartiles)"
 
-# --- intake: the batch's rows were copied in (intake.STORED_ROWS); every one has seq > %(seq0)s.
+# --- intake: the batch's rows were copied in (intake_fast.STORED_ROWS); every one has seq > %(seq0)s.
 # Accepted items of a sealed quartile key (DESIGN 4.5) move from raw_measures to rejected_measures.
 _SEALED = """r.seq > %(seq0)s AND EXISTS (
   SELECT 1 FROM frozen_quartiles f

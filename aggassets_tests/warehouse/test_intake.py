@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from aggassets.errors import AggassetsError
-from aggassets.warehouse import intake, open_warehouse
+from aggassets.warehouse import intake_fast, open_warehouse
 from aggassets.warehouse.base import Warehouse
 from aggassets.warehouse.duckdb_engine import DuckDBWarehouse
 from aggassets_tests.warehouse.support import DEFINITIONS, FIRST_DAY, ingest
@@ -381,8 +381,8 @@ def test_randomly_edited_lines_are_stored_as_validated(warehouse: Warehouse, tmp
     path = tmp_path / "edits.ndjson"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     with duckdb.connect() as con:  # what the careful validation alone decides
-        intake.stage_items(con, path, DEFINITIONS, FIRST_DAY, fast=False)
-        want = con.execute(intake.STAGED_ROWS).fetchall()
+        intake_fast.stage_items(con, path, DEFINITIONS, FIRST_DAY, fast=False)
+        want = con.execute(intake_fast.STAGED_ROWS).fetchall()
     result = warehouse.ingest_file(path, DEFINITIONS, FIRST_DAY)
     assert result.received == len(lines) == result.accepted + result.rejected
     assert result.rejected_by_reason == dict(Counter(r[2] for r in want if r[2] is not None))

@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from aggassets.catalog import MeasureDefinition
-from aggassets.warehouse import intake, intake_files
+from aggassets.warehouse import intake_fast, intake_files
 from aggassets_tests.warehouse.support import DEFINITIONS, FIRST_DAY
 from aggassets_tests.warehouse.test_intake import ACCEPTED, DROP, MALFORMED, edited_lines, line, raw
 
@@ -96,8 +96,8 @@ TRICKY += [
 def _staged(path: Path, fast: bool) -> tuple[list[tuple[Any, ...]], int]:
     """(every staged row in item order, items checked carefully) of one intake of `path`."""
     con = duckdb.connect()
-    careful = intake.stage_items(con, path, DEFINITIONS, FIRST_DAY, fast=fast)
-    return con.execute(intake.STAGED_ROWS).fetchall(), careful
+    careful = intake_fast.stage_items(con, path, DEFINITIONS, FIRST_DAY, fast=fast)
+    return con.execute(intake_fast.STAGED_ROWS).fetchall(), careful
 
 
 def test_fast_path_matches_careful_validation(tmp_path: Path) -> None:
@@ -122,12 +122,12 @@ def test_fast_path_matches_careful_validation(tmp_path: Path) -> None:
 
 
 def _fast_accepted(path: Path) -> list[tuple[Any, ...]]:
-    """The rows of intake.fast_accepted_sql over the file's items, in item order."""
+    """The rows of intake_fast.fast_accepted_sql over the file's items, in item order."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     row0, _ = intake_files.read_items(con, path)
-    params = {"row0": row0, **intake.fast_params(con, DEFINITIONS, FIRST_DAY)}
-    return con.execute(f"{intake.fast_accepted_sql(intake_files.ITEMS)} ORDER BY item_no", params).fetchall()
+    params = {"row0": row0, **intake_fast.fast_params(con, DEFINITIONS, FIRST_DAY)}
+    return con.execute(f"{intake_fast.fast_accepted_sql(intake_files.ITEMS)} ORDER BY item_no", params).fetchall()
 
 
 def test_fast_path_keeps_file_order_across_row_groups(tmp_path: Path) -> None:
@@ -164,7 +164,7 @@ def test_fast_path_matches_careful_validation_on_random_edits(tmp_path: Path, se
     assert len({r[2] for r in slow_rows}) >= 8  # the edits reach many different reasons
 
 
-# One example of each date form the fast path reads (intake._FAST_DATES), near the end of a day.
+# One example of each date form the fast path reads (intake_fast._FAST_DATES), near the end of a day.
 FAST_DATE_FORMS = [
     "2022-01-31",
     "2022-01-31T23:59:59",
@@ -181,7 +181,7 @@ FAST_DATE_FORMS = [
 def test_fast_date_forms_and_every_one_character_change_match_careful_validation(tmp_path: Path) -> None:
     """Each fast date form, and every change of one of its characters to a digit, sign, separator, space
     or letter, is stored (or left, or rejected) exactly as the careful validation decides."""
-    assert len({len(json.dumps(d)) for d in FAST_DATE_FORMS}) == len(intake._FAST_DATES)
+    assert len({len(json.dumps(d)) for d in FAST_DATE_FORMS}) == len(intake_fast._FAST_DATES)
     dates = list(FAST_DATE_FORMS)
     for text in FAST_DATE_FORMS:
         dates += [text[:i] + c + text[i + 1 :] for i in range(len(text)) for c in "0129+-:. TZz" if c != text[i]]
@@ -212,7 +212,7 @@ def test_a_name_that_reads_as_a_number_or_literal_takes_the_careful_path(tmp_pat
     path = tmp_path / "names.ndjson"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     con = duckdb.connect()
-    careful = intake.stage_items(con, path, catalog, FIRST_DAY, fast=True)
+    careful = intake_fast.stage_items(con, path, catalog, FIRST_DAY, fast=True)
     reasons = [r[0] for r in con.execute("SELECT reason FROM staged ORDER BY item_no").fetchall()]
     expected = [
         "invalid_measure_name", None, "invalid_measure_name", None, "invalid_measure_name", None, None, None,
