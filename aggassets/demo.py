@@ -111,7 +111,7 @@ def summary(url: str, first: date, last: date) -> dict[str, object]:
         out: dict[str, object] = {"measures": len(wh.read_table("measure_definitions"))}
         received, accepted, rejected = wh.loss_counts()
         out |= {"received": received, "accepted": accepted, "rejected": rejected}
-        out["rejected_by_reason"] = wh.rejected_window_counts(date(2000, 1, 1), date(2999, 1, 1))
+        out["rejected_by_reason"] = wh.rejected_counts()
         for grain, table in (
             ("day", "daily_aggregates"),
             ("week", "weekly_aggregates"),

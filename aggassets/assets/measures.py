@@ -88,7 +88,7 @@ def raw_measures(
     with warehouse.open(catalog.measures()) as wh:
         accepted = wh.raw_window_counts(start, end)
         rejected = wh.rejected_window_counts(start, end)
-        rejected_ever = wh.rejected_window_counts(date(1, 1, 1), date(9999, 12, 31))
+        rejected_ever = wh.rejected_counts()
         received, ok, ko = wh.loss_counts()
     frame = pd.DataFrame(sorted(accepted.items()), columns=["measure", "accepted"])
     return MaterializeResult(

@@ -156,6 +156,10 @@ class Warehouse:
         frame = self.fetch(self.sql.REJECTED_WINDOW_COUNTS, {"start": start, "end": end})
         return {str(r): int(n) for r, n in frame.itertuples(index=False)}
 
+    def rejected_counts(self) -> dict[str, int]:
+        """Every rejected measure the warehouse holds, by reason."""
+        return self.rejected_window_counts(date(1, 1, 1), date(9999, 12, 31))
+
     # -- aggregates ------------------------------------------------------------
     def refresh(self, grain: str, start: date, end: date, checks: bool = False) -> RefreshResult:
         """Recompute one grain's table over [start, end) from raw and sealed measures; `checks`: count
