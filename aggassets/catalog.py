@@ -23,6 +23,7 @@ from aggassets.errors import AggassetsError
 Period = Literal["day", "week", "month"]
 GroupKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")]
 MeasureName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-.]{0,127}$")]
+INT32_MAX = 2**31 - 1  # thresholds and waits are stored as INTEGER
 
 
 class MeasureDefinition(BaseModel):
@@ -41,11 +42,11 @@ class MeasureDefinition(BaseModel):
     description: str | None = None
     aggregation_period: Period = Field(alias="aggregationPeriod")
     execution_frequency: Period | None = Field(None, alias="executionFrequency")
-    aggregation_threshold: int = Field(5, alias="aggregationThreshold", ge=1)
+    aggregation_threshold: int = Field(5, alias="aggregationThreshold", ge=1, le=INT32_MAX)
     access_app: bool = Field(False, alias="accessApp")
     access_public: bool = Field(False, alias="accessPublic")
     with_quartiles: bool = Field(False, alias="withQuartiles")
-    max_days_to_update_quartile: int = Field(100, alias="maxDaysToUpdateQuartile", ge=0)
+    max_days_to_update_quartile: int = Field(100, alias="maxDaysToUpdateQuartile", ge=0, le=INT32_MAX)
 
     @model_validator(mode="before")
     @classmethod

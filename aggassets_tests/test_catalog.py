@@ -60,6 +60,22 @@ def test_values_of_the_wrong_type_are_refused_not_converted(tmp_path: Path, fiel
 
 
 @pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("aggregationThreshold", 0, "greater than or equal to 1"),
+        ("aggregationThreshold", 2**31, "less than or equal to 2147483647"),
+        ("maxDaysToUpdateQuartile", -1, "greater than or equal to 0"),
+        ("maxDaysToUpdateQuartile", 2**31, "less than or equal to 2147483647"),
+    ],
+)
+def test_numbers_out_of_range_are_refused(tmp_path: Path, field: str, value: int, message: str) -> None:
+    """Thresholds and waits are stored as 32-bit integers: beyond them, a catalog error, not a database one."""
+    text = definitions({"name": "m", "aggregationPeriod": "day", field: value})
+    with pytest.raises(AggassetsError, match=rf"definitions\.0\.{field}.*{message}"):
+        load_measures_file(write(tmp_path, text))
+
+
+@pytest.mark.parametrize(
     "text",
     [
         '{"definitions": [{"name": "m", "aggregationPeriod": "day", "aggregationThreshold": 50, '

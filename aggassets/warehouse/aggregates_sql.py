@@ -199,6 +199,14 @@ raw_part AS (
 ),"""
 
 
+def _quartile(column: str, i: int) -> str:
+    """A quartile of a window's row: frozen once its key is sealed; else from the raw values, unless some
+    were purged unfrozen (the measure had no quartiles then): NULL, the values are gone. None without
+    quartiles, whatever was frozen before the catalog changed."""
+    return f"""CASE WHEN NOT e.with_quartiles THEN NULL WHEN f.grain IS NOT NULL THEN f.{column}
+         WHEN t.purged IS NULL THEN t.q[{i}] END"""
+
+
 def _insert(grain: str, d: Dialect, exact: bool) -> str:
     """The INSERT of one grain's window (`exact`: see _raw_part)."""
     rolls = grain != "day"
@@ -239,9 +247,9 @@ SELECT t.measure_name, t.period_start, t.created_by, t.group1, t.group2, t.group
        t.n, t.nz, t.s, t.mn, t.mx, t.s / t.n,
        CASE WHEN t.mn < t.mx THEN sqrt(greatest(t.m2, 0) / (t.n - 1)) ELSE 0 END,  -- equal values: 0 after merges too
        CASE WHEN t.mn < t.mx THEN t.m2 ELSE 0 END,
-       coalesce(f.median, t.q[2]), coalesce(f.first_quartile, t.q[1]), coalesce(f.third_quartile, t.q[3]),
+       {_quartile("median", 2)}, {_quartile("first_quartile", 1)}, {_quartile("third_quartile", 3)},
        t.purged, {d.param("now")}
-FROM totals t
+FROM totals t JOIN eligible e ON e.name = t.measure_name
 LEFT JOIN frozen_quartiles f ON f.grain = '{grain}' AND {on_key}"""
 
 

@@ -16,6 +16,7 @@ from aggassets.errors import AggassetsError, AlreadyIngested
 from aggassets.warehouse import events_intake
 from aggassets.warehouse.values import (
     GRAINS,
+    MAX_AGE_DAYS,
     IntakeResult,
     RefreshResult,
     definitions_frame,
@@ -213,7 +214,7 @@ class Warehouse:
         """DESIGN §4.5 in one transaction; returns purged raw measures per measure name."""
         if days < 0:
             raise AggassetsError("--days must be >= 0")
-        params = {"days": days, "measure": measure, "now": now or utc_now()}
+        params = {"days": min(days, MAX_AGE_DAYS), "measure": measure, "now": now or utc_now()}
         with self.transaction():
             for statement in self.sql.PURGE:
                 self.execute(statement, params)

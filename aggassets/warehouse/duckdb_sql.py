@@ -5,7 +5,7 @@ refresh and checks (aggregates_sql.py), the goals query (goals_sql.py), the meas
 from collections.abc import Sequence
 
 from aggassets.warehouse import aggregates_sql, goals_sql, intake, intake_fast, intake_files
-from aggassets.warehouse.values import AGGREGATE_TABLES, quote
+from aggassets.warehouse.values import AGGREGATE_TABLES, MAX_AGE_DAYS, quote
 
 _AGGREGATE_COLUMNS = """
   measure_name VARCHAR NOT NULL, period_start DATE NOT NULL, created_by VARCHAR NOT NULL,
@@ -97,9 +97,11 @@ STAGE_CAREFUL = f"CREATE OR REPLACE TEMP TABLE staged AS {intake.careful_sql(_UN
 INSERT_RAW_CAREFUL = _insert_raw("SELECT * FROM staged WHERE reason IS NULL")
 INSERT_REJECTED_CAREFUL = """INSERT INTO rejected_measures
 SELECT $seq0 + item_no, $now, reason, measure_name FROM staged WHERE reason IS NOT NULL"""
-# Accepted items of a sealed quartile key (DESIGN 4.5) move from raw_measures to rejected_measures.
+# Accepted items of a sealed quartile key (DESIGN 4.5) move from raw_measures to rejected_measures. A measure
+# without quartiles now (the catalog changed) seals nothing: its new values void its keys' frozen quartiles,
+# which no longer hold every value (were quartiles turned on again, those keys show none: _quartile).
 _SEALED = """seq > $seq0 AND EXISTS (
-  SELECT 1 FROM frozen_quartiles f
+  SELECT 1 FROM frozen_quartiles f JOIN measure_definitions m ON m.name = f.measure_name AND m.with_quartiles
   WHERE f.measure_name = raw_measures.measure_name AND f.created_by = raw_measures.created_by
     AND f.group1 = raw_measures.group1 AND f.group2 = raw_measures.group2 AND f.group3 = raw_measures.group3
     AND f.period_start = CAST(date_trunc(f.grain, raw_measures.start_date) AS DATE))"""
@@ -107,6 +109,12 @@ REJECT_SEALED_KEYS = [
     f"""INSERT INTO rejected_measures
 SELECT seq, $now, 'quartile_key_sealed', measure_name FROM raw_measures WHERE {_SEALED}""",
     f"DELETE FROM raw_measures WHERE {_SEALED}",
+    """DELETE FROM frozen_quartiles WHERE EXISTS (
+  SELECT 1 FROM raw_measures r JOIN measure_definitions m ON m.name = r.measure_name AND NOT m.with_quartiles
+  WHERE r.seq > $seq0 AND r.measure_name = frozen_quartiles.measure_name AND r.created_by = frozen_quartiles.created_by
+    AND r.group1 = frozen_quartiles.group1 AND r.group2 = frozen_quartiles.group2
+    AND r.group3 = frozen_quartiles.group3
+    AND frozen_quartiles.period_start = CAST(date_trunc(frozen_quartiles.grain, r.start_date) AS DATE))""",
 ]
 # The batch's items by reason ('' for accepted).
 BATCH_COUNTS = """(SELECT '' AS reason, count(*) AS n FROM raw_measures WHERE seq > $seq0)
@@ -184,7 +192,7 @@ SELECT r.*, m.with_quartiles, m.aggregation_period FROM raw_measures r
 JOIN measure_definitions m ON m.name = r.measure_name
 JOIN partition_materializations pm ON pm.grain = m.aggregation_period AND pm.period_start = r.start_date
 WHERE r.received_at < $now - to_days(CAST($days AS INTEGER)) AND pm.materialized_at >= r.received_at
-  AND (NOT m.with_quartiles OR r.received_at < $now - to_days(m.max_days_to_update_quartile))
+  AND (NOT m.with_quartiles OR r.received_at < $now - to_days(least(m.max_days_to_update_quartile, {MAX_AGE_DAYS})))
   AND ($measure IS NULL OR r.measure_name = $measure)
   AND {aggregates_sql.rolled_up_since_received(aggregates_sql.DUCKDB)}""",
     """INSERT INTO frozen_quartiles
@@ -194,10 +202,16 @@ WITH targets AS (
   FROM purge_candidates c JOIN (VALUES ('day'), ('week'), ('month')) g(grain)
     ON g.grain = c.aggregation_period OR (c.aggregation_period = 'day' AND g.grain IN ('week', 'month'))
   WHERE c.with_quartiles
+), partial AS (  -- values of the target purged before, while the measure had no quartiles: quartiles unknown
+  SELECT t.*, EXISTS (SELECT 1 FROM sealed_moments s WHERE s.measure_name = t.measure_name
+    AND s.created_by = t.created_by AND s.group1 = t.group1 AND s.group2 = t.group2 AND s.group3 = t.group3
+    AND CAST(date_trunc(t.grain, s.start_date) AS DATE) = t.period_start) AS gone
+  FROM targets t
 )
 SELECT t.measure_name, t.grain, t.period_start, t.created_by, t.group1, t.group2, t.group3,
-       quantile_cont(r.value, 0.25), quantile_cont(r.value, 0.5), quantile_cont(r.value, 0.75), $now
-FROM targets t JOIN raw_measures r ON r.measure_name = t.measure_name AND r.created_by = t.created_by
+       quantile_cont(r.value, 0.25) FILTER (WHERE NOT t.gone), quantile_cont(r.value, 0.5) FILTER (WHERE NOT t.gone),
+       quantile_cont(r.value, 0.75) FILTER (WHERE NOT t.gone), $now
+FROM partial t JOIN raw_measures r ON r.measure_name = t.measure_name AND r.created_by = t.created_by
   AND r.group1 = t.group1 AND r.group2 = t.group2 AND r.group3 = t.group3
   AND CAST(date_trunc(t.grain, r.start_date) AS DATE) = t.period_start
 WHERE NOT EXISTS (SELECT 1 FROM frozen_quartiles f WHERE f.measure_name = t.measure_name

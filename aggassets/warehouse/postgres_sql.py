@@ -10,7 +10,7 @@ the aggregates is one text for both engines (aggregates_sql.py), as is the goals
 from collections.abc import Sequence
 
 from aggassets.warehouse import aggregates_sql, goals_sql
-from aggassets.warehouse.values import AGGREGATE_TABLES, quote
+from aggassets.warehouse.values import AGGREGATE_TABLES, MAX_AGE_DAYS, quote
 
 KEY = "measure_name, period_start, created_by, group1, group2, group3"
 MEASURE_KEY = "measure_name, created_by, group1, group2, group3"
@@ -104,9 +104,10 @@ _TRUNC = "date_trunc('{grain}', {col}::timestamp)::date"
 ANY_FROZEN = "SELECT EXISTS (SELECT 1 FROM frozen_quartiles)"
 
 # --- intake: the batch's rows were copied in (intake_fast.STORED_ROWS); every one has seq > %(seq0)s.
-# Accepted items of a sealed quartile key (DESIGN 4.5) move from raw_measures to rejected_measures.
+# Accepted items of a sealed quartile key (DESIGN 4.5) move from raw_measures to rejected_measures; new values
+# of a measure without quartiles void its keys' frozen quartiles (see duckdb_sql.py).
 _SEALED = """r.seq > %(seq0)s AND EXISTS (
-  SELECT 1 FROM frozen_quartiles f
+  SELECT 1 FROM frozen_quartiles f JOIN measure_definitions m ON m.name = f.measure_name AND m.with_quartiles
   WHERE f.measure_name = r.measure_name AND f.created_by = r.created_by
     AND f.group1 = r.group1 AND f.group2 = r.group2 AND f.group3 = r.group3
     AND f.period_start = date_trunc(f.grain, r.start_date::timestamp)::date)"""
@@ -114,6 +115,10 @@ REJECT_SEALED_KEYS = [
     f"""INSERT INTO rejected_measures (seq, received_at, reason, measure_name)
 SELECT r.seq, %(now)s, 'quartile_key_sealed', r.measure_name FROM raw_measures r WHERE {_SEALED}""",
     f"DELETE FROM raw_measures r WHERE {_SEALED}",
+    """DELETE FROM frozen_quartiles f USING raw_measures r, measure_definitions m
+WHERE r.seq > %(seq0)s AND m.name = r.measure_name AND NOT m.with_quartiles AND f.measure_name = r.measure_name
+  AND f.created_by = r.created_by AND f.group1 = r.group1 AND f.group2 = r.group2 AND f.group3 = r.group3
+  AND f.period_start = date_trunc(f.grain, r.start_date::timestamp)::date""",
 ]
 # The batch's items by reason ('' for accepted).
 BATCH_COUNTS = """(SELECT '' AS reason, count(*) AS n FROM raw_measures WHERE seq > %(seq0)s)
@@ -215,7 +220,8 @@ SELECT r.*, m.with_quartiles, m.aggregation_period FROM raw_measures r
 JOIN measure_definitions m ON m.name = r.measure_name
 JOIN partition_materializations pm ON pm.grain = m.aggregation_period AND pm.period_start = r.start_date
 WHERE r.received_at < %(now)s - make_interval(days => %(days)s) AND pm.materialized_at >= r.received_at
-  AND (NOT m.with_quartiles OR r.received_at < %(now)s - make_interval(days => m.max_days_to_update_quartile))
+  AND (NOT m.with_quartiles
+       OR r.received_at < %(now)s - make_interval(days => least(m.max_days_to_update_quartile, {MAX_AGE_DAYS})))
   AND (%(measure)s::TEXT IS NULL OR r.measure_name = %(measure)s::TEXT)
   AND {aggregates_sql.rolled_up_since_received(aggregates_sql.POSTGRES)}""",
     "ANALYZE purge_candidates",  # temp tables get no automatic statistics: plans need them
@@ -226,12 +232,16 @@ WITH targets AS (
          c.created_by, c.group1, c.group2, c.group3
   FROM purge_candidates c {_FEEDS.format(p="c.aggregation_period")}
   WHERE c.with_quartiles
+), partial AS (  -- values of the target purged before, while the measure had no quartiles: quartiles unknown
+  SELECT t.*, EXISTS (SELECT 1 FROM sealed_moments s WHERE {_key_match("s", "t")}
+    AND date_trunc(t.grain, s.start_date::timestamp)::date = t.period_start) AS gone
+  FROM targets t
 )
 SELECT {_TARGET_KEY},
-       percentile_cont(0.25) WITHIN GROUP (ORDER BY r.value),
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY r.value),
-       percentile_cont(0.75) WITHIN GROUP (ORDER BY r.value), %(now)s
-FROM targets t JOIN raw_measures r ON {_key_match("r", "t")}
+       percentile_cont(0.25) WITHIN GROUP (ORDER BY r.value) FILTER (WHERE NOT t.gone),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY r.value) FILTER (WHERE NOT t.gone),
+       percentile_cont(0.75) WITHIN GROUP (ORDER BY r.value) FILTER (WHERE NOT t.gone), %(now)s
+FROM partial t JOIN raw_measures r ON {_key_match("r", "t")}
   AND date_trunc(t.grain, r.start_date::timestamp)::date = t.period_start
 WHERE NOT EXISTS (SELECT 1 FROM frozen_quartiles f WHERE f.grain = t.grain AND {_key_match("f", "t", KEY)})
 GROUP BY {_TARGET_KEY}""",

@@ -18,6 +18,9 @@ GRAINS = ("day", "week", "month")
 AGGREGATE_TABLES = {"day": "daily_aggregates", "week": "weekly_aggregates", "month": "monthly_aggregates"}
 # Which measure periods feed each grain: day measures roll up into weeks and months.
 PERIODS_FEEDING = {"day": ("day",), "week": ("day", "week"), "month": ("day", "month")}
+# An age in days older than any receive time (2,700 years): purge ages beyond it purge the same, and stay
+# inside both engines' timestamp ranges.
+MAX_AGE_DAYS = 1_000_000
 
 
 @dataclass(frozen=True)

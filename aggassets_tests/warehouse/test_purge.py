@@ -1,29 +1,37 @@
 """Purge and sealing (DESIGN §4.5): figures kept exact, quartile keys sealed, nothing lost."""
 
+import json
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from aggassets.catalog import MeasureDefinition
 from aggassets.errors import AggassetsError
 from aggassets.warehouse.base import Warehouse
 from aggassets.warehouse.values import utc_now
 from aggassets_tests.warehouse.support import (
     BY_NAME,
     DEFINITIONS,
+    FIRST_DAY,
+    STATS,
     TABLES,
     aggregates,
     assert_matches,
+    canonical,
     expected,
     frame,
     generate,
     ingest,
     measure,
     refresh_all,
+    truncate,
+    window,
 )
 
 FIRST = date(2022, 1, 24)
@@ -229,3 +237,107 @@ def test_a_late_day_measure_waits_for_its_week_and_month_before_purge(warehouse:
     refresh_all(warehouse, days)
     week = aggregates(warehouse, "week")
     assert week[["count", "sum", "max"]].values.tolist() == [[4, 1003.0, 1000.0]]
+
+
+QUARTILES = ["first_quartile", "median", "third_quartile"]
+MOMENTS = STATS[:7]  # count .. std
+
+
+def with_duration(**changes: Any) -> list[MeasureDefinition]:
+    """The test catalog with duration-daily (a quartile measure, maxDaysToUpdateQuartile 30) changed."""
+    return [d.model_copy(update=changes) if d.name == "duration-daily" else d for d in DEFINITIONS]
+
+
+def ingest_with(wh: Warehouse, folder: Path, catalog: list[MeasureDefinition], items: list[dict[str, Any]]) -> Any:
+    """Ingest items as an NDJSON file against `catalog`."""
+    path = folder / f"catalog-{len(list(folder.iterdir()))}.ndjson"
+    path.write_text("".join(json.dumps(i) + "\n" for i in items), encoding="utf-8")
+    return wh.ingest_file(path, catalog, FIRST_DAY)
+
+
+def test_quartiles_turned_off_after_a_seal(loaded: Loaded, tmp_path: Path) -> None:
+    """A measure whose quartiles are turned off seals nothing: a late value of a sealed key is accepted,
+    its rows show no quartiles; turned on again, the key it changed shows none (its frozen quartiles no
+    longer hold every value, and the purged ones are gone) while the other keys keep theirs."""
+    wh, t0 = loaded.wh, loaded.received
+    assert "duration-daily" in wh.purge(90, now=t0 + timedelta(days=91))
+    sample = next(i for i in loaded.items if i["measureName"] == "duration-daily" and len(i["startDate"]) == 10)
+    day, by, slug = date.fromisoformat(sample["startDate"]), sample.get("createdBy"), sample["group1"]["slug"]
+    off = with_duration(with_quartiles=False)
+    wh.sync_definitions(off)
+    late = measure("duration-daily", 12345.0, day.isoformat(), by, group1=slug)
+    assert ingest_with(wh, tmp_path, off, [late]).as_dict()["accepted"] == 1
+    refresh_all(wh, list(loaded.rows["day"]))
+    rows = pd.concat([loaded.rows, frame([late])])
+    for grain in TABLES:
+        got = aggregates(wh, grain)
+        assert_matches(got, want(loaded, grain, rows), MOMENTS)  # the late value counted everywhere
+        assert got.loc[got["measure_name"] == "duration-daily", QUARTILES].isna().all().all()
+    wh.sync_definitions(DEFINITIONS)
+    refresh_all(wh, list(loaded.rows["day"]))
+    for grain in TABLES:
+        got, wanted = aggregates(wh, grain), want(loaded, grain, rows)
+        touched = [
+            (r.measure_name, r.period_start, r.created_by, r.group1)
+            == ("duration-daily", truncate(grain, day), by or "", canonical(slug))
+            for r in got.itertuples()
+        ]
+        assert sum(touched) == 1
+        mask = np.array(touched)
+        assert got.loc[mask, QUARTILES].isna().all().all()
+        assert_matches(got[mask].reset_index(drop=True), wanted[mask].reset_index(drop=True), MOMENTS)
+        assert_matches(got[~mask].reset_index(drop=True), wanted[~mask].reset_index(drop=True))
+
+
+def test_quartiles_turned_on_after_a_purge(warehouse: Warehouse, tmp_path: Path) -> None:
+    """Values purged while a measure had no quartiles are gone: once quartiles are on, every row they fed
+    shows none (not quartiles of the values left), at refresh and when the key is frozen later."""
+    off = with_duration(with_quartiles=False)
+    warehouse.sync_definitions(off)
+    d1, d2 = date(2022, 1, 3), date(2022, 1, 4)  # one week, one month
+    first = [measure("duration-daily", v, d1.isoformat(), group1="a") for v in (1.0, 2.0, 4.0)]
+    ingest_with(warehouse, tmp_path, off, first)
+    refresh_all(warehouse, [d1, d2])
+    assert warehouse.purge(0, now=utc_now() + timedelta(seconds=1)) == {"duration-daily": 3}
+    second = [measure("duration-daily", v, d2.isoformat(), group1="a") for v in (10.0, 20.0, 40.0, 80.0)]
+    ingest_with(warehouse, tmp_path, off, second)
+    warehouse.sync_definitions(DEFINITIONS)
+    expected_d2 = np.quantile([10.0, 20.0, 40.0, 80.0], [0.25, 0.5, 0.75])
+
+    def check() -> None:
+        refresh_all(warehouse, [d1, d2])
+        for grain in TABLES:
+            got = aggregates(warehouse, grain)
+            assert_matches(got, expected(frame(first + second), grain, *window(grain, [d1, d2])), MOMENTS)
+            if grain != "day":
+                assert got[QUARTILES].isna().all().all(), grain  # d1's values are part of it
+        day = aggregates(warehouse, "day")
+        assert day.loc[0, QUARTILES].isna().all()
+        np.testing.assert_allclose(day.loc[1, QUARTILES].to_numpy(dtype=float), expected_d2, rtol=1e-12)
+
+    check()
+    # the second day purged with quartiles on: its key is frozen, its day from its values, week and month unknown
+    assert warehouse.purge(0, now=utc_now() + timedelta(days=31)) == {"duration-daily": 4}
+    frozen = warehouse.read_table("frozen_quartiles").sort_values("grain")
+    assert frozen["grain"].tolist() == ["day", "month", "week"]
+    np.testing.assert_allclose(frozen.loc[frozen["grain"] == "day", QUARTILES].to_numpy(dtype=float)[0], expected_d2)
+    assert frozen.loc[frozen["grain"] != "day", QUARTILES].isna().all().all()
+    check()
+    late = measure("duration-daily", 1.0, d2.isoformat(), group1="a")
+    assert ingest_with(warehouse, tmp_path, DEFINITIONS, [late]).as_dict()["rejected_by_reason"] == {
+        "quartile_key_sealed": 1
+    }
+
+
+@pytest.mark.parametrize("days", [3_000_000, 2**31, 10**12])
+def test_purge_older_than_any_receive_time_purges_nothing(loaded: Loaded, days: int) -> None:
+    """An age beyond any receive time purges nothing, on both engines (not a timestamp error)."""
+    assert loaded.wh.purge(days, now=loaded.received + timedelta(days=1)) == {}
+
+
+def test_a_very_long_quartile_wait_holds_quartile_measures_back(loaded: Loaded) -> None:
+    """maxDaysToUpdateQuartile as large as its column holds: quartile rows wait, the others are purged."""
+    wh = loaded.wh
+    wh.sync_definitions(with_duration(max_days_to_update_quartile=2**31 - 1))
+    purged = wh.purge(0, now=loaded.received + timedelta(days=1000))
+    assert "duration-daily" not in purged and "visits-daily" in purged
