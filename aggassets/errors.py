@@ -1,5 +1,6 @@
 """Errors that the CLI reports as one line and a non-zero exit code."""
 
+import os
 from pathlib import Path
 
 
@@ -11,7 +12,20 @@ class AlreadyIngested(AggassetsError):
     """Content the warehouse holds already (same SHA-256), found under the writer's lock."""
 
 
+def utf8_name(path: Path) -> bool:
+    """Whether the path is UTF-8 text (a name in another encoding reads as lone surrogates)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def require_file(path: Path) -> None:
-    """Raise AggassetsError unless `path` is an existing file (saying whether it is missing or a folder)."""
+    """Raise AggassetsError unless `path` is an existing file (saying whether it is missing or a folder)
+    whose name is UTF-8 text (DuckDB takes paths as UTF-8 only)."""
+    if not utf8_name(path):
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+        raise AggassetsError(f"{shown}: the file name is not UTF-8 text; rename the file")
     if not path.is_file():
         raise AggassetsError(f"{path}: {'a directory, not a file' if path.is_dir() else 'no such file'}")

@@ -1,5 +1,7 @@
 """Sensors: inbox files to ingest, and late measures to re-aggregate."""
 
+import os
+
 from dagster import (
     DagsterRunStatus,
     RunRequest,
@@ -39,13 +41,17 @@ def next_run_key(context: SensorEvaluationContext, job_name: str, work: str) -> 
 )
 def inbox_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
     """Every 30 s: each new file in the inbox folder (AGGASSETS_INBOX) gets one ingest run."""
+    for path in inbox.set_aside_misnamed(inbox_dir()):
+        context.log.warning(f"{os.fsencode(path)!r}: the file name is not UTF-8 text; moved to failed/")
     files = inbox.pending_files(inbox_dir())
     if not files:
         return SkipReason(f"no measure file in {inbox_dir()} unchanged for {inbox.SETTLE_SECONDS:g} s")
     requests = []
     for path in files:
-        stat = path.stat()  # the inode too: another file of the same name, size and time is new work
-        work = f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino}"
+        # the inode too: another file of the same name, size and time is new work; the change time too: a
+        # file moved back from processed/ (same inode and times otherwise) is new work (refused as ingested)
+        stat = path.stat()
+        work = f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino}:{stat.st_ctime_ns}"
         if (key := next_run_key(context, ingest_inbox_job.name, work)) is not None:
             config = {"ops": {"ingest_inbox_files": {"config": {"files": [str(path)]}}}}
             requests.append(RunRequest(run_key=key, run_config=config, tags={ATTEMPT_TAG: work}))

@@ -1,6 +1,7 @@
 """CLI failure paths: a warehouse that is not there, catalog errors listed together, odd arguments."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -171,5 +172,19 @@ def test_a_database_error_after_connecting_is_one_line(capsys: pytest.CaptureFix
     path = write_ndjson(tmp_path / "m.ndjson", make_measures(date(2025, 3, 3), 1, 3))
     code, out, err = run(capsys, "--warehouse", url, "--definitions", str(DEFINITIONS), "measures", "ingest", str(path))
     assert (code, out) == (2, "") and err.startswith("aggassets: error: database: ") and err.count("\n") == 1
+    with open_warehouse(url) as wh:
+        assert wh.loss_counts() == (0, 0, 0)
+
+
+def test_a_file_name_that_is_not_utf8_is_named_as_the_problem(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A Latin-1 file name: one line saying so (not a content error), exit 2, nothing stored."""
+    path = Path(os.fsdecode(os.path.join(os.fsencode(tmp_path), b"caf\xe9.ndjson")))
+    write_ndjson(path, make_measures(date(2025, 3, 3), 1, 2))
+    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    code, out, err = run(capsys, "--warehouse", url, "--definitions", str(DEFINITIONS), "measures", "ingest", str(path))
+    assert (code, out) == (2, "")
+    assert err.strip().endswith("caf\\xe9.ndjson: the file name is not UTF-8 text; rename the file")
     with open_warehouse(url) as wh:
         assert wh.loss_counts() == (0, 0, 0)

@@ -100,3 +100,61 @@ def test_a_file_changed_in_the_last_seconds_waits_for_a_later_tick(
         assert isinstance(skipped, SkipReason) and "unchanged for 5 s" in str(skipped.skip_message)
         os.utime(path, (now - 60, now - 60))
         assert len(inbox_sensor(build_sensor_context(instance=instance)).run_requests) == 1
+
+
+def test_a_file_named_in_another_encoding_goes_to_failed_and_the_others_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Latin-1 name (as zip, SMB or FTP tools leave them) cannot be named in a run: it is moved to failed/
+    with its reason by the sensor, and the inbox's other files still get their runs."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    monkeypatch.setenv("AGGASSETS_INBOX", str(inbox))
+    good = write_ndjson(inbox / "good.json", make_measures(date(2025, 3, 3), 1, 2))
+    latin1 = os.fsdecode(os.path.join(os.fsencode(inbox), b"caf\xe9.json"))
+    Path(latin1).write_text(good.read_text())
+    with DagsterInstance.ephemeral() as instance:
+        requests = inbox_sensor(build_sensor_context(instance=instance)).run_requests
+    assert [r.run_config["ops"]["ingest_inbox_files"]["config"]["files"] for r in requests] == [[str(good)]]
+    failed = sorted(os.listdir(os.fsencode(inbox / "failed")))
+    assert failed == [b"caf\xe9.json", b"caf\xe9.json.reason"]
+    reason = (inbox / "failed" / os.fsdecode(b"caf\xe9.json.reason")).read_text()
+    assert "not UTF-8" in reason
+    assert (inbox / "failed" / os.fsdecode(b"caf\xe9.json")).read_text() == good.read_text()  # kept whole
+
+
+def test_a_file_moved_back_from_processed_is_new_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rename keeps the name, size, times and inode but not the change time: the file gets a new run
+    (which finds its content ingested and moves it back to processed/), not a used run key forever."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    monkeypatch.setenv("AGGASSETS_INBOX", str(inbox))
+    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    rows = make_measures(date(2025, 3, 3), 1, 3)
+    path = write_ndjson(inbox / "a.ndjson", rows)
+    with DagsterInstance.ephemeral() as instance:
+        (first,) = inbox_sensor(build_sensor_context(instance=instance)).run_requests
+        ingest_run(url, [str(path)])
+        os.rename(inbox / "processed" / "a.ndjson", path)
+        (again,) = inbox_sensor(build_sensor_context(instance=instance)).run_requests
+    assert again.run_key != first.run_key
+    ingest_run(url, [str(path)])
+    assert [p.name for p in (inbox / "processed").iterdir()] == ["a.ndjson"]
+    assert not path.exists()  # out of the inbox again, ingested once
+    with open_warehouse(url) as wh:
+        assert wh.loss_counts() == (len(rows), len(rows), 0)
+
+
+def test_a_file_that_cannot_be_read_goes_to_failed(tmp_path: Path) -> None:
+    """An I/O error reading a file (here a link to /proc/self/mem, which fails to read even as root; a
+    file without read permission takes the same path) moves it to failed/ with the reason."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    link = inbox / "unreadable.json"
+    link.symlink_to("/proc/self/mem")
+    catalog = CatalogResource(definitions_dir=str(DEFINITIONS)).measures()
+    with open_warehouse(f"duckdb:///{tmp_path / 'wh.duckdb'}") as wh:
+        outcome = inbox_source.process_file(wh, link, catalog, date(2020, 1, 1))
+        assert wh.loss_counts() == (0, 0, 0)
+    assert outcome["status"] == "failed" and "cannot read" in outcome["reason"]
+    assert sorted(p.name for p in (inbox / "failed").iterdir()) == ["unreadable.json", "unreadable.json.reason"]

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from aggassets.catalog import MeasureCatalog
-from aggassets.errors import AggassetsError, AlreadyIngested
+from aggassets.errors import AggassetsError, AlreadyIngested, utf8_name
 from aggassets.warehouse import Warehouse
 from aggassets.warehouse.values import file_sha256
 
@@ -17,14 +17,34 @@ SUFFIXES = (".json", ".ndjson", ".jsonl")
 SETTLE_SECONDS = 5.0
 
 
-def pending_files(inbox: Path, now: float | None = None) -> list[Path]:
-    """Measure files waiting in the inbox (not in processed/ or failed/), unchanged for SETTLE_SECONDS,
-    oldest name first."""
+def _measure_files(inbox: Path) -> list[Path]:
+    """The inbox's measure files (not those in processed/ or failed/)."""
     if not inbox.is_dir():
         return []
+    return [p for p in inbox.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES]
+
+
+def pending_files(inbox: Path, now: float | None = None) -> list[Path]:
+    """Measure files waiting in the inbox, named in UTF-8 and unchanged for SETTLE_SECONDS, by name."""
     settled = (time.time() if now is None else now) - SETTLE_SECONDS
-    files = (p for p in inbox.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
-    return sorted(p for p in files if p.stat().st_mtime <= settled)
+    return sorted(p for p in _measure_files(inbox) if utf8_name(p) and p.stat().st_mtime <= settled)
+
+
+def set_aside_misnamed(inbox: Path) -> list[Path]:
+    """Move measure files whose names are not UTF-8 (left by zip, SMB or FTP tools) to failed/ with a
+    .reason: no run can name them (Dagster's run keys, configs and DuckDB's paths are UTF-8)."""
+    moved = []
+    for path in _measure_files(inbox):
+        if not utf8_name(path):
+            moved.append(_fail(path, "the file name is not UTF-8 text; rename the file and drop it again"))
+    return moved
+
+
+def _fail(path: Path, reason: str) -> Path:
+    """Move `path` to failed/ beside its `.reason` file; the moved path."""
+    moved = _move(path, path.parent / "failed")
+    moved.with_name(moved.name + ".reason").write_text(f"{reason}\n", encoding="utf-8")
+    return moved
 
 
 def _move(path: Path, folder: Path) -> Path:
@@ -50,9 +70,9 @@ def process_file(warehouse: Warehouse, path: Path, catalog: MeasureCatalog, firs
     except AlreadyIngested:
         moved = _move(path, inbox / "processed")
         return {"file": path.name, "status": "already_ingested", "moved_to": str(moved)}
-    except AggassetsError as exc:
-        moved = _move(path, inbox / "failed")
-        moved.with_name(moved.name + ".reason").write_text(f"{exc}\n", encoding="utf-8")
-        return {"file": path.name, "status": "failed", "reason": str(exc), "moved_to": str(moved)}
+    except (AggassetsError, OSError) as exc:  # OSError: a file that cannot be read (permissions, I/O)
+        reason = str(exc) if isinstance(exc, AggassetsError) else f"{path}: cannot read: {exc.strerror or exc}"
+        moved = _fail(path, reason)
+        return {"file": path.name, "status": "failed", "reason": reason, "moved_to": str(moved)}
     moved = _move(path, inbox / "processed")
     return {"file": path.name, "status": "ingested", **result.as_dict(), "moved_to": str(moved)}

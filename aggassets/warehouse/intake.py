@@ -23,7 +23,7 @@ FIELDS = ("measureName", "value", "startDate", "createdBy", "group1", "group2", 
 # RFC 3339 allows a lower-case t and z; hours are 00-23 (no 24:00), minutes and seconds 00-59, an offset
 # at most 23:59.
 _HOUR, _SIXTY = r"([01]\d|2[0-3])", r"[0-5]\d"
-_TIME_RE = rf"{_HOUR}:{_SIXTY}(:{_SIXTY}(\.\d{{1,9}})?)?([Zz]|[+-]{_HOUR}(:?{_SIXTY})?)?"
+_TIME_RE = rf"{_HOUR}:{_SIXTY}(:{_SIXTY}(\.\d+)?)?([Zz]|[+-]{_HOUR}(:?{_SIXTY})?)?"
 _DATE_RE = rf"^\d{{4}}-\d{{2}}-\d{{2}}([Tt ]{_TIME_RE})?$"
 TIMESTAMP_RE = rf"\d{{4}}-\d{{2}}-\d{{2}}[Tt ]{_TIME_RE}"  # a date-time, as the events intake takes it
 _NUMBER_RE = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
@@ -50,16 +50,41 @@ def _definitions_table(definitions: Sequence[MeasureDefinition]) -> pa.Table:
     )
 
 
+# A number's text: sign, whole digits, fraction digits, exponent.
+_NUMBER_PARTS = r"^(-?)([0-9]+)(?:\.([0-9]*))?(?:[eE]\+?(-?[0-9]+))?$"
+MAX_GROUP_DIGITS = 1000  # an integral group number is written out up to this many digits (1e400: 401)
+
+
+def _integer_text(s: str) -> str:
+    """SQL: the digits of the integer that the number text `s` denotes (`1e22`, `1.0E+22`, `10e21`:
+    10000000000000000000000); NULL when it is not an integer or has more than MAX_GROUP_DIGITS digits."""
+
+    def part(i: int) -> str:
+        return f"regexp_extract({s}, '{_NUMBER_PARTS}', {i})"
+
+    digits = f"ltrim({part(2)} || {part(3)}, '0')"
+    shift = f"(coalesce(TRY_CAST(nullif({part(4)}, '') AS BIGINT), 0) - length({part(3)}))"  # value = digits * 10^shift
+    whole = f"""CASE WHEN {digits} = '' THEN '0'
+      WHEN {shift} >= 0 THEN CASE WHEN length({digits}) + {shift} <= {MAX_GROUP_DIGITS}
+                                  THEN {digits} || repeat('0', CAST({shift} AS BIGINT)) END
+      WHEN ltrim(right({digits}, CAST(-{shift} AS BIGINT)), '0') = '' AND length({digits}) + {shift} > 0
+        THEN left({digits}, CAST(length({digits}) + {shift} AS BIGINT))
+      WHEN ltrim({digits}, '0') = '' THEN '0' END"""
+    return f"CASE WHEN ({whole}) = '0' THEN '0' ELSE {part(1)} || ({whole}) END"
+
+
 def canonical_group_value(t: str) -> str:
-    """SQL: the stored text of a group value given as JSON scalar text `t`. Numbers are stored by value,
-    as PostgreSQL's jsonb (DACC's storage) compares them: 1, 1.0 and 1E0 are one group "1"; -0 is "0";
-    other numbers their shortest float text; integer literals beyond 2^53 and strings as written."""
+    """SQL: the stored text of a group value given as JSON scalar text `t` (as DuckDB's JSON functions
+    write it). Numbers are stored by value, as PostgreSQL's jsonb (DACC's storage) compares them: an
+    integer as its digits, however written (1, 1.0, 1E0; 1e22 and 10000000000000000000000; -0 is 0); other
+    numbers their shortest float text. Strings, booleans and integral numbers of more than
+    MAX_GROUP_DIGITS digits as written."""
     d = f"TRY_CAST({t} AS DOUBLE)"
     return f"""CASE WHEN NOT (ascii({t}) = 45 OR ascii({t}) BETWEEN 48 AND 57) THEN {t}
       WHEN NOT (contains({t}, '.') OR contains({t}, 'e') OR contains({t}, 'E'))
         THEN CASE WHEN {t} = '-0' THEN '0' ELSE {t} END
-      WHEN NOT isfinite({d}) THEN {t}
-      WHEN {d} = trunc({d}) AND abs({d}) < 9007199254740992 THEN CAST(CAST({d} AS BIGINT) AS VARCHAR)
+      WHEN NOT isfinite({d}) THEN coalesce({_integer_text(t)}, {t})
+      WHEN {d} = trunc({d}) THEN coalesce({_integer_text(f"CAST({d} AS VARCHAR)")}, {t})
       ELSE CAST({d} AS VARCHAR) END"""
 
 

@@ -155,14 +155,15 @@ def _items_source(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[str, dict
         return "SELECT NULL::VARCHAR AS payload WHERE false", {}
     first = _first_line(path)
     # NDJSON when the first line is an item on its own; else the file is one document, unless it is not
-    # JSON as a whole: then NDJSON again (its first items malformed), if it does not open an array.
+    # JSON as a whole: then NDJSON again (its first items malformed), if it does not open an array or
+    # {"measures": [ (a broken document, whatever its first line: `[...]` then more lines, say).
     if not (isinstance(first, dict) and "measures" not in first):
         text = _read_text(path)
         items = document_items(text)
         if items is not None:
             return _registered(con, items)
         body = text.removeprefix("\ufeff")
-        if first is _NOT_JSON and (_skip(body, 0, "[") >= 0 or _MEASURES_DOCUMENT.match(body)):
+        if _skip(body, 0, "[") >= 0 or _MEASURES_DOCUMENT.match(body):
             raise AggassetsError(f"{path}: not a valid JSON document")
     delim = _free_delimiter(path)
     if delim is None:

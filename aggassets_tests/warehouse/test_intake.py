@@ -165,6 +165,11 @@ ACCEPTED: list[tuple[str, str, dict[str, Any]]] = [  # (case, line, stored field
     ("offset west", line(startDate="2022-01-02T23:30:00-02:00"), {"start_date": "2022-01-03"}),
     ("offset east", line(startDate="2022-01-04T01:30:00+02:00"), {"start_date": "2022-01-03"}),
     ("zulu with fraction", line(startDate="2022-01-03T12:00:00.250Z"), {"start_date": "2022-01-03"}),
+    (
+        "12 fraction digits (RFC 3339 sets no limit; truncated, not rounded into the next day)",
+        line(startDate="2022-01-03T23:59:59.999999999999Z"),
+        {"start_date": "2022-01-03"},
+    ),
     ("space separator", line(startDate="2022-01-03 08:15"), {"start_date": "2022-01-03"}),
     ("lower-case t and z (RFC 3339)", line(startDate="2022-01-03t23:30:00z"), {"start_date": "2022-01-03"}),
     ("offset -23:59 into the next week", line(startDate="2022-01-02T10:00:00-23:59"), {"start_date": "2022-01-03"}),
@@ -285,6 +290,12 @@ def test_single_pretty_printed_object(warehouse: Warehouse, tmp_path: Path) -> N
         (b'[{"measureName": "errors-daily", "value": 1}, {"measureName": ', "not a valid JSON document"),
         (b'{"measures": [{"value": 1}', "not a valid JSON document"),
         (b"[1, 2,, 3]", "not a valid JSON document"),
+        # an array (or measures document) on its first line, then more: a broken document, not NDJSON
+        (b'[{"measureName": "errors-daily", "value": 1, "startDate": "2022-01-03"}]\nx\n', "not a valid JSON"),
+        (b'[{"measureName": "errors-daily", "value": 1, "startDate": "2022-01-03"}]\n\x1a', "not a valid JSON"),
+        (b"[1]\n[2]\n", "not a valid JSON document"),
+        (b'{"measures": [{"value": 1}]}\n{"measures": []}\n', "not a valid JSON document"),
+        (b"[" + b"[" * 3000 + b"]" * 3000, "not a valid JSON document"),  # deeper than Python's decoder
         (None, "no such file"),
     ],
 )
@@ -430,6 +441,11 @@ def test_numeric_group_values_are_stored_by_value(warehouse: Warehouse, tmp_path
     warehouse.sync_definitions(DEFINITIONS)
     written = ["1", "1.0", "1E0", "-0", "-0.0", "0.10", "1e2", "2.5", "12345678901234567890123", '"1.0"']
     stored = ["1", "1", "1", "0", "0", "0.1", "100", "2.5", "12345678901234567890123", '"1.0"']
+    # integers beyond 2^53 by value, however written; reals as the float they read as; beyond floats exact
+    large = ["1e22", "10000000000000000000000", "10E+21", "9007199254740992.0", "12345678901234567.0"]
+    written += [*large, "1e400", "10E399", "-1e400", "-1.5e400", "1e999999"]
+    stored += [str(int(float(w))) if "." in w or "e" in w.lower() else w for w in large]
+    stored += [str(10**400), str(10**400), str(-(10**400)), str(-15 * 10**399), "1e999999"]
     fast = [line().replace('{"device": "a"}', f'{{"device": {w}}}') for w in written]
     careful = [t.replace('"2022-01-03"', '"2022-01-\\u00303"') for t in fast]  # \u0030 is "0"
     result = ingest(warehouse, tmp_path, lines=fast + careful)

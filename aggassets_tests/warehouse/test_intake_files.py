@@ -104,10 +104,11 @@ def test_items_not_strict_json_are_rejected_not_fatal(warehouse: Warehouse, tmp_
 
 
 def test_ndjson_with_odd_first_lines_stays_ndjson(warehouse: Warehouse, tmp_path: Path) -> None:
-    """An array on the first line, a first line over 64 KiB, 101 malformed lines: still one item a line."""
+    """A first line over 64 KiB, 101 malformed lines, `inf`: still one item a line. (A first line that opens
+    an array is a broken array document: test_intake.test_unreadable_files_raise_and_write_nothing.)"""
     long_item = json.dumps(MEASURE | {"createdBy": "x" * 70_000})
     cases = {
-        "array-first.ndjson": ("[1, 2]\n" + ITEM, {"not_an_object": 1}),
+        "string-first.ndjson": ('"text"\n' + ITEM, {"not_an_object": 1}),
         "long-first.ndjson": (long_item + "\n" + ITEM, {"oversized": 1}),
         "bad-first.ndjson": ("{bad\n" * 101 + ITEM, {"invalid_json": 101}),
         "inf-lines.ndjson": (
@@ -149,7 +150,8 @@ def test_document_elements_are_delimited_not_judged_by_python(warehouse: Warehou
     assert (result["received"], result["accepted"]) == (5, 2)
     assert result["rejected_by_reason"] == {"not_an_object": 1, "invalid_json": 2}
     assert payloads(warehouse) == [ITEM, deep, tab, "NaN", crlf]
-    result = ingest_text(warehouse, tmp_path / "deep-first.ndjson", f"{deep}\n{ITEM}\n")  # NDJSON still
+    deep_object = '{"a": ' * 1000 + "1" + "}" * 1000
+    result = ingest_text(warehouse, tmp_path / "deep-first.ndjson", f"{deep_object}\n{ITEM}\n")  # NDJSON still
     assert (result["received"], result["accepted"]) == (2, 1)
 
 
