@@ -11,7 +11,13 @@ import pandas as pd
 
 from aggassets.errors import AggassetsError
 from aggassets.experiments.definition import load_experiment
-from aggassets.experiments.evaluate import EPSTATS_METRIC_COLUMNS, METRIC_COLUMNS, evaluate_goals, to_rest_json
+from aggassets.experiments.evaluate import (
+    EPSTATS_METRIC_COLUMNS,
+    METRIC_COLUMNS,
+    evaluate_goals,
+    per_unit_variance_warnings,
+    to_rest_json,
+)
 from aggassets.experiments.goals import NUMERIC
 from aggassets.settings import iso_day
 from aggassets.stats.power import required_sample_size, required_sample_size_bernoulli
@@ -36,7 +42,7 @@ def add_experiment_commands(experiments_subparsers: argparse._SubParsersAction) 
         "sample-size", help="required sample size per variant (ep-stats' sample-size-calculation)"
     )
     ss.add_argument("--n-variants", required=True, type=int, help="number of variants, control included")
-    ss.add_argument("--minimum-effect", required=True, type=float, help="relative effect to detect, not 0")
+    ss.add_argument("--minimum-effect", required=True, type=float, help="relative effect to detect, > 0")
     ss.add_argument("--mean", required=True, type=float, help="current mean (a rate in [0, 1] without --std)")
     ss.add_argument("--std", type=float, help="current standard deviation (omit for a Bernoulli rate)")
     ss.add_argument("--confidence-level", type=float, default=0.95)
@@ -91,6 +97,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     goals = _read_csv(args.goals, NUMERIC, "goals")
     cross = _read_csv(args.cross, ("sum_product", "units"), "cross products") if args.cross else None
     evaluation = evaluate_goals(experiment, goals, cross, _as_of(args.as_of), compat=args.compat)
+    if cross is None:
+        for warning in per_unit_variance_warnings(experiment):
+            print(f"aggassets: warning: {warning}", file=sys.stderr)
     if args.checks_out:
         _write(evaluation.checks, args.checks_out)
     if args.exposures_out:
@@ -124,8 +133,10 @@ def run_sample_size(args: argparse.Namespace) -> int:
     given = {"--minimum-effect": args.minimum_effect, "--mean": args.mean, "--std": args.std}
     if bad := [name for name, v in given.items() if v is not None and not np.isfinite(v)]:
         raise AggassetsError(f"{', '.join(bad)} must be a finite number")
-    if args.minimum_effect == 0:
-        raise AggassetsError("--minimum-effect must not be 0: no sample size detects no effect")
+    if args.minimum_effect <= 0:
+        raise AggassetsError("--minimum-effect must be > 0: the relative effect to detect")
+    if args.std is not None and args.std <= 0:
+        raise AggassetsError("--std must be > 0 (omit it for a Bernoulli rate)")
     if args.std is None and 0 <= args.mean <= 1 and not 0 <= args.mean * (1 + args.minimum_effect) <= 1:
         raise AggassetsError("--mean x (1 + --minimum-effect) must lie in [0, 1]: the treatment's rate")
     try:

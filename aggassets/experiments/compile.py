@@ -64,6 +64,7 @@ class CompiledMetric:
     nominator_form: LinearForm | None
     denominator_form: LinearForm | None
     square_form: LinearForm | None
+    disjoint_square_form: LinearForm | None
     counts_units: bool
 
     @property
@@ -79,7 +80,11 @@ def compile_metrics(experiment: ExperimentDefinition) -> list[CompiledMetric]:
     for metric in experiment.metrics:
         nom, den = metric.expressions(experiment.unit_type)
         counts_units = metric.simple or all(r.func != "value" for r in goal_refs(den))
-        out.append(CompiledMetric(nom, den, linear_form(nom), linear_form(den), linear_form(nom, True), counts_units))
+        nom_form, square_form = linear_form(nom), linear_form(nom, True)
+        disjoint = square_form
+        if nom_form is not None and nom_form.constant == 0 and nom_form.terms:
+            disjoint = LinearForm(tuple((g, c * c) for g, c in nom_form.terms))
+        out.append(CompiledMetric(nom, den, nom_form, linear_form(den), square_form, disjoint, counts_units))
     return out
 
 
@@ -133,12 +138,14 @@ class MetricSums:
     sum_sqr_value: np.ndarray
 
 
-def metric_sums(metrics: Sequence[CompiledMetric], table: GoalTable) -> MetricSums:
-    """Totals of every metric's nominator and denominator, and the nominator squares (ep-stats' rule)."""
+def metric_sums(metrics: Sequence[CompiledMetric], table: GoalTable, compat: bool = False) -> MetricSums:
+    """Totals of every metric's nominator and denominator, and the nominator's Σx² without cross products:
+    for Σ c·goal, Σ c²·Σgoal² (exact when no unit has two of its goals: `a - b` gives Σa² + Σb²); else, and
+    with `compat`, ep-stats' rule (the expression applied to the squared columns: `a - b` gives Σa² - Σb²)."""
     return MetricSums(
         _apply(metrics, "denominator_form", "denominator", table, False),
         _apply(metrics, "nominator_form", "nominator", table, False),
-        _apply(metrics, "square_form", "nominator", table, True),
+        _apply(metrics, "square_form" if compat else "disjoint_square_form", "nominator", table, True),
     )
 
 

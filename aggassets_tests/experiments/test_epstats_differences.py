@@ -211,3 +211,55 @@ def test_zero_control_mean_leaves_power_and_sample_size_undefined() -> None:
     for col in ("required_sample_size", "power", "false_positive_risk"):
         assert np.isnan(m.loc["b", col]), col
     assert ZERO_CONTROL_MEAN in m.loc["b", "reason"] and m.loc["b", "abs_diff"] == pytest.approx(0.1)
+
+
+def _unit_goals(units: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """ep-stats' aggregated goals (per variant: exposure, purchase, refund) from unit-level values."""
+    rows = []
+    for variant, frame in units.items():
+        rows.append((variant, "global", "exposure", len(frame), len(frame), 0.0, 0.0, len(frame)))
+        for goal in ("purchase", "refund"):
+            x = frame[goal].to_numpy()
+            has = x != 0
+            rows.append((variant, "unit", goal, int(has.sum()), int(has.sum()), x.sum(), (x * x).sum(), int(has.sum())))
+    columns = ["exp_variant_id", "agg_type", "goal", "count", "sum_sqr_count", "sum_value", "sum_sqr_value"]
+    goals = pd.DataFrame(rows, columns=[*columns, "count_unique"])
+    return goals.assign(exp_id="refunds", unit_type="test_unit_type")
+
+
+def test_a_difference_of_goals_no_unit_has_together_has_the_units_variance() -> None:
+    """Purchases minus refunds, no unit with both: Σ(a - b)² = Σa² + Σb² (ep-stats takes Σa² - Σb², which
+    shrinks the variance and the p-value). Checked against numpy and a Welch test (truncated df) on the unit values;
+    `a - b` and `a + -b` now agree."""
+    rng = np.random.default_rng(7)
+    units = {}
+    for variant, shift in (("a", 0.0), ("b", 3.0)):
+        kind = rng.choice(3, size=800, p=[0.6, 0.3, 0.1])  # nothing, a purchase, a refund
+        amount = rng.lognormal(3, 1, size=800) + shift
+        units[variant] = pd.DataFrame(
+            {"purchase": np.where(kind == 1, amount, 0.0), "refund": np.where(kind == 2, amount, 0.0)}
+        )
+    goals = _unit_goals(units)
+    spellings = [
+        "value(test_unit_type.unit.purchase) - value(test_unit_type.unit.refund)",
+        "value(test_unit_type.unit.purchase) + -value(test_unit_type.unit.refund)",
+    ]
+    metrics = [(i + 1, "net", nom, "count(test_unit_type.global.exposure)") for i, nom in enumerate(spellings)]
+    net = {v: (f["purchase"] - f["refund"]).to_numpy() for v, f in units.items()}
+    va, vb = (np.var(net[v], ddof=1) / len(net[v]) for v in ("a", "b"))
+    df = np.trunc((va + vb) ** 2 / (va**2 / (len(net["a"]) - 1) + vb**2 / (len(net["b"]) - 1)))  # ep-stats' df
+    t_stat = (net["b"].mean() - net["a"].mean()) / np.sqrt(va + vb)
+    result = evaluate_goals(_definition("refunds", "a", metrics), goals).metrics
+    for metric_id in (1, 2):
+        rows = result[result.metric_id == metric_id].set_index("exp_variant_id")
+        for variant in ("a", "b"):
+            assert rows.loc[variant, "std"] == pytest.approx(np.std(net[variant], ddof=1), rel=1e-12)
+        assert rows.loc["b", "abs_p_value"] == pytest.approx(2 * st.t.sf(abs(t_stat), df), rel=1e-9)
+    compat = evaluate_goals(_definition("refunds", "a", metrics[:1]), goals, compat=True).metrics.set_index(
+        "exp_variant_id"
+    )
+    theirs = _epstats("refunds", "a", metrics[:1], goals).set_index("exp_variant_id")
+    np.testing.assert_allclose(
+        compat.loc[["a", "b"], "std"].astype(float), theirs.loc[["a", "b"], "std"].astype(float), rtol=1e-9
+    )
+    assert compat.loc["a", "std"] < np.std(net["a"], ddof=1)  # ep-stats' variance is too small here

@@ -133,8 +133,14 @@ def test_sample_size(capsys: pytest.CaptureFixture[str]) -> None:
         _run(["sample-size", "--n-variants", "1", "--minimum-effect", "0.1", "--mean", "0.2"], capsys)
     with pytest.raises(AggassetsError, match="between zero and one"):
         _run(["sample-size", "--n-variants", "2", "--minimum-effect", "0.1", "--mean", "3"], capsys)
-    with pytest.raises(AggassetsError, match="--minimum-effect must not be 0"):
-        _run(["sample-size", "--n-variants", "2", "--minimum-effect", "0", "--mean", "0.2", "--std", "1"], capsys)
+    for effect in ("0", "-0.1"):
+        with pytest.raises(AggassetsError, match="--minimum-effect must be > 0"):
+            _run(
+                ["sample-size", "--n-variants", "2", "--minimum-effect", effect, "--mean", "0.2", "--std", "1"], capsys
+            )
+    for std in ("-1", "0"):  # -1 answered as if it were 1
+        with pytest.raises(AggassetsError, match="--std must be > 0"):
+            _run(["sample-size", "--n-variants", "2", "--minimum-effect", "0.1", "--mean", "0.2", "--std", std], capsys)
     with pytest.raises(AggassetsError, match=r"must lie in \[0, 1\]: the treatment's rate"):
         _run(["sample-size", "--n-variants", "2", "--minimum-effect", "0.1", "--mean", "0.95"], capsys)
 
@@ -163,3 +169,23 @@ def test_compat_reproduces_epstats_where_the_default_differs(
             for m in metric_mismatches(out[out.metric_id == metric["id"]], expected_metrics(path.stem, metric["id"]))
         ]
         assert (mismatches == []) is same_as_epstats, mismatches
+
+
+def test_evaluate_without_cross_warns_of_denominators_that_are_not_the_exposures(
+    goals_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Conversions per click without cross products: ep-stats' variance, which can be far off; stderr says so
+    for that metric only, and the results are still printed."""
+    raw = json.loads((REFERENCE_DIR / "test-multiple.json").read_text())
+    ratio = {"id": 9, "name": "conversions per click", "nominator": "count(test_unit_type.unit.conversion)",
+             "denominator": "count(test_unit_type.unit.click)"}  # fmt: skip
+    raw["metrics"] = [raw["metrics"][0], ratio]
+    experiment = tmp_path / "ratio.json"
+    experiment.write_text(json.dumps(raw))
+    parser = argparse.ArgumentParser(prog="aggassets experiments")
+    add_experiment_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["evaluate", "--experiment", str(experiment), "--goals", str(goals_csv)])
+    assert args.func(args) == 0
+    out, err = capsys.readouterr()
+    assert len(pd.read_csv(io.StringIO(out))) == 6
+    assert err.count("warning") == 1 and "metric 9 (conversions per click)" in err and "--cross" in err
