@@ -71,6 +71,42 @@ def test_commands_that_read_refuse_a_postgresql_schema_without_the_warehouse(
     assert (code, err) == (0, "")
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("aggregates", "query", "--measure", "connection-count-daily", "--start", "2025-01-01", "--end", "2025-02-01"),
+        ("measures", "ingest", "MEASURES"),
+    ],
+)
+def test_a_schema_with_another_applications_inbox_is_refused_and_left_alone(
+    capsys: pytest.CaptureFixture[str], postgres_url: str, tmp_path: Path, argv: tuple[str, ...]
+) -> None:
+    """Reading or ingesting into a schema whose `inbox` is another application's: one line, and not a table
+    of ours created beside theirs."""
+    dsn, schema = split_url(postgres_url)
+    con = psycopg2.connect(dsn)
+    con.autocommit = True
+
+    def tables() -> list[str]:
+        with con.cursor() as cur:
+            cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = %(s)s ORDER BY 1", {"s": schema})
+            return [r[0] for r in cur.fetchall()]
+
+    try:
+        with con.cursor() as cur:
+            cur.execute(f"CREATE SCHEMA {schema}")
+            cur.execute(f"CREATE TABLE {schema}.inbox (id INT, subject TEXT, body TEXT)")
+            cur.execute(f"CREATE TABLE {schema}.customers (id INT)")
+        measures = write_ndjson(tmp_path / "m.ndjson", make_measures(date(2025, 3, 3), 1, 2))
+        argv = tuple(str(measures) if a == "MEASURES" else a for a in argv)
+        code, out, err = run(capsys, "--warehouse", postgres_url, "--definitions", str(DEFINITIONS), *argv)
+        assert (code, out) == (2, "")
+        assert f"PostgreSQL schema {schema} holds a table inbox that is not aggassets'" in err
+        assert tables() == ["customers", "inbox"]
+    finally:
+        con.close()
+
+
 def test_experiment_run_refuses_a_missing_duckdb_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     missing = tmp_path / "wh.duckdb"
     argv = ("experiments", "run", "checkout-button-conversion", "--as-of", "2026-01-10")

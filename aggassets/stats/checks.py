@@ -43,9 +43,9 @@ def srm_test(exposures: np.ndarray, weights: np.ndarray | None = None) -> ChiSqu
 
 
 def sum_ratio_test(nominator: np.ndarray, denominator: np.ndarray) -> SumRatioTest:
-    """ep-stats' SumRatio: N / (D + N) over all variants, chi-square of [D, |D - N|]."""
-    n, d = float(np.sum(nominator)), float(np.sum(denominator))
+    """ep-stats' SumRatio: N / (D + N) over all variants, chi-square of [D, |D - N|]; NaN without data."""
+    n, d = np.sum(nominator, dtype=float), np.sum(denominator, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = n / (d + n)
+        ratio = n / (d + n)  # numpy floats: 0 / 0 is NaN, not ZeroDivisionError
     test = chi_square(np.array([d, abs(d - n)]))
     return SumRatioTest(float(ratio), test.test_stat, test.p_value)

@@ -27,10 +27,9 @@ def require_existing(url: str) -> None:
         from aggassets.warehouse.postgres_engine import holds_warehouse, split_url
 
         if not holds_warehouse(url):
-            schema = split_url(url)[1] or "the current schema"
-            raise AggassetsError(
-                f"no aggassets warehouse in PostgreSQL schema {schema}: ingest measures first, or check --warehouse"
-            )
+            schema = split_url(url)[1]
+            where = f"PostgreSQL schema {schema}" if schema else "the connection's current PostgreSQL schema"
+            raise AggassetsError(f"no aggassets warehouse in {where}: ingest measures first, or check --warehouse")
 
 
 def open_warehouse(url: str) -> Warehouse:

@@ -130,9 +130,28 @@ def _naive_us(series: pd.Series) -> pd.Series:
     return series.astype("datetime64[us]")
 
 
+# The columns of aggassets' inbox: a table `inbox` without them is another application's.
+_INBOX_COLUMNS = """SELECT count(*) FILTER (WHERE column_name IN ('seq', 'batch_id', 'received_at', 'payload')),
+       count(*) FROM information_schema.columns
+WHERE table_schema = coalesce(%(s)s, current_schema()) AND table_name = 'inbox'"""
+
+
+def _inbox_state(cur: Any, schema: str | None) -> str:
+    """'absent', 'ours' or 'foreign': the schema's table `inbox`."""
+    cur.execute(_INBOX_COLUMNS, {"s": schema})
+    ours, columns = cur.fetchone()
+    return "absent" if columns == 0 else "ours" if ours == 4 else "foreign"
+
+
+def _foreign_schema(schema: str | None) -> AggassetsError:
+    """The error for a schema whose `inbox` table is another application's."""
+    where = f"PostgreSQL schema {schema}" if schema else "the connection's current PostgreSQL schema"
+    return AggassetsError(f"{where} holds a table inbox that is not aggassets': use a schema of its own (?schema=NAME)")
+
+
 def holds_warehouse(url: str) -> bool:
     """Whether the URL's schema (else the connection's current schema) holds the warehouse tables;
-    creates nothing."""
+    creates nothing. A schema with another application's `inbox` is an error."""
     dsn, schema = split_url(url)
     try:
         con = psycopg2.connect(dsn)
@@ -140,13 +159,12 @@ def holds_warehouse(url: str) -> bool:
         raise AggassetsError(f"cannot connect to PostgreSQL: {str(exc).strip()}") from exc
     try:
         with con.cursor() as cur:
-            cur.execute(
-                "SELECT 1 FROM pg_tables WHERE schemaname = coalesce(%(s)s, current_schema()) AND tablename = 'inbox'",
-                {"s": schema},
-            )
-            return cur.fetchone() is not None
+            state = _inbox_state(cur, schema)
     finally:
         con.close()
+    if state == "foreign":
+        raise _foreign_schema(schema)
+    return state == "ours"
 
 
 class PostgresWarehouse(Warehouse):
@@ -204,6 +222,9 @@ class PostgresWarehouse(Warehouse):
         when all are there: a role that may only read can query)."""
         if self._schema_complete():
             return
+        with self.con.cursor() as cur:  # before creating anything beside another application's tables
+            if _inbox_state(cur, self.schema) == "foreign":
+                raise _foreign_schema(self.schema)
         super().setup()
         with self.transaction():
             for statement in [*self.sql.INDEXES, *self.sql.EXPERIMENT_INDEXES]:

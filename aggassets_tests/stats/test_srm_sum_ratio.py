@@ -33,3 +33,9 @@ def test_sum_ratio_by_hand() -> None:
     assert ours.sum_ratio == pytest.approx(3000 / 18300)
     theirs = st.chisquare([15300.0, 12300.0])
     assert ours.test_stat == pytest.approx(theirs.statistic) and ours.p_value == pytest.approx(theirs.pvalue)
+
+
+def test_sum_ratio_without_data_is_nan_not_an_error() -> None:
+    """No events at all (an experiment run before its data): the ratio 0 / 0 and its test are undefined."""
+    result = sum_ratio_test(np.zeros(3), np.zeros(3))
+    assert np.isnan(result.sum_ratio) and np.isnan(result.p_value)
