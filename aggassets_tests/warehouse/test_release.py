@@ -102,19 +102,22 @@ def test_created_by_filter_and_window(warehouse: Warehouse, tmp_path: Path) -> N
              for day, values in ((before, (7, 7, 7)), (first, (1, 2, 3)), (last, (4, 5, 6)), (after, (9, 9, 9)))
              for v in values]  # fmt: skip
     items += [measure("visits-daily", v, first, "ecolyo", group1="a", group2="x") for v in (10, 20, 30, 40)]
+    items += [measure("visits-daily", v, last, None, group1="a", group2="x") for v in (100, 200, 300)]  # no app
     ingest(warehouse, tmp_path, items)
     warehouse.refresh("day", date(2022, 5, 1), date(2022, 5, 6))
     start, end = date(2022, 5, 2), date(2022, 5, 5)
 
-    def figures(rows: list[dict[str, Any]]) -> list[tuple[str, str, int, float]]:
-        return [(r["startDate"][:10], r["createdBy"], r["count"], r["sum"]) for r in rows]
+    def figures(rows: list[dict[str, Any]]) -> list[tuple[str, str | None, int, float]]:
+        return [(r["startDate"][:10], r.get("createdBy"), r["count"], r["sum"]) for r in rows]
 
     drive = warehouse.released("day", "visits-daily", start, end, created_by="drive")
     assert figures(drive) == [(first, "drive", 3, 6.0), (last, "drive", 3, 15.0)]
     ecolyo = warehouse.released("day", "visits-daily", start, end, created_by="ecolyo")
     assert figures(ecolyo) == [(first, "ecolyo", 4, 100.0)]
+    anonymous = warehouse.released("day", "visits-daily", start, end, created_by="")  # sent without createdBy
+    assert figures(anonymous) == [(last, None, 3, 600.0)]
     every = warehouse.released("day", "visits-daily", start, end)
-    assert sorted(figures(every)) == sorted(figures(drive) + figures(ecolyo))
+    assert sorted(figures(every), key=str) == sorted(figures(drive) + figures(ecolyo) + figures(anonymous), key=str)
     assert warehouse.released("day", "visits-daily", start, end, created_by="nobody") == []
     assert warehouse.released("day", "visits-daily", start, start) == []
 
