@@ -16,6 +16,7 @@ CONTROL_INVALID = "control variant has no usable mean or variance"
 ZERO_CONTROL_MEAN = "zero control mean: relative difference undefined"
 ZERO_VARIANCE = "zero variance in both variants: no test"
 ZERO_RELATIVE_SE = "relative standard error is 0 (treatment mean and variance are 0): no relative test"
+OUT_OF_RANGE = "statistics beyond float64's range (values too large or too small to square): no test"
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,26 @@ def _reasons(x: ComparisonInput) -> tuple[list[tuple[np.ndarray, str]], dict[str
     return parts, masks
 
 
+def _out_of_range(
+    rel: WelchTest, ab: WelchTest, parts: list[tuple[np.ndarray, str]], control: int
+) -> tuple[WelchTest, WelchTest]:
+    """Treatment rows without a reason whose test overflowed or underflowed (squares of values beyond
+    ~1e154 or below ~1e-154 in the degrees of freedom): that test NaN, with OUT_OF_RANGE in `parts`."""
+    explained = np.zeros(rel.diff.shape, dtype=bool)
+    for mask, _ in parts:
+        explained = explained | np.broadcast_to(mask, explained.shape)
+    treatment = np.arange(rel.diff.shape[1])[None, :] != control
+
+    def broken(t: WelchTest) -> np.ndarray:
+        fields = (t.standard_error, t.degrees_of_freedom, t.test_stat, t.p_value, t.confidence_interval)
+        finite = np.logical_and.reduce([np.isfinite(f) for f in fields])
+        return treatment & ~explained & ~(finite & (t.degrees_of_freedom > 0))
+
+    bad_rel, bad_ab = broken(rel), broken(ab)
+    parts.append((bad_rel | bad_ab, OUT_OF_RANGE))
+    return _nan_where(rel, bad_rel, keep_diff=True), _nan_where(ab, bad_ab, keep_diff=True)
+
+
 def compare(x: ComparisonInput, compat: bool = False) -> dict[str, np.ndarray]:
     """All comparison columns; `compat` reproduces ep-stats 2.5.10 including its faults."""
     m, c, level = x.moments, x.control, x.confidence_level
@@ -110,6 +131,7 @@ def compare(x: ComparisonInput, compat: bool = False) -> dict[str, np.ndarray]:
         rel = _nan_where(rel, bad | masks["zero_var"] | zero_rel_se, keep_diff=True)
         ab = _nan_where(ab, masks["no_mean"], keep_diff=False)
         ab = _nan_where(ab, bad | masks["zero_var"], keep_diff=True)
+        rel, ab = _out_of_range(rel, ab, parts, c)
     n_variants = m.mean.shape[1]
     if n_variants > 2:
         columns = np.arange(1, n_variants) if compat else np.array([j for j in range(n_variants) if j != c])

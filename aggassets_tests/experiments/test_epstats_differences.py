@@ -263,3 +263,26 @@ def test_a_difference_of_goals_no_unit_has_together_has_the_units_variance() -> 
         compat.loc[["a", "b"], "std"].astype(float), theirs.loc[["a", "b"], "std"].astype(float), rtol=1e-9
     )
     assert compat.loc["a", "std"] < np.std(net["a"], ddof=1)  # ep-stats' variance is too small here
+
+
+@pytest.mark.parametrize("scale", [1e78, 1e150, 1e-150])
+def test_values_beyond_what_float64_can_square_give_nan_with_a_reason(scale: float) -> None:
+    """The same experiment at every scale is the same test (scale-invariant); where its squares overflow
+    or underflow, the comparison is NaN with a reason, not p = 1 with an infinite interval (sums of squares
+    beyond float64's range: a variance the sums contradict, or a test out of range)."""
+    rng = np.random.default_rng(11)
+    units = {v: pd.DataFrame({"purchase": rng.lognormal(3, 1, 500) + shift, "refund": 0.0}) for v, shift in
+             (("a", 0.0), ("b", 3.0))}  # fmt: skip
+    metrics = [(1, "revenue", "value(test_unit_type.unit.purchase)", "count(test_unit_type.global.exposure)")]
+    plain = evaluate_goals(_definition("refunds", "a", metrics), _unit_goals(units)).metrics.set_index("exp_variant_id")
+    assert plain.loc["b", "reason"] == "" and 0 < plain.loc["b", "p_value"] < 1
+    scaled = {v: f.assign(purchase=f["purchase"] * scale) for v, f in units.items()}
+    result = evaluate_goals(_definition("refunds", "a", metrics), _unit_goals(scaled)).metrics.set_index(
+        "exp_variant_id"
+    )
+    row = result.loc["b"]
+    assert "beyond float64's range" in row["reason"] or "negative variance estimate" in row["reason"]
+    for column in ("p_value", "abs_p_value"):  # each test either right or NaN: never a wrong number
+        assert np.isnan(row[column]) or row[column] == pytest.approx(plain.loc["b", column], rel=1e-6)
+    assert np.isnan(row["p_value"]) or np.isnan(row["abs_p_value"])
+    assert "beyond float64's range" not in result.loc["a", "reason"]  # the control has no test
