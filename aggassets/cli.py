@@ -96,7 +96,10 @@ def _new_contents(wh: Warehouse, paths: Sequence[Path], again: bool, events: boo
     for path in paths:
         require_file(path)
         sha = file_sha256(path)
-        if not again and (sha in shas or wh.file_seen(sha, events)):  # early; ingest checks again under the lock
+        if not again and sha in shas:
+            twin = paths[shas.index(sha)]
+            raise AggassetsError(f"{path}: same content as {twin}, given before it; pass --again to ingest both")
+        if not again and wh.file_seen(sha, events):  # early; ingest checks again under the lock
             raise AggassetsError(f"{path}: this content was ingested already; pass --again to ingest it once more")
         shas.append(sha)
     return shas
