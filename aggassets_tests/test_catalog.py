@@ -36,6 +36,15 @@ def test_a_dacc_file_with_ids_and_without_aggregation_period_drops_in(tmp_path: 
     assert catalog.get("session-length").aggregation_threshold == 5
 
 
+def test_fields_left_out_take_dacc_defaults(tmp_path: Path) -> None:
+    """DESIGN 4.1: threshold 5, access flags false, no quartiles, maxDaysToUpdateQuartile 100."""
+    catalog = load_measures_file(write(tmp_path, definitions({"name": "bare", "aggregationPeriod": "week"})))
+    bare = catalog.get("bare")
+    assert (bare.aggregation_threshold, bare.access_app, bare.access_public) == (5, False, False)
+    assert (bare.with_quartiles, bare.max_days_to_update_quartile) == (False, 100)
+    assert (bare.created_by, bare.group1_key, bare.group2_key, bare.group3_key, bare.org) == (None,) * 5
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [

@@ -139,12 +139,11 @@ def test_missing_goals_and_variants_are_zeros() -> None:
     assert evaluation.exposures["exposures"].tolist() == [1000, 0]
 
 
-@pytest.mark.parametrize(
-    ("drop", "message"), [("sum_sqr_value", "sum_sqr_value"), ("element", "element"), ("goal", "goal")]
-)
-def test_missing_columns_are_refused(drop: str, message: str) -> None:
+@pytest.mark.parametrize("drop", ["sum_sqr_value", "element", "goal"])
+def test_missing_columns_are_refused(drop: str) -> None:
+    """The error names the missing column."""
     experiment = _experiment(["count(user.unit.view(element=link))"])
-    with pytest.raises(AggassetsError, match=message):
+    with pytest.raises(AggassetsError, match=rf"lack column\(s\): (.*, )?{drop}(,|$)"):
         evaluate_goals(experiment, _goals().drop(columns=[drop]), as_of=TODAY)
 
 

@@ -196,6 +196,20 @@ def test_each_check_counts_a_corrupted_row(loaded: tuple[Warehouse, pd.DataFrame
     )
 
 
+def test_a_duplicated_aggregate_key_is_found_by_unique_keys(loaded: tuple[Warehouse, pd.DataFrame]) -> None:
+    """A row stored twice breaks unique_keys (and the measure's count against its raw rows), no other check."""
+    wh, rows = loaded
+    start, end = window("day", list(rows["day"]))
+    wh.refresh("day", start, end)
+    wh.execute(
+        "INSERT INTO daily_aggregates SELECT * FROM daily_aggregates WHERE measure_name = 'duration-daily' "
+        "AND period_start = (SELECT min(period_start) FROM daily_aggregates) "
+        "AND created_by = (SELECT min(created_by) FROM daily_aggregates) LIMIT 1"
+    )
+    violations = wh.check_violations("day", start, end)
+    assert violations == dict.fromkeys(AGGREGATE_CHECKS, 0) | {"unique_keys": 1, "count_equals_raw": 1}
+
+
 def test_a_refresh_keeps_the_rows_of_a_measure_left_out_of_the_catalog(loaded: tuple[Warehouse, pd.DataFrame]) -> None:
     """DACC keeps a definition removed from its file: a refresh without it (or with the wrong catalog)
     neither deletes nor changes its rows; its raw rows stay; the catalog's other measures are refreshed."""

@@ -334,8 +334,31 @@ def snapshot(wh: Warehouse) -> tuple[Any, ...]:
     )
 
 
+# Each file-level error and what its message must name.
+FILE_ERRORS = {
+    "unknown extension": "unknown events file extension '.txt'",
+    "missing file": "no such file",
+    "missing goal": "missing required column(s) goal ",
+    "Goal instead of goal": "missing required column(s) goal ",
+    "dimension with a space": "column 'my dim' is not a valid dimension name",
+    "dimension starting with a digit": "column '1st' is not a valid dimension name",
+    "dimension of 60 characters": f"column '{'d' * 60}' is not a valid dimension name",
+    "empty header cell": "column '' is not a valid dimension name",
+    "case collision": "columns 'country' and 'Country' collide",
+    "duplicate column": "columns 'newdim' and 'newdim' collide",
+    "ragged row": "cannot read CSV",
+    "empty file": "no header row",
+    "corrupt parquet": "cannot read Parquet",
+    "parquet without unit_id": "missing required column(s) unit_id ",
+    "ndjson key not an identifier": "column 'new dim' is not a valid dimension name",
+    "ndjson without goal": "missing required column(s) exp_id, exp_variant_id, unit_type, unit_id, goal ",
+    "truncated json array": "not a valid JSON array",
+    "not UTF-8": "not UTF-8 text",
+}
+
+
 def _bad_files(tmp: Path) -> dict[str, Path]:
-    """One file per file-level error."""
+    """One file per file-level error (the keys of FILE_ERRORS)."""
     header = ",".join(COLUMNS)
     line = ",".join(VALID[c] for c in COLUMNS)
     files = {
@@ -367,10 +390,13 @@ def test_file_level_errors_change_nothing(warehouse: Warehouse, tmp_path: Path) 
     warehouse.ingest_events(write_csv(tmp_path / "good.csv", [row(Country="FR"), row(goal="x-y")]))
     before = snapshot(warehouse)
     assert before[2] == (2, 1, 1)
-    for case, path in _bad_files(tmp_path).items():
+    files = _bad_files(tmp_path)
+    assert set(files) == set(FILE_ERRORS)
+    for case, path in files.items():
         with pytest.raises(AggassetsError) as err:
             warehouse.ingest_events(path)
-        assert str(path) in str(err.value) and "\n" not in str(err.value), case
+        message = str(err.value)
+        assert message.startswith(f"{path}: ") and FILE_ERRORS[case] in message and "\n" not in message, case
         assert snapshot(warehouse) == before, case
 
 
