@@ -16,7 +16,7 @@ from aggassets import settings
 from aggassets.catalog import load_measures, load_measures_file
 from aggassets.errors import AggassetsError, AlreadyIngested, require_file
 from aggassets.experiments.definition import load_experiment, load_experiments
-from aggassets.warehouse import Warehouse, events_intake, open_warehouse, require_existing
+from aggassets.warehouse import Warehouse, events_intake, open_warehouse, require_existing, require_lasting
 from aggassets.warehouse.values import PERIODS_FEEDING, file_sha256, intake_totals
 
 
@@ -35,6 +35,7 @@ def _print(obj: Any) -> None:
 
 def _open(args: argparse.Namespace, sync: bool = True, existing: bool = False) -> Warehouse:
     """The warehouse of --warehouse (an `existing` DuckDB file only), synced with the catalog of --definitions."""
+    require_lasting(args.warehouse)
     if existing:
         require_existing(args.warehouse)
     wh = open_warehouse(args.warehouse)

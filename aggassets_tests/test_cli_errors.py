@@ -129,6 +129,36 @@ def test_duckdb_urls(url: str, path: str | None) -> None:
     assert duckdb_path(url) == path
 
 
+QUERY = ("aggregates", "query", "--measure", "connection-count-daily", "--start", "2025-01-01", "--end", "2025-02-01")
+
+
+@pytest.mark.parametrize("target", ["duckdb://", "duckdb:///:memory:", "duckdb://:memory:", "json", "csv", "query"])
+@pytest.mark.parametrize(
+    "argv",
+    [("measures", "ingest"), QUERY, ("refresh", "--start", "2025-01-01", "--end", "2025-01-02"), ("purge",)],
+)
+def test_a_warehouse_url_that_would_keep_nothing_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, target: str, argv: tuple[str, ...]
+) -> None:
+    """In memory, a JSON or CSV file (DuckDB opens those as an in-memory database over them) or a query
+    string (it would name a new file): an error, where success would have stored nothing."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "x.json").write_text('{"definitions": []}')
+    (data / "x.csv").write_text("a,b\n1,2\n")
+    urls = {"json": f"duckdb:///{data / 'x.json'}", "csv": f"duckdb:///{data / 'x.csv'}"}
+    url = urls.get(target, f"duckdb:///{data / 'w.duckdb'}?schema=s" if target == "query" else target)
+    before = {p.name: p.read_bytes() for p in data.iterdir()}
+    items = write_ndjson(tmp_path / "m.ndjson", make_measures(date(2025, 1, 1), 1, 3))
+    args = (*argv, str(items)) if argv[0] == "measures" else argv
+    code, out, err = run(capsys, "--warehouse", url, "--definitions", str(DEFINITIONS), *args)
+    assert (code, out) == (2, "") and len(err.strip().splitlines()) == 1
+    assert ("in-memory" in err) == target.startswith("duckdb:") and ("not a DuckDB database file" in err) == (
+        target in urls
+    )
+    assert {p.name: p.read_bytes() for p in data.iterdir()} == before
+
+
 def test_catalog_validation_lists_measure_and_experiment_errors_together(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -12,6 +12,8 @@ def duckdb_path(url: str) -> str | None:
     if not url.startswith("duckdb://"):
         return None
     path = url.removeprefix("duckdb://")
+    if "?" in path:  # a query string copied from a PostgreSQL URL would name a new file
+        raise AggassetsError(f"DuckDB warehouse URLs take no options (?...): {url!r}")
     if path.startswith("/:"):
         path = path[1:]
     return "/" + path.lstrip("/") if path.startswith("//") else path or ":memory:"
@@ -20,8 +22,9 @@ def duckdb_path(url: str) -> str | None:
 def require_existing(url: str) -> None:
     """Refuse a DuckDB URL whose file does not exist, or a PostgreSQL schema without the warehouse tables
     (commands that only read or refresh what is there: a mistyped URL must not answer `[]`)."""
+    require_lasting(url)
     path = duckdb_path(url)
-    if path is not None and path != ":memory:" and not Path(path).is_file():
+    if path is not None and not Path(path).is_file():
         raise AggassetsError(f"no DuckDB warehouse at {path}: ingest measures first, or check --warehouse")
     if url.startswith(("postgresql://", "postgres://")):
         from aggassets.warehouse.postgres_engine import holds_warehouse, split_url
@@ -30,6 +33,12 @@ def require_existing(url: str) -> None:
             schema = split_url(url)[1]
             where = f"PostgreSQL schema {schema}" if schema else "the connection's current PostgreSQL schema"
             raise AggassetsError(f"no aggassets warehouse in {where}: ingest measures first, or check --warehouse")
+
+
+def require_lasting(url: str) -> None:
+    """Refuse an in-memory DuckDB URL (`duckdb://`, `duckdb:///:memory:`) where what is stored must last."""
+    if duckdb_path(url) == ":memory:":
+        raise AggassetsError(f"{url!r} is an in-memory DuckDB warehouse: nothing would be kept; use duckdb:///PATH")
 
 
 def open_warehouse(url: str) -> Warehouse:

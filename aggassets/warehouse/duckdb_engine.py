@@ -37,6 +37,9 @@ def _pause() -> None:
     time.sleep(0.2)
 
 
+_OWN_FILE = "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+
+
 def _connect(path: str) -> duckdb.DuckDBPyConnection:
     """duckdb.connect, retried while another process holds the file's lock (up to LOCK_WAIT_SECONDS)."""
     deadline = time.monotonic() + LOCK_WAIT_SECONDS
@@ -65,6 +68,9 @@ class DuckDBWarehouse(Warehouse):
             self.con = _connect(path)
         except duckdb.Error as exc:  # held by another process (a run, another command), not a DuckDB file, ...
             raise AggassetsError(f"cannot open the DuckDB warehouse {path}: {str(exc).splitlines()[0]}") from exc
+        if path != ":memory:" and self.con.execute(_OWN_FILE).fetchone() == (None,):
+            self.con.close()  # DuckDB opens a .json, .csv or .parquet file as a database in memory over it
+            raise AggassetsError(f"cannot open the DuckDB warehouse {path}: not a DuckDB database file")
         self.con.execute("SET TimeZone = 'UTC'; SET enable_progress_bar = false")  # no bar on stderr
         self._staged: list[str] = []
         self.setup()
