@@ -62,6 +62,23 @@ def aggregate_check_results(violations: dict[str, int], window: str) -> list[Ass
     ]
 
 
+STORED_CHECK = "stored_rows_valid"
+STORED_CHECK_TEXT = (
+    "The whole stored table as it is now (execute it on its own at any time): the checks above on every row, "
+    "count_equals_raw on every partition refreshed since its last measure arrived."
+)
+
+
+def stored_check_result(violations: dict[str, int]) -> AssetCheckResult:
+    """Passes when no check finds a violating row in the stored table; the counts per check as metadata."""
+    return AssetCheckResult(
+        check_name=STORED_CHECK,
+        passed=not any(violations.values()),
+        metadata={f"{check}_violations": n for check, n in violations.items()},
+        severity=AssetCheckSeverity.ERROR,
+    )
+
+
 def experiment_check_specs() -> list[AssetCheckSpec]:
     """The checks of experiment_evaluations."""
     return [

@@ -7,9 +7,9 @@ from pathlib import Path
 from dagster import BetaWarning, Definitions, EnvVar, in_process_executor
 
 from aggassets.assets.experiments import build_experiment_assets
-from aggassets.assets.measures import MEASURE_ASSETS
+from aggassets.assets.measures import MEASURE_ASSETS, STORED_CHECKS
 from aggassets.experiments.definition import load_experiments
-from aggassets.jobs import REFRESH_JOBS, build_experiment_job, ingest_inbox_job, purge_job
+from aggassets.jobs import REFRESH_JOBS, build_experiment_job, ingest_inbox_job, purge_job, stored_checks_job
 from aggassets.resources import CatalogResource, WarehouseResource
 from aggassets.schedules import SCHEDULES, build_experiment_schedule
 from aggassets.sensors import SENSORS
@@ -33,7 +33,8 @@ def build_definitions(warehouse: str | None = None, definitions: str | None = No
     experiment_job = build_experiment_job(experiment_assets[0].partitions_def)
     return Definitions(
         assets=[*MEASURE_ASSETS, *experiment_assets],
-        jobs=[*REFRESH_JOBS.values(), purge_job, ingest_inbox_job, experiment_job],
+        asset_checks=STORED_CHECKS,
+        jobs=[*REFRESH_JOBS.values(), purge_job, ingest_inbox_job, stored_checks_job, experiment_job],
         schedules=[*SCHEDULES, build_experiment_schedule(experiment_job)],
         sensors=SENSORS,
         resources={

@@ -3,12 +3,24 @@
 from pathlib import Path
 from typing import Any
 
-from dagster import Config, OpExecutionContext, PartitionsDefinition, define_asset_job, job, op
+from dagster import (
+    AssetCheckKey,
+    AssetKey,
+    AssetSelection,
+    Config,
+    OpExecutionContext,
+    PartitionsDefinition,
+    define_asset_job,
+    job,
+    op,
+)
 
+from aggassets.checks import STORED_CHECK
 from aggassets.partitions import daily_partitions, monthly_partitions, weekly_partitions
 from aggassets.resources import CatalogResource, WarehouseResource
 from aggassets.settings import partitions_start
 from aggassets.sources.inbox import process_file
+from aggassets.warehouse.values import AGGREGATE_TABLES
 
 daily_refresh_job = define_asset_job(
     "daily_refresh_job",
@@ -29,6 +41,13 @@ monthly_refresh_job = define_asset_job(
     description="Refresh monthly aggregates for monthly partitions.",
 )
 REFRESH_JOBS = {"day": daily_refresh_job, "week": weekly_refresh_job, "month": monthly_refresh_job}
+stored_checks_job = define_asset_job(
+    "stored_checks_job",
+    selection=AssetSelection.checks(
+        *(AssetCheckKey(AssetKey(table), STORED_CHECK) for table in AGGREGATE_TABLES.values())
+    ),
+    description="Check the stored daily, weekly and monthly aggregate tables as they are now (no refresh).",
+)
 
 
 class PurgeConfig(Config):

@@ -13,7 +13,7 @@ from dagster import DagsterInstance, SkipReason, build_sensor_context, materiali
 
 from aggassets.assets.measures import MEASURE_ASSETS
 from aggassets.catalog import load_measures
-from aggassets.definitions import defs
+from aggassets.definitions import build_definitions, defs
 from aggassets.resources import CatalogResource, WarehouseResource
 from aggassets.sensors import late_measures_sensor
 from aggassets.settings import partitions_start
@@ -94,6 +94,36 @@ def test_materialize_all_grains_checks_pass_and_match_numpy(url: str) -> None:
     assert row["std"] == pytest.approx(np.std(sel, ddof=1), rel=1e-12)
     assert row["median"] == pytest.approx(np.median(sel), rel=1e-12)
     assert row["first_quartile"] == pytest.approx(np.quantile(sel, 0.25), rel=1e-12)
+
+
+def test_the_stored_checks_job_alone_finds_a_row_corrupted_after_its_run(url: str) -> None:
+    """stored_checks_job runs the whole-table checks without a refresh: all pass after the runs, and a
+    row changed afterwards fails its table's check (a refresh would have replaced the row)."""
+
+    def stored_results(instance: DagsterInstance) -> dict[str, tuple[bool, dict[str, object]]]:
+        job = build_definitions(warehouse=url, definitions=str(DEFINITIONS)).resolve_job_def("stored_checks_job")
+        result = job.execute_in_process(instance=instance)
+        evaluations = [
+            e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        ]
+        return {
+            e.asset_key.path[-1]: (e.passed, {k: v.value for k, v in e.metadata.items()})  # type: ignore[union-attr]
+            for e in evaluations
+        }
+
+    with DagsterInstance.ephemeral() as instance:
+        run_all(url, instance)
+        before = stored_results(instance)
+        assert set(before) == {"daily_aggregates", "weekly_aggregates", "monthly_aggregates"}
+        assert all(passed for passed, _ in before.values())
+        with open_warehouse(url) as wh:
+            wh.execute("UPDATE weekly_aggregates SET std = -1 WHERE measure_name = 'session-duration-daily'")
+            corrupted = int(wh.fetch("SELECT count(*) FROM weekly_aggregates WHERE std < 0").iloc[0, 0])
+        after = stored_results(instance)
+    assert corrupted > 0
+    assert after["weekly_aggregates"][0] is False
+    assert after["weekly_aggregates"][1]["std_non_negative_violations"] == corrupted
+    assert after["daily_aggregates"][0] and after["monthly_aggregates"][0]
 
 
 def test_raw_measures_metadata_counts_rejections_by_reason(url: str) -> None:

@@ -7,6 +7,8 @@ from typing import Any
 
 import pandas as pd
 from dagster import (
+    AssetCheckResult,
+    AssetChecksDefinition,
     AssetDep,
     AssetExecutionContext,
     AssetsDefinition,
@@ -16,9 +18,18 @@ from dagster import (
     MetadataValue,
     TimeWindowPartitionMapping,
     asset,
+    asset_check,
 )
 
-from aggassets.checks import aggregate_check_results, aggregate_check_specs, no_loss_result, no_loss_spec
+from aggassets.checks import (
+    STORED_CHECK,
+    STORED_CHECK_TEXT,
+    aggregate_check_results,
+    aggregate_check_specs,
+    no_loss_result,
+    no_loss_spec,
+    stored_check_result,
+)
 from aggassets.partitions import PARTITIONS_BY_GRAIN, daily_partitions
 from aggassets.resources import CatalogResource, WarehouseResource
 from aggassets.warehouse.values import AGGREGATE_TABLES
@@ -149,3 +160,17 @@ monthly_aggregates = build_aggregate_asset(
 )
 
 MEASURE_ASSETS = [measure_definitions, raw_measures, daily_aggregates, weekly_aggregates, monthly_aggregates]
+
+
+def build_stored_check(grain: str) -> AssetChecksDefinition:
+    """The whole-table check of one aggregate asset, executable on its own (the others run in the asset)."""
+
+    @asset_check(asset=AGGREGATE_TABLES[grain], name=STORED_CHECK, description=STORED_CHECK_TEXT, pool="warehouse")
+    def _stored(catalog: CatalogResource, warehouse: WarehouseResource) -> AssetCheckResult:
+        with warehouse.open(catalog.measures()) as wh:
+            return stored_check_result(wh.stored_check_violations(grain))
+
+    return _stored
+
+
+STORED_CHECKS = [build_stored_check(grain) for grain in AGGREGATE_TABLES]

@@ -316,6 +316,22 @@ SELECT count(*) FROM agg FULL JOIN src USING (measure_name) WHERE agg.n IS DISTI
     }
 
 
+def current_partitions(grain: str, d: Dialect) -> str:
+    """The partitions of `grain` refreshed for today's catalog with no measure arrived since: their rows
+    must count exactly the raw (and sealed) measures of their window."""
+    trunc = d.trunc.replace("{grain}", grain).format(col="r.start_date")
+    return f"""WITH eligible AS ({eligible(grain)}),
+late AS (
+  SELECT DISTINCT pm.period_start FROM raw_measures r JOIN eligible e ON e.name = r.measure_name
+  JOIN partition_materializations pm ON pm.grain = '{grain}' AND pm.period_start = {trunc}
+  WHERE r.received_at > pm.materialized_at
+)
+SELECT period_start FROM partition_materializations
+WHERE grain = '{grain}' AND measures_digest = {_digest(grain, d)}
+  AND period_start NOT IN (SELECT period_start FROM late)
+ORDER BY period_start"""
+
+
 def rolled_up_since_received(d: Dialect) -> str:
     """Purge condition on a raw row r of a measure m: a day measure's week and month partitions were
     materialized after it arrived too (once purged, the late-measure sensor no longer sees the row)."""

@@ -20,6 +20,7 @@ from aggassets.warehouse.values import (
     IntakeResult,
     RefreshResult,
     definitions_frame,
+    period_end,
     period_start,
     restitution_row,
     utc_now,
@@ -196,6 +197,25 @@ class Warehouse:
         """Violation counts of every aggregate check over one window."""
         window = {"start": start, "end": end}
         return {name: int(self.fetch(q, window).iloc[0, 0]) for name, q in self.sql.check_violations(grain).items()}
+
+    def stored_check_violations(self, grain: str) -> dict[str, int]:
+        """The aggregate checks over the whole stored table as it is now: the row checks on every row, and
+        count_equals_raw on each run of consecutive partitions that are up to date (current_partitions)."""
+        everything = {"start": date.min, "end": date.max}
+        queries = self.sql.check_violations(grain)
+        with self.transaction():
+            counts = queries.pop("count_equals_raw")
+            found = {name: int(self.fetch(q, everything).iloc[0, 0]) for name, q in queries.items()}
+            periods = [pd.Timestamp(p).date() for p in self.fetch(self.sql.current_partitions(grain))["period_start"]]
+            runs: list[list[date]] = []
+            for p in periods:
+                if runs and runs[-1][1] == p:
+                    runs[-1][1] = period_end(grain, p)
+                else:
+                    runs.append([p, period_end(grain, p)])
+            window = [{"start": start, "end": end} for start, end in runs]
+            found["count_equals_raw"] = sum(int(self.fetch(counts, w).iloc[0, 0]) for w in window)
+        return found
 
     def released(
         self, grain: str, measure: str, start: date, end: date, created_by: str | None = None

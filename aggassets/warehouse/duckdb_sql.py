@@ -242,6 +242,11 @@ def check_violations(grain: str) -> dict[str, str]:
     return aggregates_sql.check_violations(grain, aggregates_sql.DUCKDB)
 
 
+def current_partitions(grain: str) -> str:
+    """Partitions up to date for today's catalog (aggregates_sql.py)."""
+    return aggregates_sql.current_partitions(grain, aggregates_sql.DUCKDB)
+
+
 # -- experiments: events and evaluation history ------------------------------------------------
 GOALS_DIALECT = goals_sql.DUCKDB  # the goals query (goals_sql.py) in this engine
 # events carries one VARCHAR column per dimension, named dim_<lower-case name>, added on first sight.

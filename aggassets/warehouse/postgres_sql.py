@@ -262,6 +262,11 @@ def check_violations(grain: str) -> dict[str, str]:
     return aggregates_sql.check_violations(grain, aggregates_sql.POSTGRES)
 
 
+def current_partitions(grain: str) -> str:
+    """Partitions up to date for today's catalog (aggregates_sql.py)."""
+    return aggregates_sql.current_partitions(grain, aggregates_sql.POSTGRES)
+
+
 # -- experiments: events and evaluation history ------------------------------------------------
 GOALS_DIALECT = goals_sql.POSTGRES  # the goals query (goals_sql.py) in this engine
 # events carries one TEXT column per dimension, named dim_<lower-case name>, added on first sight.
