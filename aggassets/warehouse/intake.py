@@ -76,13 +76,12 @@ def _integer_text(s: str) -> str:
 def canonical_group_value(t: str) -> str:
     """SQL: the stored text of a group value given as JSON scalar text `t` (as DuckDB's JSON functions
     write it). Numbers are stored by value, as PostgreSQL's jsonb (DACC's storage) compares them: an
-    integer as its digits, however written (1, 1.0, 1E0; 1e22 and 10000000000000000000000; -0 is 0); other
-    numbers their shortest float text. Strings, booleans and integral numbers of more than
-    MAX_GROUP_DIGITS digits as written."""
+    integer as its digits, however written (1, 1.0, 1E0; 1e22 and 10000000000000000000000; -0 is 0, as
+    DuckDB writes it); other numbers their shortest float text. Strings, booleans and integral numbers of
+    more than MAX_GROUP_DIGITS digits as written."""
     d = f"TRY_CAST({t} AS DOUBLE)"
     return f"""CASE WHEN NOT (ascii({t}) = 45 OR ascii({t}) BETWEEN 48 AND 57) THEN {t}
-      WHEN NOT (contains({t}, '.') OR contains({t}, 'e') OR contains({t}, 'E'))
-        THEN CASE WHEN {t} = '-0' THEN '0' ELSE {t} END
+      WHEN NOT (contains({t}, '.') OR contains({t}, 'e') OR contains({t}, 'E')) THEN {t}
       WHEN NOT isfinite({d}) THEN coalesce({_integer_text(t)}, {t})
       WHEN {d} = trunc({d}) THEN coalesce({_integer_text(f"CAST({d} AS VARCHAR)")}, {t})
       ELSE CAST({d} AS VARCHAR) END"""

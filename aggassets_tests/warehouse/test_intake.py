@@ -38,6 +38,12 @@ def raw(text: str) -> str:
     return line().replace('"value": 1', text)
 
 
+def sized(size: int) -> tuple[str, str]:
+    """(line, group1 value): the valid measure padded in its group1 value to exactly `size` bytes."""
+    pad = "p" * (size - len(line(group1={"device": ""}).encode()))
+    return line(group1={"device": pad}), pad
+
+
 def edited_lines(rng: random.Random, count: int, edits: int = 1) -> list[str]:
     """Valid lines (compact and spaced) with up to `edits` random edits each: a character inserted,
     deleted or replaced, drawn from JSON's own punctuation, digits, letters, escapes, spaces and a few
@@ -80,6 +86,7 @@ MALFORMED: list[tuple[str, str, str]] = [
     ("json null", "null", "not_an_object"),
     ("json boolean", "true", "not_an_object"),
     ("oversized payload", line(createdBy="x" * 20_000), "oversized"),
+    ("payload of 16385 bytes, one over the limit", sized(16_385)[0], "oversized"),
     ("duplicate key", line().replace('"value": 1', '"value": 1, "value": 2'), "duplicate_field"),
     ("unknown field", line(extra=1), "unknown_field"),
     ("field name casing", line(measureName=DROP, MeasureName="visits-daily"), "unknown_field"),
@@ -161,6 +168,10 @@ ACCEPTED: list[tuple[str, str, dict[str, Any]]] = [  # (case, line, stored field
     ("value 1e100, the largest magnitude", raw('"value": -1e100'), {"value": -1e100}),
     ("value 1e-100, the smallest non-zero magnitude", line(value="1e-100"), {"value": 1e-100}),
     ("createdBy null", line(createdBy=None), {"created_by": ""}),
+    ("startDate on the first partition day", line(startDate="2020-01-01"), {"start_date": "2020-01-01"}),
+    ("payload of 16384 bytes, the limit", sized(16_384)[0], {"group1": sized(16_384)[1]}),
+    ("group value -0 is the group 0", line().replace('{"device": "a"}', '{"device": -0}'), {"group1": 0}),
+    ("group value -0.0 is the group 0", line().replace('{"device": "a"}', '{"device": -0.0}'), {"group1": 0}),
     ("createdBy 255 chars", line(createdBy="c" * 255), {"created_by": "c" * 255}),
     ("offset west", line(startDate="2022-01-02T23:30:00-02:00"), {"start_date": "2022-01-03"}),
     ("offset east", line(startDate="2022-01-04T01:30:00+02:00"), {"start_date": "2022-01-03"}),
