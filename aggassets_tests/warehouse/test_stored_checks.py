@@ -42,6 +42,12 @@ def test_a_refreshed_warehouse_passes_at_every_grain(refreshed: Warehouse) -> No
             {"unique_keys": 1, "count_equals_raw": 1},
         ),
         ("daily_aggregates", "day", "DELETE FROM {t} WHERE {one}", {"count_equals_raw": 1}),
+        (  # every row of a measure gone: the measure has raw rows and no aggregate at all
+            "weekly_aggregates",
+            "week",
+            "DELETE FROM {t} WHERE measure_name = (SELECT min(measure_name) FROM {t} WHERE {one})",
+            {"count_equals_raw": 1},
+        ),
     ],
 )
 def test_a_corrupted_stored_row_is_found_by_its_check(
