@@ -90,6 +90,26 @@ def test_ingest_refresh_query_purge(capsys: pytest.CaptureFixture[str], url: str
     assert code == 0 and json.loads(out)["by_measure"] == {"error-count-daily": 4}
 
 
+def test_purge_without_days_purges_what_was_received_more_than_90_days_ago(
+    capsys: pytest.CaptureFixture[str], url: str, tmp_path: Path
+) -> None:
+    """DACC's default: measures received 91 days ago are purged, 89 days ago kept (receive times moved back)."""
+    rows = [r for r in make_measures(date(2025, 3, 3), 2, 10) if r["measureName"] == "connection-count-daily"]
+    assert run(capsys, url, "measures", "ingest", str(write_ndjson(tmp_path / "m.ndjson", rows)))[0] == 0
+    assert run(capsys, url, "refresh", "--start", "2025-03-03", "--end", "2025-03-05")[0] == 0
+    with open_warehouse(url) as wh:
+        for day, age in (("2025-03-03", 91), ("2025-03-04", 89)):
+            wh.execute(
+                f"UPDATE raw_measures SET received_at = received_at - INTERVAL {age} DAY WHERE start_date = '{day}'"
+            )
+    code, out, _ = run(capsys, url, "purge")
+    old = sum(r["startDate"] == "2025-03-03" for r in rows)
+    assert code == 0 and json.loads(out) == {"purged": old, "by_measure": {"connection-count-daily": old}}
+    with open_warehouse(url) as wh:
+        left = wh.read_table("raw_measures")
+    assert len(left) == len(rows) - old and {str(d)[:10] for d in left["start_date"]} == {"2025-03-04"}
+
+
 def test_a_file_is_ingested_once_unless_again(capsys: pytest.CaptureFixture[str], url: str, tmp_path: Path) -> None:
     """Ingesting the same content twice (re-run, copy, or twice in one command) is refused before anything is
     stored; --again ingests it once more; the inbox then skips that content too."""

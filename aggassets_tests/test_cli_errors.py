@@ -178,6 +178,9 @@ def test_catalog_validation_lists_measure_and_experiment_errors_together(
 
 
 def test_odd_arguments_are_one_line_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    same_day = ("aggregates", "query", "--measure", "connection-count-daily", "--start", "2025-01-01")
+    code, out, err = run(capsys, "--definitions", str(DEFINITIONS), *same_day, "--end", "2025-01-01")
+    assert (code, out) == (2, "") and "--end must be after --start" in err  # end exclusive: an empty window
     code, _, err = run(capsys, "events", "ingest", str(tmp_path / "missing.txt"))
     assert code == 2 and err.strip().endswith("missing.txt: no such file")
     for value in ("nan", "inf"):

@@ -158,3 +158,24 @@ def test_a_file_that_cannot_be_read_goes_to_failed(tmp_path: Path) -> None:
         assert wh.loss_counts() == (0, 0, 0)
     assert outcome["status"] == "failed" and "cannot read" in outcome["reason"]
     assert sorted(p.name for p in (inbox / "failed").iterdir()) == ["unreadable.json", "unreadable.json.reason"]
+
+
+def test_jsonl_files_are_taken_and_a_later_file_of_the_same_name_is_kept_beside_the_first(tmp_path: Path) -> None:
+    """.json, .ndjson and .jsonl (any case) are measure files, others stay; processed/ never overwrites."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    catalog = CatalogResource(definitions_dir=str(DEFINITIONS)).measures()
+    first, second = make_measures(date(2025, 3, 3), 1, 3), make_measures(date(2025, 3, 4), 1, 4, seed=5)
+    write_ndjson(inbox / "notes.txt", first)
+    write_ndjson(inbox / "upper.JSONL", second)
+    path = write_ndjson(inbox / "a.jsonl", first)
+    assert [p.name for p in inbox_source.pending_files(inbox)] == ["a.jsonl", "upper.JSONL"]
+    with open_warehouse(f"duckdb:///{tmp_path / 'wh.duckdb'}") as wh:
+        assert inbox_source.process_file(wh, path, catalog, date(2020, 1, 1))["status"] == "ingested"
+        write_ndjson(path, second + first)  # new content under the used name
+        assert inbox_source.process_file(wh, path, catalog, date(2020, 1, 1))["status"] == "ingested"
+        assert wh.loss_counts()[0] == 2 * len(first) + len(second)
+    kept = {p.name: p.read_text() for p in (inbox / "processed").iterdir()}
+    assert sorted(kept) == ["a.1.jsonl", "a.jsonl"]
+    assert kept["a.jsonl"].count("\n") == len(first) and kept["a.1.jsonl"].count("\n") == len(first) + len(second)
+    assert (inbox / "notes.txt").exists()
