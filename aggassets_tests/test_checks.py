@@ -56,6 +56,8 @@ def test_aggregate_checks_fail_with_their_violation_counts() -> None:
     assert all(r.passed for name, r in results.items() if name != "unique_keys")
     assert results["unique_keys"].severity == AssetCheckSeverity.ERROR
     assert results["unique_keys"].metadata["window"].value == "2026-01-05 .. 2026-01-12"
+    (one,) = [r for r in aggregate_check_results({"std_non_negative": 1}, "w") if not r.passed]  # one row fails
+    assert one.check_name == "std_non_negative"
 
 
 def test_finite_statistics_flags_a_p_value_outside_0_1_and_a_nan_without_reason() -> None:

@@ -110,6 +110,37 @@ def test_purge_without_days_purges_what_was_received_more_than_90_days_ago(
     assert len(left) == len(rows) - old and {str(d)[:10] for d in left["start_date"]} == {"2025-03-04"}
 
 
+def test_query_defaults_to_the_measures_period_and_filters_by_created_by(
+    capsys: pytest.CaptureFixture[str], url: str, tmp_path: Path
+) -> None:
+    """A week measure without --grain answers its weeks; --created-by keeps one application's rows."""
+    apps = {"drive": 6, "photos": 7}  # threshold 5: both released
+    rows = [
+        {"measureName": "sharing-count-weekly", "value": i, "startDate": "2025-03-05", "createdBy": app,
+         "group1": {"sharing_type": "link"}}
+        for app, n in apps.items() for i in range(n)
+    ]  # fmt: skip
+    assert run(capsys, url, "measures", "ingest", str(write_ndjson(tmp_path / "w.ndjson", rows)))[0] == 0
+    assert run(capsys, url, "refresh", "--start", "2025-03-03", "--end", "2025-03-10")[0] == 0
+    window = (
+        "aggregates",
+        "query",
+        "--measure",
+        "sharing-count-weekly",
+        "--start",
+        "2025-03-01",
+        "--end",
+        "2025-04-01",
+    )
+    code, out, _ = run(capsys, url, *window)
+    got = [(r["startDate"], r.get("createdBy"), r["count"], r["sum"]) for r in json.loads(out)]
+    assert code == 0 and sorted(got) == [
+        ("2025-03-03T00:00:00", app, n, float(sum(range(n)))) for app, n in sorted(apps.items())
+    ]
+    code, out, _ = run(capsys, url, *window, "--created-by", "photos")
+    assert code == 0 and [(r["createdBy"], r["count"]) for r in json.loads(out)] == [("photos", 7)]
+
+
 def test_a_file_is_ingested_once_unless_again(capsys: pytest.CaptureFixture[str], url: str, tmp_path: Path) -> None:
     """Ingesting the same content twice (re-run, copy, or twice in one command) is refused before anything is
     stored; --again ingests it once more; the inbox then skips that content too."""
