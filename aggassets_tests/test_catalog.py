@@ -116,3 +116,11 @@ def test_a_type_error_and_a_group_error_of_one_definition_are_listed_together(tm
     message = str(info.value)
     assert "(2 error(s))" in message and "definitions.0.aggregationThreshold" in message
     assert "definitions.0.group2Key: group2Key is set but group1Key is not" in message
+
+
+def test_a_measure_name_holds_up_to_128_characters(tmp_path: Path) -> None:
+    longest, over = "m" * 128, "m" * 129
+    catalog = load_measures_file(write(tmp_path, definitions({"name": longest, "aggregationPeriod": "day"})))
+    assert catalog.get(longest).name == longest
+    with pytest.raises(AggassetsError, match=r"definitions\.0\.name"):
+        load_measures_file(write(tmp_path, definitions({"name": over, "aggregationPeriod": "day"})))

@@ -8,7 +8,13 @@ from epstats.toolkit.parser import Parser
 from epstats.toolkit.testing import TestData
 from scipy import stats as st
 
-from aggassets.experiments.comparison import EMPTY, ZERO_CONTROL_MEAN, ZERO_RELATIVE_SE
+from aggassets.experiments.comparison import (
+    EMPTY,
+    FEW_UNITS,
+    NEGATIVE_VARIANCE,
+    ZERO_CONTROL_MEAN,
+    ZERO_RELATIVE_SE,
+)
 from aggassets.experiments.definition import ExperimentDefinition, parse_experiment
 from aggassets.experiments.evaluate import evaluate_goals
 from aggassets.experiments.expressions import evaluate, parse_expression
@@ -286,3 +292,23 @@ def test_values_beyond_what_float64_can_square_give_nan_with_a_reason(scale: flo
         assert np.isnan(row[column]) or row[column] == pytest.approx(plain.loc["b", column], rel=1e-6)
     assert np.isnan(row["p_value"]) or np.isnan(row["abs_p_value"])
     assert "beyond float64's range" not in result.loc["a", "reason"]  # the control has no test
+
+
+@pytest.mark.parametrize("case", ["one unit", "sums of squares below (sum)^2 / n"])
+def test_a_variant_without_a_variance_is_nan_with_its_reason(case: str) -> None:
+    """One exposed unit leaves the variance undefined; aggregated sums whose Σx² < (Σx)²/n contradict
+    themselves: the treatment's test is NaN with the reason, not a number."""
+    rng = np.random.default_rng(5)
+    sizes = {"a": 400, "b": 1 if case == "one unit" else 300}
+    units = {v: pd.DataFrame({"purchase": rng.lognormal(3, 1, n), "refund": 0.0}) for v, n in sizes.items()}
+    goals = _unit_goals(units)
+    if case != "one unit":
+        row = (goals.exp_variant_id == "b") & (goals.goal == "purchase")
+        s, n = goals.loc[row, "sum_value"].iloc[0], sizes["b"]
+        goals.loc[row, "sum_sqr_value"] = 0.5 * s * s / n
+    metrics = [(1, "revenue", "value(test_unit_type.unit.purchase)", "count(test_unit_type.global.exposure)")]
+    m = evaluate_goals(_definition("refunds", "a", metrics), goals).metrics.set_index("exp_variant_id")
+    assert (FEW_UNITS if case == "one unit" else NEGATIVE_VARIANCE) in m.loc["b", "reason"]
+    for column in ("p_value", "abs_p_value", "confidence_interval", "test_stat"):
+        assert np.isnan(m.loc["b", column]), column
+    assert m.loc["a", "reason"] == ""

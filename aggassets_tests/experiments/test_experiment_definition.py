@@ -69,6 +69,9 @@ def test_every_error_is_listed_with_its_location() -> None:
         ({"variants": ["b", "c"]}, "control_variant 'a' is not in variants"),
         ({"variants": ["a", "a"]}, "variants must be unique"),
         ({"date_from": "2026-10-10", "date_to": "2026-10-01"}, "date_to must be on or after date_from"),
+        ({"date_from": "2026-10-10", "date_to": "2026-10-09"}, "date_to must be on or after date_from"),
+        ({"date_from": "2026-10-01", "date_to": "2026-10-09", "date_for": "2026-10-10"}, "date_for must lie between"),
+        ({"date_from": "2026-10-01", "date_to": "2026-10-09", "date_for": "2026-09-30"}, "date_for must lie between"),
         ({"date_for": "2026-10-10"}, "date_for requires date_from and date_to"),
         ({"date_from": "2026-13-01"}, "date_from"),
         ({"traffic_weights": {"b": 1.0}}, "traffic_weights must include the control"),
@@ -137,3 +140,14 @@ def test_load_experiment_file_errors(tmp_path: Path) -> None:
         load_experiment(tmp_path / "twice.json")
     (tmp_path / "ok.json").write_text(json.dumps(BASE))
     assert load_experiment(tmp_path / "ok.json").id == "exp"
+
+
+def test_dates_may_meet_at_their_bounds() -> None:
+    """One-day experiments, and date_for on either end of its window, are valid (as ep-stats)."""
+    for dates in (
+        {"date_from": "2026-10-10", "date_to": "2026-10-10", "date_for": "2026-10-10"},
+        {"date_from": "2026-10-01", "date_to": "2026-10-09", "date_for": "2026-10-01"},
+        {"date_from": "2026-10-01", "date_to": "2026-10-09", "date_for": "2026-10-09"},
+    ):
+        experiment = parse_experiment(BASE | dates)
+        assert str(experiment.date_for) == dates["date_for"]
