@@ -138,7 +138,11 @@ def run_sample_size(args: argparse.Namespace) -> int:
     if args.std is not None and args.std <= 0:
         raise AggassetsError("--std must be > 0 (omit it for a Bernoulli rate)")
     if args.std is None and 0 <= args.mean <= 1 and not 0 <= args.mean * (1 + args.minimum_effect) <= 1:
-        raise AggassetsError("--mean x (1 + --minimum-effect) must lie in [0, 1]: the treatment's rate")
+        rate = args.mean * (1 + args.minimum_effect)
+        raise AggassetsError(
+            f"the treatment's rate --mean x (1 + --minimum-effect) = {args.mean:g} x {1 + args.minimum_effect:g} = "
+            f"{rate:g} must lie in [0, 1] (a Bernoulli rate; give --std for a real-valued metric)"
+        )
     try:
         if args.std is None:
             size = required_sample_size_bernoulli(

@@ -24,7 +24,7 @@ SQUARE_COLUMN = {"count": "sum_sqr_count", "value": "sum_sqr_value", "unique": "
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _GOAL = re.compile(r"[A-Za-z0-9_]+")
-_NUMBER = re.compile(r"[0-9]+(\.[0-9]+)?")
+_NUMBER = re.compile(r"[0-9]*(\.[0-9]+)?")  # 5, 2.5 and .5
 _VALUE_EXTRA = set("_-.% /|")
 
 
@@ -167,7 +167,7 @@ class _Parser:
             node = self.expr()
             self.expect(")")
             return node
-        if char.isdigit():
+        if char.isdigit() or (char == "." and self.text[self.pos + 1 : self.pos + 2].isdigit()):
             token, _ = self.match(_NUMBER, "a number")
             if self.peek() == ".":
                 raise self.fail("a digit or an operator")

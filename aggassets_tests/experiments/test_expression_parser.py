@@ -39,6 +39,7 @@ def _value(text: str) -> np.ndarray:
         (f"-{A} + 10", -12 + 10),
         (f"{A} * -1.25", 12 * -1.25),
         ("3.75", 3.75),
+        (f".5 * {A} - .25", 0.5 * 12 - 0.25),  # no leading zero, as Python and SQL read it
     ],
 )
 def test_precedence_and_constants(text: str, expected: float) -> None:
@@ -111,6 +112,8 @@ MALFORMED = [
     ("(count(u.unit.a)", 16, "')'"),
     ("count(u.unit.a))", 15, "an operator"),
     ("1..5", 1, "a digit or an operator"),
+    ("5. * count(u.unit.a)", 1, "a digit or an operator"),
+    (". 5", 0, "a number, '('"),
     ("2 ** count(u.unit.a)", 3, "a number, '('"),
     ("count(u.unit.a) % 2", 16, "an operator"),
     ("count(u.unit.a(x=1;y=2))", 18, "',' or ')'"),
