@@ -1,6 +1,7 @@
 """Sensors: inbox files to ingest, and late measures to re-aggregate."""
 
 import os
+from datetime import date, timedelta
 
 from dagster import (
     DagsterRunStatus,
@@ -17,6 +18,7 @@ from aggassets.jobs import REFRESH_JOBS, ingest_inbox_job
 from aggassets.resources import WarehouseResource
 from aggassets.settings import inbox_dir
 from aggassets.sources import inbox
+from aggassets.warehouse.values import GRAINS, period_start
 
 ATTEMPT_TAG = "aggassets/attempt_of"  # the work a run does (a file, a late partition), for its retries
 _ACTIVE = (DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED)
@@ -41,6 +43,8 @@ def next_run_key(context: SensorEvaluationContext, job_name: str, work: str) -> 
 )
 def inbox_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
     """Every 30 s: each new file in the inbox folder (AGGASSETS_INBOX) gets one ingest run."""
+    if not inbox_dir().is_dir():  # a mistyped AGGASSETS_INBOX must not look like an empty inbox
+        return SkipReason(f"the inbox folder {inbox_dir()} does not exist: create it, or check AGGASSETS_INBOX")
     for path in inbox.set_aside_misnamed(inbox_dir()):
         context.log.warning(f"{os.fsencode(path)!r}: the file name is not UTF-8 text; moved to failed/")
     files = inbox.pending_files(inbox_dir())
@@ -58,14 +62,38 @@ def inbox_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
     return SensorResult(run_requests=requests) if requests else SkipReason("every inbox file has a run in progress")
 
 
+def late_ranges(late: list[tuple[str, str, str]]) -> list[tuple[str, str, str, str]]:
+    """(grain, first, last, last received) of each run of consecutive late partitions, days first: the late
+    partitions exactly, in as few single-run backfills as there are gaps."""
+    ranges: list[tuple[str, str, str, str]] = []
+    for grain, period, received in sorted(late, key=lambda x: (GRAINS.index(x[0]), x[1])):
+        if ranges and ranges[-1][0] == grain and ranges[-1][2] == _previous(grain, period):
+            g, first, _, newest = ranges[-1]
+            ranges[-1] = (g, first, period, max(newest, received))
+        else:
+            ranges.append((grain, period, period, received))
+    return ranges
+
+
+def _previous(grain: str, period: str) -> str:
+    """The partition key before `period` (YYYY-MM-DD) in `grain`."""
+    return period_start(grain, date.fromisoformat(period) - timedelta(days=1)).isoformat()
+
+
 def late_run_requests(context: SensorEvaluationContext, late: list[tuple[str, str, str]]) -> list[RunRequest]:
-    """One run per (grain, partition) that received measures after its last materialization (none while
-    one is in progress; failed ones retried)."""
+    """One single-run backfill per range of consecutive partitions that received measures after their last
+    materialization (none while one is in progress; failed ones retried)."""
     requests = []
-    for grain, period, last_received in late:
-        job_name, work = REFRESH_JOBS[grain].name, f"late:{grain}:{period}:{last_received}"
-        if (key := next_run_key(context, job_name, work)) is not None:
-            requests.append(RunRequest(job_name=job_name, partition_key=period, run_key=key, tags={ATTEMPT_TAG: work}))
+    for grain, first, last, newest in late_ranges(late):
+        job_name, work = REFRESH_JOBS[grain].name, f"late:{grain}:{first}...{last}:{newest}"
+        if (key := next_run_key(context, job_name, work)) is None:
+            continue
+        tags = {ATTEMPT_TAG: work}
+        if first == last:
+            requests.append(RunRequest(job_name=job_name, partition_key=first, run_key=key, tags=tags))
+        else:
+            tags |= {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+            requests.append(RunRequest(job_name=job_name, run_key=key, tags=tags))
     return requests
 
 

@@ -183,6 +183,53 @@ def test_late_measures_sensor_requests_exactly_the_late_partitions(url: str, tmp
         assert [r.run_key for r in retried] == [f"{day.run_key}:retry1"]
 
 
+def test_late_measures_of_consecutive_days_are_one_ranged_run(url: str, tmp_path: Path) -> None:
+    """Late measures on 2025-03-04..06 and 2025-03-12: one single-run backfill for the three days, one run for
+    the 12th, one for the two weeks, one for the month; running them puts the late values in the tables."""
+    with DagsterInstance.ephemeral() as instance:
+        run_all(url, instance)
+    days = ["2025-03-04", "2025-03-05", "2025-03-06", "2025-03-12"]
+    late = [
+        {"measureName": "connection-count-daily", "value": 1000, "startDate": d, "group1": {"device": "tv"}}
+        for d in days
+        for _ in range(5)  # the measure's threshold: released
+    ]
+    with open_warehouse(url) as wh:
+        wh.ingest_file(
+            write_ndjson(tmp_path / "late.ndjson", late), load_measures(DEFINITIONS).measures, date(2020, 1, 1)
+        )
+    range_of = {
+        "daily_refresh_job": ("2025-03-04", "2025-03-06"),
+        "weekly_refresh_job": ("2025-03-03", "2025-03-10"),
+    }
+    with DagsterInstance.ephemeral() as instance:
+        context = build_sensor_context(resources={"warehouse": WarehouseResource(url=url)}, instance=instance)
+        requests = late_measures_sensor(context).run_requests
+        got = [
+            (r.job_name, r.partition_key, r.tags.get("dagster/asset_partition_range_start"),
+             r.tags.get("dagster/asset_partition_range_end"))
+            for r in requests
+        ]  # fmt: skip
+        assert got == [
+            ("daily_refresh_job", None, *range_of["daily_refresh_job"]),
+            ("daily_refresh_job", "2025-03-12", None, None),
+            ("weekly_refresh_job", None, *range_of["weekly_refresh_job"]),
+            ("monthly_refresh_job", "2025-03-01", None, None),
+        ]
+        jobs = build_definitions(warehouse=url, definitions=str(DEFINITIONS))
+        for request in requests:
+            result = jobs.resolve_job_def(request.job_name).execute_in_process(
+                instance=instance, tags=request.tags, partition_key=request.partition_key
+            )
+            assert result.success
+        assert isinstance(late_measures_sensor(context), SkipReason)  # nothing late any more
+    with open_warehouse(url) as wh:
+        tv = wh.fetch(
+            "SELECT period_start, count, sum FROM daily_aggregates WHERE group1 = '\"tv\"' ORDER BY period_start"
+        )
+    assert [(str(p)[:10], n, total) for p, n, total in tv.itertuples(index=False)] == [(d, 5, 5000.0) for d in days]
+
+
 def test_late_measures_sensor_skips_when_nothing_is_late(url: str) -> None:
     with DagsterInstance.ephemeral() as instance:
         run_all(url, instance)

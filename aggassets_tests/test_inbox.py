@@ -179,3 +179,13 @@ def test_jsonl_files_are_taken_and_a_later_file_of_the_same_name_is_kept_beside_
     assert sorted(kept) == ["a.1.jsonl", "a.jsonl"]
     assert kept["a.jsonl"].count("\n") == len(first) and kept["a.1.jsonl"].count("\n") == len(first) + len(second)
     assert (inbox / "notes.txt").exists()
+
+
+def test_a_missing_inbox_folder_is_named_in_the_skip_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGGASSETS_INBOX", str(tmp_path / "typo"))
+    with DagsterInstance.ephemeral() as instance:
+        skipped = inbox_sensor(build_sensor_context(instance=instance))
+    assert isinstance(skipped, SkipReason) and f"the inbox folder {tmp_path / 'typo'} does not exist" in str(
+        skipped.skip_message
+    )
+    assert not (tmp_path / "typo").exists()
