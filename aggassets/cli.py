@@ -35,9 +35,7 @@ def _print(obj: Any) -> None:
 
 def _open(args: argparse.Namespace, sync: bool = True, existing: bool = False) -> Warehouse:
     """The warehouse of --warehouse (an `existing` DuckDB file only), synced with the catalog of --definitions."""
-    require_lasting(args.warehouse)
-    if existing:
-        require_existing(args.warehouse)
+    (require_existing if existing else require_lasting)(args.warehouse)  # existing: lasting too
     wh = open_warehouse(args.warehouse)
     if sync:
         try:

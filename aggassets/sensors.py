@@ -1,7 +1,7 @@
 """Sensors: inbox files to ingest, and late measures to re-aggregate."""
 
 import os
-from datetime import date, timedelta
+from datetime import date
 
 from dagster import (
     DagsterRunStatus,
@@ -18,7 +18,7 @@ from aggassets.jobs import REFRESH_JOBS, ingest_inbox_job
 from aggassets.resources import WarehouseResource
 from aggassets.settings import inbox_dir
 from aggassets.sources import inbox
-from aggassets.warehouse.values import GRAINS, period_start
+from aggassets.warehouse.values import GRAINS, consecutive_runs
 
 ATTEMPT_TAG = "aggassets/attempt_of"  # the work a run does (a file, a late partition), for its retries
 _ACTIVE = (DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED)
@@ -65,19 +65,13 @@ def inbox_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
 def late_ranges(late: list[tuple[str, str, str]]) -> list[tuple[str, str, str, str]]:
     """(grain, first, last, last received) of each run of consecutive late partitions, days first: the late
     partitions exactly, in as few single-run backfills as there are gaps."""
-    ranges: list[tuple[str, str, str, str]] = []
-    for grain, period, received in sorted(late, key=lambda x: (GRAINS.index(x[0]), x[1])):
-        if ranges and ranges[-1][0] == grain and ranges[-1][2] == _previous(grain, period):
-            g, first, _, newest = ranges[-1]
-            ranges[-1] = (g, first, period, max(newest, received))
-        else:
-            ranges.append((grain, period, period, received))
+    received = {(grain, date.fromisoformat(period)): last for grain, period, last in late}
+    ranges = []
+    for grain in GRAINS:
+        for first, last in consecutive_runs(grain, [p for g, p in received if g == grain]):
+            newest = max(t for (g, p), t in received.items() if g == grain and first <= p <= last)
+            ranges.append((grain, first.isoformat(), last.isoformat(), newest))
     return ranges
-
-
-def _previous(grain: str, period: str) -> str:
-    """The partition key before `period` (YYYY-MM-DD) in `grain`."""
-    return period_start(grain, date.fromisoformat(period) - timedelta(days=1)).isoformat()
 
 
 def late_run_requests(context: SensorEvaluationContext, late: list[tuple[str, str, str]]) -> list[RunRequest]:

@@ -19,6 +19,7 @@ from aggassets.warehouse.values import (
     MAX_AGE_DAYS,
     IntakeResult,
     RefreshResult,
+    consecutive_runs,
     definitions_frame,
     period_end,
     period_start,
@@ -207,13 +208,7 @@ class Warehouse:
             counts = queries.pop("count_equals_raw")
             found = {name: int(self.fetch(q, everything).iloc[0, 0]) for name, q in queries.items()}
             periods = [pd.Timestamp(p).date() for p in self.fetch(self.sql.current_partitions(grain))["period_start"]]
-            runs: list[list[date]] = []
-            for p in periods:
-                if runs and runs[-1][1] == p:
-                    runs[-1][1] = period_end(grain, p)
-                else:
-                    runs.append([p, period_end(grain, p)])
-            window = [{"start": start, "end": end} for start, end in runs]
+            window = [{"start": f, "end": period_end(grain, last)} for f, last in consecutive_runs(grain, periods)]
             found["count_equals_raw"] = sum(int(self.fetch(counts, w).iloc[0, 0]) for w in window)
         return found
 

@@ -4,7 +4,7 @@ restitution rows, period arithmetic (no database access)."""
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -157,3 +157,14 @@ def period_end(grain: str, start: date) -> date:
     if grain == "week":
         return start + timedelta(days=7)
     return date(start.year + start.month // 12, start.month % 12 + 1, 1)
+
+
+def consecutive_runs(grain: str, periods: Iterable[date]) -> list[tuple[date, date]]:
+    """(first, last) of each run of consecutive period starts of `grain`, in order."""
+    runs: list[tuple[date, date]] = []
+    for p in sorted(periods):
+        if runs and period_end(grain, runs[-1][1]) == p:
+            runs[-1] = (runs[-1][0], p)
+        else:
+            runs.append((p, p))
+    return runs
