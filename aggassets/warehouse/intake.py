@@ -77,12 +77,13 @@ def canonical_group_value(t: str) -> str:
     """SQL: the stored text of a group value given as JSON scalar text `t` (as DuckDB's JSON functions
     write it). Numbers are stored by value, as PostgreSQL's jsonb (DACC's storage) compares them: an
     integer as its digits, however written (1, 1.0, 1E0; 1e22 and 10000000000000000000000; -0 is 0, as
-    DuckDB writes it); other numbers their shortest float text. Strings, booleans and integral numbers of
-    more than MAX_GROUP_DIGITS digits as written."""
+    DuckDB writes it); other numbers their shortest float text; strings and booleans as written. NULL for
+    an integer of more than MAX_GROUP_DIGITS digits (its one text would be too long to write)."""
     d = f"TRY_CAST({t} AS DOUBLE)"
     return f"""CASE WHEN NOT (ascii({t}) = 45 OR ascii({t}) BETWEEN 48 AND 57) THEN {t}
-      WHEN NOT (contains({t}, '.') OR contains({t}, 'e') OR contains({t}, 'E')) THEN {t}
-      WHEN NOT isfinite({d}) THEN coalesce({_integer_text(t)}, {t})
+      WHEN NOT (contains({t}, '.') OR contains({t}, 'e') OR contains({t}, 'E'))
+        THEN CASE WHEN length(ltrim({t}, '-0')) <= {MAX_GROUP_DIGITS} THEN {t} END
+      WHEN NOT isfinite({d}) THEN {_integer_text(t)}
       WHEN {d} = trunc({d}) THEN coalesce({_integer_text(f"CAST({d} AS VARCHAR)")}, {t})
       ELSE CAST({d} AS VARCHAR) END"""
 
@@ -90,15 +91,16 @@ def canonical_group_value(t: str) -> str:
 def _group_checks(i: int) -> tuple[str, str]:
     """SQL for group i: (reason CASE branches, stored value expression)."""
     g, t, k = f"j_g{i}", f"t_g{i}", f"k{i}"
+    text = f"json_extract({g}, '$.\"' || {k} || '\"')::VARCHAR"
+    stored = canonical_group_value(text)
     reasons = f"""
       WHEN {k} IS NOT NULL AND ({g} IS NULL OR {t} = 'NULL') THEN 'missing_group{i}'
       WHEN {k} IS NOT NULL AND ({t} <> 'OBJECT' OR json_keys({g}) <> [{k}]
            OR coalesce(json_type({g}, '$."' || {k} || '"'), 'NULL') NOT IN {_SCALAR_TYPES}
-           OR contains(coalesce(json_extract_string({g}, '$."' || {k} || '"'), ''), chr(0)))
+           OR contains(coalesce(json_extract_string({g}, '$."' || {k} || '"'), ''), chr(0)) OR ({stored}) IS NULL)
            THEN 'invalid_group{i}'
       WHEN {k} IS NULL AND {g} IS NOT NULL AND {t} <> 'NULL' THEN 'unexpected_group{i}'"""
-    text = f"json_extract({g}, '$.\"' || {k} || '\"')::VARCHAR"
-    value = f"CASE WHEN {k} IS NOT NULL THEN {canonical_group_value(text)} ELSE '' END"
+    value = f"CASE WHEN {k} IS NOT NULL THEN {stored} ELSE '' END"
     return reasons, value
 
 
@@ -149,7 +151,7 @@ WITH items AS ({items}), src AS (
       WHEN NOT {IN_RANGE} THEN 'value_out_of_range'
       WHEN j_date IS NULL OR t_date = 'NULL' THEN 'missing_start_date'
       WHEN ts IS NULL THEN 'invalid_start_date'
-      WHEN timezone('UTC', ts)::DATE < $first_day::DATE OR timezone('UTC', ts)::DATE > DATE '2999-12-31'
+      WHEN timezone('UTC', ts)::DATE NOT BETWEEN date_trunc(period, $first_day::DATE)::DATE AND DATE '2999-12-31'
            THEN 'start_date_out_of_range'
       WHEN j_by IS NOT NULL AND t_by <> 'NULL' AND (t_by <> 'VARCHAR' OR length(j_by ->> '$') = 0
            OR length(j_by ->> '$') > {MAX_CREATED_BY} OR contains(j_by ->> '$', chr(0))) THEN 'invalid_created_by'

@@ -21,6 +21,7 @@ from aggassets.warehouse.intake import (
     definitions_registered,
 )
 from aggassets.warehouse.intake_files import ITEMS, read_items
+from aggassets.warehouse.values import period_start
 
 # measureName and startDate as text (a JSON string's content; yyjson writes no JSON text for them), the
 # other fields as JSON text. A non-string read as text (5, true, {"a":1}) is never a fast name (names
@@ -110,7 +111,7 @@ def _fast_checked(items: str) -> str:
   FROM parsed
 ), checked AS (
   SELECT *, coalesce(CASE WHEN only_fields AND name IS NOT NULL AND {IN_RANGE} AND s_by IS NOT NULL
-                                AND day BETWEEN $first_day AND DATE '2999-12-31'
+                                AND day BETWEEN ($firsts::DATE[])[di] AND DATE '2999-12-31'
                            THEN {_FAST_GROUP_SQL.format(i=1)} AND {_FAST_GROUP_SQL.format(i=2)}
                                 AND {_FAST_GROUP_SQL.format(i=3)} END, false) AS ok
   FROM typed
@@ -149,8 +150,8 @@ def fast_params(
     first_day: date,
     fast: bool = True,
 ) -> dict[str, object]:
-    """The fast path's parameters: the definitions as lists (names, the names it may accept, periods,
-    `{"key":` prefixes), the first day and whether the fast path is on."""
+    """The fast path's parameters: the definitions as lists (names, the names it may accept, periods, the
+    first day of each one's first partition, `{"key":` prefixes) and whether the fast path is on."""
 
     def as_json(values: list[str | None]) -> list[str | None]:
         texts = con.execute("SELECT list_transform($v::VARCHAR[], lambda x: to_json(x)::VARCHAR)", {"v": values})
@@ -160,7 +161,7 @@ def fast_params(
         "names": [d.name for d in definitions],
         "periods": [d.aggregation_period for d in definitions],
         "fast_names": [None if _reads_as_literal(d.name) else d.name for d in definitions],
-        "first_day": first_day,
+        "firsts": [period_start(d.aggregation_period, first_day) for d in definitions],
         "fast": fast,
     }
     for i in (1, 2, 3):

@@ -3,6 +3,7 @@
 import json
 import random
 from collections import Counter
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,7 @@ MALFORMED: list[tuple[str, str, str]] = [
     ("startDate offset minutes 60", line(startDate="2022-01-03T10:00:00+05:60"), "invalid_start_date"),
     ("startDate before partitions", line(startDate="2019-12-31"), "start_date_out_of_range"),
     ("startDate year 3000", line(startDate="3000-01-01"), "start_date_out_of_range"),
+    ("byte order mark before an item that is not the first", "\ufeff" + line(), "invalid_json"),
     ("createdBy number", line(createdBy=5), "invalid_created_by"),
     ("createdBy empty", line(createdBy=""), "invalid_created_by"),
     ("createdBy object", line(createdBy={"app": "drive"}), "invalid_created_by"),
@@ -454,11 +456,53 @@ def test_numeric_group_values_are_stored_by_value(warehouse: Warehouse, tmp_path
     stored = ["1", "1", "1", "0", "0", "0.1", "100", "2.5", "12345678901234567890123", '"1.0"']
     # integers beyond 2^53 by value, however written; reals as the float they read as; beyond floats exact
     large = ["1e22", "10000000000000000000000", "10E+21", "9007199254740992.0", "12345678901234567.0"]
-    written += [*large, "1e400", "10E399", "-1e400", "-1.5e400", "1e999999"]
+    written += [*large, "1e400", "10E399", "-1e400", "-1.5e400", "1e999", "1" + "0" * 999]
     stored += [str(int(float(w))) if "." in w or "e" in w.lower() else w for w in large]
-    stored += [str(10**400), str(10**400), str(-(10**400)), str(-15 * 10**399), "1e999999"]
+    stored += [str(10**400), str(10**400), str(-(10**400)), str(-15 * 10**399), str(10**999), str(10**999)]
     fast = [line().replace('{"device": "a"}', f'{{"device": {w}}}') for w in written]
     careful = [t.replace('"2022-01-03"', '"2022-01-\\u00303"') for t in fast]  # \u0030 is "0"
     result = ingest(warehouse, tmp_path, lines=fast + careful)
     assert (result.accepted, result.rejected) == (2 * len(written), 0)
     assert warehouse.read_table("raw_measures", order_by="seq")["group1"].tolist() == stored * 2
+
+
+def test_group_integers_beyond_the_written_out_digits_are_invalid(warehouse: Warehouse, tmp_path: Path) -> None:
+    """An integral group number of more than 1,000 digits (however written) is invalid_group1, on the fast
+    path's lines and the careful path's: one value must not become several groups by its spellings."""
+    warehouse.sync_definitions(DEFINITIONS)
+    written = ["1e1000", "10e999", "1.0E1000", "1e+1000", "0.1e1001", "-1e1000", "1e999999", "1" + "0" * 1000]
+    fast = [line().replace('{"device": "a"}', f'{{"device": {w}}}') for w in written]
+    careful = [t.replace('"2022-01-03"', '"2022-01-\\u00303"') for t in fast]
+    result = ingest(warehouse, tmp_path, lines=fast + careful)
+    assert (result.accepted, result.rejected_by_reason) == (0, {"invalid_group1": 2 * len(written)})
+
+
+def test_first_partition_of_each_period_takes_the_whole_period(warehouse: Warehouse, tmp_path: Path) -> None:
+    """With partitions starting on Wednesday 2020-01-15, the first week is Monday 2020-01-13 and the first
+    month January: a week or month measure dated anywhere in them is accepted (at its period start),
+    one dated before them is start_date_out_of_range; a day measure must be on or after the 15th. The
+    same on the fast path and the careful one (an escaped character in the date)."""
+    warehouse.sync_definitions(DEFINITIONS)
+    cases = [  # (measure, startDate, stored period start or None when out of range)
+        ("latency-weekly", "2020-01-13", "2020-01-13"),
+        ("latency-weekly", "2020-01-13T00:00:00Z", "2020-01-13"),
+        ("latency-weekly", "2020-01-13T00:30:00+01:00", None),  # 2020-01-12 23:30 UTC
+        ("latency-weekly", "2020-01-12", None),
+        ("variation-monthly", "2020-01-01", "2020-01-01"),
+        ("variation-monthly", "2019-12-31T23:59:59Z", None),
+        ("errors-daily", "2020-01-15", "2020-01-15"),
+        ("errors-daily", "2020-01-14", None),
+    ]
+    lines = []
+    for name, day, _ in cases:
+        groups = {"group1": {"fluid": "w"}} if name == "variation-monthly" else {}
+        lines.append(json.dumps({"measureName": name, "value": 1, "startDate": day, **groups}))
+    lines += [t.replace('"20', '"\\u00320', 1) for t in lines]  # \u0032 is "2": the careful path
+    path = tmp_path / "first.ndjson"
+    path.write_text("\n".join(lines) + "\n")
+    result = warehouse.ingest_file(path, DEFINITIONS, date(2020, 1, 15))
+    out = [day is None for _, _, day in cases] * 2
+    assert result.rejected_by_reason == {"start_date_out_of_range": sum(out)}
+    stored = warehouse.read_table("raw_measures", order_by="seq")
+    want = [day for _, _, day in cases if day is not None] * 2
+    assert [pd.Timestamp(d).date().isoformat() for d in stored["start_date"]] == want
