@@ -253,3 +253,21 @@ def test_cli_run_without_events_gives_nan_with_reasons(
     with open_warehouse(f"duckdb:///{tmp_path / 'wh.duckdb'}") as wh:
         metrics = evaluation_history(wh, "experiment_metrics", "conv")
     assert set(metrics.reason) == {"empty variant: denominator is 0"}
+
+
+def test_daily_schedule_gives_each_day_its_own_run_and_names_a_day_without_any(catalog_dir: Path) -> None:
+    """Dagster launches a run key once: each day's evaluation has its own; a day with no running experiment
+    is a skip that names the day."""
+    repo = build_definitions(warehouse="duckdb:///:memory:", definitions=str(catalog_dir)).get_repository_def()
+    schedule = repo.get_schedule_def("experiment_evaluation_schedule")
+    resources = {"catalog": CatalogResource(definitions_dir=str(catalog_dir))}
+    keys = []
+    for day in (date(2026, 3, 3), date(2026, 3, 4)):
+        tick = datetime(day.year, day.month, day.day, 2, 0, tzinfo=UTC)
+        with build_schedule_context(scheduled_execution_time=tick, repository_def=repo, resources=resources) as context:
+            keys += [r.run_key for r in schedule.evaluate_tick(context).run_requests or []]
+    assert keys == ["conv:2026-03-03", "conv:2026-03-04"]
+    tick = datetime(2026, 3, 20, 2, 0, tzinfo=UTC)
+    with build_schedule_context(scheduled_execution_time=tick, repository_def=repo, resources=resources) as context:
+        data = schedule.evaluate_tick(context)
+    assert not data.run_requests and data.skip_message == "no experiment running on 2026-03-20"
