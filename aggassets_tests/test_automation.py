@@ -4,7 +4,16 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from dagster import DagsterEvent, DagsterEventType, DagsterInstance, DagsterRunStatus, SkipReason, build_sensor_context
+from dagster import (
+    DagsterEvent,
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRun,
+    DagsterRunStatus,
+    RunRequest,
+    SkipReason,
+    build_sensor_context,
+)
 
 from aggassets.catalog import load_measures
 from aggassets.errors import AggassetsError
@@ -69,19 +78,26 @@ def test_late_run_work_names_the_arrival_to_the_second(tmp_path: Path) -> None:
     assert day.partition_key == "2025-03-03"
 
 
-@pytest.mark.parametrize("status", list(STATUS_EVENTS))
-def test_a_starting_or_running_ingest_run_is_waited_for(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, status: DagsterRunStatus
-) -> None:
-    """A file whose ingest run is starting or running is not requested again: the sensor says it waits."""
+def _first_ingest_run(
+    instance: DagsterInstance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[RunRequest, DagsterRun]:
+    """An inbox with one settled file, the sensor's request for it and the run created for it (not launched)."""
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     monkeypatch.setenv("AGGASSETS_INBOX", str(inbox))
     monkeypatch.setattr(inbox_source, "SETTLE_SECONDS", 0.0)
     write_ndjson(inbox / "a.ndjson", make_measures(date(2025, 3, 3), 1, 2))
+    (first,) = inbox_sensor(build_sensor_context(instance=instance)).run_requests
+    return first, instance.create_run_for_job(ingest_inbox_job, run_config=first.run_config, tags=first.tags)
+
+
+@pytest.mark.parametrize("status", list(STATUS_EVENTS))
+def test_a_starting_or_running_ingest_run_is_waited_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, status: DagsterRunStatus
+) -> None:
+    """A file whose ingest run is starting or running is not requested again: the sensor says it waits."""
     with DagsterInstance.ephemeral() as instance:
-        (first,) = inbox_sensor(build_sensor_context(instance=instance)).run_requests
-        run = instance.create_run_for_job(ingest_inbox_job, run_config=first.run_config, tags=first.tags)
+        _, run = _first_ingest_run(instance, tmp_path, monkeypatch)
         event = DagsterEvent(event_type_value=STATUS_EVENTS[status].value, job_name=ingest_inbox_job.name)
         instance.report_dagster_event(event, run_id=run.run_id)  # as the run queue or a launcher reports it
         assert instance.get_run_by_id(run.run_id).status == status  # type: ignore[union-attr]
@@ -91,14 +107,8 @@ def test_a_starting_or_running_ingest_run_is_waited_for(
 
 def test_a_cancelled_ingest_run_is_retried_under_a_new_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Cancelled counts as failed: Dagster never launches a run key twice, so the retry needs its own."""
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    monkeypatch.setenv("AGGASSETS_INBOX", str(inbox))
-    monkeypatch.setattr(inbox_source, "SETTLE_SECONDS", 0.0)
-    write_ndjson(inbox / "a.ndjson", make_measures(date(2025, 3, 3), 1, 2))
     with DagsterInstance.ephemeral() as instance:
-        (first,) = inbox_sensor(build_sensor_context(instance=instance)).run_requests
-        run = instance.create_run_for_job(ingest_inbox_job, run_config=first.run_config, tags=first.tags)
+        first, run = _first_ingest_run(instance, tmp_path, monkeypatch)
         instance.report_run_canceled(run)
         (again,) = inbox_sensor(build_sensor_context(instance=instance)).run_requests
     assert again.run_key == f"{first.run_key}:retry1" and again.tags == first.tags
@@ -133,16 +143,6 @@ def test_a_folder_named_like_a_measure_file_is_not_one(tmp_path: Path) -> None:
     (inbox / "folder.json").mkdir(parents=True)
     write_ndjson(inbox / "b.json", make_measures(date(2025, 3, 3), 1, 1))
     assert [p.name for p in inbox_source.pending_files(inbox, now=4e9)] == ["b.json"]
-
-
-def test_an_inbox_file_settles_for_five_seconds_by_default(tmp_path: Path) -> None:
-    """README: a file is taken once unchanged for 5 s (no test fixture shortening the wait here)."""
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    path = write_ndjson(inbox / "a.ndjson", make_measures(date(2025, 3, 3), 1, 1))
-    written = path.stat().st_mtime
-    assert inbox_source.pending_files(inbox, now=written + 4.9) == []
-    assert inbox_source.pending_files(inbox, now=written + 5.0) == [path]
 
 
 def test_a_catalog_that_cannot_be_materialized_is_an_error(tmp_path: Path) -> None:

@@ -86,8 +86,9 @@ def test_inbox_sensor_waits_for_a_run_in_progress_and_retries_a_failed_one(
 def test_a_file_changed_in_the_last_seconds_waits_for_a_later_tick(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A file still being written is not ingested half: it waits until unchanged for SETTLE_SECONDS."""
-    monkeypatch.setattr(inbox_source, "SETTLE_SECONDS", 5.0)
+    """A file still being written is not ingested half: it waits until unchanged for 5 s (README), the
+    default, which this test keeps."""
+    monkeypatch.undo()  # the module's own SETTLE_SECONDS, not the fixture's 0
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     path = write_ndjson(inbox / "growing.ndjson", make_measures(date(2025, 3, 3), 1, 2))
