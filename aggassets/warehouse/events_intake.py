@@ -56,8 +56,11 @@ _LINES = """SELECT row_number() OVER () AS rn, original FROM (
   SELECT original FROM read_csv(?, columns = {'original': 'VARCHAR'}, header = false, delim = chr(30),
       quote = '', escape = '', auto_detect = false, strict_mode = false)
   WHERE original IS NOT NULL AND trim(original, ' \t\r\n') <> '')"""
-_ARRAY = """SELECT generate_subscripts(items, 1) AS rn, unnest(items)::VARCHAR AS original
-FROM (SELECT json_extract(try_cast(content AS JSON), '$[*]') AS items FROM read_text(?))"""
+# A JSON array file's text without the byte order mark a file may start with (RFC 8259 lets a parser ignore it)
+_ARRAY_TEXT = """(SELECT CASE WHEN starts_with(content, chr(65279)) THEN substr(content, 2) ELSE content END AS content
+FROM read_text(?))"""
+_ARRAY = f"""SELECT generate_subscripts(items, 1) AS rn, unnest(items)::VARCHAR AS original
+FROM (SELECT json_extract(try_cast(content AS JSON), '$[*]') AS items FROM {_ARRAY_TEXT})"""
 _JSON_KEYS = """SELECT k FROM (SELECT rn, unnest(json_keys(j)) AS k FROM json_rows WHERE shape IS NULL)
 GROUP BY k ORDER BY min(rn), k"""
 
@@ -119,7 +122,7 @@ def _read_json(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
     with open(path, "rb") as fh:
         is_array = fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"["
     try:
-        if is_array and not con.execute("SELECT json_valid(content) FROM read_text(?)", [str(path)]).fetchone()[0]:
+        if is_array and not con.execute(f"SELECT json_valid(content) FROM {_ARRAY_TEXT}", [str(path)]).fetchone()[0]:
             raise AggassetsError(f"{path}: not a valid JSON array")
         con.execute(_JSON_ROWS.format(source=_ARRAY if is_array else _LINES), [str(path)])
         names = [r[0] for r in con.execute(_JSON_KEYS).fetchall()]

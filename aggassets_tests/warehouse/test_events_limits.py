@@ -1,0 +1,104 @@
+"""Event intake limits from the README: the date bounds themselves, and the order of the rules."""
+
+import json
+from pathlib import Path
+
+from aggassets.warehouse.base import Warehouse
+from aggassets_tests.warehouse.test_events import VALID, rejected, row, stored_events, write_csv, write_lines
+
+
+def test_the_first_and_last_days_of_the_date_range_are_accepted(warehouse: Warehouse, tmp_path: Path) -> None:
+    """README: dates within 1900-01-01 .. 2999-12-31 (both included); a day outside is bad_date."""
+    rows = [row(date="1900-01-01"), row(date="2999-12-31"), row(date="1899-12-31"), row(date="3000-01-01"),
+            row(date="1900-01-01T00:30:00+00:00"), row(date="2999-12-31T23:59:59Z")]  # fmt: skip
+    result = warehouse.ingest_events(write_csv(tmp_path / "e.csv", rows))
+    assert (result.received, result.accepted, result.rejected) == (6, 4, 2)
+    assert rejected(warehouse) == [(1, 3, "bad_date"), (1, 4, "bad_date")]
+    assert [e[0] for e in stored_events(warehouse)] == ["1900-01-01", "1900-01-01", "2999-12-31", "2999-12-31"]
+
+
+def test_the_first_failing_rule_in_readme_order_gives_the_reason(warehouse: Warehouse, tmp_path: Path) -> None:
+    """README order: missing_exp_id before missing_exp_variant_id before bad_unit_type ... before bad_value."""
+    rows = [
+        row(exp_id="", exp_variant_id=""),
+        row(exp_variant_id="", unit_type="1x"),
+        row(unit_type="1x", unit_id=""),
+        row(unit_id="", goal="a-b"),
+        row(goal="a-b", count="-1"),
+        row(count="-1", value="x"),
+        row(exp_id=" ", exp_variant_id=" ", unit_type=" ", unit_id=" ", goal=" ", count="x", value="x"),
+    ]
+    warehouse.ingest_events(write_csv(tmp_path / "e.csv", rows))
+    assert [reason for _, _, reason in rejected(warehouse)] == [
+        "missing_exp_id", "missing_exp_variant_id", "bad_unit_type", "missing_unit_id", "bad_goal", "bad_count",
+        "missing_exp_id",
+    ]  # fmt: skip
+
+
+def test_a_nul_character_is_stored_as_the_replacement_character(warehouse: Warehouse, tmp_path: Path) -> None:
+    """NUL characters become U+FFFD in stored cells and dimensions, on both engines (PostgreSQL text cannot
+    hold them, README); a rejected row keeps its JSON text, where a NUL is the escape \\u0000."""
+    rows = [row(unit_id="u\x001", shop="a\x00b"), row(goal="bad goal", shop="\x00")]
+    result = warehouse.ingest_events(write_csv(tmp_path / "e.csv", rows))
+    assert (result.accepted, result.rejected) == (1, 1)
+    assert stored_events(warehouse) == [
+        ("2026-10-05", "exp-1", "a", "user", "u\ufffd1", "purchase", 2, 9.5, "a\ufffdb"),
+    ]
+    frame = warehouse.read_table("rejected_events")
+    assert json.loads(frame["row_json"].iloc[0])["goal"] == "bad goal"
+
+
+def test_a_json_file_without_any_object_row_rejects_its_rows(warehouse: Warehouse, tmp_path: Path) -> None:
+    """README: invalid_json and not_an_object are row reasons: a file of such rows has no object row to miss a
+    column, so its rows are stored as rejected, not refused as a file without required columns."""
+    result = warehouse.ingest_events(write_lines(tmp_path / "e.ndjson", ["nope", "[1, 2]", "42"]))
+    assert (result.received, result.accepted, result.rejected) == (3, 0, 3)
+    assert rejected(warehouse) == [(1, 1, "invalid_json"), (1, 2, "not_an_object"), (1, 3, "not_an_object")]
+
+
+def test_header_names_are_trimmed_of_tabs_like_cells(warehouse: Warehouse, tmp_path: Path) -> None:
+    """README: cells are trimmed of spaces, tabs, CR and LF; the header's cells too (`\\tgoal` is goal)."""
+    path = tmp_path / "e.csv"
+    header = "date,exp_id,exp_variant_id,unit_type,unit_id\t,\tgoal,count,value, Shop\t\n"
+    path.write_text(header + "2026-10-05,exp-1,a,user,u1,purchase,2,9.5,north\n", encoding="utf-8")
+    result = warehouse.ingest_events(path)
+    assert (result.accepted, result.rejected) == (1, 0)
+    assert stored_events(warehouse) == [("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 2, 9.5, "north")]
+    assert "dim_shop" in warehouse.read_table("events").columns
+
+
+def test_a_byte_order_mark_at_the_start_of_a_csv_file_is_not_part_of_its_header(
+    warehouse: Warehouse, tmp_path: Path
+) -> None:
+    """A UTF-8 byte order mark (as spreadsheet tools write "CSV UTF-8") is a signature, not the first column's
+    name: the file reads as without it (README drops it at a file's start, as RFC 8259 lets a parser do)."""
+    plain = write_csv(tmp_path / "plain.csv", [row()])
+    marked = tmp_path / "marked.csv"
+    marked.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    result = warehouse.ingest_events(marked)
+    assert (result.accepted, result.rejected) == (1, 0)
+    assert stored_events(warehouse) == [("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 2, 9.5)]
+
+
+def test_a_raw_nul_in_a_rejected_json_line_is_stored_as_the_replacement_character(
+    warehouse: Warehouse, tmp_path: Path
+) -> None:
+    """A JSON row is kept as it came when rejected; PostgreSQL text cannot hold NUL (README), so a raw NUL of
+    an invalid line becomes U+FFFD, on both engines."""
+    path = tmp_path / "e.ndjson"
+    path.write_bytes(json.dumps(VALID).encode() + b'\n{"unit_id": "u\x001"\n')
+    result = warehouse.ingest_events(path)
+    assert (result.received, result.accepted, result.rejected) == (2, 1, 1)
+    assert rejected(warehouse) == [(1, 2, "invalid_json")]
+    assert warehouse.read_table("rejected_events")["row_json"].tolist() == ['{"unit_id": "u\ufffd1"']
+
+
+def test_a_byte_order_mark_at_the_start_of_a_json_file_is_dropped(warehouse: Warehouse, tmp_path: Path) -> None:
+    """A JSON array or NDJSON events file starting with a UTF-8 byte order mark reads as without it (it was
+    refused as `not a valid JSON array` for an array, while CSV and NDJSON read)."""
+    array, lines = tmp_path / "array.json", tmp_path / "lines.ndjson"
+    array.write_bytes(b"\xef\xbb\xbf" + json.dumps([VALID, VALID | {"unit_id": "u2"}]).encode())
+    lines.write_bytes(b"\xef\xbb\xbf" + (json.dumps(VALID | {"unit_id": "u3"}) + "\n").encode())
+    results = [warehouse.ingest_events(path) for path in (array, lines)]
+    assert [(r.accepted, r.rejected) for r in results] == [(2, 0), (1, 0)]
+    assert sorted(e[4] for e in stored_events(warehouse)) == ["u1", "u2", "u3"]
