@@ -399,6 +399,8 @@ def test_refresh_records_its_runs_in_the_dagster_home_instance(
     assert code == 0
     report = {r["grain"]: r for r in json.loads(out)}
     expected = {"day": ["2025-03-03", "2025-03-04"], "week": ["2025-03-03"], "month": ["2025-03-01"]}
+    counts = {g: (r["partitions"], r["first"], r["last"]) for g, r in report.items()}
+    assert counts == {g: (len(keys), keys[0], keys[-1]) for g, keys in expected.items()}
     with DagsterInstance.get() as instance:
         for grain, keys in expected.items():
             run_id = report[grain]["run_id"]

@@ -257,3 +257,19 @@ def test_a_file_name_that_is_not_utf8_is_named_as_the_problem(
     assert err.strip().endswith("caf\\xe9.ndjson: the file name is not UTF-8 text; rename the file")
     with open_warehouse(url) as wh:
         assert wh.loss_counts() == (0, 0, 0)
+
+
+def test_purge_of_an_unknown_measure_is_an_error_not_an_empty_purge(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A mistyped --measure of purge is a one-line error naming it, not a purge of nothing that exits 0."""
+    url = f"duckdb:///{tmp_path / 'w.duckdb'}"
+    measures = write_ndjson(tmp_path / "m.ndjson", make_measures(date(2025, 3, 3), 1, 2))
+    assert (
+        run(capsys, "--warehouse", url, "--definitions", str(DEFINITIONS), "measures", "ingest", str(measures))[0] == 0
+    )
+    code, out, err = run(
+        capsys, "--warehouse", url, "--definitions", str(DEFINITIONS), "purge", "--days", "0", "--measure", "nope"
+    )
+    assert (code, out) == (2, "")
+    assert "unknown measure 'nope'" in err and err.count("\n") == 1

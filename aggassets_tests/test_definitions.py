@@ -113,3 +113,30 @@ def test_a_warehouse_password_does_not_reach_the_ui(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("AGGASSETS_WAREHOUSE", "postgresql://app:S3cretPassw0rd@db.internal:5432/warehouse")
     snapshot = serialize_value(RepositorySnap.from_def(build_definitions().get_repository_def()))
     assert "S3cretPassw0rd" not in snapshot and "AGGASSETS_WAREHOUSE" in snapshot
+
+
+def test_refresh_schedules_tick_at_the_readme_times() -> None:
+    """README: daily at 00:30 UTC, weekly on Mondays at 01:00, monthly on the 1st at 01:30."""
+    repo = defs.get_repository_def()
+    crons = {
+        name: (repo.get_schedule_def(name).cron_schedule, repo.get_schedule_def(name).execution_timezone)
+        for name in ("daily_refresh_schedule", "weekly_refresh_schedule", "monthly_refresh_schedule")
+    }
+    assert crons == {
+        "daily_refresh_schedule": ("30 0 * * *", "UTC"),
+        "weekly_refresh_schedule": ("0 1 * * 1", "UTC"),
+        "monthly_refresh_schedule": ("30 1 1 * *", "UTC"),
+    }
+
+
+def test_purge_schedule_run_keys_differ_per_day() -> None:
+    """A daily purge needs a run key of its own each day: one key for every day would run it once."""
+    repo = defs.get_repository_def()
+    sched = repo.get_schedule_def("purge_schedule")
+    keys = []
+    for day in (23, 23, 24):
+        tick = datetime(2026, 11, day, 3, 0, tzinfo=UTC)
+        with build_schedule_context(scheduled_execution_time=tick, repository_def=repo) as context:
+            (request,) = sched.evaluate_tick(context).run_requests or []
+        keys.append(request.run_key)
+    assert keys[0] == keys[1] != keys[2]

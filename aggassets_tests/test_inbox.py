@@ -190,3 +190,11 @@ def test_a_missing_inbox_folder_is_named_in_the_skip_reason(tmp_path: Path, monk
         skipped.skip_message
     )
     assert not (tmp_path / "typo").exists()
+
+
+def test_pending_files_come_in_name_order(tmp_path: Path) -> None:
+    """Pending inbox files are listed by name, whatever order the folder lists them in."""
+    names = [f"m{i:02d}.json" for i in range(30)]
+    for name in reversed(names):
+        (tmp_path / name).write_text("[]", encoding="utf-8")
+    assert [p.name for p in inbox_source.pending_files(tmp_path)] == names

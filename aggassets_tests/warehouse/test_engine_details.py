@@ -6,11 +6,15 @@ from datetime import date, timedelta
 from fractions import Fraction
 from pathlib import Path
 
+import pandas as pd
+import psycopg2
 import pyarrow as pa
+import pytest
 
+from aggassets.errors import AggassetsError
 from aggassets.warehouse import open_warehouse
 from aggassets.warehouse.base import Warehouse
-from aggassets.warehouse.postgres_engine import split_url
+from aggassets.warehouse.postgres_engine import holds_warehouse, split_url
 from aggassets.warehouse.values import utc_now
 from aggassets_tests.warehouse.support import (
     DEFINITIONS,
@@ -142,3 +146,124 @@ def test_a_key_purged_in_two_steps_is_frozen_once_per_grain(warehouse: Warehouse
         ("month", "2022-03-01"),
         ("week", "2022-03-07"),
     ]
+
+
+def test_an_inbox_with_three_of_our_four_columns_is_another_applications(postgres_url: str) -> None:
+    """An `inbox` table with seq, batch_id and received_at but no payload is not the warehouse's inbox: the
+    schema is refused, by the read-only probe and by opening it, and nothing is created beside it."""
+    dsn, schema = split_url(postgres_url)
+    con = psycopg2.connect(dsn)
+    con.autocommit = True
+    try:
+        with con.cursor() as cur:
+            cur.execute(f"CREATE SCHEMA {schema}")
+            cur.execute(f"CREATE TABLE {schema}.inbox (seq BIGINT, batch_id BIGINT, received_at TIMESTAMP, body TEXT)")
+        expected = f"PostgreSQL schema {schema} holds a table inbox that is not aggassets'"
+        with pytest.raises(AggassetsError, match=expected):
+            holds_warehouse(postgres_url)
+        with pytest.raises(AggassetsError, match=expected):
+            open_warehouse(postgres_url).close()
+        with con.cursor() as cur:
+            cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = %(s)s", {"s": schema})
+            assert [r[0] for r in cur.fetchall()] == ["inbox"]
+    finally:
+        con.close()
+
+
+def test_window_counts_take_the_start_day_and_leave_out_the_end_day(warehouse: Warehouse, tmp_path: Path) -> None:
+    """raw_measures' metadata over [start, end): accepted by start date, rejected by receive time."""
+    warehouse.sync_definitions(DEFINITIONS)
+    days = ["2022-03-06", "2022-03-07", "2022-03-07", "2022-03-08"]
+    ingest(warehouse, tmp_path, items=[measure("errors-daily", 1.0, d) for d in days], lines=["oops"] * 3)
+    start, end = date(2022, 3, 7), date(2022, 3, 8)
+    assert warehouse.raw_window_counts(start, end) == {"errors-daily": 2}
+    times = ["2022-03-06 23:59:59", "2022-03-07 00:00:00", "2022-03-08 00:00:00"]
+    seqs = sorted(int(s) for s in warehouse.read_table("rejected_measures")["seq"])
+    for seq, at in zip(seqs, times, strict=True):
+        warehouse.execute(f"UPDATE rejected_measures SET received_at = TIMESTAMP '{at}' WHERE seq = {seq}")
+    assert warehouse.rejected_window_counts(start, end) == {"invalid_json": 1}
+
+
+def test_a_partition_is_late_only_for_measures_received_after_it_and_reports_the_last(
+    warehouse: Warehouse, tmp_path: Path
+) -> None:
+    """A measure received at the very time of a refresh is in it (not late); a late partition reports the
+    newest receive time of its late measures."""
+    warehouse.sync_definitions(DEFINITIONS)
+    ingest(warehouse, tmp_path, items=[measure("errors-daily", 1.0, "2022-03-07")])
+    warehouse.refresh("day", date(2022, 3, 7), date(2022, 3, 8))
+    warehouse.execute(
+        "UPDATE raw_measures SET received_at = (SELECT materialized_at FROM partition_materializations "
+        "WHERE grain = 'day' AND period_start = DATE '2022-03-07')"
+    )
+    assert warehouse.late_partitions().empty
+    for value in (2.0, 3.0):
+        ingest(warehouse, tmp_path, items=[measure("errors-daily", value, "2022-03-07")])
+    raw = warehouse.read_table("raw_measures")
+    report = warehouse.late_partitions()
+    assert report["grain"].tolist() == ["day"]
+    assert pd.Timestamp(report["period_start"].iloc[0]).date() == date(2022, 3, 7)
+    assert pd.Timestamp(report["last_received"].iloc[0]) == pd.Timestamp(raw["received_at"].max())
+    assert raw["received_at"].nunique() == 3
+
+
+def test_a_measure_received_at_the_time_of_its_refresh_is_purged(warehouse: Warehouse, tmp_path: Path) -> None:
+    """DESIGN 4.5: a raw measure its day, week and month were refreshed with is purgeable, down to one received
+    at the very time of the refreshes (it was in them: a refresh reads after every committed intake)."""
+    warehouse.sync_definitions(DEFINITIONS)
+    ingest(warehouse, tmp_path, items=[measure("errors-daily", 1.0, "2022-03-07")])
+    warehouse.refresh("day", date(2022, 3, 7), date(2022, 3, 8))
+    warehouse.refresh("week", date(2022, 3, 7), date(2022, 3, 14))
+    warehouse.refresh("month", date(2022, 3, 1), date(2022, 4, 1))
+    for table, column in (("raw_measures", "received_at"), ("partition_materializations", "materialized_at")):
+        warehouse.execute(f"UPDATE {table} SET {column} = TIMESTAMP '2022-04-02 00:00:00'")
+    assert warehouse.purge(0, now=utc_now() + timedelta(days=1)) == {"errors-daily": 1}
+
+
+def test_a_week_refresh_writes_nothing_for_the_week_after_it(warehouse: Warehouse, tmp_path: Path) -> None:
+    """A refresh over [start, end) reads no measure dated `end`: the next week's own measures stay out."""
+    warehouse.sync_definitions(DEFINITIONS)
+    items = [measure("latency-weekly", v, d) for v, d in ((1.0, "2022-03-07"), (5.0, "2022-03-14"))]
+    ingest(warehouse, tmp_path, items=items)
+    result = warehouse.refresh("week", date(2022, 3, 7), date(2022, 3, 14))
+    table = warehouse.read_table("weekly_aggregates")
+    assert [pd.Timestamp(p).date() for p in table["period_start"]] == [date(2022, 3, 7)]
+    assert (result.rows, table["sum"].tolist()) == (1, [1.0])
+
+
+@pytest.mark.parametrize(
+    ("grain", "start", "end"),
+    [("week", date(2022, 3, 7), date(2022, 3, 10)), ("month", date(2022, 3, 1), date(2022, 3, 31))],
+)
+def test_a_refresh_window_ending_inside_a_period_is_refused(
+    warehouse: Warehouse, grain: str, start: date, end: date
+) -> None:
+    """A window must end on a period boundary as well as start on one: nothing is refreshed otherwise."""
+    warehouse.sync_definitions(DEFINITIONS)
+    with pytest.raises(AggassetsError, match=f"{grain} window {start} .. {end} does not start and end on"):
+        warehouse.refresh(grain, start, end)
+    assert warehouse.read_table("partition_materializations").empty
+
+
+def test_a_negative_purge_age_is_refused_by_the_warehouse_itself(warehouse: Warehouse, tmp_path: Path) -> None:
+    """purge(-1), as the purge job could be configured, is an error and purges nothing (not only in the CLI)."""
+    warehouse.sync_definitions(DEFINITIONS)
+    ingest(warehouse, tmp_path, items=[measure("errors-daily", 1.0, "2022-03-07")])
+    refresh_all(warehouse, [date(2022, 3, 7)])
+    with pytest.raises(AggassetsError, match="--days must be >= 0"):
+        warehouse.purge(-1, now=utc_now() + timedelta(days=1))
+    assert len(warehouse.read_table("raw_measures")) == 1
+
+
+def test_the_last_day_accepted_is_2999_12_31_on_the_careful_path(warehouse: Warehouse, tmp_path: Path) -> None:
+    """README: start dates up to 2999-12-31; an escaped character sends the item to the careful validation."""
+    warehouse.sync_definitions(DEFINITIONS)
+    lines = [
+        '{"measureName": "errors-daily", "value": 1, "startDate": "' + day + '", "createdBy": "a\\/b"}'
+        for day in ("2999-12-31", "3000-01-01")
+    ]
+    result = ingest(warehouse, tmp_path, lines=lines)
+    assert result.as_dict()["rejected_by_reason"] == {"start_date_out_of_range": 1}
+    raw = warehouse.read_table("raw_measures")
+    assert [str(pd.Timestamp(d).date()) for d in raw["start_date"]] == ["2999-12-31"]
+    assert raw["created_by"].tolist() == ["a/b"]

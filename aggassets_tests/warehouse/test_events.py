@@ -472,3 +472,19 @@ def test_demo_events_ingest_with_the_planted_rejections(warehouse: Warehouse, tm
             first <= pd.Timestamp(r["first"]).date().isoformat() <= pd.Timestamp(r["last"]).date().isoformat() <= last
         ), exp_id
         assert r["units"] == r["exposures"] == r["exposed"] == units, exp_id  # one exposure per unit
+
+
+def test_events_content_ingested_already_is_refused_on_each_engine(
+    capsys: pytest.CaptureFixture[str], warehouse_url: str, tmp_path: Path
+) -> None:
+    """README: events content the warehouse holds already is refused as for measures; --again stores it."""
+    path = write_lines(tmp_path / "e.ndjson", [json.dumps(VALID)])
+    assert main(["--warehouse", warehouse_url, "events", "ingest", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["--warehouse", warehouse_url, "events", "ingest", str(path)]) == 2
+    assert "this content was ingested already; pass --again" in capsys.readouterr().err
+    with open_warehouse(warehouse_url) as wh:
+        assert wh.event_loss_counts() == (1, 1, 0)
+    assert main(["--warehouse", warehouse_url, "events", "ingest", "--again", str(path)]) == 0
+    with open_warehouse(warehouse_url) as wh:
+        assert wh.event_loss_counts() == (2, 2, 0)

@@ -379,6 +379,19 @@ def test_line_longer_than_the_reader_allows_is_one_oversized_item(warehouse: War
     assert warehouse.read_table("raw_measures", order_by="seq")["value"].tolist() == [1.0, 2.0]
 
 
+def test_a_last_line_over_the_reader_limit_without_a_line_end_is_one_oversized_item(
+    warehouse: Warehouse, tmp_path: Path
+) -> None:
+    """The 3 MB line is the file's last and has no line end: still one oversized item beside the others."""
+    warehouse.sync_definitions(DEFINITIONS)
+    huge = line(createdBy="x" * 3_000_000)
+    path = tmp_path / "last.ndjson"
+    path.write_text(line() + "\n" + huge, encoding="utf-8")
+    result = warehouse.ingest_file(path, DEFINITIONS, FIRST_DAY)
+    assert result.as_dict() == {"received": 2, "accepted": 1, "rejected": 1, "rejected_by_reason": {"oversized": 1}}
+    assert warehouse.read_table("inbox", order_by="seq")["payload"].tolist()[1] == huge
+
+
 def test_invalid_utf8_after_the_first_block_refuses_the_file(warehouse: Warehouse, tmp_path: Path) -> None:
     """Bytes that are not UTF-8 far into the file: a one-line error naming the line; nothing is written."""
     warehouse.sync_definitions(DEFINITIONS)

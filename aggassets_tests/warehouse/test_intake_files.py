@@ -1,13 +1,18 @@
 """Intake of whole files: items kept exactly as they came, whatever the file's layout or bytes."""
 
+import contextlib
 import json
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg2
+import pytest
 
+from aggassets.catalog import MeasureCatalog
 from aggassets.errors import AlreadyIngested
+from aggassets.sources.inbox import process_file
 from aggassets.warehouse import open_warehouse, postgres_sql
 from aggassets.warehouse.base import Warehouse
 from aggassets.warehouse.postgres_engine import split_url
@@ -129,13 +134,15 @@ def test_empty_documents_and_lone_values(warehouse: Warehouse, tmp_path: Path) -
     assert result["rejected_by_reason"] == {"not_an_object": 1} and payloads(warehouse) == ['"just text"']
 
 
+@pytest.mark.parametrize("end", ["\r\n", "\r"], ids=["CRLF", "lone CR"])
 def test_a_file_holding_every_delimiter_candidate_is_still_read_line_by_line(
-    warehouse: Warehouse, tmp_path: Path
+    warehouse: Warehouse, tmp_path: Path, end: str
 ) -> None:
-    """The reader's delimiter must be absent from the file; when every candidate is there, Python splits."""
+    """The reader's delimiter must be absent from the file; when every candidate is there, Python splits, and
+    like DuckDB's reader it ends a line at CRLF and at a lone CR too (old Mac line ends)."""
     junk = "".join(chr(c) for c in (30, 31, 29, 28, *range(1, 9), 11, 12, 14, 15))
     lines = [ITEM, "{" + junk + "}", ITEM.replace('"value": 1', '"value": 2')]
-    result = ingest_text(warehouse, tmp_path / "junk.ndjson", "\r\n".join(lines) + "\n\t\n")
+    result = ingest_text(warehouse, tmp_path / "junk.ndjson", end.join(lines) + end + "\t" + end)
     assert (result["received"], result["accepted"], result["rejected_by_reason"]) == (3, 2, {"invalid_json": 1})
     assert payloads(warehouse) == lines
 
@@ -155,28 +162,24 @@ def test_document_elements_are_delimited_not_judged_by_python(warehouse: Warehou
     assert (result["received"], result["accepted"]) == (2, 1)
 
 
-def test_content_stored_once_even_by_two_writers_at_once(postgres_url: str, tmp_path: Path) -> None:
-    """Two connections given the same content at the same moment (PostgreSQL allows concurrent writers):
-    the seen-check runs under the writer lock, so one stores it and the other is refused. The moment is
-    forced: a third connection holds the writer lock until both writers wait for it."""
-    path = tmp_path / "same.ndjson"
-    path.write_text(ITEM + "\n", encoding="utf-8")
-    sha = file_sha256(path)
+@contextlib.contextmanager
+def two_writers_at_once(
+    postgres_url: str, work: Callable[[Warehouse, int], str]
+) -> Iterator[tuple[list[str], Warehouse]]:
+    """Two warehouses run work(warehouse, i) at the same moment; yields the sorted outcomes and the first one.
+    The moment is forced: a third connection holds the writer lock until both wait for it (their backends'
+    advisory waits in pg_locks)."""
     warehouses = [open_warehouse(postgres_url) for _ in range(2)]
     warehouses[0].sync_definitions(DEFINITIONS)
+    pids = [int(wh.fetch("SELECT pg_backend_pid() AS pid")["pid"].iloc[0]) for wh in warehouses]
     dsn, schema = split_url(postgres_url)
     gate = psycopg2.connect(dsn)
 
-    def ingest(wh: Warehouse) -> str:
-        try:
-            wh.ingest_file(path, DEFINITIONS, FIRST_DAY, sha256=sha, once=True)
-        except AlreadyIngested:
-            return "refused"
-        return "stored"
-
     def waiting() -> int:
         with gate.cursor() as cur:  # the gate's own transaction sees pg_locks as it is now
-            cur.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+            cur.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND pid = ANY(%s)", (pids,)
+            )
             return int(cur.fetchone()[0])
 
     try:
@@ -184,18 +187,63 @@ def test_content_stored_once_even_by_two_writers_at_once(postgres_url: str, tmp_
             cur.execute("SET search_path TO %s", (schema,))
             cur.execute(postgres_sql.WRITER_LOCK)  # held until the gate commits
         with ThreadPoolExecutor(2) as pool:
-            futures = [pool.submit(ingest, wh) for wh in warehouses]
+            futures = [pool.submit(work, wh, i) for i, wh in enumerate(warehouses)]
             deadline = time.monotonic() + 60
             while waiting() < 2 and time.monotonic() < deadline:  # a guard against a hang, not a timing test
                 time.sleep(0.05)
             assert waiting() == 2  # both passed the early seen-check and wait for the writer lock
             gate.commit()
             outcomes = sorted(f.result(timeout=60) for f in futures)
-        assert outcomes == ["refused", "stored"]
-        assert warehouses[0].loss_counts() == (1, 1, 0)
-        warehouses[0].ingest_file(path, DEFINITIONS, FIRST_DAY, sha256=sha)  # --again: stored once more
-        assert warehouses[0].loss_counts() == (2, 2, 0)
+        yield outcomes, warehouses[0]
     finally:
         gate.close()
         for wh in warehouses:
             wh.close()
+
+
+def test_content_stored_once_even_by_two_writers_at_once(postgres_url: str, tmp_path: Path) -> None:
+    """Two connections given the same content at the same moment (PostgreSQL allows concurrent writers):
+    the seen-check runs under the writer lock, so one stores it and the other is refused."""
+    path = tmp_path / "same.ndjson"
+    path.write_text(ITEM + "\n", encoding="utf-8")
+    sha = file_sha256(path)
+
+    def ingest(wh: Warehouse, _: int) -> str:
+        try:
+            wh.ingest_file(path, DEFINITIONS, FIRST_DAY, sha256=sha, once=True)
+        except AlreadyIngested:
+            return "refused"
+        return "stored"
+
+    with two_writers_at_once(postgres_url, ingest) as (outcomes, wh):
+        assert outcomes == ["refused", "stored"]
+        assert wh.loss_counts() == (1, 1, 0)
+        wh.ingest_file(path, DEFINITIONS, FIRST_DAY, sha256=sha)  # --again: stored once more
+        assert wh.loss_counts() == (2, 2, 0)
+
+
+def test_two_inbox_files_of_one_content_at_once_are_stored_once(postgres_url: str, tmp_path: Path) -> None:
+    """Two inbox runs given files of the same content at the same moment: one ingests it, the other finds it
+    ingested already under the writer lock (README: inbox files are ingested at most once, by content)."""
+    paths = []
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        paths.append(tmp_path / folder / "same.ndjson")
+        paths[-1].write_text(ITEM + "\n", encoding="utf-8")
+    catalog = MeasureCatalog(tuple(DEFINITIONS))
+
+    def process(wh: Warehouse, i: int) -> str:
+        return str(process_file(wh, paths[i], catalog, FIRST_DAY)["status"])
+
+    with two_writers_at_once(postgres_url, process) as (outcomes, wh):
+        assert outcomes == ["already_ingested", "ingested"]
+        assert wh.loss_counts() == (1, 1, 0)
+
+
+def test_an_object_nested_deeper_than_python_goes_is_one_element(warehouse: Warehouse, tmp_path: Path) -> None:
+    """A document element of objects nested 1,000 deep is delimited by its braces: that element is judged
+    (its one key is unknown), the file is read."""
+    deep_object = '{"a": ' * 1000 + "1" + "}" * 1000
+    result = ingest_text(warehouse, tmp_path / "deep.json", f"[{ITEM}, {deep_object}]")
+    assert (result["received"], result["accepted"]) == (2, 1)
+    assert payloads(warehouse) == [ITEM, deep_object]

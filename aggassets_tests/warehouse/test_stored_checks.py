@@ -34,6 +34,12 @@ def test_a_refreshed_warehouse_passes_at_every_grain(refreshed: Warehouse) -> No
     [
         ("daily_aggregates", "day", "UPDATE {t} SET std = -1 WHERE {one}", {"std_non_negative": 1}),
         ("daily_aggregates", "day", "UPDATE {t} SET min = max + 1 WHERE {one}", {"min_le_avg_le_max": 1}),
+        (  # -inf is below the average, but not a finite minimum
+            "daily_aggregates",
+            "day",
+            "UPDATE {t} SET min = CAST('-Infinity' AS DOUBLE PRECISION) WHERE {one}",
+            {"min_le_avg_le_max": 1},
+        ),
         ("weekly_aggregates", "week", "UPDATE {t} SET count = count + 1 WHERE {one}", {"count_equals_raw": 1}),
         (
             "monthly_aggregates",
@@ -82,3 +88,14 @@ def test_partitions_with_later_measures_or_never_refreshed_are_left_to_their_ref
         assert refreshed.stored_check_violations(grain) == ZERO, grain
     refreshed.refresh("day", *window("day", [late_day]))
     assert refreshed.stored_check_violations("day") == ZERO
+
+
+def test_a_corrupted_december_is_found_beside_the_january_after_it(warehouse: Warehouse, tmp_path: Path) -> None:
+    """December's month ends on January 1st of the next year: its counts are checked like any month's."""
+    warehouse.sync_definitions(DEFINITIONS)
+    ingest(warehouse, tmp_path, [measure("errors-daily", 1.0, d) for d in ("2021-11-20", "2021-12-15", "2022-01-10")])
+    for start, end in ((date(2021, 11, 1), date(2021, 12, 1)), (date(2021, 12, 1), date(2022, 2, 1))):
+        warehouse.refresh("month", start, end)
+    assert warehouse.stored_check_violations("month") == ZERO
+    warehouse.execute("UPDATE monthly_aggregates SET count = count + 1 WHERE period_start = DATE '2021-12-01'")
+    assert warehouse.stored_check_violations("month") == ZERO | {"count_equals_raw": 1}
