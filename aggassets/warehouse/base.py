@@ -14,6 +14,7 @@ import pyarrow as pa
 from aggassets.catalog import MeasureDefinition
 from aggassets.errors import AggassetsError, AlreadyIngested
 from aggassets.warehouse import events_intake
+from aggassets.warehouse.aggregates_sql import RAW_KEY_COLUMNS
 from aggassets.warehouse.values import (
     GRAINS,
     MAX_AGE_DAYS,
@@ -65,8 +66,12 @@ class Warehouse:
     def setup(self) -> None:
         """Create every table that does not exist yet."""
         with self.transaction():
+            unkeyed = int(self.fetch(RAW_KEY_COLUMNS).iloc[0, 0]) == 1  # raw_measures from before key_id
             for statement in [*self.sql.SCHEMA, *self.sql.EXPERIMENT_SCHEMA]:
                 self.execute(statement)
+            if unkeyed:
+                for statement in self.sql.FILL_KEY_IDS:
+                    self.execute(statement, {"seq0": 0})
 
     def sync_definitions(self, definitions: Sequence[MeasureDefinition]) -> None:
         """Replace the measure_definitions table by the catalog (no write, so no writer lock, when it holds
@@ -82,7 +87,7 @@ class Warehouse:
     def read_table(self, name: str, order_by: str | None = None) -> pd.DataFrame:
         """A whole table (tests and the demo summary); `name` must be a known table."""
         schema = [*self.sql.SCHEMA, *self.sql.EXPERIMENT_SCHEMA]
-        known = {s.split("EXISTS ", 1)[1].split(" ", 1)[0] for s in schema}
+        known = {s.split("EXISTS ", 1)[1].split(" ", 1)[0] for s in schema if s.startswith("CREATE TABLE")}
         if name not in known:
             raise AggassetsError(f"unknown table {name!r}")
         return self.fetch(f"SELECT * FROM {name}" + (f" ORDER BY {order_by}" if order_by else ""))
@@ -126,6 +131,8 @@ class Warehouse:
         if bool(self.fetch(self.sql.ANY_FROZEN).iloc[0, 0]):  # nothing to seal against otherwise
             for statement in self.sql.REJECT_SEALED_KEYS:
                 self.execute(statement, ids)
+        for statement in self.sql.BATCH_KEY_IDS:
+            self.execute(statement, ids)
         counts = {str(r): int(n) for r, n in self.fetch(self.sql.BATCH_COUNTS, ids).itertuples(index=False)}
         if sum(counts.values()) != received:
             raise AggassetsError(f"{source}: {received} items read but {sum(counts.values())} stored")

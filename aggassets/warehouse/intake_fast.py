@@ -186,11 +186,14 @@ UPDATE staged SET reason = c.reason, measure_name = c.measure_name, start_date =
 FROM ({careful_sql("SELECT item_no, payload FROM staged WHERE reason = 'unchecked'")}) c
 WHERE staged.item_no = c.item_no"""
 STAGED_ROWS = "SELECT * FROM staged ORDER BY item_no"
+STAGED_KEYS = "SELECT DISTINCT measure_name, created_by, group1, group2, group3 FROM staged WHERE reason IS NULL"
 # The staged items as rows of the warehouse tables, for an engine that copies them in ($seq0, $batch_id, $now).
 STORED_ROWS = {
     "inbox": "SELECT $seq0 + item_no AS seq, $batch_id AS batch_id, $now AS received_at, payload FROM staged",
-    "raw_measures": """SELECT $seq0 + item_no AS seq, measure_name, start_date, created_by, group1, group2, group3,
-  value, $now AS received_at FROM staged WHERE reason IS NULL""",
+    # batch_keys: the key id of each key of the batch (the engine's measure_keys, see postgres_sql.NEW_BATCH_KEYS)
+    "raw_measures": """SELECT $seq0 + item_no AS seq, s.measure_name, start_date, s.created_by, s.group1, s.group2,
+  s.group3, value, $now AS received_at, k.key_id
+FROM staged s JOIN batch_keys k USING (measure_name, created_by, group1, group2, group3) WHERE reason IS NULL""",
     "rejected_measures": """SELECT $seq0 + item_no AS seq, $now AS received_at, reason, measure_name
 FROM staged WHERE reason IS NOT NULL""",
 }

@@ -211,6 +211,9 @@ class PostgresWarehouse(Warehouse):
             with self.transaction():
                 # inside: after any writer lock, so received_at orders with commits and `once` sees every batch
                 ids = self.batch_ids(utc_now(), sha256 if once else None)
+                self.stage("batch_keys", con.sql(intake_fast.STAGED_KEYS).to_arrow_table())
+                self.execute(self.sql.NEW_BATCH_KEYS)
+                con.register("batch_keys", self.fetch(self.sql.READ_BATCH_KEYS))
                 for table, rows in intake_fast.STORED_ROWS.items():
                     named = {k: v for k, v in ids.items() if f"${k}" in rows}  # DuckDB refuses extra parameters
                     for batch in con.sql(rows, params=named).to_arrow_reader(_COPY_ROWS):

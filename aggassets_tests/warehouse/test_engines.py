@@ -34,6 +34,7 @@ from aggassets_tests.warehouse.support import (
 )
 
 RUN_TIMES = {"received_at", "computed_at", "materialized_at"}  # wall-clock times of each engine's run
+KEY_IDS = {"key_id"}  # labels each engine gives its own way (test_measure_keys.py)
 ALL_TABLES = [
     *TABLES.values(),
     "measure_definitions",
@@ -44,6 +45,7 @@ ALL_TABLES = [
     "sealed_moments",
     "frozen_quartiles",
     "partition_materializations",
+    "measure_keys",
 ]
 EXPERIMENT_TABLES = [
     "event_batches", "events", "rejected_events", "experiment_goals", "experiment_goal_products",
@@ -73,7 +75,7 @@ def scenario(wh: Warehouse, folder: Path, purge_at: datetime) -> dict[str, Any]:
         out[f"released {grain}"] = [wh.released(grain, d.name, *window(grain, days)) for d in DEFINITIONS]
     for table in ALL_TABLES:
         data = wh.read_table(table)
-        data = data.drop(columns=[c for c in data.columns if c in RUN_TIMES])
+        data = data.drop(columns=[c for c in data.columns if c in RUN_TIMES | KEY_IDS])
         keys = [c for c in data.columns if data[c].dtype.kind != "f"]
         out[table] = data.sort_values(keys, kind="stable").reset_index(drop=True)
     out["loss"] = wh.loss_counts()

@@ -1,0 +1,174 @@
+"""Every raw row carries the integer key of its measure, createdBy and groups (measure_keys), which the
+refresh groups by; warehouses from before the key ids gain them when opened."""
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from aggassets.warehouse import open_warehouse
+from aggassets.warehouse.base import Warehouse
+from aggassets_tests.warehouse.support import (
+    DEFINITIONS,
+    TABLES,
+    aggregates,
+    assert_matches,
+    expected,
+    frame,
+    generate,
+    ingest,
+    measure,
+    refresh_all,
+    window,
+)
+
+FIRST = date(2022, 1, 24)
+DAYS = [FIRST + timedelta(days=i) for i in range(40)]
+TEXTS = ["measure_name", "created_by", "group1", "group2", "group3"]
+
+
+def key_tuples(rows: pd.DataFrame) -> list[tuple[str, ...]]:
+    """The distinct key texts of the rows, in code point order (UTF-8 byte order)."""
+    return sorted({tuple(str(v) for v in row) for row in rows[TEXTS].itertuples(index=False)})
+
+
+def stored_keys(wh: Warehouse) -> dict[tuple[str, ...], int]:
+    """measure_keys as {texts: key_id}, checking that no id or text tuple appears twice."""
+    keys = wh.read_table("measure_keys")
+    mapping = {tuple(str(v) for v in row[1:]): int(row[0]) for row in keys[["key_id", *TEXTS]].itertuples(index=False)}
+    assert len(mapping) == len(keys) == keys["key_id"].nunique()
+    return mapping
+
+
+def assert_raw_rows_keyed(wh: Warehouse) -> None:
+    """Every raw row's key_id is the one measure_keys gives its texts."""
+    keys = stored_keys(wh)
+    raw = wh.read_table("raw_measures")
+    assert raw["key_id"].notna().all()
+    for row in raw[["key_id", *TEXTS]].itertuples(index=False):
+        assert keys[tuple(str(v) for v in row[1:])] == int(row[0])
+
+
+def test_every_key_keeps_one_id_across_batches(warehouse: Warehouse, tmp_path: Path) -> None:
+    """One id per distinct key of the accepted items (none for rejected ones), the same for every row of
+    the key, kept when a later batch brings the key again; new keys get ids of their own."""
+    warehouse.sync_definitions(DEFINITIONS)
+    first = generate(seed=31, n=400, first=FIRST, days=20, names=["visits-daily", "duration-daily"])
+    ingest(warehouse, tmp_path, first, lines=['{"measureName": "visits-daily"}', "not json"])
+    before = stored_keys(warehouse)
+    assert len(before) == len(key_tuples(frame(first)))
+    assert_raw_rows_keyed(warehouse)
+
+    second = generate(seed=32, n=300, first=FIRST, days=20, names=["duration-daily", "storage-monthly"])
+    second.append(measure("errors-daily", 2, FIRST.isoformat(), "a new app"))
+    ingest(warehouse, tmp_path, second)
+    after = stored_keys(warehouse)
+    assert len(after) == len(key_tuples(frame(first + second)))
+    assert {k: after[k] for k in before} == before
+    assert_raw_rows_keyed(warehouse)
+
+
+def test_postgres_numbers_keys_in_byte_order(postgres_url: str, tmp_path: Path) -> None:
+    """PostgreSQL gives a batch's new keys the ids after the others, in byte order of their texts."""
+    with open_warehouse(postgres_url) as wh:
+        wh.sync_definitions(DEFINITIONS)
+        first = generate(seed=31, n=400, first=FIRST, days=20, names=["visits-daily", "duration-daily"])
+        ingest(wh, tmp_path, first)
+        raw = wh.read_table("raw_measures")
+        first_keys = key_tuples(raw)
+        assert stored_keys(wh) == {k: i for i, k in enumerate(first_keys, start=1)}
+        ingest(wh, tmp_path, generate(seed=32, n=300, first=FIRST, days=20, names=["duration-daily", "errors-daily"]))
+        after = wh.read_table("raw_measures")
+        new_keys = [k for k in key_tuples(after[after["seq"] > raw["seq"].max()]) if k not in set(first_keys)]
+        assert len(new_keys) > 1
+        wanted = {k: i for i, k in enumerate(first_keys + new_keys, start=1)}
+        assert stored_keys(wh) == wanted
+
+
+def key_hash(*texts: str) -> int:
+    """DuckDB's 63-bit hash of five key texts (the first id it gives a key)."""
+    return int(duckdb.sql("SELECT (hash($1, $2, $3, $4, $5) >> 1)::BIGINT", params=list(texts)).fetchall()[0][0])
+
+
+def test_duckdb_gives_a_key_whose_hash_is_taken_an_id_below_zero(tmp_path: Path) -> None:
+    """A new key whose hash is already another key's id gets -1 (then -2, ...); its rows and aggregates
+    stay its own."""
+    with open_warehouse(f"duckdb:///{tmp_path}/w.duckdb") as wh:
+        wh.sync_definitions(DEFINITIONS)
+        taken = key_hash("errors-daily", "", "", "", "")
+        wh.execute(f"INSERT INTO measure_keys VALUES ({taken}, 'visits-daily', 'x', 'y', 'z', '')")
+        items = [measure("errors-daily", v, DAYS[0].isoformat()) for v in (1.0, 2.0, 4.0)]
+        items += generate(seed=37, n=300, first=FIRST, days=10)
+        ingest(wh, tmp_path, items)
+        keys = stored_keys(wh)
+        assert keys[("errors-daily", "", "", "", "")] == -1
+        assert keys[("visits-daily", "x", "y", "z", "")] == taken
+        assert_raw_rows_keyed(wh)
+        windows = refresh_all(wh, DAYS[:10])
+        for grain in TABLES:
+            assert_matches(aggregates(wh, grain), expected(frame(items), grain, *windows[grain]))
+
+
+def test_duckdb_keeps_the_id_a_key_holds_when_its_hash_differs(tmp_path: Path) -> None:
+    """Texts that hold an id already (stored by a DuckDB whose hash differed) keep it: the batch's rows
+    of that key are given it."""
+    with open_warehouse(f"duckdb:///{tmp_path}/w.duckdb") as wh:
+        wh.sync_definitions(DEFINITIONS)
+        wh.execute("INSERT INTO measure_keys VALUES (12345, 'errors-daily', 'drive', '', '', '')")
+        items = [measure("errors-daily", v, DAYS[1].isoformat(), "drive") for v in (3.0, 5.0)]
+        items += generate(seed=38, n=300, first=FIRST, days=10)
+        ingest(wh, tmp_path, items)
+        assert stored_keys(wh)[("errors-daily", "drive", "", "", "")] == 12345
+        assert_raw_rows_keyed(wh)
+        windows = refresh_all(wh, DAYS[:10])
+        for grain in TABLES:
+            assert_matches(aggregates(wh, grain), expected(frame(items), grain, *windows[grain]))
+
+
+def test_the_refresh_groups_by_key_ids_whatever_their_numbers(warehouse: Warehouse, tmp_path: Path) -> None:
+    """Key ids are only labels: renumbered (in reverse, in both tables), every grain still equals numpy."""
+    warehouse.sync_definitions(DEFINITIONS)
+    items = generate(seed=33, n=900, first=FIRST, days=40)
+    ingest(warehouse, tmp_path, items)
+    for table in ("measure_keys", "raw_measures"):
+        warehouse.execute(f"UPDATE {table} SET key_id = 1000 - key_id")
+    windows = refresh_all(warehouse, DAYS)
+    for grain in TABLES:
+        assert_matches(aggregates(warehouse, grain), expected(frame(items), grain, *windows[grain]))
+
+
+def test_a_warehouse_from_before_key_ids_gains_them(warehouse: Warehouse, tmp_path: Path) -> None:
+    """Opening a warehouse whose raw_measures lacks key_id (and without measure_keys) adds them, keys every
+    stored row, and later batches and refreshes go on as in a new one."""
+    warehouse.sync_definitions(DEFINITIONS)
+    items = generate(seed=34, n=700, first=FIRST, days=40)
+    ingest(warehouse, tmp_path, items)
+    warehouse.execute("ALTER TABLE raw_measures DROP COLUMN key_id")
+    warehouse.execute("DROP TABLE measure_keys")
+    warehouse.setup()
+    assert len(stored_keys(warehouse)) == len(key_tuples(frame(items)))
+    assert_raw_rows_keyed(warehouse)
+
+    late = generate(seed=35, n=200, first=FIRST, days=40)
+    ingest(warehouse, tmp_path, late)
+    assert_raw_rows_keyed(warehouse)
+    windows = refresh_all(warehouse, DAYS)
+    rows = frame(items + late)
+    for grain in TABLES:
+        assert_matches(aggregates(warehouse, grain), expected(rows, grain, *windows[grain]))
+        assert warehouse.check_violations(grain, *window(grain, DAYS)) == dict.fromkeys(
+            warehouse.check_violations(grain, *window(grain, DAYS)), 0
+        )
+
+
+def test_opening_a_keyed_warehouse_changes_no_key(warehouse: Warehouse, tmp_path: Path) -> None:
+    """setup on a warehouse that has key ids leaves them as they are (no renumbering, no new rows)."""
+    warehouse.sync_definitions(DEFINITIONS)
+    ingest(warehouse, tmp_path, generate(seed=36, n=200, first=FIRST, days=10))
+    warehouse.execute("UPDATE measure_keys SET key_id = key_id - 1000")
+    warehouse.execute("UPDATE raw_measures SET key_id = key_id - 1000")
+    before = (warehouse.read_table("measure_keys"), warehouse.read_table("raw_measures"))
+    warehouse.setup()
+    pd.testing.assert_frame_equal(warehouse.read_table("measure_keys"), before[0])
+    pd.testing.assert_frame_equal(warehouse.read_table("raw_measures"), before[1])
