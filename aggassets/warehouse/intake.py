@@ -63,7 +63,12 @@ def _integer_text(s: str) -> str:
         return f"regexp_extract({s}, '{_NUMBER_PARTS}', {i})"
 
     digits = f"ltrim({part(2)} || {part(3)}, '0')"
-    shift = f"(coalesce(TRY_CAST(nullif({part(4)}, '') AS BIGINT), 0) - length({part(3)}))"  # value = digits * 10^shift
+    # the exponent, held within +-10^6: beyond, the digits (at most 16 KiB) decide alone, and no sum overflows
+    exponent = f"""(CASE WHEN {part(4)} = '' THEN 0
+      ELSE greatest(-1000000, least(1000000, coalesce(TRY_CAST({part(4)} AS BIGINT),
+                                                       CASE WHEN starts_with({part(4)}, '-') THEN -1000000
+                                                            ELSE 1000000 END))) END)"""
+    shift = f"({exponent} - length({part(3)}))"  # value = digits * 10^shift
     whole = f"""CASE WHEN {digits} = '' THEN '0'
       WHEN {shift} >= 0 THEN CASE WHEN length({digits}) + {shift} <= {MAX_GROUP_DIGITS}
                                   THEN {digits} || repeat('0', CAST({shift} AS BIGINT)) END
@@ -89,19 +94,26 @@ def canonical_group_value(t: str) -> str:
 
 
 def _group_checks(i: int) -> tuple[str, str]:
-    """SQL for group i: (reason CASE branches, stored value expression)."""
-    g, t, k = f"j_g{i}", f"t_g{i}", f"k{i}"
-    text = f"json_extract({g}, '$.\"' || {k} || '\"')::VARCHAR"
-    stored = canonical_group_value(text)
+    """SQL for group i: (reason CASE branches, stored value expression); needs the columns of _group_values."""
+    g, t, k, stored = f"j_g{i}", f"t_g{i}", f"k{i}", f"s_g{i}"
     reasons = f"""
       WHEN {k} IS NOT NULL AND ({g} IS NULL OR {t} = 'NULL') THEN 'missing_group{i}'
       WHEN {k} IS NOT NULL AND ({t} <> 'OBJECT' OR json_keys({g}) <> [{k}]
            OR coalesce(json_type({g}, '$."' || {k} || '"'), 'NULL') NOT IN {_SCALAR_TYPES}
-           OR contains(coalesce(json_extract_string({g}, '$."' || {k} || '"'), ''), chr(0)) OR ({stored}) IS NULL)
+           OR contains(coalesce(json_extract_string({g}, '$."' || {k} || '"'), ''), chr(0)) OR {stored} IS NULL)
            THEN 'invalid_group{i}'
       WHEN {k} IS NULL AND {g} IS NOT NULL AND {t} <> 'NULL' THEN 'unexpected_group{i}'"""
     value = f"CASE WHEN {k} IS NOT NULL THEN {stored} ELSE '' END"
     return reasons, value
+
+
+def _group_values() -> tuple[str, str]:
+    """SQL select items: each group's value text under its key (x_g1..3), then its stored text (s_g1..3),
+    computed once in their own CTEs (written out in every place they are used, the statement took 0.35 s
+    to plan)."""
+    texts = ", ".join(f"json_extract(j_g{i}, '$.\"' || k{i} || '\"')::VARCHAR AS x_g{i}" for i in (1, 2, 3))
+    stored = ", ".join(f"{canonical_group_value(f'x_g{i}')} AS s_g{i}" for i in (1, 2, 3))
+    return texts, stored
 
 
 def careful_sql(items: str) -> str:
@@ -109,6 +121,7 @@ def careful_sql(items: str) -> str:
     `defs` (see definitions_registered) and the parameter $first_day."""
     paths = ", ".join(f"'$.{f}'" for f in FIELDS)
     group_sql = [_group_checks(i) for i in (1, 2, 3)]
+    group_texts, group_stored = _group_values()
     return f"""
 WITH items AS ({items}), src AS (
   SELECT item_no, payload, octet_length(encode(payload)) > {MAX_PAYLOAD_BYTES} AS oversized,
@@ -134,6 +147,10 @@ WITH items AS ({items}), src AS (
     CASE WHEN t_date = 'VARCHAR' AND regexp_full_match(j_date ->> '$', '{_DATE_RE}')
          THEN try_cast(upper(j_date ->> '$') AS TIMESTAMPTZ) END AS ts
   FROM typed t LEFT JOIN defs d ON t.t_name = 'VARCHAR' AND d.name = (t.j_name ->> '$')
+), group_texts AS (
+  SELECT *, {group_texts} FROM parsed
+), group_values AS (
+  SELECT *, {group_stored} FROM group_texts
 ), checked AS (
   SELECT *, CASE
       WHEN oversized THEN 'oversized'
@@ -159,7 +176,7 @@ WITH items AS ({items}), src AS (
       {group_sql[1][0]}
       {group_sql[2][0]}
     END AS reason
-  FROM parsed
+  FROM group_values
 )
 SELECT item_no, payload, reason,
   CASE WHEN reason IS NULL THEN def_name WHEN t_name = 'VARCHAR' THEN left(j_name ->> '$', 128) END

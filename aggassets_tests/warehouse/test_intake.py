@@ -488,10 +488,30 @@ def test_group_integers_beyond_the_written_out_digits_are_invalid(warehouse: War
     path's lines and the careful path's: one value must not become several groups by its spellings."""
     warehouse.sync_definitions(DEFINITIONS)
     written = ["1e1000", "10e999", "1.0E1000", "1e+1000", "0.1e1001", "-1e1000", "1e999999", "1" + "0" * 1000]
+    # exponents beyond a 64-bit integer: "1" was stored for the first, the others crashed the whole intake
+    written += [
+        "1e99999999999999999999",
+        "1e9223372036854775807",
+        "1.25E+9223372036854775807",
+        "-7e18446744073709551616",
+    ]
     fast = [line().replace('{"device": "a"}', f'{{"device": {w}}}') for w in written]
     careful = [t.replace('"2022-01-03"', '"2022-01-\\u00303"') for t in fast]
     result = ingest(warehouse, tmp_path, lines=fast + careful)
     assert (result.accepted, result.rejected_by_reason) == (0, {"invalid_group1": 2 * len(written)})
+
+
+def test_group_numbers_too_small_for_a_double_are_zero(warehouse: Warehouse, tmp_path: Path) -> None:
+    """A group number whose double is 0 (however far its exponent goes below a 64-bit integer) is the
+    group 0, as 0, 0.0 and -0 are, on both paths."""
+    warehouse.sync_definitions(DEFINITIONS)
+    written = ["1.5e-9223372036854775808", "12.5e-9223372036854775807", "1e-99999999999999999999", "-3e-400", "0e99999"]
+    assert all(float(w) == 0 for w in written)
+    fast = [line().replace('{"device": "a"}', f'{{"device": {w}}}') for w in written]
+    careful = [t.replace('"2022-01-03"', '"2022-01-\\u00303"') for t in fast]
+    result = ingest(warehouse, tmp_path, lines=fast + careful)
+    assert (result.accepted, result.rejected) == (2 * len(written), 0)
+    assert warehouse.read_table("raw_measures")["group1"].tolist() == ["0"] * (2 * len(written))
 
 
 def test_first_partition_of_each_period_takes_the_whole_period(warehouse: Warehouse, tmp_path: Path) -> None:
