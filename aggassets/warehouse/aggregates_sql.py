@@ -109,9 +109,15 @@ FROM (SELECT DISTINCT {KEY_TEXTS} FROM ({source}) s) n
 WHERE NOT EXISTS (SELECT 1 FROM measure_keys k WHERE {_key_match("k", "n")})"""
 
 
+# Once every row has its key id (Warehouse.setup, for a warehouse from before them; in a transaction of its
+# own: DuckDB refuses it after an UPDATE in the same one), a writer that stores none (an older release)
+# fails instead of leaving rows the refresh cannot group.
+KEY_IDS_REQUIRED = "ALTER TABLE raw_measures ALTER COLUMN key_id SET NOT NULL"
+
+
 def fill_key_ids(d: Dialect) -> list[str]:
-    """The raw rows after $seq0 without a key_id get theirs (new keys first)."""
-    unkeyed = f"raw_measures.seq > {d.param('seq0')} AND raw_measures.key_id IS NULL"
+    """The raw rows without a key_id get theirs (new keys first)."""
+    unkeyed = "raw_measures.key_id IS NULL"
     return [
         insert_new_keys(f"SELECT * FROM raw_measures WHERE {unkeyed}", d),
         f"""UPDATE raw_measures SET key_id = k.key_id FROM measure_keys k
@@ -119,9 +125,11 @@ WHERE {unkeyed} AND {_key_match("k", "raw_measures")}""",
     ]
 
 
-# 1 when raw_measures exists without key_id (a warehouse from before it: Warehouse.setup fills them in).
+# 1 when raw_measures exists with no key_id, or one that may be NULL (a warehouse from before key ids, or
+# whose migration stopped half way): Warehouse.setup fills them in, then requires them.
 RAW_KEY_COLUMNS = """SELECT count(*) FROM information_schema.columns
-WHERE table_schema = current_schema() AND table_name = 'raw_measures' AND column_name IN ('seq', 'key_id')"""
+WHERE table_schema = current_schema() AND table_name = 'raw_measures'
+  AND (column_name = 'seq' OR column_name = 'key_id' AND is_nullable = 'NO')"""
 
 
 def _keyed(source: str, period: str, moments: str, q: str) -> str:

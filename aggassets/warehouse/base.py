@@ -14,7 +14,7 @@ import pyarrow as pa
 from aggassets.catalog import MeasureDefinition
 from aggassets.errors import AggassetsError, AlreadyIngested
 from aggassets.warehouse import events_intake
-from aggassets.warehouse.aggregates_sql import RAW_KEY_COLUMNS
+from aggassets.warehouse.aggregates_sql import KEY_IDS_REQUIRED, RAW_KEY_COLUMNS
 from aggassets.warehouse.values import (
     GRAINS,
     MAX_AGE_DAYS,
@@ -72,6 +72,9 @@ class Warehouse:
             if unkeyed:
                 for statement in self.sql.FILL_KEY_IDS:
                     self.execute(statement, {"seq0": 0})
+        if unkeyed:
+            with self.transaction():
+                self.execute(KEY_IDS_REQUIRED)
 
     def sync_definitions(self, definitions: Sequence[MeasureDefinition]) -> None:
         """Replace the measure_definitions table by the catalog (no write, so no writer lock, when it holds

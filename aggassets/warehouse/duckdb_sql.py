@@ -32,13 +32,14 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS raw_measures (
   seq BIGINT NOT NULL, measure_name VARCHAR NOT NULL, start_date DATE NOT NULL, created_by VARCHAR NOT NULL,
   group1 VARCHAR NOT NULL, group2 VARCHAR NOT NULL, group3 VARCHAR NOT NULL, value DOUBLE NOT NULL,
-  received_at TIMESTAMP NOT NULL, key_id BIGINT)""",
-    # the refresh's integer key of each raw row (aggregates_sql.fill_key_ids); added after 0.1
+  received_at TIMESTAMP NOT NULL, key_id BIGINT NOT NULL)""",
+    # the refresh's integer key of each raw row; added after 0.1 (Warehouse.setup fills it, then NOT NULL)
     "ALTER TABLE raw_measures ADD COLUMN IF NOT EXISTS key_id BIGINT",
+    # no index on the texts (a PostgreSQL B-tree refuses entries over 2704 bytes; payloads reach 16 KiB):
+    # one intake at a time numbers keys (the writer lock), after looking for each among the others
     """CREATE TABLE IF NOT EXISTS measure_keys (
   key_id BIGINT PRIMARY KEY, measure_name VARCHAR NOT NULL, created_by VARCHAR NOT NULL,
-  group1 VARCHAR NOT NULL, group2 VARCHAR NOT NULL, group3 VARCHAR NOT NULL,
-  UNIQUE (measure_name, created_by, group1, group2, group3))""",
+  group1 VARCHAR NOT NULL, group2 VARCHAR NOT NULL, group3 VARCHAR NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS rejected_measures (
   seq BIGINT NOT NULL, received_at TIMESTAMP NOT NULL, reason VARCHAR NOT NULL, measure_name VARCHAR)""",
     """CREATE TABLE IF NOT EXISTS sealed_moments (

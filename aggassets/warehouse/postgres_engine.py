@@ -21,6 +21,7 @@ from psycopg2 import sql as pgsql
 from aggassets.catalog import MeasureDefinition
 from aggassets.errors import AggassetsError
 from aggassets.warehouse import intake_fast, postgres_sql
+from aggassets.warehouse.aggregates_sql import RAW_KEY_COLUMNS
 from aggassets.warehouse.base import Warehouse
 from aggassets.warehouse.values import IntakeResult, utc_now
 
@@ -223,7 +224,7 @@ class PostgresWarehouse(Warehouse):
     def setup(self) -> None:
         """Create every table and index that does not exist yet (nothing to do, and no writer lock taken,
         when all are there: a role that may only read can query)."""
-        if self._schema_complete():
+        if self._schema_complete() and int(self.fetch(RAW_KEY_COLUMNS).iloc[0, 0]) != 1:
             return
         with self.con.cursor() as cur:  # before creating anything beside another application's tables
             if _inbox_state(cur, self.schema) == "foreign":

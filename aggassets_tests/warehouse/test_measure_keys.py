@@ -1,14 +1,20 @@
 """Every raw row carries the integer key of its measure, createdBy and groups (measure_keys), which the
 refresh groups by; warehouses from before the key ids gain them when opened."""
 
+import json
+import random
+import string
 from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pytest
 
-from aggassets.warehouse import open_warehouse
+from aggassets.warehouse import duckdb_sql, open_warehouse
+from aggassets.warehouse.aggregates_sql import KEY_TEXTS
 from aggassets.warehouse.base import Warehouse
+from aggassets.warehouse.intake_fast import fast_accepted_sql
 from aggassets_tests.warehouse.support import (
     DEFINITIONS,
     TABLES,
@@ -51,7 +57,7 @@ def assert_raw_rows_keyed(wh: Warehouse) -> None:
 
 
 def test_every_key_keeps_one_id_across_batches(warehouse: Warehouse, tmp_path: Path) -> None:
-    """One id per distinct key of the accepted items (none for rejected ones), the same for every row of
+    """One id per distinct key of the accepted items (none for items refused by validation), the same for every row of
     the key, kept when a later batch brings the key again; new keys get ids of their own."""
     warehouse.sync_definitions(DEFINITIONS)
     first = generate(seed=31, n=400, first=FIRST, days=20, names=["visits-daily", "duration-daily"])
@@ -127,7 +133,8 @@ def test_duckdb_keeps_the_id_a_key_holds_when_its_hash_differs(tmp_path: Path) -
 
 
 def test_the_refresh_groups_by_key_ids_whatever_their_numbers(warehouse: Warehouse, tmp_path: Path) -> None:
-    """Key ids are only labels: renumbered (in reverse, in both tables), every grain still equals numpy."""
+    """Key ids are only labels: renumbered (in reverse, in both tables), every grain still equals numpy;
+    and a row's key texts come from its id (a key's createdBy renamed in measure_keys alone shows there)."""
     warehouse.sync_definitions(DEFINITIONS)
     items = generate(seed=33, n=900, first=FIRST, days=40)
     ingest(warehouse, tmp_path, items)
@@ -136,6 +143,42 @@ def test_the_refresh_groups_by_key_ids_whatever_their_numbers(warehouse: Warehou
     windows = refresh_all(warehouse, DAYS)
     for grain in TABLES:
         assert_matches(aggregates(warehouse, grain), expected(frame(items), grain, *windows[grain]))
+
+    renamed = next(k for k in stored_keys(warehouse) if k[0] == "errors-daily" and k[1] == "drive")
+    warehouse.execute(
+        "UPDATE measure_keys SET created_by = 'renamed' WHERE measure_name = 'errors-daily' AND created_by = 'drive'"
+    )
+    assert len([k for k in stored_keys(warehouse) if k[1] == "renamed"]) == 1 and renamed
+    refresh_all(warehouse, DAYS)
+    rows = frame(items)
+    rows.loc[(rows["measure_name"] == "errors-daily") & (rows["created_by"] == "drive"), "created_by"] = "renamed"
+    assert_matches(aggregates(warehouse, "day"), expected(rows, "day", *windows["day"]))
+
+
+def test_keys_of_kilobytes_of_text(warehouse: Warehouse, tmp_path: Path) -> None:
+    """Keys whose texts take several KiB (random letters, which do not compress) are stored, keyed and
+    aggregated like any other, also when a warehouse from before key ids holds them."""
+    warehouse.sync_definitions(DEFINITIONS)
+    rng = random.Random(39)
+    long_texts = ["".join(rng.choice(string.ascii_letters) for _ in range(n)) for n in (2700, 6000, 15000)]
+    items = [
+        measure("visits-daily", float(v), DAYS[v % 5].isoformat(), "app", group1=t, group2="os")
+        for t in long_texts
+        for v in range(6)
+    ]
+    items += [measure("errors-daily", 1.0, DAYS[0].isoformat(), long_texts[1][:255])]
+    items += generate(seed=40, n=200, first=FIRST, days=5)
+    result = ingest(warehouse, tmp_path, items)
+    assert (result.accepted, result.rejected) == (len(items), 0)
+    assert_raw_rows_keyed(warehouse)
+    windows = refresh_all(warehouse, DAYS[:5])
+    for grain in TABLES:
+        assert_matches(aggregates(warehouse, grain), expected(frame(items), grain, *windows[grain]))
+    warehouse.execute("ALTER TABLE raw_measures DROP COLUMN key_id")
+    warehouse.execute("DROP TABLE measure_keys")
+    warehouse.setup()
+    assert_raw_rows_keyed(warehouse)
+    assert len(stored_keys(warehouse)) == len(key_tuples(frame(items)))
 
 
 def test_a_warehouse_from_before_key_ids_gains_them(warehouse: Warehouse, tmp_path: Path) -> None:
@@ -160,6 +203,88 @@ def test_a_warehouse_from_before_key_ids_gains_them(warehouse: Warehouse, tmp_pa
         assert warehouse.check_violations(grain, *window(grain, DAYS)) == dict.fromkeys(
             warehouse.check_violations(grain, *window(grain, DAYS)), 0
         )
+
+
+def key_id_nullable(wh: Warehouse) -> bool:
+    """Whether raw_measures.key_id may be NULL."""
+    found = wh.fetch(
+        "SELECT is_nullable FROM information_schema.columns WHERE table_schema = current_schema() "
+        "AND table_name = 'raw_measures' AND column_name = 'key_id'"
+    )
+    return found.iloc[0, 0] == "YES"
+
+
+def test_a_writer_storing_no_key_id_fails_once_ids_are_required(warehouse: Warehouse, tmp_path: Path) -> None:
+    """A new warehouse, and one migrated from before key ids, require a key id on every raw row: a writer
+    that stores none (an older release) fails, rather than leaving rows the refresh would not see."""
+    warehouse.sync_definitions(DEFINITIONS)
+    ingest(warehouse, tmp_path, generate(seed=41, n=50, first=FIRST, days=5))
+    old_writer = (
+        "INSERT INTO raw_measures (seq, measure_name, start_date, created_by, group1, group2, group3, value, "
+        "received_at) VALUES (1000000, 'errors-daily', DATE '2022-01-24', 'old', '', '', '', 1.0, "
+        "TIMESTAMP '2022-02-01')"
+    )
+    assert not key_id_nullable(warehouse)
+    with pytest.raises(Exception, match=r"(?i)null"):
+        warehouse.execute(old_writer)
+    warehouse.execute("ALTER TABLE raw_measures DROP COLUMN key_id")
+    warehouse.setup()
+    assert not key_id_nullable(warehouse)
+    with pytest.raises(Exception, match=r"(?i)null"):
+        warehouse.execute(old_writer)
+
+
+def test_a_migration_stopped_half_way_is_finished_when_opened(warehouse: Warehouse, tmp_path: Path) -> None:
+    """key_id present but nullable, some rows without one (a migration stopped before requiring ids, or
+    rows of an older writer in between): opening the warehouse keys those rows and requires ids."""
+    warehouse.sync_definitions(DEFINITIONS)
+    items = generate(seed=42, n=400, first=FIRST, days=10)
+    ingest(warehouse, tmp_path, items)
+    warehouse.execute("ALTER TABLE raw_measures ALTER COLUMN key_id DROP NOT NULL")
+    warehouse.execute("UPDATE raw_measures SET key_id = NULL WHERE created_by = 'drive'")
+    assert key_id_nullable(warehouse)
+    warehouse.setup()
+    assert not key_id_nullable(warehouse)
+    assert_raw_rows_keyed(warehouse)
+    windows = refresh_all(warehouse, DAYS[:10])
+    for grain in TABLES:
+        assert_matches(aggregates(warehouse, grain), expected(frame(items), grain, *windows[grain]))
+
+
+def test_duckdb_keys_right_under_a_hash_that_collides_all_the_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a hash of 7 values (so that keys of one batch share it, and new keys take known keys' hashes),
+    every key still gets an id of its own, across batches and a migration, and the aggregates equal numpy."""
+    weak = f"(hash({KEY_TEXTS}) % 7)::BIGINT"
+    monkeypatch.setattr(duckdb_sql, "KEY_HASH", weak)
+    monkeypatch.setattr(duckdb_sql, "INSERT_RAW_FAST", duckdb_sql._insert_raw(fast_accepted_sql(duckdb_sql._ITEMS)))
+    monkeypatch.setattr(
+        duckdb_sql, "INSERT_RAW_CAREFUL", duckdb_sql._insert_raw("SELECT * FROM staged WHERE reason IS NULL")
+    )
+    monkeypatch.setattr(
+        duckdb_sql,
+        "FILL_KEY_IDS",
+        [f"UPDATE raw_measures SET key_id = {weak} WHERE key_id IS NULL", *duckdb_sql.BATCH_KEY_IDS],
+    )
+    with open_warehouse(f"duckdb:///{tmp_path}/w.duckdb") as wh:
+        wh.sync_definitions(DEFINITIONS)
+        batches = [generate(seed=43 + i, n=300, first=FIRST, days=10) for i in range(3)]
+        careful = measure("errors-daily", 2.0, "2022-01-25", "careful")
+        escaped = json.dumps(careful).replace('"2022-01-25"', '"2022-01-2\\u0035"')  # the careful path
+        for n, batch in enumerate(batches):
+            ingest(wh, tmp_path, batch, lines=[escaped] if n == 1 else [])
+            assert_raw_rows_keyed(wh)
+        keys = stored_keys(wh)
+        assert len(keys) > 7 and sum(1 for i in keys.values() if i < 0) >= len(keys) - 7
+        wh.execute("ALTER TABLE raw_measures DROP COLUMN key_id")
+        wh.execute("DROP TABLE measure_keys")
+        wh.setup()
+        assert_raw_rows_keyed(wh)
+        items = [i for b in batches for i in b] + [careful]
+        windows = refresh_all(wh, DAYS[:10])
+        for grain in TABLES:
+            assert_matches(aggregates(wh, grain), expected(frame(items), grain, *windows[grain]))
 
 
 def test_opening_a_keyed_warehouse_changes_no_key(warehouse: Warehouse, tmp_path: Path) -> None:
