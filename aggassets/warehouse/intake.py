@@ -73,7 +73,8 @@ def _integer_text(s: str) -> str:
       WHEN {shift} >= 0 THEN CASE WHEN length({digits}) + {shift} <= {MAX_GROUP_DIGITS}
                                   THEN {digits} || repeat('0', CAST({shift} AS BIGINT)) END
       WHEN ltrim(right({digits}, CAST(-{shift} AS BIGINT)), '0') = '' AND length({digits}) + {shift} > 0
-        THEN left({digits}, CAST(length({digits}) + {shift} AS BIGINT))
+        THEN CASE WHEN length({digits}) + {shift} <= {MAX_GROUP_DIGITS}
+                  THEN left({digits}, CAST(length({digits}) + {shift} AS BIGINT)) END
       WHEN ltrim({digits}, '0') = '' THEN '0' END"""
     return f"CASE WHEN ({whole}) = '0' THEN '0' ELSE {part(1)} || ({whole}) END"
 

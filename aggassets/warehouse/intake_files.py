@@ -43,6 +43,12 @@ def _nested_end(text: str, i: int) -> int:
     return -1
 
 
+def _decoder() -> json.JSONDecoder:
+    """A decoder that only delimits values: integers stay text (Python refuses to convert one of more
+    than 4,300 digits, which would make a whole document unreadable)."""
+    return json.JSONDecoder(strict=False, parse_int=str)
+
+
 def _value_end(decoder: json.JSONDecoder, text: str, i: int) -> int:
     """The end of the JSON value starting at i (-1 when there is none)."""
     try:
@@ -57,7 +63,7 @@ def _array_items(text: str, start: int) -> tuple[list[str], int] | None:
     """The texts of a JSON array's elements, as they are written, from just after its '[' at `start`, and
     the position after its ']'; None when it is not a well-formed array. Elements are only delimited
     here (control characters in strings, NaN and depth allowed): each is judged as an item."""
-    decoder, items = json.JSONDecoder(strict=False), []
+    decoder, items = _decoder(), []
     i = _WHITESPACE.match(text, start).end()
     if text.startswith("]", i):
         return items, i + 1
@@ -94,7 +100,7 @@ def document_items(text: str) -> list[str] | None:
         if end >= 0 and _skip(text, end) == len(text):
             return items
     head = _skip(text, 0)
-    end = _value_end(json.JSONDecoder(strict=False), text, head)
+    end = _value_end(_decoder(), text, head)
     return [text[head:end]] if end >= 0 and _skip(text, end) == len(text) else None
 
 
@@ -110,7 +116,7 @@ def _first_line(path: Path) -> object:
             line = raw.lstrip(b"\xef\xbb\xbf").strip(b" \t\r\n")
             if line:
                 try:
-                    return json.loads(line)
+                    return json.loads(line, parse_int=str)
                 except RecursionError:
                     return _DEEP
                 except ValueError:
@@ -197,6 +203,11 @@ def _read_error(path: Path, exc: duckdb.Error) -> AggassetsError:
     return AggassetsError(f"{path}: cannot read lines: {message.splitlines()[0] if message else type(exc).__name__}")
 
 
+# DuckDB's errors for a line longer than the reader's limit: over it, or (a line of 32 MiB or more among
+# others) its parallel reader giving up; both are read again with room for the longest line.
+_LONG_LINE_ERRORS = ("max_line_size", "does not support a full read")
+
+
 def read_items(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[int, int]:
     """Read the file's items into the temp table `lines` (payload) of `con`, in file order.
 
@@ -208,7 +219,7 @@ def read_items(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[int, int]:
     try:
         con.execute(statement, params)
     except duckdb.Error as exc:
-        if source is not _READ_LINES or "max_line_size" not in str(exc):
+        if source is not _READ_LINES or not any(m in str(exc) for m in _LONG_LINE_ERRORS):
             raise _read_error(path, exc) from exc
         params["max_line"] = _longest_line(Path(path)) + 2
         try:

@@ -473,9 +473,10 @@ def test_numeric_group_values_are_stored_by_value(warehouse: Warehouse, tmp_path
     stored = ["1", "1", "1", "0", "0", "0.1", "100", "2.5", "12345678901234567890123", '"1.0"']
     # integers beyond 2^53 by value, however written; reals as the float they read as; beyond floats exact
     large = ["1e22", "10000000000000000000000", "10E+21", "9007199254740992.0", "12345678901234567.0"]
-    written += [*large, "1e400", "10E399", "-1e400", "-1.5e400", "1e999", "1" + "0" * 999]
+    written += [*large, "1e400", "10E399", "-1e400", "-1.5e400", "1e999", "1" + "0" * 999, "1" + "0" * 999 + ".0"]
     stored += [str(int(float(w))) if "." in w or "e" in w.lower() else w for w in large]
     stored += [str(10**400), str(10**400), str(-(10**400)), str(-15 * 10**399), str(10**999), str(10**999)]
+    stored += [str(10**999)]
     fast = [line().replace('{"device": "a"}', f'{{"device": {w}}}') for w in written]
     careful = [t.replace('"2022-01-03"', '"2022-01-\\u00303"') for t in fast]  # \u0030 is "0"
     result = ingest(warehouse, tmp_path, lines=fast + careful)
@@ -488,6 +489,8 @@ def test_group_integers_beyond_the_written_out_digits_are_invalid(warehouse: War
     path's lines and the careful path's: one value must not become several groups by its spellings."""
     warehouse.sync_definitions(DEFINITIONS)
     written = ["1e1000", "10e999", "1.0E1000", "1e+1000", "0.1e1001", "-1e1000", "1e999999", "1" + "0" * 1000]
+    # with a fraction of zeros: stored with all their digits before
+    written += ["1" + "0" * 1000 + ".0", "1" + "0" * 999 + ".00e1", "7" * 3000 + ".0", "1" + "0" * 15000 + ".0"]
     # exponents beyond a 64-bit integer: "1" was stored for the first, the others crashed the whole intake
     written += [
         "1e99999999999999999999",

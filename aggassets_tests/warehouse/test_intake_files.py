@@ -247,3 +247,31 @@ def test_an_object_nested_deeper_than_python_goes_is_one_element(warehouse: Ware
     result = ingest_text(warehouse, tmp_path / "deep.json", f"[{ITEM}, {deep_object}]")
     assert (result["received"], result["accepted"]) == (2, 1)
     assert payloads(warehouse) == [ITEM, deep_object]
+
+
+def test_integers_of_more_than_4300_digits_do_not_make_a_document_unreadable(
+    warehouse: Warehouse, tmp_path: Path
+) -> None:
+    """Python refuses to convert an integer of more than 4,300 digits; documents holding one are still
+    read, each item judged as on its own line: a lone number is not_an_object, a number as createdBy
+    invalid_created_by, a pretty-printed object with such a group invalid_group1 (it was read as 7
+    lines of invalid_json)."""
+    digits = "1" * 4301
+    assert ingest_text(warehouse, tmp_path / "a.json", f"[{ITEM}, {digits}]")["rejected_by_reason"] == {
+        "not_an_object": 1
+    }
+    by = json.dumps({**MEASURE, "createdBy": 1}).replace(": 1}", f": {digits}}}")
+    result = ingest_text(warehouse, tmp_path / "m.json", f'{{"measures": [{by}, {ITEM}]}}')
+    assert (result["accepted"], result["rejected_by_reason"]) == (1, {"invalid_created_by": 1})
+    grouped = {"measureName": "visits-daily", "value": 1, "startDate": "2022-01-03", "group2": {"os": "o"}}
+    pretty = json.dumps({**grouped, "group1": {"device": 1}}, indent=2).replace('"device": 1', f'"device": {digits}')
+    result = ingest_text(warehouse, tmp_path / "p.json", pretty)
+    assert (result["received"], result["rejected_by_reason"]) == (1, {"invalid_group1": 1})
+
+
+def test_a_line_of_more_than_32_mib_among_others_is_one_oversized_item(warehouse: Warehouse, tmp_path: Path) -> None:
+    """DuckDB's parallel reader gives up on a line of 32 MiB or more among others (it read such a line
+    alone): the file is read again with room for it, the line being one oversized item."""
+    long_line = json.dumps({**MEASURE, "createdBy": "x" * (33 * 2**20)})
+    result = ingest_text(warehouse, tmp_path / "long.ndjson", f"{ITEM}\n{long_line}\n{ITEM}\n")
+    assert (result["received"], result["accepted"], result["rejected_by_reason"]) == (3, 2, {"oversized": 1})
