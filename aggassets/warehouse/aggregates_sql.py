@@ -84,9 +84,10 @@ def _digest(grain: str, d: Dialect) -> str:
  FROM measure_definitions WHERE aggregation_period IN ({periods(grain)}))"""
 
 
-# --- measure keys: the refresh groups raw rows by a dense integer key_id (one per measure name, createdBy and
+# --- measure keys: the refresh groups raw rows by an integer key_id (one per measure name, createdBy and
 # group values: measure_keys), not by the five texts, and joins the texts back onto its few rows (a third
-# less CPU for the day's GROUP BY). The intake gives every accepted row its key_id in the same transaction.
+# less CPU for the day's GROUP BY). The intake gives every accepted row its key_id in the same transaction
+# (each engine its own way: duckdb_sql.KEY_HASH, postgres_sql.NEW_BATCH_KEYS).
 KEY_TEXTS = "measure_name, created_by, group1, group2, group3"
 
 
