@@ -546,3 +546,17 @@ def test_first_partition_of_each_period_takes_the_whole_period(warehouse: Wareho
     stored = warehouse.read_table("raw_measures", order_by="seq")
     want = [day for _, _, day in cases if day is not None] * 2
     assert [pd.Timestamp(d).date().isoformat() for d in stored["start_date"]] == want
+
+
+def test_group_integers_written_with_long_mantissas_and_exponents_beyond_a_thousand(
+    warehouse: Warehouse, tmp_path: Path
+) -> None:
+    """10^400 written with 1,200 fraction digits and the exponent 1600, or 3,001 / 15,001 digits and the
+    exponents -2600 / -14600, is the group 10^400 (401 digits), on both paths."""
+    warehouse.sync_definitions(DEFINITIONS)
+    written = ["0." + "0" * 1199 + "1e1600", "1" + "0" * 3000 + "e-2600", "1" + "0" * 15000 + "e-14600"]
+    fast = [line().replace('{"device": "a"}', f'{{"device": {w}}}') for w in written]
+    careful = [t.replace('"2022-01-03"', '"2022-01-\\u00303"') for t in fast]
+    result = ingest(warehouse, tmp_path, lines=fast + careful)
+    assert (result.accepted, result.rejected) == (2 * len(written), 0)
+    assert warehouse.read_table("raw_measures")["group1"].tolist() == [str(10**400)] * (2 * len(written))

@@ -11,7 +11,7 @@ import psycopg2
 import pytest
 
 from aggassets.catalog import MeasureCatalog
-from aggassets.errors import AlreadyIngested
+from aggassets.errors import AggassetsError, AlreadyIngested
 from aggassets.sources.inbox import process_file
 from aggassets.warehouse import open_warehouse, postgres_sql
 from aggassets.warehouse.base import Warehouse
@@ -275,3 +275,15 @@ def test_a_line_of_more_than_32_mib_among_others_is_one_oversized_item(warehouse
     long_line = json.dumps({**MEASURE, "createdBy": "x" * (33 * 2**20)})
     result = ingest_text(warehouse, tmp_path / "long.ndjson", f"{ITEM}\n{long_line}\n{ITEM}\n")
     assert (result["received"], result["accepted"], result["rejected_by_reason"]) == (3, 2, {"oversized": 1})
+
+
+def test_ndjson_with_a_huge_integer_on_its_first_line_stays_ndjson(warehouse: Warehouse, tmp_path: Path) -> None:
+    """NDJSON whose first item holds a 4,301-digit group integer is still read as NDJSON from its first
+    line (not as a whole document first): bytes that are not UTF-8 on line 3 are named by line."""
+    warehouse.sync_definitions(DEFINITIONS)
+    path = tmp_path / "huge.ndjson"
+    grouped = {"measureName": "visits-daily", "value": 1, "startDate": "2022-01-03", "group2": {"os": "o"}}
+    first = json.dumps({**grouped, "group1": {"device": 1}}).replace('"device": 1', '"device": ' + "1" * 4301)
+    path.write_bytes((first + "\n" + ITEM + "\n").encode() + b'{"measureName": "caf\xe9"}\n')
+    with pytest.raises(AggassetsError, match=r"huge.ndjson: not UTF-8 text \(line 3\)$"):
+        warehouse.ingest_file(path, DEFINITIONS, FIRST_DAY)

@@ -4,17 +4,23 @@ refresh groups by; warehouses from before the key ids gain them when opened."""
 import json
 import random
 import string
+import uuid
+from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas as pd
+import psycopg2
 import pytest
 
+from aggassets.errors import AggassetsError
 from aggassets.warehouse import duckdb_sql, open_warehouse
 from aggassets.warehouse.aggregates_sql import KEY_TEXTS
 from aggassets.warehouse.base import Warehouse
 from aggassets.warehouse.intake_fast import fast_accepted_sql
+from aggassets_tests.warehouse.engines import require_pg
 from aggassets_tests.warehouse.support import (
     DEFINITIONS,
     TABLES,
@@ -297,3 +303,80 @@ def test_opening_a_keyed_warehouse_changes_no_key(warehouse: Warehouse, tmp_path
     warehouse.setup()
     pd.testing.assert_frame_equal(warehouse.read_table("measure_keys"), before[0])
     pd.testing.assert_frame_equal(warehouse.read_table("raw_measures"), before[1])
+
+
+def test_postgres_numbers_keys_differing_in_group3_only_in_byte_order(postgres_url: str, tmp_path: Path) -> None:
+    """Two keys equal but for group3 ("b" then "a" in the file): byte order gives '"a"' id 1, '"b"' id 2."""
+    with open_warehouse(postgres_url) as wh:
+        wh.sync_definitions(DEFINITIONS)
+        items = [
+            measure("storage-monthly", 1.0, "2022-01-03", "app", group1="o", group2="p", group3=r) for r in ("b", "a")
+        ]
+        ingest(wh, tmp_path, items)
+        assert stored_keys(wh) == {
+            ("storage-monthly", "app", '"o"', '"p"', '"a"'): 1,
+            ("storage-monthly", "app", '"o"', '"p"', '"b"'): 2,
+        }
+
+
+@pytest.fixture
+def icu_database_url(postgres_url: str) -> Iterator[str]:
+    """A URL of a new database whose default collation is ICU 'en' (a sorts before B), dropped after."""
+    dsn = require_pg()
+    name = "aggassets_icu_" + uuid.uuid4().hex[:8]
+    con = psycopg2.connect(dsn)
+    con.autocommit = True
+    with con.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en' LOCALE 'C.UTF-8'")
+    try:
+        yield dsn.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with con.cursor() as cur:
+            cur.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        con.close()
+
+
+def test_postgres_numbers_keys_in_byte_order_under_a_linguistic_collation(
+    icu_database_url: str, tmp_path: Path
+) -> None:
+    """A database whose default collation is ICU 'en' (a < B): ids still follow byte order (B 0x42 < a 0x61)."""
+    with open_warehouse(icu_database_url) as wh:
+        wh.sync_definitions(DEFINITIONS)
+        ingest(wh, tmp_path, [measure("errors-daily", 1.0, "2022-01-03", c) for c in ("a", "B")])
+        assert stored_keys(wh) == {("errors-daily", "B", "", "", ""): 1, ("errors-daily", "a", "", "", ""): 2}
+
+
+def test_duckdb_new_key_sharing_all_but_its_name_with_a_stored_key_takes_its_hash(tmp_path: Path) -> None:
+    """errors-daily/drive first, latency-weekly/drive in a later batch: two keys, each with its own free
+    hash as its id (no id below 0: no hash is taken)."""
+    with open_warehouse(f"duckdb:///{tmp_path}/w.duckdb") as wh:
+        wh.sync_definitions(DEFINITIONS)
+        ingest(wh, tmp_path, [measure("errors-daily", 1.0, "2022-01-24", "drive")])
+        ingest(wh, tmp_path, [measure("latency-weekly", 2.0, "2022-01-24", "drive")])
+        keys = wh.read_table("measure_keys", order_by="measure_name")
+        assert keys["key_id"].tolist() == [
+            key_hash("errors-daily", "drive", "", "", ""),
+            key_hash("latency-weekly", "drive", "", "", ""),
+        ]
+
+
+def test_opening_a_keyed_warehouse_runs_no_migration(warehouse: Warehouse, tmp_path: Path) -> None:
+    """setup on a warehouse whose key ids are all there executes no UPDATE of raw_measures and no ALTER."""
+    warehouse.sync_definitions(DEFINITIONS)
+    ingest(warehouse, tmp_path, generate(seed=36, n=50, first=FIRST, days=5))
+    seen: list[str] = []
+    execute = warehouse.execute
+
+    def recording(statement: str, params: Any = None) -> None:
+        seen.append(statement)
+        execute(statement, params)
+
+    warehouse.execute = recording  # type: ignore[method-assign]
+    warehouse.setup()
+    assert not [s for s in seen if s.startswith(("UPDATE raw_measures", "ALTER TABLE raw_measures ALTER"))]
+
+
+def test_read_table_refuses_a_column_name(warehouse: Warehouse) -> None:
+    """key_id is a column added by an ALTER TABLE statement, not a table."""
+    with pytest.raises(AggassetsError, match="unknown table 'key_id'"):
+        warehouse.read_table("key_id")

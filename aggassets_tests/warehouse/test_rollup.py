@@ -154,3 +154,21 @@ def test_sums_are_exact_across_rows_days_and_purges(warehouse: Warehouse, tmp_pa
     assert days.loc[DAYS[7], "sum"] == math.fsum([*one_day, 1e16, 2.0, -1e16]) == 7.0
     weeks = aggregates(warehouse, "week").set_index("period_start")
     assert weeks.loc[FIRST, "sum"] == 2.0
+
+
+def test_week_quartiles_with_fresh_days_leave_the_next_monday_out(warehouse: Warehouse, tmp_path: Path) -> None:
+    """duration-daily (quartiles) on Mon 24 and Tue 25 Jan 2022, and on Mon 31 Jan (next week). Days
+    refreshed (fresh), then the week [24 Jan, 31 Jan): one week row, count 2, median 2 (values 1, 3);
+    nothing for the week of 31 Jan (reading its values made a row without moments, and the refresh fail)."""
+    warehouse.sync_definitions(DEFINITIONS)
+    items = [
+        measure("duration-daily", 1.0, "2022-01-24", "app", group1="s"),
+        measure("duration-daily", 3.0, "2022-01-25", "app", group1="s"),
+        measure("duration-daily", 100.0, "2022-01-31", "app", group1="s"),
+    ]
+    ingest(warehouse, tmp_path, items)
+    warehouse.refresh("day", date(2022, 1, 24), date(2022, 1, 31))
+    warehouse.refresh("week", date(2022, 1, 24), date(2022, 1, 31))
+    week = warehouse.read_table("weekly_aggregates")
+    assert [pd.Timestamp(p).date() for p in week["period_start"]] == [date(2022, 1, 24)]
+    assert week["count"].tolist() == [2] and week["median"].tolist() == [2.0]
