@@ -53,6 +53,13 @@ def stored_keys(wh: Warehouse) -> dict[tuple[str, ...], int]:
     return mapping
 
 
+def assert_grains_match(wh: Warehouse, items: list[dict[str, Any]], days: list[date]) -> None:
+    """Refresh every grain over the days; each equals numpy over the items."""
+    windows = refresh_all(wh, days)
+    for grain in TABLES:
+        assert_matches(aggregates(wh, grain), expected(frame(items), grain, *windows[grain]))
+
+
 def assert_raw_rows_keyed(wh: Warehouse) -> None:
     """Every raw row's key_id is the one measure_keys gives its texts."""
     keys = stored_keys(wh)
@@ -117,9 +124,7 @@ def test_duckdb_gives_a_key_whose_hash_is_taken_an_id_below_zero(tmp_path: Path)
         assert keys[("errors-daily", "", "", "", "")] == -1
         assert keys[("visits-daily", "x", "y", "z", "")] == taken
         assert_raw_rows_keyed(wh)
-        windows = refresh_all(wh, DAYS[:10])
-        for grain in TABLES:
-            assert_matches(aggregates(wh, grain), expected(frame(items), grain, *windows[grain]))
+        assert_grains_match(wh, items, DAYS[:10])
 
 
 def test_duckdb_keeps_the_id_a_key_holds_when_its_hash_differs(tmp_path: Path) -> None:
@@ -133,9 +138,7 @@ def test_duckdb_keeps_the_id_a_key_holds_when_its_hash_differs(tmp_path: Path) -
         ingest(wh, tmp_path, items)
         assert stored_keys(wh)[("errors-daily", "drive", "", "", "")] == 12345
         assert_raw_rows_keyed(wh)
-        windows = refresh_all(wh, DAYS[:10])
-        for grain in TABLES:
-            assert_matches(aggregates(wh, grain), expected(frame(items), grain, *windows[grain]))
+        assert_grains_match(wh, items, DAYS[:10])
 
 
 def test_the_refresh_groups_by_key_ids_whatever_their_numbers(warehouse: Warehouse, tmp_path: Path) -> None:
@@ -146,16 +149,14 @@ def test_the_refresh_groups_by_key_ids_whatever_their_numbers(warehouse: Warehou
     ingest(warehouse, tmp_path, items)
     for table in ("measure_keys", "raw_measures"):
         warehouse.execute(f"UPDATE {table} SET key_id = 1000 - key_id")
-    windows = refresh_all(warehouse, DAYS)
-    for grain in TABLES:
-        assert_matches(aggregates(warehouse, grain), expected(frame(items), grain, *windows[grain]))
+    assert_grains_match(warehouse, items, DAYS)
 
     renamed = next(k for k in stored_keys(warehouse) if k[0] == "errors-daily" and k[1] == "drive")
     warehouse.execute(
         "UPDATE measure_keys SET created_by = 'renamed' WHERE measure_name = 'errors-daily' AND created_by = 'drive'"
     )
     assert len([k for k in stored_keys(warehouse) if k[1] == "renamed"]) == 1 and renamed
-    refresh_all(warehouse, DAYS)
+    windows = refresh_all(warehouse, DAYS)
     rows = frame(items)
     rows.loc[(rows["measure_name"] == "errors-daily") & (rows["created_by"] == "drive"), "created_by"] = "renamed"
     assert_matches(aggregates(warehouse, "day"), expected(rows, "day", *windows["day"]))
@@ -177,9 +178,7 @@ def test_keys_of_kilobytes_of_text(warehouse: Warehouse, tmp_path: Path) -> None
     result = ingest(warehouse, tmp_path, items)
     assert (result.accepted, result.rejected) == (len(items), 0)
     assert_raw_rows_keyed(warehouse)
-    windows = refresh_all(warehouse, DAYS[:5])
-    for grain in TABLES:
-        assert_matches(aggregates(warehouse, grain), expected(frame(items), grain, *windows[grain]))
+    assert_grains_match(warehouse, items, DAYS[:5])
     warehouse.execute("ALTER TABLE raw_measures DROP COLUMN key_id")
     warehouse.execute("DROP TABLE measure_keys")
     warehouse.setup()
@@ -252,9 +251,7 @@ def test_a_migration_stopped_half_way_is_finished_when_opened(warehouse: Warehou
     warehouse.setup()
     assert not key_id_nullable(warehouse)
     assert_raw_rows_keyed(warehouse)
-    windows = refresh_all(warehouse, DAYS[:10])
-    for grain in TABLES:
-        assert_matches(aggregates(warehouse, grain), expected(frame(items), grain, *windows[grain]))
+    assert_grains_match(warehouse, items, DAYS[:10])
 
 
 def test_duckdb_keys_right_under_a_hash_that_collides_all_the_time(
@@ -288,9 +285,7 @@ def test_duckdb_keys_right_under_a_hash_that_collides_all_the_time(
         wh.setup()
         assert_raw_rows_keyed(wh)
         items = [i for b in batches for i in b] + [careful]
-        windows = refresh_all(wh, DAYS[:10])
-        for grain in TABLES:
-            assert_matches(aggregates(wh, grain), expected(frame(items), grain, *windows[grain]))
+        assert_grains_match(wh, items, DAYS[:10])
 
 
 def test_opening_a_keyed_warehouse_changes_no_key(warehouse: Warehouse, tmp_path: Path) -> None:
