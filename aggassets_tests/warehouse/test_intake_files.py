@@ -2,18 +2,20 @@
 
 import contextlib
 import json
+import random
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import duckdb
 import psycopg2
 import pytest
 
 from aggassets.catalog import MeasureCatalog
 from aggassets.errors import AggassetsError, AlreadyIngested
 from aggassets.sources.inbox import process_file
-from aggassets.warehouse import open_warehouse, postgres_sql
+from aggassets.warehouse import intake_files, open_warehouse, postgres_sql
 from aggassets.warehouse.base import Warehouse
 from aggassets.warehouse.postgres_engine import split_url
 from aggassets.warehouse.values import file_sha256
@@ -287,3 +289,124 @@ def test_ndjson_with_a_huge_integer_on_its_first_line_stays_ndjson(warehouse: Wa
     path.write_bytes((first + "\n" + ITEM + "\n").encode() + b'{"measureName": "caf\xe9"}\n')
     with pytest.raises(AggassetsError, match=r"huge.ndjson: not UTF-8 text \(line 3\)$"):
         warehouse.ingest_file(path, DEFINITIONS, FIRST_DAY)
+
+
+def read_file_items(path: Path, text: str) -> list[str] | str:
+    """The items read_items finds in the text written to path, or the error it raises."""
+    path.write_text(text, encoding="utf-8", newline="")
+    con = duckdb.connect()
+    try:
+        intake_files.read_items(con, path)
+        return [payload for (payload,) in con.execute("SELECT payload FROM lines ORDER BY rowid").fetchall()]
+    except AggassetsError as exc:
+        return f"error: {str(exc).removeprefix(str(path) + ': ')}"
+    finally:
+        con.close()
+
+
+@pytest.fixture
+def duckdb_reader_used(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Records, per document, whether DuckDB's array reader was allowed to delimit its elements."""
+    verdicts: list[bool] = []
+    plain_array = intake_files._plain_array
+
+    def recording(con: duckdb.DuckDBPyConnection, path: Path) -> bool:
+        verdicts.append(plain_array(con, path))
+        return verdicts[-1]
+
+    monkeypatch.setattr(intake_files, "_plain_array", recording)
+    return verdicts
+
+
+BROKEN = "error: not a valid JSON document"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "by_duckdb"),
+    [
+        ('[1, {"a": [2, 3]} ,\r\n "s"]\n', ["1", '{"a": [2, 3]}', '"s"'], True),
+        ('\ufeff{ "measures" :\n [ {"a": "}"}, "]" ]\n}\n', ['{"a": "}"}', '"]"'], True),
+        ("[[" + "[" * 1500 + "]" * 1500 + "]]", ["[" + "[" * 1500 + "]" * 1500 + "]"], True),
+        # DuckDB's reader alone would read these: a ']' as a separator, a truncated array, trailing commas
+        ("[1, 2] 3]", BROKEN, False),
+        ("[1, 2,", BROKEN, False),
+        ('[{"v": 1}, ]', BROKEN, False),
+        ('[{"v": 1,}]', BROKEN, False),
+        ('{"measures": [1, ]}', BROKEN, False),
+        # DuckDB's parser reads nan and inf in any case; JSON (and the Python path) only NaN, Infinity, -Infinity
+        ('[{"v": nan}]', BROKEN, False),
+        ("[-NaN]", BROKEN, False),
+        ("[infinity]", BROKEN, False),
+        ('[{"v": NaN}, -Infinity]', ['{"v": NaN}', "-Infinity"], False),
+        # a lenient-looking string only sends the file down the Python path
+        ('["nan, ]", {"k": "[inf"}]', ['"nan, ]"', '{"k": "[inf"}'], False),
+        # not one array under "measures": one object, judged as an item
+        ('{"measures": [1], "x": [2]}', ['{"measures": [1], "x": [2]}'], False),
+        ('{"measures": [1]}}', BROKEN, None),
+        ("[1]\n[2]\n", BROKEN, False),
+    ],
+)
+def test_duckdb_delimits_only_documents_python_reads_the_same(
+    tmp_path: Path, duckdb_reader_used: list[bool], text: str, expected: list[str] | str, by_duckdb: bool | None
+) -> None:
+    """DuckDB's array reader (faster than Python's decoder) delimits a document's elements only when the
+    document is strict JSON: elements as written, and every non-JSON form refused as before."""
+    assert read_file_items(tmp_path / "doc.json", text) == expected
+    assert duckdb_reader_used == ([] if by_duckdb is None else [by_duckdb])
+
+
+def test_an_element_of_32_mib_is_delimited_by_python(tmp_path: Path, duckdb_reader_used: list[bool]) -> None:
+    """DuckDB's reader refuses an element of 32 MiB or more: Python delimits that document (it is valid)."""
+    big = json.dumps({**MEASURE, "createdBy": "x" * (33 * 2**20)})
+    assert read_file_items(tmp_path / "big.json", f"[{ITEM},\n{big}, {ITEM}]") == [ITEM, big, ITEM]
+    assert duckdb_reader_used == [True]
+
+
+def test_random_documents_read_alike_by_both_delimiters(tmp_path: Path, duckdb_reader_used: list[bool]) -> None:
+    """Seeded random edits of documents (brackets, commas, quotes, NaN spellings, BOMs, control bytes):
+    the items, or the refusal, are those of the Python path alone (DuckDB's reader switched off)."""
+    rng = random.Random(20261206)
+    bases = [
+        f'[{ITEM}, 3, "s", null, [1, {{"b": [true, false]}}], -2e3, {{"c": "\\u00e9\\n"}}]',
+        '[\n  {"a": 1},\n  {"b": "NaN inf"}\r\n]\n',
+        '[{"v": NaN}, {"v": -Infinity}]',
+        '\ufeff [{"a": []}, {}, []]',
+        '{"measures": [1, {"a": 2}]}',
+        '\ufeff{ "measures" :\n[\n{"a": "}"},\n"]"\n]\n}\n',
+    ]
+    edits = [
+        *',[]{}":\\ \t\r\n\x0b\x0c\x00\x01naNIfe0-+.1',
+        "NaN",
+        "nan",
+        "inf",
+        "\u00a0",
+        "\ufeff",
+        "/*",
+        '"measures":',
+    ]
+    cases = []
+    for _ in range(300):
+        text = rng.choice(bases)
+        for _ in range(rng.randint(0, 3)):
+            i, edit = rng.randrange(len(text) + 1), rng.choice(edits)
+            text = rng.choice([text[:i] + edit + text[i:], text[:i] + text[i + 1 :], text[:i] + edit + text[i + 1 :]])
+        cases.append(text)
+    fast = [read_file_items(tmp_path / "doc.json", text) for text in cases]
+    assert 30 <= sum(duckdb_reader_used) < len(cases)  # both paths taken, often
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(intake_files, "_array_file", lambda path, scratch: None)
+        python_only = [read_file_items(tmp_path / "doc.json", text) for text in cases]
+    assert [(t, f) for t, f, p in zip(cases, fast, python_only, strict=True) if f != p] == []
+
+
+def test_a_document_over_the_checked_size_is_delimited_by_python(
+    tmp_path: Path, duckdb_reader_used: list[bool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB's check holds the whole text in memory: above its size limit (lowered here to the file's
+    size minus one byte) Python delimits the document, with the same items."""
+    text = f"[{ITEM}, {ITEM}]"
+    monkeypatch.setattr(intake_files, "_CHECKED_ARRAY_MAX_BYTES", len(text))
+    assert read_file_items(tmp_path / "at.json", text) == [ITEM, ITEM]
+    monkeypatch.setattr(intake_files, "_CHECKED_ARRAY_MAX_BYTES", len(text) - 1)
+    assert read_file_items(tmp_path / "over.json", text) == [ITEM, ITEM]
+    assert duckdb_reader_used == [True]
