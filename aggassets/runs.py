@@ -2,8 +2,11 @@
 
 import os
 
-from dagster import DagsterInstance, ExecuteInProcessResult
+import yaml
+from dagster import DagsterError, DagsterInstance, ExecuteInProcessResult
 from dagster._utils.error import SerializableErrorInfo
+
+from aggassets.errors import AggassetsError
 
 # The command prints its JSON result only: Dagster's console logger is silenced; every run's full event
 # log is kept in the instance (the UI shows it when DAGSTER_HOME is set) and a failure's cause is the error.
@@ -11,8 +14,15 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 def instance_for_runs() -> DagsterInstance:
-    """The DAGSTER_HOME instance when set (runs show in the UI), else an ephemeral one."""
-    return DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
+    """The DAGSTER_HOME instance when set (runs show in the UI), else an ephemeral one. A DAGSTER_HOME
+    Dagster cannot use (not an absolute path, no such folder, a broken dagster.yaml) is an AggassetsError."""
+    if not os.environ.get("DAGSTER_HOME"):
+        return DagsterInstance.ephemeral()
+    try:
+        return DagsterInstance.get()
+    except (DagsterError, yaml.YAMLError) as exc:
+        message = " ".join(str(exc).split())
+        raise AggassetsError(f"DAGSTER_HOME={os.environ['DAGSTER_HOME']}: {message}") from exc
 
 
 def root_message(error: SerializableErrorInfo) -> str:

@@ -260,3 +260,57 @@ def test_late_measures_sensor_skips_a_held_file_and_reports_a_real_error(
             wh.execute("ALTER TABLE partition_materializations RENAME COLUMN materialized_at TO changed_by_hand")
         with pytest.raises(duckdb.BinderException, match="materialized_at"):
             late_measures_sensor(context)
+
+
+def markdown_rows(text: str) -> list[dict[str, str]]:
+    """A Markdown table's rows as {header: cell text}."""
+    header, _, *lines = [[c.strip() for c in line.strip().strip("|").split("|")] for line in text.splitlines()]
+    return [dict(zip(header, cells, strict=True)) for cells in lines]
+
+
+def test_aggregate_metadata_counts_released_rows_and_previews_every_key_column(tmp_path: Path) -> None:
+    """Rows, released and suppressed rows by the measures' thresholds; the preview shows the released rows
+    only, with all three groups (four connector rows differ by group2/group3 only), dates without a time,
+    blank cells for absent values (no median of a measure without quartiles)."""
+    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    day = "2025-03-04"
+    rng = np.random.default_rng(7)
+    rows: list[dict[str, object]] = []
+    for event, status in [("run", "ok"), ("run", "error"), ("login", "ok"), ("login", "error")]:
+        group = {"group1": {"slug": "edf"}, "group2": {"event_type": event}, "group3": {"status": status}}
+        rows += [{"measureName": "konnector-event-daily", "value": 1, "startDate": day, **group}] * 12
+    for device, n in [("desktop", 6), ("mobile", 3)]:  # threshold 5: mobile is suppressed
+        rows += [
+            {"measureName": "connection-count-daily", "value": float(v), "startDate": day, "group1": {"device": device}}
+            for v in rng.integers(0, 20, n)
+        ]
+    durations = rng.lognormal(4, 1, 25)  # threshold 20, with quartiles
+    rows += [
+        {"measureName": "session-duration-daily", "value": float(v), "startDate": day, "group1": {"device": "desktop"}}
+        for v in durations
+    ]
+    catalog = load_measures(DEFINITIONS)
+    with open_warehouse(url) as wh:
+        wh.sync_definitions(catalog.measures)
+        wh.ingest_file(write_ndjson(tmp_path / "m.ndjson", rows), catalog.measures, partitions_start())
+    resources = {"warehouse": WarehouseResource(url=url), "catalog": CatalogResource(definitions_dir=str(DEFINITIONS))}
+    result = materialize(
+        MEASURE_ASSETS, selection=["raw_measures", "daily_aggregates"], resources=resources, partition_key=day
+    )
+    meta = result.asset_materializations_for_node("daily_aggregates")[0].metadata
+    assert (meta["rows"].value, meta["released_rows"].value, meta["suppressed_rows"].value) == (7, 6, 1)
+    preview = markdown_rows(meta["preview"].value)
+    columns = ["measure_name", "period_start", "group1", "group2", "group3", "count", "avg", "std", "median"]
+    assert list(preview[0]) == columns  # created_by is blank in every row: left out
+    keys = {(r["measure_name"], r["group1"], r["group2"], r["group3"]) for r in preview}
+    assert len(keys) == len(preview) == 6 and ("connection-count-daily", '"desktop"', "", "") in keys
+    assert ("konnector-event-daily", '"edf"', '"login"', '"error"') in keys  # group values as JSON
+    assert {r["period_start"] for r in preview} == {day}
+    session = next(r for r in preview if r["measure_name"] == "session-duration-daily")
+    assert float(session["median"]) == pytest.approx(np.median(durations), rel=1e-6)
+    assert {r["median"] for r in preview if r["measure_name"] != "session-duration-daily"} == {""}
+    desktop = [
+        r["value"] for r in rows if r["measureName"] == "connection-count-daily" and r["group1"]["device"] == "desktop"
+    ]
+    connections = next(r for r in preview if r["measure_name"] == "connection-count-daily")
+    assert float(connections["avg"]) == pytest.approx(np.mean(desktop), rel=1e-5)

@@ -273,3 +273,42 @@ def test_purge_of_an_unknown_measure_is_an_error_not_an_empty_purge(
     )
     assert (code, out) == (2, "")
     assert "unknown measure 'nope'" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("home", "message"),
+    [
+        ("missing", "is not a directory or does not exist"),
+        ("relative/home", "must be an absolute path"),
+        ("bad-yaml", "while parsing"),
+        ("bad-config", 'unexpected config entry "nonsense"'),
+    ],
+)
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("refresh", "--start", "2025-01-01", "--end", "2025-01-02"),
+        ("experiments", "run", "checkout-button-conversion", "--as-of", "2026-01-10"),
+    ],
+)
+def test_a_dagster_home_dagster_cannot_use_is_a_one_line_error(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    home: str,
+    message: str,
+    argv: tuple[str, ...],
+) -> None:
+    """Commands that record runs in DAGSTER_HOME say what is wrong with it in one line (status 2), and
+    run nothing."""
+    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    open_warehouse(url).close()
+    folder = tmp_path / home
+    if home.startswith("bad"):
+        folder.mkdir()
+        config = "run_storage: [\n" if home == "bad-yaml" else "run_storage:\n  nonsense: 1\n"
+        (folder / "dagster.yaml").write_text(config)
+    monkeypatch.setenv("DAGSTER_HOME", home if home.startswith("relative") else str(folder))
+    code, out, err = run(capsys, "--warehouse", url, "--definitions", str(DEFINITIONS), *argv)
+    assert (code, out) == (2, "") and len(err.strip().splitlines()) == 1
+    assert err.startswith("aggassets: error: DAGSTER_HOME=") and message in err

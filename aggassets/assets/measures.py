@@ -65,10 +65,14 @@ def daily_dep(name: str) -> AssetDep:
 
 
 def markdown(frame: pd.DataFrame) -> MetadataValue:
-    """A small Markdown table for the UI."""
+    """A small Markdown table for the UI: missing values are blank cells, dates have no time of day, and
+    columns blank in every row are left out (group2 and group3 of ungrouped measures, say)."""
     if frame.empty:
         return MetadataValue.md("_no rows_")
-    return MetadataValue.md(frame.to_markdown(index=False))
+    dates = frame.select_dtypes(include=["datetime", "datetimetz"]).columns
+    frame = frame.assign(**{c: frame[c].dt.strftime("%Y-%m-%d") for c in dates})
+    frame = frame.astype(object).where(frame.notna() & (frame != ""), None)  # '' is an absent createdBy
+    return MetadataValue.md(frame.dropna(axis="columns", how="all").to_markdown(index=False, missingval=""))
 
 
 @asset(group_name=GROUP, pool="warehouse", kinds={"duckdb", "postgres"})
