@@ -26,6 +26,11 @@ def _warehouse_url() -> str | EnvVar:
     return EnvVar("AGGASSETS_WAREHOUSE") if os.environ.get("AGGASSETS_WAREHOUSE") else warehouse_url()
 
 
+# A run that finds the warehouse unavailable (the DuckDB file held by a command ingesting or refreshing at
+# 00:30, say, or PostgreSQL not answering) retries its step every minute for 10 minutes before it fails.
+UNAVAILABLE_RETRIES = 10
+
+
 def build_definitions(warehouse: str | None = None, definitions: str | None = None) -> Definitions:
     """Definitions wired to a warehouse URL and a catalog folder (defaults: env, then project)."""
     folder = definitions or definitions_dir()
@@ -38,7 +43,7 @@ def build_definitions(warehouse: str | None = None, definitions: str | None = No
         schedules=[*SCHEDULES, build_experiment_schedule(experiment_job)],
         sensors=SENSORS,
         resources={
-            "warehouse": WarehouseResource(url=warehouse or _warehouse_url()),
+            "warehouse": WarehouseResource(url=warehouse or _warehouse_url(), unavailable_retries=UNAVAILABLE_RETRIES),
             "catalog": CatalogResource(definitions_dir=str(folder)),
         },
         executor=in_process_executor,

@@ -8,6 +8,11 @@ class AggassetsError(Exception):
     """Bad input or an impossible request: the message is shown to the user as is."""
 
 
+class WarehouseUnavailable(AggassetsError):
+    """The warehouse cannot be opened now: another process holds the DuckDB file (after a few seconds'
+    wait), or the PostgreSQL server does not accept the connection."""
+
+
 class AlreadyIngested(AggassetsError):
     """Content the warehouse holds already (same SHA-256), found under the writer's lock."""
 

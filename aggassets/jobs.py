@@ -88,7 +88,7 @@ def ingest_inbox_files(
 ) -> None:
     """Ingest inbox files once each, then move them to processed/ or failed/."""
     measures = catalog.measures()
-    with warehouse.open(measures) as wh:
+    with warehouse.open(measures, create=True) as wh:
         for name in config.files:
             path = Path(name)
             if not path.exists():

@@ -3,20 +3,15 @@
 from datetime import date, timedelta
 from typing import Any
 
-from dagster import materialize
+from dagster import Definitions, in_process_executor, materialize
 
 from aggassets.assets.measures import MEASURE_ASSETS
 from aggassets.errors import AggassetsError
+from aggassets.jobs import REFRESH_JOBS
 from aggassets.partitions import PARTITIONS_BY_GRAIN
 from aggassets.resources import CatalogResource, WarehouseResource
 from aggassets.runs import QUIET, failure_causes, instance_for_runs
 from aggassets.warehouse.values import period_start
-
-SELECTION = {
-    "day": ["raw_measures", "daily_aggregates"],
-    "week": ["weekly_aggregates"],
-    "month": ["monthly_aggregates"],
-}
 
 
 def overlapping_keys(grain: str, start: date, end: date) -> list[str]:
@@ -54,24 +49,22 @@ def materialize_definitions(warehouse_url: str, definitions_dir: str) -> str:
 
 def refresh_range(start: date, end: date, warehouse_url: str, definitions_dir: str) -> list[dict[str, Any]]:
     """Materialize raw + daily, weekly and monthly assets over [start, end): one run per grain."""
-    resources = _resources(warehouse_url, definitions_dir)
+    refresh_definitions = Definitions(
+        assets=MEASURE_ASSETS,
+        jobs=list(REFRESH_JOBS.values()),
+        resources=_resources(warehouse_url, definitions_dir),
+        executor=in_process_executor,
+    )
     instance = instance_for_runs()
     report = []
-    for grain, selection in SELECTION.items():
+    for grain, job_def in REFRESH_JOBS.items():
         keys = overlapping_keys(grain, start, end)
         if not keys:
             report.append({"grain": grain, "partitions": 0, "skipped": "no complete partition in range"})
             continue
         tags = {"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]}
-        result = materialize(
-            MEASURE_ASSETS,
-            selection=selection,
-            resources=resources,
-            run_config=QUIET,
-            tags=tags,
-            instance=instance,
-            raise_on_error=False,
-        )
+        job = refresh_definitions.resolve_job_def(job_def.name)  # the UI lists the run under its job
+        result = job.execute_in_process(run_config=QUIET, tags=tags, instance=instance, raise_on_error=False)
         if not result.success:
             raise AggassetsError(f"{grain} refresh failed (run {result.run_id}): {failure_causes(result)}")
         report.append(

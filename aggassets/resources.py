@@ -4,12 +4,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, RetryRequested
 
 from aggassets.catalog import MeasureCatalog, load_measures
-from aggassets.errors import AggassetsError
+from aggassets.errors import AggassetsError, WarehouseUnavailable
 from aggassets.experiments.definition import ExperimentDefinition, load_experiments
-from aggassets.warehouse import Warehouse, open_warehouse
+from aggassets.warehouse import Warehouse, open_warehouse, require_existing
 
 
 class CatalogResource(ConfigurableResource):
@@ -35,14 +35,32 @@ class CatalogResource(ConfigurableResource):
 
 
 class WarehouseResource(ConfigurableResource):
-    """The warehouse named by a URL (duckdb:///... or postgresql://...)."""
+    """The warehouse named by a URL (duckdb:///... or postgresql://...). In a run, a warehouse that cannot be
+    opened now (a DuckDB file another process holds, a PostgreSQL server not answering) retries the step
+    `unavailable_retries` times, `unavailable_wait_seconds` apart: none by default (the `aggassets` command
+    fails at once); the code location waits, so that a scheduled run outlasts a command holding the file."""
 
     url: str
+    unavailable_retries: int = 0
+    unavailable_wait_seconds: float = 60.0
 
     @contextmanager
-    def open(self, catalog: MeasureCatalog | None = None) -> Iterator[Warehouse]:
-        """An open warehouse, its measure_definitions table synced with `catalog` when given."""
-        warehouse = open_warehouse(self.url)
+    def open(
+        self, catalog: MeasureCatalog | None = None, create: bool = False, in_run: bool = True
+    ) -> Iterator[Warehouse]:
+        """An open warehouse, its measure_definitions table synced with `catalog` when given. A DuckDB file or
+        PostgreSQL schema without the warehouse is refused unless `create` (the catalog's sync and the inbox's
+        ingest make it): a mistyped URL must not give green runs over a new empty warehouse. Outside a run
+        (`in_run` false: a sensor) an unavailable warehouse is an error, never a step retry."""
+        try:
+            if not create:
+                require_existing(self.url)
+            warehouse = open_warehouse(self.url)
+        except WarehouseUnavailable as exc:
+            if not (in_run and self.unavailable_retries):
+                raise
+            wait = self.unavailable_wait_seconds
+            raise RetryRequested(max_retries=self.unavailable_retries, seconds_to_wait=wait) from exc
         try:
             if catalog is not None:
                 warehouse.sync_definitions(catalog.measures)

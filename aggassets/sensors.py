@@ -49,7 +49,10 @@ def inbox_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
         context.log.warning(f"{os.fsencode(path)!r}: the file name is not UTF-8 text; moved to failed/")
     files = inbox.pending_files(inbox_dir())
     if not files:
-        return SkipReason(f"no measure file in {inbox_dir()} unchanged for {inbox.SETTLE_SECONDS:g} s")
+        return SkipReason(
+            f"no measure file in {inbox_dir()} unchanged for {inbox.SETTLE_SECONDS:g} s"
+            f" ({inbox.MID_LINE_SETTLE_SECONDS:g} s for a file ending mid-line)"
+        )
     requests = []
     for path in files:
         # the inode too: another file of the same name, size and time is new work; the change time too: a
@@ -99,7 +102,7 @@ def late_run_requests(context: SensorEvaluationContext, late: list[tuple[str, st
 def late_measures_sensor(context: SensorEvaluationContext, warehouse: WarehouseResource) -> SensorResult | SkipReason:
     """Every 5 min: re-materialize exactly the partitions (and roll-ups) that got late measures."""
     try:
-        with warehouse.open() as wh:
+        with warehouse.open(in_run=False) as wh:
             frame = wh.late_partitions()
     except AggassetsError as exc:  # a DuckDB file a run holds, PostgreSQL unreachable: try at the next tick
         return SkipReason(f"warehouse not readable now: {exc}")

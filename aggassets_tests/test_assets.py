@@ -9,15 +9,17 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
-from dagster import DagsterInstance, SkipReason, build_sensor_context, materialize
+from dagster import DagsterInstance, ExecuteInProcessResult, SkipReason, build_sensor_context, materialize
 
+from aggassets import resources as resources_module
 from aggassets.assets.measures import MEASURE_ASSETS
 from aggassets.catalog import load_measures
 from aggassets.definitions import build_definitions, defs
+from aggassets.errors import AggassetsError, WarehouseUnavailable
 from aggassets.resources import CatalogResource, WarehouseResource
 from aggassets.sensors import late_measures_sensor
 from aggassets.settings import partitions_start
-from aggassets.warehouse import duckdb_engine, open_warehouse
+from aggassets.warehouse import duckdb_engine, open_warehouse, require_existing
 from aggassets_tests.helpers import DEFINITIONS, make_measures, write_ndjson
 
 RANGE = {
@@ -262,6 +264,13 @@ def test_late_measures_sensor_skips_a_held_file_and_reports_a_real_error(
             late_measures_sensor(context)
 
 
+def refresh_day(resources: dict[str, object], day: str = "2025-03-04", **kwargs: object) -> ExecuteInProcessResult:
+    """raw_measures and daily_aggregates of one day, materialized in one run."""
+    return materialize(
+        MEASURE_ASSETS, selection=["raw_measures", "daily_aggregates"], resources=resources, partition_key=day, **kwargs
+    )
+
+
 def markdown_rows(text: str) -> list[dict[str, str]]:
     """A Markdown table's rows as {header: cell text}."""
     header, _, *lines = [[c.strip() for c in line.strip().strip("|").split("|")] for line in text.splitlines()]
@@ -294,9 +303,7 @@ def test_aggregate_metadata_counts_released_rows_and_previews_every_key_column(t
         wh.sync_definitions(catalog.measures)
         wh.ingest_file(write_ndjson(tmp_path / "m.ndjson", rows), catalog.measures, partitions_start())
     resources = {"warehouse": WarehouseResource(url=url), "catalog": CatalogResource(definitions_dir=str(DEFINITIONS))}
-    result = materialize(
-        MEASURE_ASSETS, selection=["raw_measures", "daily_aggregates"], resources=resources, partition_key=day
-    )
+    result = refresh_day(resources, day=day)
     meta = result.asset_materializations_for_node("daily_aggregates")[0].metadata
     assert (meta["rows"].value, meta["released_rows"].value, meta["suppressed_rows"].value) == (7, 6, 1)
     preview = markdown_rows(meta["preview"].value)
@@ -314,3 +321,107 @@ def test_aggregate_metadata_counts_released_rows_and_previews_every_key_column(t
     ]
     connections = next(r for r in preview if r["measure_name"] == "connection-count-daily")
     assert float(connections["avg"]) == pytest.approx(np.mean(desktop), rel=1e-5)
+
+
+@pytest.mark.parametrize("engine", ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_missing_warehouse_fails_runs_and_skips_the_sensor_without_creating_it(
+    tmp_path: Path, request: pytest.FixtureRequest, engine: str
+) -> None:
+    """A mistyped warehouse URL in the code location: refresh, purge and the stored checks fail naming it,
+    the late-measure sensor skips naming it, and no empty warehouse appears; materializing
+    measure_definitions (the catalog's sync) creates it, after which the refresh runs."""
+    missing = tmp_path / "typo" / "wh.duckdb"
+    url = f"duckdb:///{missing}" if engine == "duckdb" else request.getfixturevalue("postgres_url")
+    message = (
+        f"no DuckDB warehouse at {missing}" if engine == "duckdb" else "no aggassets warehouse in PostgreSQL schema"
+    )
+    resources = {"warehouse": WarehouseResource(url=url), "catalog": CatalogResource(definitions_dir=str(DEFINITIONS))}
+    defs_here = build_definitions(warehouse=url, definitions=str(DEFINITIONS))
+    with DagsterInstance.ephemeral() as instance:
+        runs = [
+            refresh_day(resources, instance=instance, raise_on_error=False),
+            defs_here.get_job_def("purge_job").execute_in_process(instance=instance, raise_on_error=False),
+        ]
+        for result in runs:
+            assert not result.success
+            causes = [e.event_specific_data.error for e in result.get_step_failure_events()]  # type: ignore[union-attr]
+            assert causes and all(message in str(c.cause.message if c.cause else c.message) for c in causes)
+        context = build_sensor_context(resources={"warehouse": WarehouseResource(url=url)}, instance=instance)
+        skipped = late_measures_sensor(context)
+        assert isinstance(skipped, SkipReason) and message in str(skipped.skip_message)
+        if engine == "duckdb":
+            assert not missing.parent.exists()
+        else:
+            with pytest.raises(AggassetsError, match="no aggassets warehouse"):
+                require_existing(url)
+        created = materialize(MEASURE_ASSETS, selection=["measure_definitions"], resources=resources, instance=instance)
+        assert created.success
+        refreshed = refresh_day(resources, instance=instance)
+        assert refreshed.success
+
+
+def test_a_run_retries_its_step_while_another_process_holds_the_file(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The code location's resource (unavailable_retries) retries a step that finds the DuckDB file held, so a
+    scheduled refresh outlasts a command holding it; without retries (the `aggassets` command's) the run
+    fails at once, naming the file. The holder lets go once a step has found the file held."""
+    monkeypatch.setattr(duckdb_engine, "LOCK_WAIT_SECONDS", 0.3)
+    path = url.removeprefix("duckdb:///")
+    hold = f"import duckdb, sys; c = duckdb.connect({path!r}); print('held', flush=True); sys.stdin.readline()"
+    holder: subprocess.Popen[str] | None = None
+    opener = resources_module.open_warehouse
+
+    def open_then_release(warehouse_url: str) -> object:
+        try:
+            return opener(warehouse_url)
+        except WarehouseUnavailable:
+            assert holder is not None and holder.stdin is not None
+            holder.stdin.write("go\n")
+            holder.stdin.flush()
+            holder.wait(timeout=60)
+            raise
+
+    monkeypatch.setattr(resources_module, "open_warehouse", open_then_release)
+    catalog = CatalogResource(definitions_dir=str(DEFINITIONS))
+    for retries in (0, 3):
+        holder = subprocess.Popen(
+            [sys.executable, "-c", hold], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+            resources = {
+                "warehouse": WarehouseResource(url=url, unavailable_retries=retries, unavailable_wait_seconds=0.5),
+                "catalog": catalog,
+            }
+            result = refresh_day(resources, raise_on_error=False)
+        finally:
+            holder.communicate(timeout=60)
+        retried = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+        if retries:
+            assert result.success and len(retried) == 1
+        else:
+            assert not result.success and not retried
+            failure = result.get_step_failure_events()[0].event_specific_data.error  # type: ignore[union-attr]
+            message = failure.cause.message if failure.cause else failure.message
+            assert f"cannot open the DuckDB warehouse {path}" in message
+    assert defs.resources["warehouse"].unavailable_retries == 10  # the code location waits 10 minutes
+
+
+def test_a_run_retries_its_step_while_postgresql_refuses_the_connection(tmp_path: Path) -> None:
+    """A PostgreSQL server that does not answer (nothing listens on port 1) is unavailable, retried as a
+    held DuckDB file is; the run fails naming it once the retries are spent."""
+    url = "postgresql://postgres@127.0.0.1:1/postgres?schema=aggassets_nowhere"
+    resources = {
+        "warehouse": WarehouseResource(url=url, unavailable_retries=2, unavailable_wait_seconds=0.1),
+        "catalog": CatalogResource(definitions_dir=str(DEFINITIONS)),
+    }
+    result = materialize(
+        MEASURE_ASSETS,
+        selection=["raw_measures"],
+        resources=resources,
+        partition_key="2025-03-04",
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert len([e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]) == 2
+    failure = result.get_step_failure_events()[0].event_specific_data.error  # type: ignore[union-attr]
+    assert "cannot connect to PostgreSQL" in (failure.cause.message if failure.cause else failure.message)

@@ -405,6 +405,9 @@ def test_refresh_records_its_runs_in_the_dagster_home_instance(
         for grain, keys in expected.items():
             run_id = report[grain]["run_id"]
             assert instance.get_run_by_id(run_id).status == DagsterRunStatus.SUCCESS
+            assert (
+                instance.get_run_by_id(run_id).job_name == f"{ {'day': 'daily'}.get(grain, grain + 'ly') }_refresh_job"
+            )
             logs = instance.all_logs(run_id)
             materialized = {
                 (e.dagster_event.asset_key.to_user_string(), e.dagster_event.partition)

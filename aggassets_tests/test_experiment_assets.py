@@ -143,6 +143,7 @@ def test_history_keeps_each_evaluation_date(tmp_path: Path, catalog_dir: Path) -
 
 def test_experiment_without_goals_materialized_first_fails_clearly(tmp_path: Path, catalog_dir: Path) -> None:
     url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    open_warehouse(url).close()  # a warehouse without goals (a missing one is refused first)
     assets = build_experiment_assets(["conv"])
     resources = {"warehouse": WarehouseResource(url=url), "catalog": CatalogResource(definitions_dir=str(catalog_dir))}
     result = materialize(assets, selection=["experiment_evaluations"], partition_key="conv", resources=resources,

@@ -45,7 +45,7 @@ def test_inbox_files_ingested_once_and_moved(tmp_path: Path, monkeypatch: pytest
     good = write_ndjson(inbox / "a.ndjson", rows)
     copy = inbox / "b.json"
     copy.write_text(good.read_text())  # the same content under another name
-    (inbox / "c.json").write_text('[{"measureName": ')  # unreadable document
+    (inbox / "c.json").write_text('[{"measureName": \n')  # unreadable document (not a paused writer's)
     requests = inbox_sensor(build_sensor_context(instance=instance)).run_requests
     assert len(requests) == 3 and len({r.run_key for r in requests}) == 3
     for request in requests:
@@ -101,6 +101,46 @@ def test_a_file_changed_in_the_last_seconds_waits_for_a_later_tick(
         assert isinstance(skipped, SkipReason) and "unchanged for 5 s" in str(skipped.skip_message)
         os.utime(path, (now - 60, now - 60))
         assert len(inbox_sensor(build_sensor_context(instance=instance)).run_requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("tail", "mid_line"),
+    [
+        ('{"measureName": "connection-count-daily", "va', True),  # a writer paused mid-line
+        ('{"measureName": "x", "group1": {"device": "d"}', True),  # ends with } yet not whole
+        ("\t", True),  # JSON whitespace only: not a whole value
+        ('{"measureName": "x", "value": 1}', False),  # a whole last item without its line end
+        ("  ]", False),  # a pretty-printed array's end (json.dump writes no final newline)
+        ("]}", False),
+        ("", False),
+    ],
+)
+def test_a_file_ending_mid_line_waits_five_minutes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tail: str, mid_line: bool
+) -> None:
+    """A file whose last line has no line end and is not a whole JSON value nor closing brackets waits
+    until unchanged for 5 minutes, not 5 s (README): a writer that paused mid-line keeps its file."""
+    monkeypatch.undo()
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    path = write_ndjson(inbox / "paused.ndjson", make_measures(date(2025, 3, 3), 1, 3))
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(tail)
+    now = path.stat().st_mtime
+    assert inbox_source.pending_files(inbox, now=now + 5.0) == ([] if mid_line else [path])
+    assert inbox_source.pending_files(inbox, now=now + 299.9) == ([] if mid_line else [path])
+    assert inbox_source.pending_files(inbox, now=now + 300.0) == [path]
+
+
+def test_a_last_line_over_1_mib_without_line_end_is_judged_by_its_end(tmp_path: Path) -> None:
+    """A one-line document larger than the 1 MiB read from the file's end: complete when it ends with a
+    closing bracket, mid-line otherwise."""
+    whole = tmp_path / "whole.json"
+    whole.write_text(json.dumps(make_measures(date(2025, 3, 3), 1, 8000)), encoding="utf-8")
+    assert whole.stat().st_size > 2**20 and not inbox_source.ends_mid_line(whole)
+    cut = tmp_path / "cut.json"
+    cut.write_text(whole.read_text(encoding="utf-8")[:-40], encoding="utf-8")
+    assert inbox_source.ends_mid_line(cut)
 
 
 def test_a_file_named_in_another_encoding_goes_to_failed_and_the_others_run(

@@ -77,9 +77,10 @@ def markdown(frame: pd.DataFrame) -> MetadataValue:
 
 @asset(group_name=GROUP, pool="warehouse", kinds={"duckdb", "postgres"})
 def measure_definitions(catalog: CatalogResource, warehouse: WarehouseResource) -> MaterializeResult:
-    """The measure catalog (definitions/measures.json), validated and synced to the warehouse."""
+    """The measure catalog (definitions/measures.json), validated and synced to the warehouse (created when
+    missing)."""
     measures = catalog.measures()
-    with warehouse.open(measures):
+    with warehouse.open(measures, create=True):
         pass
     frame = pd.DataFrame(
         [(m.name, m.aggregation_period, m.aggregation_threshold, m.with_quartiles) for m in measures.measures],

@@ -1,5 +1,6 @@
 """The inbox folder: measure files dropped there are ingested once, then moved aside."""
 
+import json
 import shutil
 import time
 from datetime import date
@@ -15,6 +16,11 @@ SUFFIXES = (".json", ".ndjson", ".jsonl")
 # A file changed this recently may still be being written: it waits for a later tick (drop files
 # atomically, write then rename, to be safe whatever the writer's pauses).
 SETTLE_SECONDS = 5.0
+# A file whose last line has no line end and is not a whole JSON value (a writer paused mid-line) waits
+# until unchanged this long: taken at 5 s, its end would be one broken item and the rest of the file,
+# written after the move, never read.
+MID_LINE_SETTLE_SECONDS = 300.0
+_TAIL_BYTES = 1 << 20
 
 
 def _measure_files(inbox: Path) -> list[Path]:
@@ -24,10 +30,36 @@ def _measure_files(inbox: Path) -> list[Path]:
     return [p for p in inbox.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES]
 
 
+def ends_mid_line(path: Path) -> bool:
+    """Whether the file's last line has no line end and is neither a whole JSON value nor a document's
+    closing brackets (`]`, `}`, `]}`); of a last line longer than 1 MiB, whether it does not end with one."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        fh.seek(max(0, size - _TAIL_BYTES))
+        tail = fh.read()
+    if not tail or tail.endswith((b"\n", b"\r")):
+        return False
+    start = max(tail.rfind(b"\n"), tail.rfind(b"\r")) + 1
+    last = tail[start:].strip(b" \t")
+    if last.endswith((b"]", b"}")) and (not last.strip(b"]} \t") or (start == 0 and size > _TAIL_BYTES)):
+        return False
+    try:
+        json.loads(last.removeprefix(b"\xef\xbb\xbf"), parse_int=str)
+    except (ValueError, RecursionError):
+        return True
+    return False
+
+
 def pending_files(inbox: Path, now: float | None = None) -> list[Path]:
-    """Measure files waiting in the inbox, named in UTF-8 and unchanged for SETTLE_SECONDS, by name."""
-    settled = (time.time() if now is None else now) - SETTLE_SECONDS
-    return sorted(p for p in _measure_files(inbox) if utf8_name(p) and p.stat().st_mtime <= settled)
+    """Measure files waiting in the inbox, named in UTF-8 and unchanged for SETTLE_SECONDS (for
+    MID_LINE_SETTLE_SECONDS when they end mid-line), by name."""
+    now = time.time() if now is None else now
+    pending = []
+    for path in _measure_files(inbox):
+        age = now - path.stat().st_mtime
+        if utf8_name(path) and age >= SETTLE_SECONDS and (age >= MID_LINE_SETTLE_SECONDS or not ends_mid_line(path)):
+            pending.append(path)
+    return sorted(pending)
 
 
 def set_aside_misnamed(inbox: Path) -> list[Path]:

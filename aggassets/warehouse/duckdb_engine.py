@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 
 from aggassets.catalog import MeasureDefinition
-from aggassets.errors import AggassetsError
+from aggassets.errors import AggassetsError, WarehouseUnavailable
 from aggassets.warehouse import duckdb_sql, intake, intake_fast, intake_files
 from aggassets.warehouse.base import Warehouse
 from aggassets.warehouse.values import IntakeResult, utc_now
@@ -67,7 +67,9 @@ class DuckDBWarehouse(Warehouse):
         try:
             self.con = _connect(path)
         except duckdb.Error as exc:  # held by another process (a run, another command), not a DuckDB file, ...
-            raise AggassetsError(f"cannot open the DuckDB warehouse {path}: {str(exc).splitlines()[0]}") from exc
+            held = isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
+            error = WarehouseUnavailable if held else AggassetsError
+            raise error(f"cannot open the DuckDB warehouse {path}: {str(exc).splitlines()[0]}") from exc
         if path != ":memory:" and self.con.execute(_OWN_FILE).fetchone() == (None,):
             self.con.close()  # DuckDB opens a .json, .csv or .parquet file as a database in memory over it
             raise AggassetsError(f"cannot open the DuckDB warehouse {path}: not a DuckDB database file")

@@ -19,7 +19,7 @@ import pyarrow.csv as pa_csv
 from psycopg2 import sql as pgsql
 
 from aggassets.catalog import MeasureDefinition
-from aggassets.errors import AggassetsError
+from aggassets.errors import AggassetsError, WarehouseUnavailable
 from aggassets.warehouse import intake_fast, postgres_sql
 from aggassets.warehouse.aggregates_sql import RAW_KEY_COLUMNS
 from aggassets.warehouse.base import Warehouse
@@ -150,14 +150,22 @@ def _foreign_schema(schema: str | None) -> AggassetsError:
     return AggassetsError(f"{where} holds a table inbox that is not aggassets': use a schema of its own (?schema=NAME)")
 
 
+def _connect(dsn: str) -> psycopg2.extensions.connection:
+    """A connection; a server that does not accept it (down, refusing, bad credentials) is
+    WarehouseUnavailable, which runs retry."""
+    try:
+        return psycopg2.connect(dsn)
+    except psycopg2.OperationalError as exc:
+        raise WarehouseUnavailable(f"cannot connect to PostgreSQL: {str(exc).strip()}") from exc
+    except psycopg2.Error as exc:
+        raise AggassetsError(f"cannot connect to PostgreSQL: {str(exc).strip()}") from exc
+
+
 def holds_warehouse(url: str) -> bool:
     """Whether the URL's schema (else the connection's current schema) holds the warehouse tables;
     creates nothing. A schema with another application's `inbox` is an error."""
     dsn, schema = split_url(url)
-    try:
-        con = psycopg2.connect(dsn)
-    except psycopg2.Error as exc:
-        raise AggassetsError(f"cannot connect to PostgreSQL: {str(exc).strip()}") from exc
+    con = _connect(dsn)
     try:
         with con.cursor() as cur:
             state = _inbox_state(cur, schema)
@@ -178,10 +186,7 @@ class PostgresWarehouse(Warehouse):
         self.schema = schema or url_schema
         if self.schema is not None and not _SCHEMA_NAME.match(self.schema):
             raise AggassetsError(f"invalid PostgreSQL schema name {self.schema!r}")
-        try:
-            self.con = psycopg2.connect(dsn)
-        except psycopg2.Error as exc:
-            raise AggassetsError(f"cannot connect to PostgreSQL: {str(exc).strip()}") from exc
+        self.con = _connect(dsn)
         self.con.autocommit = True
         self._depth = 0
         self._staged: list[str] = []
