@@ -2,8 +2,7 @@
 
 import os
 
-import yaml
-from dagster import DagsterError, DagsterInstance, ExecuteInProcessResult
+from dagster import DagsterInstance, ExecuteInProcessResult
 from dagster._utils.error import SerializableErrorInfo
 
 from aggassets.errors import AggassetsError
@@ -19,10 +18,20 @@ def instance_for_runs() -> DagsterInstance:
     if not os.environ.get("DAGSTER_HOME"):
         return DagsterInstance.ephemeral()
     try:
-        return DagsterInstance.get()
-    except (DagsterError, yaml.YAMLError) as exc:
-        message = " ".join(str(exc).split())
-        raise AggassetsError(f"DAGSTER_HOME={os.environ['DAGSTER_HOME']}: {message}") from exc
+        instance = DagsterInstance.get()
+        instance.get_runs_count()  # its storage answers (a PostgreSQL storage's host, port, database)
+    except Exception as exc:  # Dagster's, YAML's, and each storage's own types (dagster_postgres, SQLAlchemy)
+        raise AggassetsError(f"DAGSTER_HOME={os.environ['DAGSTER_HOME']}: {_chain_message(exc)}") from exc
+    return instance
+
+
+def _chain_message(exc: BaseException) -> str:
+    """An error and its innermost cause (a storage's connection error under "too many retries"), one line."""
+    root = exc
+    while (root.__cause__ or root.__context__) is not None:
+        root = root.__cause__ or root.__context__  # type: ignore[assignment]
+    parts = [str(exc)] + ([str(root).splitlines()[0]] if root is not exc else [])
+    return " ".join(": ".join(parts).split())
 
 
 def root_message(error: SerializableErrorInfo) -> str:

@@ -251,7 +251,8 @@ def test_late_measures_sensor_skips_a_held_file_and_reports_a_real_error(
     code = f"import duckdb, sys; c = duckdb.connect({path!r}); print('held', flush=True); sys.stdin.read()"
     holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     with DagsterInstance.ephemeral() as instance:
-        context = build_sensor_context(resources={"warehouse": WarehouseResource(url=url)}, instance=instance)
+        resource = WarehouseResource(url=url, unavailable_retries=10)  # as the code location's: no step retry here
+        context = build_sensor_context(resources={"warehouse": resource}, instance=instance)
         try:
             assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
             skipped = late_measures_sensor(context)
@@ -403,7 +404,8 @@ def test_a_run_retries_its_step_while_another_process_holds_the_file(url: str, m
             failure = result.get_step_failure_events()[0].event_specific_data.error  # type: ignore[union-attr]
             message = failure.cause.message if failure.cause else failure.message
             assert f"cannot open the DuckDB warehouse {path}" in message
-    assert defs.resources["warehouse"].unavailable_retries == 10  # the code location waits 10 minutes
+    location = defs.resources["warehouse"]
+    assert (location.unavailable_retries, location.unavailable_wait_seconds) == (10, 60.0)  # 10 minutes
 
 
 def test_a_run_retries_its_step_while_postgresql_refuses_the_connection(tmp_path: Path) -> None:

@@ -12,7 +12,8 @@ import psycopg2
 import pytest
 
 from aggassets.cli import main
-from aggassets.warehouse import duckdb_path, open_warehouse
+from aggassets.errors import AggassetsError, WarehouseUnavailable
+from aggassets.warehouse import duckdb_path, open_warehouse, redacted
 from aggassets.warehouse.postgres_engine import split_url
 from aggassets_tests.helpers import DEFINITIONS, make_measures, write_ndjson
 
@@ -312,3 +313,92 @@ def test_a_dagster_home_dagster_cannot_use_is_a_one_line_error(
     code, out, err = run(capsys, "--warehouse", url, "--definitions", str(DEFINITIONS), *argv)
     assert (code, out) == (2, "") and len(err.strip().splitlines()) == 1
     assert err.startswith("aggassets: error: DAGSTER_HOME=") and message in err
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://u:pw@h:5432/db?schema=s", "postgresql://u:***@h:5432/db?schema=s"),
+        ("postgresql+psycopg2://u:Leaked@127.0.0.1/db", "postgresql+psycopg2://u:***@127.0.0.1/db"),
+        ("postgresql://u:Pa@ss@h/db", "postgresql://u:***@h/db"),  # an unencoded '@': up to the last one
+        ("postgresql://u@h/db", "postgresql://u@h/db"),
+        ("duckdb:///data/x.duckdb", "duckdb:///data/x.duckdb"),
+    ],
+)
+def test_urls_in_messages_never_show_a_password(url: str, shown: str) -> None:
+    """A run's error is kept in Dagster's event log: a URL is shown with its password replaced."""
+    assert redacted(url) == shown
+    if url.startswith("postgresql+"):
+        with pytest.raises(AggassetsError) as exc:
+            open_warehouse(url)
+        assert "Leaked" not in str(exc.value) and shown in str(exc.value)
+
+
+@pytest.mark.postgres
+def test_connection_errors_hide_the_password_and_only_a_server_not_answering_is_retried(postgres_url: str) -> None:
+    """libpq quotes pieces of a password with an unencoded '@' (as a host name): they are hidden. A role
+    that does not exist fails at once (AggassetsError); a closed port is WarehouseUnavailable (runs retry)."""
+    with pytest.raises(AggassetsError) as exc:
+        open_warehouse("postgresql://postgres:Secret@word99@127.0.0.1:5432/postgres")
+    assert "word99" not in str(exc.value) and "Secret" not in str(exc.value) and "***" in str(exc.value)
+    with pytest.raises(AggassetsError) as exc:
+        open_warehouse("postgresql://no_such_role_x@127.0.0.1:5432/postgres")
+    assert type(exc.value) is AggassetsError and "no_such_role_x" in str(exc.value)
+    with pytest.raises(WarehouseUnavailable, match="cannot connect to PostgreSQL"):
+        open_warehouse("postgresql://postgres@127.0.0.1:1/postgres")
+    with pytest.raises(AggassetsError, match="invalid dsn") as exc:
+        open_warehouse("postgresql://postgres@127.0.0.1/postgres?bogus=1")
+    assert type(exc.value) is AggassetsError
+
+
+@pytest.mark.parametrize("kind", ["not a database", "a folder"])
+def test_a_path_that_is_not_a_duckdb_database_is_not_retried(tmp_path: Path, kind: str) -> None:
+    """DuckDB raises an IOException for a file that is not a database too: that is an AggassetsError, not
+    WarehouseUnavailable (which runs would retry for 10 minutes)."""
+    path = tmp_path / "wh.duckdb"
+    if kind == "a folder":
+        path.mkdir()
+    else:
+        path.write_text("not a database\n" * 1000)
+    with pytest.raises(AggassetsError, match="cannot open the DuckDB warehouse") as exc:
+        open_warehouse(f"duckdb:///{path}")
+    assert type(exc.value) is AggassetsError
+
+
+@pytest.mark.postgres
+def test_a_dagster_home_whose_postgresql_storage_does_not_answer_is_a_one_line_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, postgres_url: str
+) -> None:
+    """deploy/dagster.production.yaml with its storage's port wrong: one line naming DAGSTER_HOME (status 2),
+    not Dagster's traceback."""
+    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    open_warehouse(url).close()
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(DEFINITIONS.parent / "deploy" / "dagster.production.yaml", home / "dagster.yaml")
+    settings = {"HOST": "127.0.0.1", "PORT": "1", "USER": "postgres", "PASSWORD": "x", "DB": "postgres"}
+    for name, value in settings.items():
+        monkeypatch.setenv(f"DAGSTER_PG_{name}", value)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    argv = ("refresh", "--start", "2025-01-01", "--end", "2025-01-02")
+    code, out, err = run(capsys, "--warehouse", url, "--definitions", str(DEFINITIONS), *argv)
+    assert (code, out) == (2, "") and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"aggassets: error: DAGSTER_HOME={home}: ") and "port 1 failed: Connection refused" in err
+
+
+@pytest.mark.postgres
+def test_a_server_lost_inside_a_transaction_raises_its_own_error(postgres_url: str) -> None:
+    """The backend terminated mid-transaction: the error is the server's, not psycopg2's 'connection already
+    closed' from the ROLLBACK that cannot be sent."""
+    wh = open_warehouse(postgres_url)
+    pid = int(wh.fetch("SELECT pg_backend_pid() AS pid")["pid"].iloc[0])
+    admin = psycopg2.connect(split_url(postgres_url)[0])
+    admin.autocommit = True
+    try:
+        with pytest.raises(psycopg2.OperationalError, match=r"terminat|closed the connection"), wh.transaction():
+            with admin.cursor() as cur:
+                cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            wh.execute("SELECT 1")
+    finally:
+        admin.close()
+        wh.close()

@@ -98,7 +98,9 @@ def test_a_file_changed_in_the_last_seconds_waits_for_a_later_tick(
     monkeypatch.setenv("AGGASSETS_INBOX", str(inbox))
     with DagsterInstance.ephemeral() as instance:
         skipped = inbox_sensor(build_sensor_context(instance=instance))  # written just now
-        assert isinstance(skipped, SkipReason) and "unchanged for 5 s" in str(skipped.skip_message)
+        assert isinstance(skipped, SkipReason) and "unchanged for 5 s (300 s for a file ending mid-line)" in str(
+            skipped.skip_message
+        )
         os.utime(path, (now - 60, now - 60))
         assert len(inbox_sensor(build_sensor_context(instance=instance)).run_requests) == 1
 
@@ -238,3 +240,31 @@ def test_pending_files_come_in_name_order(tmp_path: Path) -> None:
     for name in reversed(names):
         (tmp_path / name).write_text("[]", encoding="utf-8")
     assert [p.name for p in inbox_source.pending_files(tmp_path)] == names
+
+
+@pytest.mark.parametrize(
+    ("content", "mid_line"),
+    [
+        (b"", False),  # empty: an empty batch at once
+        (b'{"v": 1}\r', False),  # a lone CR ends a line (old Mac files)
+        (b'{"v": 1}\r{"v": 2}', False),  # ... and splits one: the last line is whole
+        (b'[\n  {"v": 1}\n]  ', False),  # spaces after the closing bracket
+        (b'{"measureName": "x", "group1": {"device": "d"}', True),  # one line, ends with } yet not whole
+        (b'{"v": ' + b"1" * 5000 + b"}", False),  # a whole line with an integer Python would not convert
+        (b"[" * 100_000, True),  # deeper than Python's decoder: not whole, not a crash
+        (b'{"v": "' + b"x" * 2048 + b'", "w": [1]', True),  # 2 KiB, unfinished, ends with ]
+    ],
+)
+def test_what_ends_mid_line(tmp_path: Path, content: bytes, mid_line: bool) -> None:
+    path = tmp_path / "f.ndjson"
+    path.write_bytes(content)
+    assert inbox_source.ends_mid_line(path) is mid_line
+
+
+def test_an_unfinished_last_line_over_1_mib_ending_with_a_brace_is_mid_line(tmp_path: Path) -> None:
+    """Over 1 MiB the last line is judged by its end only when it is the whole tail read: a file of complete
+    lines then an unfinished one ending with `}` waits."""
+    path = tmp_path / "big.ndjson"
+    line = json.dumps({"measureName": "x", "createdBy": "y" * 1000}) + "\n"
+    path.write_text(line * 1200 + '{"measureName": "x", "group1": {"device": "d"}', encoding="utf-8")
+    assert path.stat().st_size > 2**20 and inbox_source.ends_mid_line(path)

@@ -1,9 +1,34 @@
 """Storage behind one contract: DuckDB (default) or PostgreSQL, chosen by URL."""
 
+import re
 from pathlib import Path
 
 from aggassets.errors import AggassetsError
 from aggassets.warehouse.base import Warehouse
+
+
+def redacted(url: str) -> str:
+    """The URL with the password of its user part (`user:password@`) replaced by `***`, for messages
+    (a run's error is stored in Dagster's event log); the user part ends at the last '@' before the path."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    user, at, host = authority.rpartition("@")
+    if not at or ":" not in user:
+        return url
+    return f"{scheme}://{user.split(':', 1)[0]}:***@{host}{slash}{path}"
+
+
+def without_password(message: str, url: str) -> str:
+    """The message with the URL's password, and its pieces around '@' or '%' of 3 characters or more (what
+    libpq quotes from a password it parsed another way), replaced by `***`."""
+    user = url.partition("://")[2].partition("/")[0].rpartition("@")[0]
+    password = user.partition(":")[2]
+    for piece in sorted({password, *re.split("[@%]", password)}, key=len, reverse=True):
+        if len(piece) >= 3:
+            message = message.replace(piece, "***")
+    return message
 
 
 def duckdb_path(url: str) -> str | None:
@@ -13,7 +38,7 @@ def duckdb_path(url: str) -> str | None:
         return None
     path = url.removeprefix("duckdb://")
     if "?" in path:  # a query string copied from a PostgreSQL URL would name a new file
-        raise AggassetsError(f"DuckDB warehouse URLs take no options (?...): {url!r}")
+        raise AggassetsError(f"DuckDB warehouse URLs take no options (?...): {redacted(url)!r}")
     if path.startswith("/:"):
         path = path[1:]
     return "/" + path.lstrip("/") if path.startswith("//") else path or ":memory:"
@@ -25,14 +50,18 @@ def require_existing(url: str) -> None:
     require_lasting(url)
     path = duckdb_path(url)
     if path is not None and not Path(path).is_file():
-        raise AggassetsError(f"no DuckDB warehouse at {path}: ingest measures first, or check --warehouse")
+        raise AggassetsError(
+            f"no DuckDB warehouse at {path}: ingest measures first, or check --warehouse / AGGASSETS_WAREHOUSE"
+        )
     if url.startswith(("postgresql://", "postgres://")):
         from aggassets.warehouse.postgres_engine import holds_warehouse, split_url
 
         if not holds_warehouse(url):
             schema = split_url(url)[1]
             where = f"PostgreSQL schema {schema}" if schema else "the connection's current PostgreSQL schema"
-            raise AggassetsError(f"no aggassets warehouse in {where}: ingest measures first, or check --warehouse")
+            raise AggassetsError(
+                f"no aggassets warehouse in {where}: ingest measures first, or check --warehouse / AGGASSETS_WAREHOUSE"
+            )
 
 
 def require_lasting(url: str) -> None:
@@ -52,4 +81,4 @@ def open_warehouse(url: str) -> Warehouse:
         from aggassets.warehouse.postgres_engine import PostgresWarehouse
 
         return PostgresWarehouse(url)
-    raise AggassetsError(f"unsupported warehouse URL {url!r}: use duckdb:///PATH or postgresql://...")
+    raise AggassetsError(f"unsupported warehouse URL {redacted(url)!r}: use duckdb:///PATH or postgresql://...")

@@ -20,7 +20,7 @@ from psycopg2 import sql as pgsql
 
 from aggassets.catalog import MeasureDefinition
 from aggassets.errors import AggassetsError, WarehouseUnavailable
-from aggassets.warehouse import intake_fast, postgres_sql
+from aggassets.warehouse import intake_fast, postgres_sql, without_password
 from aggassets.warehouse.aggregates_sql import RAW_KEY_COLUMNS
 from aggassets.warehouse.base import Warehouse
 from aggassets.warehouse.values import IntakeResult, utc_now
@@ -150,15 +150,30 @@ def _foreign_schema(schema: str | None) -> AggassetsError:
     return AggassetsError(f"{where} holds a table inbox that is not aggassets': use a schema of its own (?schema=NAME)")
 
 
+# libpq's words for a server that may answer later (down, starting, full); a wrong role, password or
+# database fails at once.
+_TRANSIENT = (
+    "Connection refused",
+    "timeout expired",
+    "timed out",
+    "the database system is",
+    "too many clients",
+    "server closed the connection",
+    "No route to host",
+    "Network is unreachable",
+)
+
+
 def _connect(dsn: str) -> psycopg2.extensions.connection:
-    """A connection; a server that does not accept it (down, refusing, bad credentials) is
-    WarehouseUnavailable, which runs retry."""
+    """A connection; a server that does not accept it now (down, starting, full) is WarehouseUnavailable,
+    which runs retry. The URL's password never appears in the message."""
     try:
         return psycopg2.connect(dsn)
-    except psycopg2.OperationalError as exc:
-        raise WarehouseUnavailable(f"cannot connect to PostgreSQL: {str(exc).strip()}") from exc
     except psycopg2.Error as exc:
-        raise AggassetsError(f"cannot connect to PostgreSQL: {str(exc).strip()}") from exc
+        message = f"cannot connect to PostgreSQL: {without_password(' '.join(str(exc).split()), dsn)}"
+        transient = isinstance(exc, psycopg2.OperationalError) and any(m in message for m in _TRANSIENT)
+        error = (WarehouseUnavailable if transient else AggassetsError)(message)
+    raise error  # outside the except: psycopg2's own message (a password piece in it) is not chained
 
 
 def holds_warehouse(url: str) -> bool:
@@ -313,7 +328,10 @@ class PostgresWarehouse(Warehouse):
             self.execute(self.sql.WRITER_LOCK)
             yield
         except BaseException:
-            self._end("ROLLBACK")
+            if self.con.closed:  # the server went away: it rolled back, and the error says why
+                self._depth, self._staged = 0, []
+            else:
+                self._end("ROLLBACK")
             raise
         else:
             self._end("COMMIT")

@@ -343,6 +343,8 @@ BROKEN = "error: not a valid JSON document"
         # not one array under "measures": one object, judged as an item
         ('{"measures": [1], "x": [2]}', ['{"measures": [1], "x": [2]}'], False),
         ('{"measures": [1]}}', BROKEN, None),
+        ('{"measures": [1]]', BROKEN, None),
+        ('{"measures": [[1]]]', BROKEN, None),
         ("[1]\n[2]\n", BROKEN, False),
     ],
 )
@@ -410,3 +412,12 @@ def test_a_document_over_the_checked_size_is_delimited_by_python(
     monkeypatch.setattr(intake_files, "_CHECKED_ARRAY_MAX_BYTES", len(text) - 1)
     assert read_file_items(tmp_path / "over.json", text) == [ITEM, ITEM]
     assert duckdb_reader_used == [True]
+
+
+@pytest.mark.parametrize("text", [b'[1, "caf\xe9"]', b'{"measures": [1, "caf\xe9"]}'])
+def test_a_document_that_is_not_utf8_is_refused_as_such(tmp_path: Path, text: bytes) -> None:
+    """DuckDB's check fails on bytes that are not UTF-8: the Python path names the file's fault."""
+    path = tmp_path / "latin1.json"
+    path.write_bytes(text)
+    with pytest.raises(AggassetsError, match=r"latin1.json: not UTF-8 text$"):
+        intake_files.read_items(duckdb.connect(), path)
