@@ -321,6 +321,7 @@ def test_a_dagster_home_dagster_cannot_use_is_a_one_line_error(
         ("postgresql://u:pw@h:5432/db?schema=s", "postgresql://u:***@h:5432/db?schema=s"),
         ("postgresql+psycopg2://u:Leaked@127.0.0.1/db", "postgresql+psycopg2://u:***@127.0.0.1/db"),
         ("postgresql://u:Pa@ss@h/db", "postgresql://u:***@h/db"),  # an unencoded '@': up to the last one
+        ("postgresql://u:pa/ss@h/db", "postgresql://u:***@h/db"),  # an unencoded '/'
         ("postgresql://u@h/db", "postgresql://u@h/db"),
         ("duckdb:///data/x.duckdb", "duckdb:///data/x.duckdb"),
     ],

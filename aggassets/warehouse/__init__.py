@@ -9,21 +9,20 @@ from aggassets.warehouse.base import Warehouse
 
 def redacted(url: str) -> str:
     """The URL with the password of its user part (`user:password@`) replaced by `***`, for messages
-    (a run's error is stored in Dagster's event log); the user part ends at the last '@' before the path."""
+    (a run's error is stored in Dagster's event log); the user part ends at the URL's last '@'."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         return url
-    authority, slash, path = rest.partition("/")
-    user, at, host = authority.rpartition("@")
+    user, at, host = rest.rpartition("@")  # the last '@': a password with an unencoded '/' or '@' too
     if not at or ":" not in user:
         return url
-    return f"{scheme}://{user.split(':', 1)[0]}:***@{host}{slash}{path}"
+    return f"{scheme}://{user.split(':', 1)[0]}:***@{host}"
 
 
 def without_password(message: str, url: str) -> str:
     """The message with the URL's password, and its pieces around '@' or '%' of 3 characters or more (what
     libpq quotes from a password it parsed another way), replaced by `***`."""
-    user = url.partition("://")[2].partition("/")[0].rpartition("@")[0]
+    user = url.partition("://")[2].rpartition("@")[0]
     password = user.partition(":")[2]
     for piece in sorted({password, *re.split("[@%]", password)}, key=len, reverse=True):
         if len(piece) >= 3:
