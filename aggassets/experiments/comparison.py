@@ -43,14 +43,15 @@ def _join(parts: list[tuple[np.ndarray, str]], shape: tuple[int, ...]) -> np.nda
 
 
 def _nan_where(test: WelchTest, mask: np.ndarray, keep_diff: bool) -> WelchTest:
-    """The test with NaN where `mask` holds (diff kept when `keep_diff`)."""
+    """The test with NaN where `mask` holds (diff and standard error kept when `keep_diff`: a difference
+    without a test; without the difference, its standard error means nothing either)."""
 
     def blank(a: np.ndarray) -> np.ndarray:
         return np.where(mask, np.nan, a)
 
-    diff = test.diff if keep_diff else blank(test.diff)
+    diff, error = (test.diff, test.standard_error) if keep_diff else (blank(test.diff), blank(test.standard_error))
     return WelchTest(
-        diff, test.standard_error, blank(test.test_stat), blank(test.p_value),
+        diff, error, blank(test.test_stat), blank(test.p_value),
         blank(test.confidence_interval), test.degrees_of_freedom,
     )  # fmt: skip
 

@@ -44,7 +44,7 @@ def _check_expression(text: str, what: str) -> str:
             "expression", "cannot parse {what} {detail}", {"what": what, "detail": str(exc)}
         ) from exc
     if not goal_refs(expr):
-        raise PydanticCustomError("expression", "{what} has no goal: {text!r}", {"what": what, "text": text})
+        raise PydanticCustomError("expression", "{what} has no goal: {text}", {"what": what, "text": repr(text)})
     return text
 
 
@@ -66,7 +66,7 @@ class MetricDefinition(BaseModel):
         """An expression, or with `simple` a bare goal name."""
         if info.data.get("simple"):
             if not _GOAL_RE.match(text):
-                raise PydanticCustomError("goal", "a simple metric takes a goal name, got {text!r}", {"text": text})
+                raise PydanticCustomError("goal", "a simple metric takes a goal name, got {text}", {"text": repr(text)})
             return text
         return _check_expression(text, str(info.field_name))
 

@@ -83,29 +83,37 @@ def _date_window(frame: pd.DataFrame, experiment: ExperimentDefinition, as_of: d
     return frame[~dated | keep]
 
 
-def _apply_filters(frame: pd.DataFrame, experiment: ExperimentDefinition) -> pd.DataFrame:
-    """ep-stats' exposure / goal filters on aggregated rows (trigger filters need unit-level data)."""
+def _apply_filters(frame: pd.DataFrame, experiment: ExperimentDefinition, literal: bool) -> pd.DataFrame:
+    """ep-stats' exposure / goal filters on aggregated rows (trigger filters need unit-level data): a cell
+    is accepted when it is `=` one of the values, as in the warehouse (ep-stats' text match if literal)."""
     for f in experiment.filters:
         if f.scope == "trigger":
             raise AggassetsError(
                 "a trigger filter needs unit-level data: apply it in the warehouse and pass goal_key rows"
             )
         _require(frame, [str(f.dimension)], "goals")
-        accepted = text_cells(frame[str(f.dimension)]).isin(f.values_text())
+        cells = text_cells(frame[str(f.dimension)])
+        accepted = np.logical_or.reduce(
+            [np.zeros(len(frame), bool), *(matches(cells, "=", v, literal) for v in f.values_text())]
+        )
         is_exposure = text_cells(frame["goal"]) == "exposure"
         frame = frame[(~is_exposure | accepted) if f.scope == "exposure" else (is_exposure | accepted)]
     return frame
 
 
 def select_goals(
-    experiment: ExperimentDefinition, goals: pd.DataFrame, variants: Sequence[str], as_of: datetime.date
+    experiment: ExperimentDefinition,
+    goals: pd.DataFrame,
+    variants: Sequence[str],
+    as_of: datetime.date,
+    literal: bool = False,
 ) -> pd.DataFrame:
-    """Rows of the variants, inside the date window, through the filters."""
+    """Rows of the variants, inside the date window, through the filters (`literal`: see matches)."""
     frame = goals[text_cells(goals["exp_variant_id"]).isin(set(variants))]
     if "date" in frame.columns:
         frame = _date_window(frame, experiment, as_of)
     if "goal_key" not in frame.columns:
-        frame = _apply_filters(frame, experiment)
+        frame = _apply_filters(frame, experiment, literal)
     return frame
 
 
@@ -195,7 +203,7 @@ def build_goal_table(
     if "exp_id" in goals.columns:
         goals = goals[text_cells(goals["exp_id"]) == experiment.id]
     variants = experiment_variants(experiment, goals)
-    frame = select_goals(experiment, goals, variants, as_of)
+    frame = select_goals(experiment, goals, variants, as_of, literal_dimensions)
     refs = list({r.key: r for r in refs}.values())
     if "goal_key" in frame.columns:
         stacked = _sum_by(text_cells(frame["goal_key"]), frame, [r.key for r in refs], variants)

@@ -10,6 +10,13 @@ import duckdb
 import pyarrow as pa
 
 from aggassets.errors import AggassetsError, require_file
+from aggassets.warehouse.json_documents import (
+    MEASURES_DOCUMENT,
+    NotAnArrayDocument,
+    document_items,
+    skip,
+    streamed_array_items,
+)
 
 # One row per received item: the item's number and its payload text, as it came.
 # The file's lines in file order; a line is an item unless blank (JSON whitespace only). $delim is a
@@ -26,85 +33,9 @@ _CSV_LINE = re.compile(r"CSV Error on Line: (\d+)")
 # Column delimiters for the line reader, in order of preference: control characters no JSON text holds
 # outside a malformed line.
 _DELIMITERS = [chr(c) for c in (30, 31, 29, 28, 1, 2, 3, 4, 5, 6, 7, 8, 11, 12, 14, 15)]
-_DOCUMENT_ITEMS = "SELECT payload FROM document_items"  # an Arrow table of document_items()
-_WHITESPACE = re.compile(r"[ \t\r\n]*")
-_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[][{}]')  # strings (skipped whole) and brackets
-_MEASURES_DOCUMENT = re.compile(r'[ \t\r\n]*\{[ \t\r\n]*"measures"[ \t\r\n]*:[ \t\r\n]*\[')
-
-
-def _nested_end(text: str, i: int) -> int:
-    """The end of the array or object opening at i, by its brackets outside strings (for values nested
-    deeper than Python's decoder goes; DuckDB then judges the item); -1 when it does not close."""
-    depth = 0
-    for token in _TOKENS.finditer(text, i):
-        mark = token.group()
-        depth += 1 if mark in "[{" else -1 if mark in "]}" else 0
-        if depth == 0:
-            return token.end()
-    return -1
-
-
-def _decoder() -> json.JSONDecoder:
-    """A decoder that only delimits values: integers stay text (Python refuses to convert one of more
-    than 4,300 digits, which would make a whole document unreadable)."""
-    return json.JSONDecoder(strict=False, parse_int=str)
-
-
-def _value_end(decoder: json.JSONDecoder, text: str, i: int) -> int:
-    """The end of the JSON value starting at i (-1 when there is none)."""
-    try:
-        return decoder.raw_decode(text, i)[1]
-    except RecursionError:
-        return _nested_end(text, i)
-    except ValueError:
-        return -1
-
-
-def _array_items(text: str, start: int) -> tuple[list[str], int] | None:
-    """The texts of a JSON array's elements, as they are written, from just after its '[' at `start`, and
-    the position after its ']'; None when it is not a well-formed array. Elements are only delimited
-    here (control characters in strings, NaN and depth allowed): each is judged as an item."""
-    decoder, items = _decoder(), []
-    i = _WHITESPACE.match(text, start).end()
-    if text.startswith("]", i):
-        return items, i + 1
-    while True:
-        end = _value_end(decoder, text, i)
-        if end < 0:
-            return None
-        items.append(text[i:end])
-        i = _WHITESPACE.match(text, end).end()
-        if text.startswith("]", i):
-            return items, i + 1
-        if not text.startswith(",", i):
-            return None
-        i = _WHITESPACE.match(text, i + 1).end()
-
-
-def _skip(text: str, i: int, expected: str = "") -> int:
-    """The position after JSON whitespace from i, and after `expected` there (-1 when it is not there)."""
-    i = _WHITESPACE.match(text, i).end()
-    return i + len(expected) if text.startswith(expected, i) else -1
-
-
-def document_items(text: str) -> list[str] | None:
-    """A whole-file JSON document's items as written: the elements of an array or of
-    {"measures": [...]}, else the one value (an object, or anything else: not_an_object); None when the
-    text is not one JSON document."""
-    text = text.removeprefix("\ufeff")
-    measures = _MEASURES_DOCUMENT.match(text)
-    start = measures.end() if measures else _skip(text, 0, "[")
-    found = _array_items(text, start) if start >= 0 else None
-    if found is not None:
-        items, end = found
-        end = _skip(text, end, "}") if measures else end
-        if end >= 0 and _skip(text, end) == len(text):
-            return items
-    head = _skip(text, 0)
-    end = _value_end(_decoder(), text, head)
-    return [text[head:end]] if end >= 0 and _skip(text, end) == len(text) else None
-
-
+_DOCUMENT_ITEMS = "SELECT payload FROM document_items"  # an Arrow table of items delimited by Python
+# The source of a document whose elements Python delimits block by block (_insert_streamed).
+_STREAMED_ARRAY = "streamed array"
 _NOT_JSON = object()
 _DEEP = object()  # a JSON value nested deeper than Python's decoder goes
 
@@ -168,24 +99,30 @@ _JSON_SPACE = b" \t\r\n"
 _MEASURES_OPENING = re.compile(rb'(?:\xef\xbb\xbf)?[ \t\r\n]*\{[ \t\r\n]*"measures"[ \t\r\n]*:[ \t\r\n]*\[')
 
 
+def _opens_array(path: Path) -> bool:
+    """Whether the file opens with '[' or {"measures": [ (BOM and whitespace aside, in its first 64 KiB)."""
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    return head.removeprefix(b"\xef\xbb\xbf").lstrip(_JSON_SPACE).startswith(b"[") or bool(
+        _MEASURES_OPENING.match(head)
+    )
+
+
 def _array_file(path: Path, scratch: Path) -> Path | None:
     """A file holding just the document's array, for DuckDB's reader: the file itself when it opens with
     '[', a copy of the array of {"measures": [...]} (written in `scratch`), None for anything else."""
-    if path.stat().st_size > _CHECKED_ARRAY_MAX_BYTES:
-        return None
-    with open(path, "rb") as fh:
-        head = fh.read(1 << 16)
-    if head.removeprefix(b"\xef\xbb\xbf").lstrip(_JSON_SPACE).startswith(b"["):
-        return path
-    if not _MEASURES_OPENING.match(head):
+    if path.stat().st_size > _CHECKED_ARRAY_MAX_BYTES or not _opens_array(path):
         return None
     data = path.read_bytes()
+    opening = _MEASURES_OPENING.match(data)
+    if opening is None:
+        return path
     closing = len(data.rstrip(_JSON_SPACE)) - 1  # the object's '}', then its array's ']' before it
     end = len(data[:closing].rstrip(_JSON_SPACE)) if data[closing : closing + 1] == b"}" else 0
     if data[end - 1 : end] != b"]":
         return None
     array = scratch / "measures-array.json"
-    array.write_bytes(data[_MEASURES_OPENING.match(data).end() - 1 : end])
+    array.write_bytes(data[opening.end() - 1 : end])
     return array
 
 
@@ -218,6 +155,8 @@ def _items_source(con: duckdb.DuckDBPyConnection, path: Path, scratch: Path) -> 
         array = _array_file(path, scratch)
         if array is not None and _plain_array(con, array):
             return _ARRAY_ITEMS, {"path": str(array)}
+        if _opens_array(path):
+            return _STREAMED_ARRAY, {}
         document = _document_source(con, path)
         if document is not None:
             return document
@@ -235,7 +174,7 @@ def _document_source(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[str, d
     if items is not None:
         return _registered(con, items)
     body = text.removeprefix("\ufeff")
-    if _skip(body, 0, "[") >= 0 or _MEASURES_DOCUMENT.match(body):
+    if skip(body, 0, "[") >= 0 or MEASURES_DOCUMENT.match(body):
         raise AggassetsError(f"{path}: not a valid JSON document")
     return None
 
@@ -271,19 +210,34 @@ def _read_error(path: Path, exc: duckdb.Error) -> AggassetsError:
 _LONG_LINE_ERRORS = ("max_line_size", "does not support a full read")
 
 
+def _insert_streamed(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Fill the temp table `lines` with the elements of the file's array document, delimited by Python block
+    by block; a file that is not such a document is read whole (_document_source): one value, or refused."""
+    con.execute("CREATE OR REPLACE TEMP TABLE lines (payload VARCHAR)")
+    try:
+        for batch in streamed_array_items(path):
+            con.register("document_items", pa.table({"payload": pa.array(batch, pa.string())}))
+            con.execute(f"INSERT INTO lines {_DOCUMENT_ITEMS}")
+    except NotAnArrayDocument:
+        document = _document_source(con, path)
+        if document is None:  # it opens with '[' or {"measures": [: never NDJSON
+            raise AggassetsError(f"{path}: not a valid JSON document") from None
+        _create_lines(con, path, *document)
+
+
 def _create_lines(con: duckdb.DuckDBPyConnection, path: Path, source: str, params: dict[str, object]) -> None:
     """Fill the temp table `lines` from the source of _items_source; a file whose line or element is
     longer than DuckDB's reader allows is read again (lines with room for the longest, a document's
     elements delimited by Python)."""
+    if source is _STREAMED_ARRAY:
+        _insert_streamed(con, path)
+        return
     statement = f"CREATE OR REPLACE TEMP TABLE lines AS {source}"
     try:
         con.execute(statement, params)
     except duckdb.Error as exc:
         if source is _ARRAY_ITEMS:
-            document = _document_source(con, path)
-            if document is None:  # DuckDB found it a valid array: not expected
-                raise AggassetsError(f"{path}: not a valid JSON document") from exc
-            _create_lines(con, path, *document)
+            _insert_streamed(con, path)
             return
         if source is not _READ_LINES or not any(m in str(exc) for m in _LONG_LINE_ERRORS):
             raise _read_error(path, exc) from exc

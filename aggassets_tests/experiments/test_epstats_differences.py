@@ -158,6 +158,27 @@ def test_zero_control_mean_is_nan_with_reason() -> None:
     assert m.loc["b", "abs_diff"] == pytest.approx(0.25)
 
 
+def test_zero_control_mean_with_a_variance_has_no_relative_standard_error() -> None:
+    """Control values summing to 0 with a variance (their relative standard error would be inf): the
+    relative difference and its standard error are NaN, the absolute test is Welch's (scipy)."""
+    raw = {"id": "z", "control_variant": "a", "unit_type": "u"}
+    raw["metrics"] = [{"id": 1, "name": "x", "nominator": "value(u.unit.x)", "denominator": "count(u.global.exposure)"}]
+    rows = [("a", "exposure", 50, 0.0, 0.0), ("a", "x", 50, 0.0, 450.0), ("b", "exposure", 60, 0.0, 0.0)]
+    rows.append(("b", "x", 60, 120.0, 600.0))
+    goals = pd.DataFrame(
+        [("z", v, "u", "global" if g == "exposure" else "unit", g, n, n, sv, ssv, n) for v, g, n, sv, ssv in rows],
+        columns=["exp_id", "exp_variant_id", "unit_type", "agg_type", "goal", "count", "sum_sqr_count", "sum_value",
+                 "sum_sqr_value", "count_unique"],
+    )  # fmt: skip
+    m = evaluate_goals(parse_experiment(raw), goals).metrics.set_index("exp_variant_id")
+    assert ZERO_CONTROL_MEAN in m.loc["b", "reason"]
+    assert np.isnan(m.loc["b", "diff"]) and np.isnan(m.loc["b", "standard_error"])
+    v_a, v_b = 450.0 / 49 / 50, (600.0 - 120.0**2 / 60) / 59 / 60  # squared standard errors of the means
+    df = np.trunc((v_a + v_b) ** 2 / (v_a**2 / 49 + v_b**2 / 59))  # Welch-Satterthwaite, truncated (ep-stats)
+    expected = 2 * st.t.sf(2.0 / np.sqrt(v_a + v_b), df)
+    assert m.loc["b", "abs_diff"] == pytest.approx(2.0) and m.loc["b", "abs_p_value"] == pytest.approx(expected)
+
+
 @pytest.mark.parametrize(
     ("name", "variant"), [("test-missing-exposure.json", "b"), ("test-missing-default-exposure.json", "a")]
 )

@@ -94,7 +94,7 @@ def test_every_error_is_listed_with_its_location() -> None:
         ({"filters": [{"scope": "goal", "dimension": "element"}]}, "dimension and value are required"),
         (
             {"metrics": [{"id": 1, "name": "m", "nominator": "2", "denominator": "count(user.global.e)"}]},
-            "nominator has no goal",
+            "nominator has no goal: '2'",
         ),
         (
             {
@@ -112,7 +112,7 @@ def test_every_error_is_listed_with_its_location() -> None:
         ),
         (
             {"metrics": [{"id": 1, "name": "m", "simple": True, "nominator": "count(x)", "denominator": "views"}]},
-            "goal name",
+            "goal name, got 'count(x)'",
         ),
         ({"unit_type": "bad unit"}, "unit_type"),
         ({"confidence_level": "0.95"}, "confidence_level: Input should be a valid number"),

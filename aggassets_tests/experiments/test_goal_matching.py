@@ -114,6 +114,24 @@ def test_filters_exposure_and_goal_scope() -> None:
     assert evaluate_goals(experiment, goals, as_of=TODAY).exposures["exposures"].tolist() == [0]
 
 
+@pytest.mark.parametrize(("compat", "expected"), [(False, 1 + 2 + 4 + 8), (True, 2)])
+def test_filter_values_match_as_the_warehouse_matches_them(compat: bool, expected: int) -> None:
+    """A filter value 1 accepts the cells 1.0, 1, 1e0 and 01 (`=`'s rule, the warehouse's), not 1x, 2 or an
+    empty cell; with --compat, ep-stats' text match: only the cell 1."""
+    cells = ["1.0", "1", "1e0", "01", "1x", "2", ""]
+    data = [("e", "a", "user", "global", "exposure", "", cell, 2**i) for i, cell in enumerate(cells)]
+    goals = pd.DataFrame(
+        data, columns=["exp_id", "exp_variant_id", "unit_type", "agg_type", "goal", "element", "product", "count"]
+    )
+    for col in ("sum_sqr_count", "sum_value", "sum_sqr_value", "count_unique"):
+        goals[col] = goals["count"]
+    experiment = _experiment(
+        ["count(user.unit.view)"], filters=[{"scope": "exposure", "dimension": "product", "value": [1]}]
+    )
+    exposures = evaluate_goals(experiment, goals, as_of=TODAY, compat=compat).exposures
+    assert exposures["exposures"].tolist() == [expected]
+
+
 def test_trigger_filter_needs_unit_level_rows() -> None:
     experiment = _experiment(["count(user.unit.view)"], filters=[{"scope": "trigger", "goal": "click"}])
     with pytest.raises(AggassetsError, match="trigger"):

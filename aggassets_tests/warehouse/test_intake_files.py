@@ -15,7 +15,7 @@ import pytest
 from aggassets.catalog import MeasureCatalog
 from aggassets.errors import AggassetsError, AlreadyIngested
 from aggassets.sources.inbox import process_file
-from aggassets.warehouse import intake_files, open_warehouse, postgres_sql
+from aggassets.warehouse import intake_files, json_documents, open_warehouse, postgres_sql
 from aggassets.warehouse.base import Warehouse
 from aggassets.warehouse.postgres_engine import split_url
 from aggassets.warehouse.values import file_sha256
@@ -364,10 +364,10 @@ def test_an_element_of_32_mib_is_delimited_by_python(tmp_path: Path, duckdb_read
     assert duckdb_reader_used == [True]
 
 
-def test_random_documents_read_alike_by_both_delimiters(tmp_path: Path, duckdb_reader_used: list[bool]) -> None:
-    """Seeded random edits of documents (brackets, commas, quotes, NaN spellings, BOMs, control bytes):
-    the items, or the refusal, are those of the Python path alone (DuckDB's reader switched off)."""
-    rng = random.Random(20261206)
+def random_documents(seed: int, n: int) -> list[str]:
+    """Seeded random edits of array and {"measures": [...]} documents (brackets, commas, quotes, numbers
+    cut anywhere, NaN, BOMs, multi-byte characters, control bytes)."""
+    rng = random.Random(seed)
     bases = [
         f'[{ITEM}, 3, "s", null, [1, {{"b": [true, false]}}], -2e3, {{"c": "\\u00e9\\n"}}]',
         '[\n  {"a": 1},\n  {"b": "NaN inf"}\r\n]\n',
@@ -375,24 +375,23 @@ def test_random_documents_read_alike_by_both_delimiters(tmp_path: Path, duckdb_r
         '\ufeff [{"a": []}, {}, []]',
         '{"measures": [1, {"a": 2}]}',
         '\ufeff{ "measures" :\n[\n{"a": "}"},\n"]"\n]\n}\n',
+        '[12345, 1.5e10, "caf\u00e9 \u20ac \U0001f600", true, false, null]   \n',
     ]
-    edits = [
-        *',[]{}":\\ \t\r\n\x0b\x0c\x00\x01naNIfe0-+.1',
-        "NaN",
-        "nan",
-        "inf",
-        "\u00a0",
-        "\ufeff",
-        "/*",
-        '"measures":',
-    ]
+    edits = [*',[]{}":\\ \t\r\n\x0b\x00naNIfe0-+.1', "NaN", "\u00e9", "\ufeff", '"measures":']
     cases = []
-    for _ in range(300):
+    for _ in range(n):
         text = rng.choice(bases)
         for _ in range(rng.randint(0, 3)):
             i, edit = rng.randrange(len(text) + 1), rng.choice(edits)
             text = rng.choice([text[:i] + edit + text[i:], text[:i] + text[i + 1 :], text[:i] + edit + text[i + 1 :]])
         cases.append(text)
+    return cases
+
+
+def test_random_documents_read_alike_by_both_delimiters(tmp_path: Path, duckdb_reader_used: list[bool]) -> None:
+    """Seeded random edits of documents (random_documents): the items, or the refusal, are those of the
+    Python path alone (DuckDB's reader switched off)."""
+    cases = random_documents(20261206, 300)
     fast = [read_file_items(tmp_path / "doc.json", text) for text in cases]
     assert 30 <= sum(duckdb_reader_used) < len(cases)  # both paths taken, often
     with pytest.MonkeyPatch.context() as mp:
@@ -421,3 +420,87 @@ def test_a_document_that_is_not_utf8_is_refused_as_such(tmp_path: Path, text: by
     path.write_bytes(text)
     with pytest.raises(AggassetsError, match=r"latin1.json: not UTF-8 text$"):
         intake_files.read_items(duckdb.connect(), path)
+
+
+def test_documents_read_block_by_block_read_as_whole_texts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python delimits a document block by block (bounded memory): read in blocks of 1 to 7 bytes (values,
+    whitespace, multi-byte characters and numbers cut anywhere), the items or the refusal are those of
+    the whole text read at once (document_items), for 250 random documents."""
+    cases = random_documents(20261207, 250)
+    monkeypatch.setattr(intake_files, "_array_file", lambda path, scratch: None)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(intake_files, "_opens_array", lambda path: False)  # the whole-text path only
+        whole = [read_file_items(tmp_path / "doc.json", text) for text in cases]
+    streamed: list[Path] = []
+    stream = json_documents.streamed_array_items
+
+    def recording(path: Path) -> Iterator[list[str]]:
+        streamed.append(path)
+        return stream(path)
+
+    monkeypatch.setattr(intake_files, "streamed_array_items", recording)
+    monkeypatch.setattr(json_documents, "STREAM_HEAD_BYTES", 32)  # the longest opening
+    monkeypatch.setattr(json_documents, "_BATCH_CHARS", 5)
+    for block in (1, 2, 3, 7):
+        monkeypatch.setattr(json_documents, "STREAM_BLOCK_BYTES", block)
+        by_blocks = [read_file_items(tmp_path / "doc.json", text) for text in cases]
+        assert [(t, w, b) for t, w, b in zip(cases, whole, by_blocks, strict=True) if w != b] == []
+    assert len(streamed) >= 4 * 200  # most documents open as an array, and were streamed
+
+
+def test_a_streamed_document_holds_a_few_blocks_and_reads_a_long_element_in_growing_blocks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading a document of 200 blocks holds no more than a few blocks of its text at once, and an element
+    of 1,000 blocks is read in a few growing reads (not once per block, which would be quadratic)."""
+    long_element = json.dumps({**MEASURE, "createdBy": "x" * 1_024_000})
+    path = tmp_path / "doc.json"
+    path.write_text("[" + ",\n".join([ITEM] * 3_000 + [long_element, ITEM]) + "]", encoding="utf-8")
+    held: list[int] = []  # characters held after each read
+    more = json_documents._StreamedText.more
+
+    def recording(self: json_documents._StreamedText, at_least: int = 0) -> bool:
+        read = more(self, at_least)
+        held.append(len(self.text))
+        return read
+
+    monkeypatch.setattr(json_documents._StreamedText, "more", recording)
+    monkeypatch.setattr(json_documents, "STREAM_BLOCK_BYTES", 1024)
+    monkeypatch.setattr(json_documents, "STREAM_HEAD_BYTES", 32)  # the longest opening
+    monkeypatch.setattr(json_documents, "_BATCH_CHARS", 4096)
+    items = [item for batch in json_documents.streamed_array_items(path) for item in batch]
+    assert items == [ITEM] * 3_000 + [long_element, ITEM]
+    short_blocks = 3_000 * (len(ITEM) + 2) // 1024  # the blocks of the 3,000 short items: about 200
+    assert max(held[:short_blocks]) <= 3 * 1024
+    assert short_blocks < len(held) < short_blocks + 40  # the long element: about log2(1000) reads more
+
+
+def streamed_items(path: Path, text: str) -> list[str] | str:
+    """The items streamed_array_items finds in the text written to path, or 'not an array'."""
+    path.write_text(text, encoding="utf-8", newline="")
+    try:
+        return [item for batch in json_documents.streamed_array_items(path) for item in batch]
+    except json_documents.NotAnArrayDocument:
+        return "not an array"
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 7, 64])
+def test_the_stream_itself_delimits_every_array_document(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int
+) -> None:
+    """The stream gives the elements of every array document that the whole text holds (document_items),
+    never falling back to reading the whole text (which would only cost memory): 'not an array' only for
+    a text that is not a document or that is one other value (an object with more keys than "measures")."""
+    monkeypatch.setattr(json_documents, "STREAM_BLOCK_BYTES", block)
+    monkeypatch.setattr(json_documents, "STREAM_HEAD_BYTES", 32)  # the longest opening
+    monkeypatch.setattr(json_documents, "_BATCH_CHARS", 5)
+    mismatches, arrays = [], 0
+    for text in random_documents(block, 1000):
+        whole = json_documents.document_items(text)
+        one_value = whole is not None and whole == [text.removeprefix("\ufeff").strip(" \t\r\n")]
+        expected = "not an array" if whole is None or one_value else whole
+        arrays += expected != "not an array"
+        if (got := streamed_items(tmp_path / "doc.json", text)) != expected:
+            mismatches.append((text, expected, got))
+    assert mismatches == []
+    assert arrays > 300
