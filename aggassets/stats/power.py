@@ -27,9 +27,10 @@ def required_sample_size(
     if n_variants < 2:
         raise ValueError("there must be at least two variants")
     std = np.asarray(std, dtype=float)
-    variances = 2 * np.square(std) if std_2 is None else np.square(std) + np.square(std_2)
     z = _bonferroni_z(n_variants, confidence_level) + st.norm.ppf(power)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    # IEEE results beyond float64's range (an effect of 1e308 needs 0 units, a std of 1e200 inf), no warning
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+        variances = 2 * np.square(std) if std_2 is None else np.square(std) + np.square(std_2)
         delta = np.asarray(mean, dtype=float) * minimum_effect
         return np.round(np.square(z) * variances / np.square(delta))
 

@@ -3,26 +3,34 @@
 Formats by extension: `.csv` (comma, `"` quotes, a header row), `.parquet`, `.ndjson` / `.jsonl` (one JSON
 object per line, blank lines skipped) and `.json` (a JSON array of objects, or NDJSON when the file does not
 start with `[`). Every cell is read as text, so nothing is lost to type inference (Parquet cells are cast to
-text). Columns: date, exp_id, exp_variant_id, unit_type, unit_id, goal (required), count, value (optional);
-every other column is a dimension, stored as `dim_<lower-case name>`.
+text). Columns: date, exp_id, exp_variant_id, unit_type, unit_id, goal (required), count, value (optional),
+in lower case; every other column is a dimension, stored as `dim_<lower-case name>`.
 
 Cells are trimmed of spaces, tabs, CR and LF; an empty cell is missing. Rules, checked in this order, the
 first failing one gives the row's reason:
-  invalid_json / not_an_object / duplicate_field   (JSON rows only) the row is not one JSON object with unique keys
+  invalid_json / not_an_object / duplicate_field   (JSON rows only) the row is not one strict JSON object with
+                           unique keys (NaN, Infinity and trailing commas, which DuckDB's parser allows, are invalid)
+  nul_character            a NUL character in a cell (PostgreSQL text cannot hold it: it would become U+FFFD and
+                           could merge two units or dimension values)
   bad_date                 not YYYY-MM-DD, or an ISO date-time (hours 00-23, an offset up to 23:59; its UTC
                            date is kept), within 1900-01-01..2999-12-31
   missing_exp_id, missing_exp_variant_id           empty
   bad_unit_type            not an identifier [A-Za-z_][A-Za-z0-9_]*
   missing_unit_id          empty
   bad_goal                 not [A-Za-z0-9_]+ (the goal names of metric expressions)
-  bad_count                not a non-negative integer (digits, optionally `.0`) within int64; missing -> 1
+  bad_count                not a whole number from 0 to 2^31 - 1: digits, an optional leading +, an optional
+                           fraction of zeros (1, +1, 1., 1.00; a JSON number such as 1e3 is read as its value);
+                           missing -> 1. The bound keeps every sum of squares of the goals query exact
   bad_value                not a finite decimal number; missing -> 0
-Dimension cells are kept as (trimmed) text, empty -> NULL. NUL characters become U+FFFD (PostgreSQL text
-cannot hold them), on both engines.
+  value_out_of_range       |value| not 0 and outside [1e-100, 1e100] (as for measures: squares and products of
+                           per-unit sums stay normal floats; PostgreSQL raises on underflow)
+Dimension cells are kept as (trimmed) text, empty -> NULL. A rejected row's text keeps NUL characters as
+U+FFFD.
 
 File-level problems raise AggassetsError and store nothing: unknown extension, unreadable or malformed file,
-a missing required column (for JSON: a key that no object row has), a dimension name that is not an
-identifier of at most 59 characters, or two columns whose names are equal ignoring case.
+a missing required column (for JSON: a key that no object row has), a fixed column's name not in lower case
+(`Count`), a dimension name that is not an identifier of at most 59 characters, or two columns whose names are
+equal ignoring case.
 """
 
 import csv
@@ -35,7 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from aggassets.errors import AggassetsError, require_file
-from aggassets.warehouse.intake import TIMESTAMP_RE
+from aggassets.warehouse.intake import IN_RANGE, TIMESTAMP_RE, lenient_json
 from aggassets.warehouse.values import quote
 
 REQUIRED = ("date", "exp_id", "exp_variant_id", "unit_type", "unit_id", "goal")
@@ -44,14 +52,24 @@ EXTENSIONS = {".csv": "csv", ".parquet": "parquet", ".ndjson": "json", ".jsonl":
 _DIMENSION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,58}$")  # dim_ + 59 characters fit PostgreSQL's 63
 _DATE_RE = r"\d{4}-\d{2}-\d{2}"
 _NUMBER_RE = r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?"
+# The largest count of one event row: squares of 2^62 at most keep the goals query's integer sums of squares
+# far from DuckDB's HUGEINT limit (2^127), where a count of 2^63 - 1 overflowed it.
+MAX_COUNT = 2**31 - 1
 
-# JSON rows: one per non-blank line (or array element), with its shape reason when it is not an object.
-_JSON_ROWS = """
+
+# JSON rows: one per non-blank line (or array element), with its shape reason when it is not an object. DuckDB's
+# parser also takes NaN / Infinity and trailing commas (lenient_json): invalid JSON too.
+def _json_rows_sql(source: str) -> str:
+    """The statement creating `json_rows` (rn, original, j, shape) from a query of (rn, original)."""
+    return f"""
 CREATE TABLE json_rows AS
-SELECT rn, original, j, CASE WHEN j IS NULL THEN 'invalid_json' WHEN json_type(j) <> 'OBJECT' THEN 'not_an_object'
+SELECT rn, original, j, CASE WHEN j IS NULL OR {lenient_json("original")} THEN 'invalid_json'
+  WHEN json_type(j) <> 'OBJECT' THEN 'not_an_object'
   WHEN len(json_keys(j)) <> len(list_distinct(json_keys(j))) THEN 'duplicate_field' END AS shape
 FROM (SELECT rn, original, try_cast(original AS JSON) AS j FROM ({source}))
 """
+
+
 _LINES = """SELECT row_number() OVER () AS rn, original FROM (
   SELECT original FROM read_csv(?, columns = {'original': 'VARCHAR'}, header = false, delim = chr(30),
       quote = '', escape = '', auto_detect = false, strict_mode = false)
@@ -61,13 +79,29 @@ _ARRAY_TEXT = """(SELECT CASE WHEN starts_with(content, chr(65279)) THEN substr(
 FROM read_text(?))"""
 _ARRAY = f"""SELECT generate_subscripts(items, 1) AS rn, unnest(items)::VARCHAR AS original
 FROM (SELECT json_extract(try_cast(content AS JSON), '$[*]') AS items FROM {_ARRAY_TEXT})"""
+_STRICT_ARRAY = f"SELECT json_valid(content) AND NOT {lenient_json('content')} FROM {_ARRAY_TEXT}"
 _JSON_KEYS = """SELECT k FROM (SELECT rn, unnest(json_keys(j)) AS k FROM json_rows WHERE shape IS NULL)
 GROUP BY k ORDER BY min(rn), k"""
 
 
+_ERROR_LINE = re.compile(r"CSV Error on Line: (\d+)")
+_LINE_SIZE = re.compile(r"Maximum line size of (\d+) bytes exceeded")
+
+
 def _fail(path: Path, what: str, exc: Exception) -> AggassetsError:
-    """A one-line file-level error."""
-    detail = " ".join(str(exc).split("Possible fixes:")[0].split()).removeprefix("Invalid Input Error: ")
+    """A one-line file-level error: the reader's reason and line number, not the line itself (a line over the
+    reader's limit of 2,000,000 bytes is named as such)."""
+    message = str(exc).split("Possible fix")[0]
+    line, size = _ERROR_LINE.search(message), _LINE_SIZE.search(message)
+    if size:
+        where = f"line {line.group(1)}" if line else "a line"
+        return AggassetsError(
+            f"{path}: {what}: {where} is longer than {int(size.group(1)):,} bytes, the reader's limit"
+        )
+    kept = [text for text in message.splitlines() if not text.startswith("Original Line:")]
+    detail = " ".join(" ".join(kept).split()).removeprefix("Invalid Input Error: ")
+    if line:
+        detail = f"line {line.group(1)}: " + detail.replace(line.group(0), "").strip()
     return AggassetsError(f"{path}: {what}: {detail[:300]}")
 
 
@@ -122,9 +156,9 @@ def _read_json(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
     with open(path, "rb") as fh:
         is_array = fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"["
     try:
-        if is_array and not con.execute(f"SELECT json_valid(content) FROM {_ARRAY_TEXT}", [str(path)]).fetchone()[0]:
+        if is_array and not con.execute(_STRICT_ARRAY, [str(path)]).fetchone()[0]:
             raise AggassetsError(f"{path}: not a valid JSON array")
-        con.execute(_JSON_ROWS.format(source=_ARRAY if is_array else _LINES), [str(path)])
+        con.execute(_json_rows_sql(_ARRAY if is_array else _LINES), [str(path)])
         names = [r[0] for r in con.execute(_JSON_KEYS).fetchall()]
     except duckdb.Error as exc:
         raise _fail(path, "cannot read JSON", exc) from exc
@@ -146,6 +180,10 @@ def check_columns(path: Path, names: Sequence[str], required: bool = True) -> No
             f"{path}: missing required column(s) {', '.join(missing)} (found: {', '.join(names) or 'none'})"
         )
     for name in names:
+        if name.lower() in REQUIRED + OPTIONAL and name not in REQUIRED + OPTIONAL:
+            raise AggassetsError(  # it would be read as a dimension, its count or value ignored
+                f"{path}: column {name!r} is written {name.lower()!r} (the fixed columns are in lower case)"
+            )
         if name not in REQUIRED + OPTIONAL and not _DIMENSION.match(name):
             raise AggassetsError(
                 f"{path}: column {name!r} is not a valid dimension name "
@@ -164,7 +202,7 @@ def _cell(column: str | None) -> str:
     """SQL of one trimmed cell, NULL when empty (or when the column is absent)."""
     if column is None:
         return "NULL::VARCHAR"
-    return f"nullif(trim(replace({column}, chr(0), chr(65533)), ' \t\r\n'), '')"
+    return f"nullif(trim({column}, ' \t\r\n'), '')"
 
 
 def _accepted(expression: str) -> str:
@@ -179,6 +217,8 @@ def validation_sql(names: Sequence[str]) -> str:
     dims = [n for n in names if n not in REQUIRED + OPTIONAL]
     dim_out = "".join(f", {_accepted(_cell(pos[n]))} AS {quote('dim_' + n.lower())}" for n in dims)
     as_json = ", ".join(f"'{n}', {pos[n]}" for n in names)
+    key_cells = [std[c] for c in ("exp_id", "exp_variant_id", "unit_id")] + [_cell(pos[n]) for n in dims]
+    nul = " OR ".join(f"contains(coalesce({cell}, ''), chr(0))" for cell in key_cells)
     fields = ", ".join(
         f"{_accepted(f'{p}_{c}')} AS {c}"
         for c in REQUIRED + OPTIONAL
@@ -200,20 +240,22 @@ WITH cells AS (
          WHEN regexp_full_match(f_count, '[+]?[0-9]+([.]0*)?')
               THEN try_cast(regexp_replace(f_count, '[.]0*$', '') AS BIGINT) END AS v_count,
     CASE WHEN f_value IS NULL THEN 0::DOUBLE
-         WHEN regexp_full_match(f_value, '{_NUMBER_RE}') THEN try_cast(f_value AS DOUBLE) END AS v_value
+         WHEN regexp_full_match(f_value, '{_NUMBER_RE}') THEN try_cast(f_value AS DOUBLE) END AS num
   FROM cells
 ), checked AS (
   SELECT *, CASE
       WHEN shape IS NOT NULL THEN shape
+      WHEN {nul} THEN 'nul_character'
       WHEN v_date IS NULL OR v_date < DATE '1900-01-01' OR v_date > DATE '2999-12-31' THEN 'bad_date'
       WHEN f_exp_id IS NULL THEN 'missing_exp_id'
       WHEN f_exp_variant_id IS NULL THEN 'missing_exp_variant_id'
       WHEN f_unit_type IS NULL OR NOT regexp_full_match(f_unit_type, '[A-Za-z_][A-Za-z0-9_]*') THEN 'bad_unit_type'
       WHEN f_unit_id IS NULL THEN 'missing_unit_id'
       WHEN f_goal IS NULL OR NOT regexp_full_match(f_goal, '[A-Za-z0-9_]+') THEN 'bad_goal'
-      WHEN v_count IS NULL THEN 'bad_count'
-      WHEN v_value IS NULL OR NOT isfinite(v_value) THEN 'bad_value'
-    END AS reason
+      WHEN v_count IS NULL OR v_count > {MAX_COUNT} THEN 'bad_count'
+      WHEN num IS NULL OR NOT isfinite(num) THEN 'bad_value'
+      WHEN NOT {IN_RANGE} THEN 'value_out_of_range'
+    END AS reason, num AS v_value
   FROM parsed
 )
 SELECT row_number, reason,

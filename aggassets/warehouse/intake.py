@@ -33,6 +33,13 @@ _SCALAR_TYPES = "('VARCHAR', 'BIGINT', 'UBIGINT', 'DOUBLE', 'BOOLEAN')"
 # value keeps its own reason, value_not_finite.
 _STRING_RE = r'"([^"\\]|\\.)*"'
 _NOT_JSON_RE = r"(?i)nan|inf|,[ \t\r\n]*[]}]"
+
+
+def lenient_json(text: str) -> str:
+    """SQL: whether the JSON text (an SQL expression) holds a form DuckDB's parser allows and JSON does not."""
+    return f"regexp_matches(regexp_replace({text}, '{_STRING_RE}', '\"\"', 'g'), '{_NOT_JSON_RE}')"
+
+
 _NUMBER_TYPES = "('BIGINT', 'UBIGINT', 'DOUBLE')"
 
 
@@ -127,7 +134,7 @@ def careful_sql(items: str) -> str:
 WITH items AS ({items}), src AS (
   SELECT item_no, payload, octet_length(encode(payload)) > {MAX_PAYLOAD_BYTES} AS oversized,
          CASE WHEN octet_length(encode(payload)) <= {MAX_PAYLOAD_BYTES} THEN try_cast(payload AS JSON) END AS j,
-         regexp_matches(regexp_replace(payload, '{_STRING_RE}', '""', 'g'), '{_NOT_JSON_RE}') AS lenient
+         {lenient_json("payload")} AS lenient
   FROM items
 ), obj AS (
   SELECT *, json_type(j) AS kind,

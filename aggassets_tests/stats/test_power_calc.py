@@ -1,5 +1,7 @@
 """Required sample size, power and false positive risk."""
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy import stats as st
@@ -54,3 +56,13 @@ def test_false_positive_risk_by_hand() -> None:
     assert risk[0] == pytest.approx(0.000063, abs=1e-6)  # ep-stats' bundled value
     assert np.isnan(risk[1])  # not significant
     assert np.isnan(false_positive_risk(None, np.array([0.5]), np.array([0.01]), 0.95)[0])
+
+
+def test_sample_sizes_beyond_float64s_range_are_ieee_values_without_warnings() -> None:
+    """An effect of 1e308 on a mean of 1e308 needs 0 units, a std of 1e200 an infinite number (z² s² / δ²
+    evaluated in float64), and numpy warns of nothing (the CLI prints nothing on stderr)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert required_sample_size(2, 1e308, 1e308, 1.0).tolist() == 0.0
+        assert required_sample_size(2, 0.1, 1.0, 1e200).tolist() == np.inf
+        assert required_sample_size(2, 0.1, 1.0, 1e-200, 1e-200).tolist() == 0.0

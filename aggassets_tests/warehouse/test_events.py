@@ -86,12 +86,21 @@ MALFORMED: list[tuple[str, dict[str, str], str]] = [
     ("fraction count", row(count="1.5"), "bad_count"),
     ("text count", row(count="abc"), "bad_count"),
     ("count above int64", row(count="9223372036854775808"), "bad_count"),
+    ("count 2^31 (squares of sums would leave HUGEINT)", row(count="2147483648"), "bad_count"),
+    ("int64 max count", row(count="9223372036854775807"), "bad_count"),
     ("exponent count", row(count="1e3"), "bad_count"),
     ("hex count", row(count="0x10"), "bad_count"),
     ("text value", row(value="abc"), "bad_value"),
     ("NaN value", row(value="NaN"), "bad_value"),
     ("inf value", row(value="inf"), "bad_value"),
     ("overflowing value", row(value="1e400"), "bad_value"),
+    ("value below 1e-100", row(value="9.9e-101"), "value_out_of_range"),
+    ("negative value below 1e-100", row(value="-1e-200"), "value_out_of_range"),
+    ("value above 1e100", row(value="1.01e100"), "value_out_of_range"),
+    ("NUL in exp_id", row(exp_id="exp\x00-1"), "nul_character"),
+    ("NUL in exp_variant_id", row(exp_variant_id="a\x00"), "nul_character"),
+    ("NUL in unit_id", row(unit_id="u\x001"), "nul_character"),
+    ("NUL before a bad date", row(unit_id="\x00", date="x"), "nul_character"),
     ("decimal comma", row(value="1,5"), "bad_value"),
     ("double sign", row(value="--1"), "bad_value"),
     ("date before goal", row(date="2026-10-32", goal="a b"), "bad_date"),
@@ -108,11 +117,10 @@ ACCEPTED: list[tuple[str, dict[str, str], tuple[Any, ...]]] = [
     ("padded count", row(count=" 7 "), ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 7, 9.5)),
     ("count 3.0", row(count="3.0"), ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 3, 9.5)),
     ("count +4", row(count="+4"), ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 4, 9.5)),
-    (
-        "int64 max",
-        row(count="9223372036854775807"),
-        ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 9223372036854775807, 9.5),
-    ),
+    ("count 2^31 - 1", row(count="2147483647"), ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 2**31 - 1, 9.5)),
+    ("count 1.", row(count="1."), ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 1, 9.5)),
+    ("value 1e100", row(value="1e100"), ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 2, 1e100)),
+    ("value -1e-100", row(value="-1e-100"), ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 2, -1e-100)),
     ("negative value", row(value="-0.25"), ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 2, -0.25)),
     ("exponent value", row(value="1e3"), ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 2, 1000.0)),
     ("leading dot", row(value=".5"), ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 2, 0.5)),
@@ -212,9 +220,14 @@ def test_json_rows_rejected_with_their_reason(warehouse: Warehouse, tmp_path: Pa
         json.dumps(VALID | {"unit_id": None}),
         json.dumps({k: v for k, v in VALID.items() if k != "goal"}),
         json.dumps(VALID | {"count": 2.0, "value": 12}),
+        json.dumps(VALID)[:-1] + ', "value": NaN}',  # forms DuckDB's parser takes and JSON does not
+        json.dumps(VALID)[:-1] + ", }",
+        json.dumps(VALID | {"shop": [1, 2]}).replace("2]", "2,]"),
+        '{"date": "2026-10-05",}',
+        json.dumps(VALID | {"shop": "NaN, inf,}"}),  # the same inside a string: accepted
     ]
     result = warehouse.ingest_events(write_lines(tmp_path / "e.ndjson", lines))
-    assert (result.received, result.accepted, result.rejected) == (11, 2, 9)
+    assert (result.received, result.accepted, result.rejected) == (16, 3, 13)
     assert rejected(warehouse) == [
         (1, 2, "invalid_json"),
         (1, 3, "not_an_object"),
@@ -225,12 +238,17 @@ def test_json_rows_rejected_with_their_reason(warehouse: Warehouse, tmp_path: Pa
         (1, 8, "bad_date"),
         (1, 9, "missing_unit_id"),
         (1, 10, "bad_goal"),
+        (1, 12, "invalid_json"),
+        (1, 13, "invalid_json"),
+        (1, 14, "invalid_json"),
+        (1, 15, "invalid_json"),
     ]
     frame = warehouse.read_table("rejected_events")
     assert frame[frame["row_number"] == 2]["row_json"].iloc[0] == "nope"  # a JSON row is kept as it came
-    assert stored_events(warehouse) == [
-        ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 2, 12.0),
-        ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 2, 9.5),
+    assert stored_events(warehouse) == [  # the last column: dimension shop
+        ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 2, 12.0, None),
+        ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 2, 9.5, "NaN, inf,}"),
+        ("2026-10-05", "exp-1", "a", "user", "u1", "purchase", 2, 9.5, None),
     ]
 
 
@@ -340,13 +358,19 @@ FILE_ERRORS = {
     "missing file": "no such file",
     "missing goal": "missing required column(s) goal ",
     "Goal instead of goal": "missing required column(s) goal ",
+    "Count instead of count": "column 'Count' is written 'count' (the fixed columns are in lower case)",
+    "VALUE instead of value": "column 'VALUE' is written 'value'",
+    "json array with a trailing comma": "not a valid JSON array",
+    "json array with NaN": "not a valid JSON array",
     "dimension with a space": "column 'my dim' is not a valid dimension name",
     "dimension starting with a digit": "column '1st' is not a valid dimension name",
     "dimension of 60 characters": f"column '{'d' * 60}' is not a valid dimension name",
     "empty header cell": "column '' is not a valid dimension name",
     "case collision": "columns 'country' and 'Country' collide",
     "duplicate column": "columns 'newdim' and 'newdim' collide",
-    "ragged row": "cannot read CSV",
+    "ragged row": "cannot read CSV: line 3: Expected Number of Columns: 9 Found: 10",
+    "csv line over 2,000,000 bytes": "cannot read CSV: line 2 is longer than 2,000,000 bytes, the reader's limit",
+    "ndjson line over 2,000,000 bytes": "cannot read JSON: line 2 is longer than 2,000,000 bytes, the reader's limit",
     "empty file": "no header row",
     "corrupt parquet": "cannot read Parquet",
     "parquet without unit_id": "missing required column(s) unit_id ",
@@ -366,6 +390,10 @@ def _bad_files(tmp: Path) -> dict[str, Path]:
         "missing file": tmp / "absent.csv",
         "missing goal": write_lines(tmp / "nogoal.csv", [header.replace(",goal", ""), line.replace(",purchase", "")]),
         "Goal instead of goal": write_lines(tmp / "Goal.csv", [header.replace("goal", "Goal"), line]),
+        "Count instead of count": write_lines(tmp / "Count.csv", [header.replace("count", "Count"), line]),
+        "VALUE instead of value": write_lines(tmp / "V.ndjson", [json.dumps(VALID | {"VALUE": 3})]),
+        "json array with a trailing comma": write_lines(tmp / "tc.json", [f"[{json.dumps(VALID)},]"]),
+        "json array with NaN": write_lines(tmp / "nan.json", [f'[{json.dumps(VALID)[:-1]}, "value": NaN}}]']),
         "dimension with a space": write_lines(tmp / "space.csv", [header + ",my dim", line + ",x"]),
         "dimension starting with a digit": write_lines(tmp / "digit.csv", [header + ",1st", line + ",x"]),
         "dimension of 60 characters": write_lines(tmp / "long.csv", [header + "," + "d" * 60, line + ",x"]),
@@ -373,6 +401,12 @@ def _bad_files(tmp: Path) -> dict[str, Path]:
         "case collision": write_lines(tmp / "case.csv", [header + ",country,Country", line + ",FR,DE"]),
         "duplicate column": write_lines(tmp / "dup.csv", [header + ",newdim,newdim", line + ",a,b"]),
         "ragged row": write_lines(tmp / "ragged.csv", [header + ",newdim", line + ",a", line + ",a,b"]),
+        "csv line over 2,000,000 bytes": write_lines(
+            tmp / "longline.csv", [header + ",newdim", line + "," + "x" * 2_000_000]
+        ),
+        "ndjson line over 2,000,000 bytes": write_lines(
+            tmp / "longline.ndjson", [json.dumps(VALID), json.dumps(VALID | {"newdim": "x" * 2_000_000})]
+        ),
         "empty file": write_lines(tmp / "empty.csv", []),
         "corrupt parquet": write_lines(tmp / "bad.parquet", ["PAR1 not really"]),
         "parquet without unit_id": tmp / "nounit.parquet",

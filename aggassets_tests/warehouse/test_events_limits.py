@@ -35,17 +35,19 @@ def test_the_first_failing_rule_in_readme_order_gives_the_reason(warehouse: Ware
     ]  # fmt: skip
 
 
-def test_a_nul_character_is_stored_as_the_replacement_character(warehouse: Warehouse, tmp_path: Path) -> None:
-    """NUL characters become U+FFFD in stored cells and dimensions, on both engines (PostgreSQL text cannot
-    hold them, README); a rejected row keeps its JSON text, where a NUL is the escape \\u0000."""
-    rows = [row(unit_id="u\x001", shop="a\x00b"), row(goal="bad goal", shop="\x00")]
+def test_a_nul_character_in_a_key_or_dimension_rejects_the_row(warehouse: Warehouse, tmp_path: Path) -> None:
+    """A NUL in unit_id or in a dimension rejects the row (nul_character): stored as U+FFFD (PostgreSQL text
+    cannot hold it), `u\\x001` would merge with a unit `u\\ufffd1`. The rejected row's JSON text keeps it
+    as the escape \\u0000, parsed back here."""
+    rows = [row(unit_id="u\x001", shop="a"), row(shop="a\x00b"), row(unit_id="u\ufffd1", shop="a\ufffdb")]
     result = warehouse.ingest_events(write_csv(tmp_path / "e.csv", rows))
-    assert (result.accepted, result.rejected) == (1, 1)
+    assert (result.accepted, result.rejected) == (1, 2)
     assert stored_events(warehouse) == [
         ("2026-10-05", "exp-1", "a", "user", "u\ufffd1", "purchase", 2, 9.5, "a\ufffdb"),
     ]
-    frame = warehouse.read_table("rejected_events")
-    assert json.loads(frame["row_json"].iloc[0])["goal"] == "bad goal"
+    frame = warehouse.read_table("rejected_events", order_by="row_number")
+    assert frame["reason"].tolist() == ["nul_character", "nul_character"]
+    assert [json.loads(text)["unit_id"] for text in frame["row_json"]] == ["u\x001", "u1"]
 
 
 def test_a_json_file_without_any_object_row_rejects_its_rows(warehouse: Warehouse, tmp_path: Path) -> None:
