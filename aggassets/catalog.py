@@ -2,6 +2,7 @@
 definitions/experiments/ are read by experiments/definition.py), and the JSON reading both share."""
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,51 +111,71 @@ class MeasureCatalog:
         raise AggassetsError(f"unknown measure {name!r}")
 
 
-def format_errors(path: Path | str, exc: ValidationError, kind: str = "definitions", more: Sequence[str] = ()) -> str:
+def format_errors(
+    path: Path | str, exc: ValidationError | None, kind: str = "definitions", more: Sequence[str] = ()
+) -> str:
     """Every pydantic error (and `more` errors) as `file: location: message`, one per line."""
     lines = []
-    for err in exc.errors():
+    for err in exc.errors() if exc is not None else []:
         loc = ".".join(str(p) for p in err["loc"]) or "<root>"
         lines.append(f"{path}: {loc}: {err['msg'].removeprefix('Value error, ')}")
     lines += [f"{path}: {m}" for m in more]
     return f"invalid {kind} file ({len(lines)} error(s)):\n" + "\n".join(lines)
 
 
-class DuplicateKeyError(ValueError):
-    """A JSON object names one key twice (json.loads would keep the last value silently)."""
+class _RepeatedKeys(dict[str, object]):
+    """A decoded JSON object that names some keys more than once (the last value kept, as json.loads does):
+    `repeated` lists them, for repeated_keys to report."""
+
+    repeated: tuple[str, ...] = ()
 
 
 def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    """object_pairs_hook: the object, or DuplicateKeyError."""
-    found: dict[str, object] = {}
-    for key, value in pairs:
-        if key in found:
-            raise DuplicateKeyError(f"duplicate key {key!r} in one object")
-        found[key] = value
+    """object_pairs_hook: the object; a _RepeatedKeys when a key comes twice (json.loads would keep the last
+    value silently)."""
+    found = _RepeatedKeys(pairs)
+    if len(found) == len(pairs):
+        return dict(found)
+    counts = Counter(key for key, _ in pairs)
+    found.repeated = tuple(key for key in counts if counts[key] > 1)
+    return found
+
+
+def repeated_keys(raw: object, location: tuple[object, ...] = ()) -> list[str]:
+    """`location: duplicate key 'k' in one object` for every object of a file read by read_json_file that
+    names a key twice (a file with one is refused, with its other errors)."""
+    found = []
+    if isinstance(raw, _RepeatedKeys):
+        where = ".".join(str(p) for p in location) or "<root>"
+        found += [f"{where}: duplicate key {key!r} in one object" for key in raw.repeated]
+    children = raw.items() if isinstance(raw, dict) else enumerate(raw) if isinstance(raw, list) else []
+    for key, value in children:
+        found += repeated_keys(value, (*location, key))
     return found
 
 
 def read_json_file(path: Path | str, kind: str) -> object:
-    """A catalog file's JSON; AggassetsError when it cannot be read, is not JSON or repeats a key."""
+    """A catalog file's JSON (see repeated_keys); AggassetsError when it cannot be read or is not JSON."""
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"), object_pairs_hook=_unique_keys)
     except (OSError, UnicodeDecodeError) as exc:
         raise AggassetsError(f"cannot read {kind} file {path}: {exc}") from exc
     except json.JSONDecodeError as exc:
         raise AggassetsError(f"{path}: not JSON: {exc}") from exc
-    except DuplicateKeyError as exc:
-        raise AggassetsError(f"{path}: {exc}") from exc
 
 
 def load_measures_file(path: Path) -> MeasureCatalog:
     """Validate a DACC definitions file as a whole; refuse it listing every error."""
     raw = read_json_file(path, "definitions")
+    repeated = repeated_keys(raw)
     try:
         parsed = MeasuresFile.model_validate(raw)
     except ValidationError as exc:
         reported = any("duplicate measure names" in str(e["msg"]) for e in exc.errors())
         more = [] if reported else _duplicate_names(raw)
-        raise AggassetsError(format_errors(Path(path), exc, more=more)) from exc
+        raise AggassetsError(format_errors(Path(path), exc, more=[*repeated, *more])) from exc
+    if repeated:
+        raise AggassetsError(format_errors(Path(path), None, more=repeated))
     return MeasureCatalog(tuple(parsed.definitions))
 
 

@@ -8,6 +8,7 @@ from dagster import BetaWarning, Definitions, EnvVar, in_process_executor
 
 from aggassets.assets.experiments import build_experiment_assets
 from aggassets.assets.measures import MEASURE_ASSETS, STORED_CHECKS
+from aggassets.errors import AggassetsError
 from aggassets.experiments.definition import load_experiments
 from aggassets.jobs import REFRESH_JOBS, build_experiment_job, ingest_inbox_job, purge_job, stored_checks_job
 from aggassets.resources import CatalogResource, WarehouseResource
@@ -34,6 +35,10 @@ UNAVAILABLE_RETRIES = 10
 def build_definitions(warehouse: str | None = None, definitions: str | None = None) -> Definitions:
     """Definitions wired to a warehouse URL and a catalog folder (defaults: env, then project)."""
     folder = definitions or definitions_dir()
+    if not Path(folder).is_dir():  # a deployment that forgot the catalog: the UI shows why nothing loads
+        raise AggassetsError(
+            f"the catalog folder {folder} does not exist: copy the catalog there, or check AGGASSETS_DEFINITIONS"
+        )
     experiment_assets = build_experiment_assets(list(load_experiments(Path(folder) / "experiments")))
     experiment_job = build_experiment_job(experiment_assets[0].partitions_def)
     return Definitions(

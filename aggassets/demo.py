@@ -137,6 +137,7 @@ def main() -> int:
     if (path := duckdb_path(url)) not in (None, ":memory:"):
         Path(path).unlink(missing_ok=True)
     t0 = time.perf_counter()
+    settings.inbox_dir().mkdir(parents=True, exist_ok=True)  # the folder inbox_sensor watches (make ui)
     main_file, late_file = generate(catalog, settings.PROJECT_ROOT / "data" / "demo", first, last)
     print(f"generated {main_file} and {late_file} in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     with open_warehouse(url) as wh:

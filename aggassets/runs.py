@@ -1,8 +1,12 @@
 """In-process runs started by the `aggassets` command: their instance, their console, their errors."""
 
+import contextlib
+import logging
 import os
+import re
+from collections.abc import Iterator
 
-from dagster import DagsterInstance, ExecuteInProcessResult
+from dagster import DagsterInstance, DagsterInvalidConfigError, ExecuteInProcessResult
 from dagster._utils.error import SerializableErrorInfo
 
 from aggassets.errors import AggassetsError
@@ -18,11 +22,35 @@ def instance_for_runs() -> DagsterInstance:
     if not os.environ.get("DAGSTER_HOME"):
         return DagsterInstance.ephemeral()
     try:
-        instance = DagsterInstance.get()
-        instance.get_runs_count()  # its storage answers (a PostgreSQL storage's host, port, database)
+        with _root_warnings_kept_quiet():
+            instance = DagsterInstance.get()
+            instance.get_runs_count()  # its storage answers (a PostgreSQL storage's host, port, database)
+    except DagsterInvalidConfigError as exc:  # dagster.yaml's entries, an unset environment variable
+        texts = [_config_error_text(error.message) for error in exc.errors] or [str(exc)]
+        raise AggassetsError(f"DAGSTER_HOME={os.environ['DAGSTER_HOME']}: {'; '.join(texts)}") from exc
     except Exception as exc:  # Dagster's, YAML's, and each storage's own types (dagster_postgres, SQLAlchemy)
         raise AggassetsError(f"DAGSTER_HOME={os.environ['DAGSTER_HOME']}: {_chain_message(exc)}") from exc
     return instance
+
+
+@contextlib.contextmanager
+def _root_warnings_kept_quiet() -> Iterator[None]:
+    """dagster-postgres logs each retry of a storage that does not answer on the root logger, which then
+    prints to stderr (logging's basicConfig): a null handler takes them while the instance is probed."""
+    quiet = logging.NullHandler()
+    logging.root.addHandler(quiet)
+    try:
+        yield
+    finally:
+        logging.root.removeHandler(quiet)
+
+
+def _config_error_text(message: str) -> str:
+    """One configuration error on one line, without Dagster's stack trace (an unset environment variable:
+    the variable's own sentence)."""
+    text = message.split("Stack Trace:")[0]
+    cause = re.search(r"PostProcessingError: (.*)", text, re.S)
+    return " ".join((cause.group(1) if cause else text).split())
 
 
 def _chain_message(exc: BaseException) -> str:

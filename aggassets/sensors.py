@@ -49,9 +49,12 @@ def inbox_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
         context.log.warning(f"{os.fsencode(path)!r}: the file name is not UTF-8 text; moved to failed/")
     files = inbox.pending_files(inbox_dir())
     if not files:
+        waiting = len(inbox.measure_files(inbox_dir()))
         return SkipReason(
-            f"no measure file in {inbox_dir()} unchanged for {inbox.SETTLE_SECONDS:g} s"
-            f" ({inbox.MID_LINE_SETTLE_SECONDS:g} s for a file ending mid-line)"
+            f"{waiting} measure file(s) in {inbox_dir()} still changing: each is taken once unchanged for "
+            f"{inbox.SETTLE_SECONDS:g} s ({inbox.MID_LINE_SETTLE_SECONDS:g} s for a file ending mid-line)"
+            if waiting
+            else f"no measure file ({', '.join(inbox.SUFFIXES)}) in {inbox_dir()}"
         )
     requests = []
     for path in files:

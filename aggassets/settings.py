@@ -4,6 +4,8 @@ import os
 from datetime import date
 from pathlib import Path
 
+from aggassets.errors import AggassetsError
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_START = "2020-01-01"
 
@@ -33,5 +35,10 @@ def iso_day(text: str) -> date:
 
 
 def partitions_start() -> date:
-    """First day of every partitions definition (AGGASSETS_PARTITIONS_START, default 2020-01-01)."""
-    return iso_day(os.environ.get("AGGASSETS_PARTITIONS_START") or DEFAULT_START)
+    """First day of every partitions definition (AGGASSETS_PARTITIONS_START, default 2020-01-01); a value
+    that is not a date is an AggassetsError naming the variable."""
+    text = os.environ.get("AGGASSETS_PARTITIONS_START") or DEFAULT_START
+    try:
+        return iso_day(text)
+    except ValueError as exc:
+        raise AggassetsError(f"AGGASSETS_PARTITIONS_START={text!r} is not a valid YYYY-MM-DD date") from exc

@@ -85,16 +85,38 @@ def test_numbers_out_of_range_are_refused(tmp_path: Path, field: str, value: int
 
 
 @pytest.mark.parametrize(
-    "text",
+    ("text", "errors"),
     [
-        '{"definitions": [{"name": "m", "aggregationPeriod": "day", "aggregationThreshold": 50, '
-        '"aggregationThreshold": 1}]}',
-        '{"definitions": [{"name": "m", "aggregationPeriod": "day"}], "definitions": []}',
+        (
+            '{"definitions": [{"name": "m", "aggregationPeriod": "day", "aggregationThreshold": 50, '
+            '"aggregationThreshold": 1}]}',
+            ["definitions.0: duplicate key 'aggregationThreshold' in one object"],
+        ),
+        (
+            '{"definitions": [{"name": "m", "aggregationPeriod": "day"}], "definitions": []}',
+            ["<root>: duplicate key 'definitions' in one object"],
+        ),
+        (  # listed with the file's other errors, each with its location
+            '{"definitions": [{"name": "a", "aggregationPeriod": "day", "withQuartiles": true, "withQuartiles": 1},'
+            ' {"name": "b", "aggregationPeriod": "year"}, {"name": "c", "aggregationPeriod": "day", "group1Key": "k",'
+            ' "group1Key": "j", "group1Key": "i", "bogus": 1}]}',
+            [
+                "definitions.0.withQuartiles: Input should be a valid boolean",  # the last value, as json.loads
+                "definitions.1.aggregationPeriod: Input should be 'day', 'week' or 'month'",
+                "definitions.2.bogus: Extra inputs are not permitted",
+                "definitions.0: duplicate key 'withQuartiles' in one object",
+                "definitions.2: duplicate key 'group1Key' in one object",
+            ],
+        ),
     ],
 )
-def test_a_key_given_twice_is_refused(tmp_path: Path, text: str) -> None:
-    with pytest.raises(AggassetsError, match=r"duplicate key '(aggregationThreshold|definitions)'"):
-        load_measures_file(write(tmp_path, text))
+def test_a_key_given_twice_is_refused_with_its_location(tmp_path: Path, text: str, errors: list[str]) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(AggassetsError) as exc:
+        load_measures_file(path)
+    assert str(exc.value) == f"invalid definitions file ({len(errors)} error(s)):\n" + "\n".join(
+        f"{path}: {e}" for e in errors
+    )
 
 
 def test_equal_group_keys_and_a_missing_period_are_refused_listing_both(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
+from aggassets.catalog import load_measures
 from aggassets.cli import main
 from aggassets.errors import AggassetsError, WarehouseUnavailable
 from aggassets.warehouse import duckdb_path, open_warehouse, redacted
@@ -345,7 +346,8 @@ def test_connection_errors_hide_the_password_and_only_a_server_not_answering_is_
     with pytest.raises(AggassetsError) as exc:
         open_warehouse("postgresql://no_such_role_x@127.0.0.1:5432/postgres")
     assert type(exc.value) is AggassetsError and "no_such_role_x" in str(exc.value)
-    with pytest.raises(WarehouseUnavailable, match="cannot connect to PostgreSQL"):
+    refused = r"cannot connect to PostgreSQL: .* Connection refused; Is the server"  # libpq's two lines
+    with pytest.raises(WarehouseUnavailable, match=refused):
         open_warehouse("postgresql://postgres@127.0.0.1:1/postgres")
     with pytest.raises(AggassetsError, match="invalid dsn") as exc:
         open_warehouse("postgresql://postgres@127.0.0.1/postgres?bogus=1")
@@ -382,9 +384,46 @@ def test_a_dagster_home_whose_postgresql_storage_does_not_answer_is_a_one_line_e
         monkeypatch.setenv(f"DAGSTER_PG_{name}", value)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     argv = ("refresh", "--start", "2025-01-01", "--end", "2025-01-02")
+    # a real process: dagster-postgres logs each retry on the root logger, which pytest would capture
+    command = [sys.executable, "-m", "aggassets.cli", "--warehouse", url, "--definitions", str(DEFINITIONS), *argv]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert (done.returncode, done.stdout) == (2, "") and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert done.stderr.startswith(f"aggassets: error: DAGSTER_HOME={home}: ")
+    assert "port 1 failed: Connection refused" in done.stderr
+    monkeypatch.delenv("DAGSTER_PG_PASSWORD")  # dagster.yaml reads it before connecting
     code, out, err = run(capsys, "--warehouse", url, "--definitions", str(DEFINITIONS), *argv)
     assert (code, out) == (2, "") and len(err.strip().splitlines()) == 1
-    assert err.startswith(f"aggassets: error: DAGSTER_HOME={home}: ") and "port 1 failed: Connection refused" in err
+    assert err == (
+        f"aggassets: error: DAGSTER_HOME={home}: You have attempted to fetch the environment variable "
+        '"DAGSTER_PG_PASSWORD" which is not set.'
+        " In order for this execution to succeed it must be set in this environment.\n"
+    )
+
+
+@pytest.mark.parametrize("text", ["nonsense", "2026-13-01", "20260101"])
+@pytest.mark.parametrize(
+    "argv",
+    [("refresh", "--start", "2025-01-01", "--end", "2025-01-02"), ("measures", "ingest", "MEASURES")],
+)
+def test_a_partitions_start_that_is_not_a_date_is_a_one_line_error(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    text: str,
+    argv: tuple[str, ...],
+) -> None:
+    """AGGASSETS_PARTITIONS_START not a YYYY-MM-DD date: status 2 and one line naming it, nothing stored (a
+    process of its own: the partitions are built from the variable when first imported)."""
+    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    open_warehouse(url).close()
+    measures = write_ndjson(tmp_path / "m.ndjson", make_measures(date(2025, 1, 1), 1, 3))
+    monkeypatch.setenv("AGGASSETS_PARTITIONS_START", text)
+    argv = tuple(str(measures) if a == "MEASURES" else a for a in argv)
+    command = [sys.executable, "-m", "aggassets.cli", "--warehouse", url, "--definitions", str(DEFINITIONS), *argv]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == f"aggassets: error: AGGASSETS_PARTITIONS_START={text!r} is not a valid YYYY-MM-DD date\n"
+    with open_warehouse(url) as wh:
+        assert wh.read_table("inbox").empty
 
 
 @pytest.mark.postgres
@@ -403,3 +442,44 @@ def test_a_server_lost_inside_a_transaction_raises_its_own_error(postgres_url: s
     finally:
         admin.close()
         wh.close()
+
+
+@pytest.mark.postgres
+def test_a_role_without_select_is_told_so_not_that_there_is_no_warehouse(
+    capsys: pytest.CaptureFixture[str], postgres_url: str
+) -> None:
+    """A read-only role before its grants: PostgreSQL's permission error (README's grants), not 'no aggassets
+    warehouse: ingest measures first'; with SELECT granted it reads (the catalog synced by the owner)."""
+    with open_warehouse(postgres_url) as wh:
+        wh.sync_definitions(load_measures(DEFINITIONS).measures)
+    dsn, schema = split_url(postgres_url)
+    role = f"aggassets_ro_{os.getpid()}"
+    admin = psycopg2.connect(dsn)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE ROLE "{role}" LOGIN')
+            cur.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"')
+        url = postgres_url.replace("postgresql://postgres@", f"postgresql://{role}@", 1)
+        assert url != postgres_url
+        query = (
+            "aggregates",
+            "query",
+            "--measure",
+            "connection-count-daily",
+            "--start",
+            "2025-01-01",
+            "--end",
+            "2025-02-01",
+        )
+        code, out, err = run(capsys, "--warehouse", url, "--definitions", str(DEFINITIONS), *query)
+        assert (code, out) == (2, "") and "permission denied for table" in err and "no aggassets warehouse" not in err
+        with admin.cursor() as cur:
+            cur.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA "{schema}" TO "{role}"')
+        result = run(capsys, "--warehouse", url, "--definitions", str(DEFINITIONS), *query)
+        assert result == (0, "[]\n", ""), result[2]
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP OWNED BY "{role}"')
+            cur.execute(f'DROP ROLE "{role}"')
+        admin.close()

@@ -1,11 +1,16 @@
 """The code location loads; schedules tick to the right partitions."""
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from dagster import AssetKey, build_schedule_context
 
 from aggassets.definitions import build_definitions, defs
+from aggassets.errors import AggassetsError
 from aggassets.partitions import PARTITIONS_BY_GRAIN
 from aggassets_tests.helpers import DEFINITIONS
 
@@ -140,3 +145,18 @@ def test_purge_schedule_run_keys_differ_per_day() -> None:
             (request,) = sched.evaluate_tick(context).run_requests or []
         keys.append(request.run_key)
     assert keys[0] == keys[1] != keys[2]
+
+
+def test_a_catalog_folder_that_does_not_exist_fails_the_code_location_naming_it(tmp_path: Path) -> None:
+    """A deployment whose AGGASSETS_DEFINITIONS names no folder fails to load, naming it (the UI shows the
+    location's error), rather than loading without experiments and failing every run later."""
+    missing = tmp_path / "catalog"
+    with pytest.raises(AggassetsError, match=f"^the catalog folder {missing} does not exist: copy the catalog"):
+        build_definitions(warehouse="duckdb:///:memory:", definitions=str(missing))
+    env = {**os.environ, "AGGASSETS_DEFINITIONS": str(missing)}
+    dagster = Path(sys.executable).with_name("dagster")
+    done = subprocess.run(
+        [str(dagster), "definitions", "validate", "-m", "aggassets.definitions"],
+        capture_output=True, text=True, env=env, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode != 0 and f"the catalog folder {missing} does not exist" in done.stdout + done.stderr

@@ -9,7 +9,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from dagster import AssetCheckSeverity, AssetKey, build_schedule_context, materialize
+from dagster import (
+    AssetCheckSeverity,
+    AssetKey,
+    DagsterInstance,
+    DagsterRunStatus,
+    build_schedule_context,
+    materialize,
+)
 from scipy import stats
 
 from aggassets.assets.experiments import build_experiment_assets
@@ -192,6 +199,46 @@ def test_cli_run_prints_metrics_csv_with_absolute_columns(
     assert list(frame.columns[-3:]) == ["abs_diff", "abs_confidence_interval", "abs_p_value"]
     assert {"exp_id", "metric_id", "p_value", "confidence_interval", "false_positive_risk"} <= set(frame.columns)
     assert len(frame) == 4 and set(frame.exp_variant_id) == {"a", "b"}
+
+
+def test_cli_run_is_a_run_of_the_experiment_job_in_dagster_home(
+    tmp_path: Path, catalog_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`experiments run` records a run of experiment_evaluation_job (as the UI and the schedule name it) for the
+    experiment's partition, with both assets materialized."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((Path(__file__).parents[1] / "deploy" / "dagster.yaml").read_text())
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    with open_warehouse(url) as wh:
+        insert_events(wh, conversion_events({"a": 50, "b": 50}, {"a": 0.1, "b": 0.2}))
+    argv = [
+        "--warehouse",
+        url,
+        "--definitions",
+        str(catalog_dir),
+        "experiments",
+        "run",
+        "conv",
+        "--as-of",
+        "2026-03-20",
+    ]
+    assert main(argv) == 0
+    capsys.readouterr()
+    with DagsterInstance.get() as instance:
+        (run,) = instance.get_runs()
+        assert (run.job_name, run.tags["dagster/partition"], run.status) == (
+            "experiment_evaluation_job",
+            "conv",
+            DagsterRunStatus.SUCCESS,
+        )
+        materialized = {
+            e.dagster_event.asset_key.to_user_string()
+            for e in instance.all_logs(run.run_id)
+            if e.dagster_event and e.dagster_event.event_type_value == "ASSET_MATERIALIZATION"
+        }
+        assert materialized == {"experiment_goals", "experiment_evaluations"}
 
 
 def test_cli_run_prints_metrics_in_definition_then_variant_order(

@@ -40,7 +40,10 @@ def test_inbox_files_ingested_once_and_moved(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv("AGGASSETS_INBOX", str(inbox))
     url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
     instance = DagsterInstance.ephemeral()  # closed with the test's garbage
-    assert isinstance(inbox_sensor(build_sensor_context(instance=instance)), SkipReason)
+    empty = inbox_sensor(build_sensor_context(instance=instance))
+    assert (
+        isinstance(empty, SkipReason) and empty.skip_message == f"no measure file (.json, .ndjson, .jsonl) in {inbox}"
+    )
     rows = make_measures(date(2025, 3, 3), 1, 5)
     good = write_ndjson(inbox / "a.ndjson", rows)
     copy = inbox / "b.json"
@@ -98,8 +101,9 @@ def test_a_file_changed_in_the_last_seconds_waits_for_a_later_tick(
     monkeypatch.setenv("AGGASSETS_INBOX", str(inbox))
     with DagsterInstance.ephemeral() as instance:
         skipped = inbox_sensor(build_sensor_context(instance=instance))  # written just now
-        assert isinstance(skipped, SkipReason) and "unchanged for 5 s (300 s for a file ending mid-line)" in str(
-            skipped.skip_message
+        assert isinstance(skipped, SkipReason) and skipped.skip_message == (
+            f"1 measure file(s) in {inbox} still changing: each is taken once unchanged for 5 s"
+            " (300 s for a file ending mid-line)"
         )
         os.utime(path, (now - 60, now - 60))
         assert len(inbox_sensor(build_sensor_context(instance=instance)).run_requests) == 1

@@ -18,7 +18,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from aggassets.catalog import format_errors, read_json_file
+from aggassets.catalog import format_errors, read_json_file, repeated_keys
 from aggassets.errors import AggassetsError
 from aggassets.experiments.expressions import (
     Expr,
@@ -221,11 +221,16 @@ class ExperimentDefinition(BaseModel):
 
 
 def parse_experiment(raw: object, source: str = "<experiment>") -> ExperimentDefinition:
-    """Validate an already-decoded experiment; AggassetsError listing every error and its location."""
+    """Validate an already-decoded experiment; AggassetsError listing every error and its location (keys
+    named twice in a file read by read_json_file among them)."""
+    repeated = repeated_keys(raw)
     try:
-        return ExperimentDefinition.model_validate(raw)
+        experiment = ExperimentDefinition.model_validate(raw)
     except ValidationError as exc:
-        raise AggassetsError(format_errors(Path(source), exc, "experiment")) from exc
+        raise AggassetsError(format_errors(Path(source), exc, "experiment", more=repeated)) from exc
+    if repeated:
+        raise AggassetsError(format_errors(Path(source), None, "experiment", more=repeated))
+    return experiment
 
 
 def load_experiment(path: Path | str) -> ExperimentDefinition:

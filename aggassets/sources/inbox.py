@@ -23,7 +23,7 @@ MID_LINE_SETTLE_SECONDS = 300.0
 _TAIL_BYTES = 1 << 20
 
 
-def _measure_files(inbox: Path) -> list[Path]:
+def measure_files(inbox: Path) -> list[Path]:
     """The inbox's measure files (not those in processed/ or failed/)."""
     if not inbox.is_dir():
         return []
@@ -55,7 +55,7 @@ def pending_files(inbox: Path, now: float | None = None) -> list[Path]:
     MID_LINE_SETTLE_SECONDS when they end mid-line), by name."""
     now = time.time() if now is None else now
     pending = []
-    for path in _measure_files(inbox):
+    for path in measure_files(inbox):
         age = now - path.stat().st_mtime
         if utf8_name(path) and age >= SETTLE_SECONDS and (age >= MID_LINE_SETTLE_SECONDS or not ends_mid_line(path)):
             pending.append(path)
@@ -66,7 +66,7 @@ def set_aside_misnamed(inbox: Path) -> list[Path]:
     """Move measure files whose names are not UTF-8 (left by zip, SMB or FTP tools) to failed/ with a
     .reason: no run can name them (Dagster's run keys, configs and DuckDB's paths are UTF-8)."""
     moved = []
-    for path in _measure_files(inbox):
+    for path in measure_files(inbox):
         if not utf8_name(path):
             moved.append(_fail(path, "the file name is not UTF-8 text; rename the file and drop it again"))
     return moved

@@ -132,9 +132,13 @@ def _naive_us(series: pd.Series) -> pd.Series:
 
 
 # The columns of aggassets' inbox: a table `inbox` without them is another application's.
-_INBOX_COLUMNS = """SELECT count(*) FILTER (WHERE column_name IN ('seq', 'batch_id', 'received_at', 'payload')),
-       count(*) FROM information_schema.columns
-WHERE table_schema = coalesce(%(s)s, current_schema()) AND table_name = 'inbox'"""
+# From the catalog, which every role sees (information_schema shows only what the role may use: a role
+# without SELECT would be told there is no warehouse, rather than that it may not read it).
+_INBOX_COLUMNS = """SELECT count(*) FILTER (WHERE a.attname IN ('seq', 'batch_id', 'received_at', 'payload')), count(*)
+FROM pg_catalog.pg_attribute a
+JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = coalesce(%(s)s, current_schema()) AND c.relname = 'inbox' AND a.attnum > 0 AND NOT a.attisdropped"""
 
 
 def _inbox_state(cur: Any, schema: str | None) -> str:
@@ -170,7 +174,8 @@ def _connect(dsn: str) -> psycopg2.extensions.connection:
     try:
         return psycopg2.connect(dsn)
     except psycopg2.Error as exc:
-        message = f"cannot connect to PostgreSQL: {without_password(' '.join(str(exc).split()), dsn)}"
+        sentences = "; ".join(" ".join(line.split()) for line in str(exc).splitlines() if line.strip())
+        message = f"cannot connect to PostgreSQL: {without_password(sentences, dsn)}"
         transient = isinstance(exc, psycopg2.OperationalError) and any(m in message for m in _TRANSIENT)
         error = (WarehouseUnavailable if transient else AggassetsError)(message)
     raise error  # outside the except: psycopg2's own message (a password piece in it) is not chained

@@ -80,12 +80,17 @@ INDEXES = [
 ]
 
 # Tables, indexes and columns of the current schema (PostgresWarehouse.setup skips its DDL when all exist).
+# From the catalog, which every role sees (information_schema hides the tables a role may not read: a
+# read-only role before its grants would try to create them).
 SCHEMA_OBJECTS = """
-SELECT 'table' AS kind, table_name::TEXT AS a, NULL::TEXT AS b FROM information_schema.tables
-WHERE table_schema = current_schema()
+WITH relations AS (
+  SELECT c.oid, c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v')
+)
+SELECT 'table' AS kind, relname::TEXT AS a, NULL::TEXT AS b FROM relations
 UNION ALL SELECT 'index', indexname::TEXT, NULL FROM pg_indexes WHERE schemaname = current_schema()
-UNION ALL SELECT 'column', table_name::TEXT, column_name::TEXT FROM information_schema.columns
-WHERE table_schema = current_schema()"""
+UNION ALL SELECT 'column', r.relname::TEXT, a.attname::TEXT
+FROM relations r JOIN pg_catalog.pg_attribute a ON a.attrelid = r.oid WHERE a.attnum > 0 AND NOT a.attisdropped"""
 
 # Serialises writers of one schema (intake, refresh, purge): taken first in every transaction.
 WRITER_LOCK = "SELECT pg_advisory_xact_lock(hashtext('aggassets:' || current_schema()))"

@@ -136,7 +136,7 @@ def test_load_experiment_file_errors(tmp_path: Path) -> None:
     with pytest.raises(AggassetsError, match="not JSON"):
         load_experiment(tmp_path / "bad.json")
     (tmp_path / "twice.json").write_text('{"id": "exp", "id": "other"}')
-    with pytest.raises(AggassetsError, match=r"twice\.json: duplicate key 'id' in one object"):
+    with pytest.raises(AggassetsError, match=r"twice\.json: <root>: duplicate key 'id' in one object$"):
         load_experiment(tmp_path / "twice.json")
     (tmp_path / "ok.json").write_text(json.dumps(BASE))
     assert load_experiment(tmp_path / "ok.json").id == "exp"
