@@ -1,6 +1,7 @@
 """CLI failure paths: a warehouse that is not there, catalog errors listed together, odd arguments."""
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 from aggassets.catalog import load_measures
 from aggassets.cli import main
 from aggassets.errors import AggassetsError, WarehouseUnavailable
+from aggassets.runs import instance_for_runs
 from aggassets.warehouse import duckdb_path, open_warehouse, redacted
 from aggassets.warehouse.postgres_engine import split_url
 from aggassets_tests.helpers import DEFINITIONS, make_measures, write_ndjson
@@ -398,6 +400,20 @@ def test_a_dagster_home_whose_postgresql_storage_does_not_answer_is_a_one_line_e
         '"DAGSTER_PG_PASSWORD" which is not set.'
         " In order for this execution to succeed it must be set in this environment.\n"
     )
+
+
+def test_probing_the_dagster_home_leaves_the_root_loggers_handlers_as_they_were(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The null handler that keeps dagster-postgres' retry warnings quiet is removed after the probe: later
+    warnings of loggers without handlers of their own still reach logging's defaults."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((DEFINITIONS.parent / "deploy" / "dagster.yaml").read_text())
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    before = list(logging.root.handlers)
+    with instance_for_runs():
+        assert logging.root.handlers == before
 
 
 @pytest.mark.parametrize("text", ["nonsense", "2026-13-01", "20260101"])

@@ -228,6 +228,7 @@ def test_cli_run_is_a_run_of_the_experiment_job_in_dagster_home(
     capsys.readouterr()
     with DagsterInstance.get() as instance:
         (run,) = instance.get_runs()
+        assert run.tags["aggassets/evaluation_date"] == "2026-03-20"  # shown in the UI's run list
         assert (run.job_name, run.tags["dagster/partition"], run.status) == (
             "experiment_evaluation_job",
             "conv",

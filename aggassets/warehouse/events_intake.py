@@ -10,8 +10,9 @@ Cells are trimmed of spaces, tabs, CR and LF; an empty cell is missing. Rules, c
 first failing one gives the row's reason:
   invalid_json / not_an_object / duplicate_field   (JSON rows only) the row is not one strict JSON object with
                            unique keys (NaN, Infinity and trailing commas, which DuckDB's parser allows, are invalid)
-  nul_character            a NUL character in a cell (PostgreSQL text cannot hold it: it would become U+FFFD and
-                           could merge two units or dimension values)
+  nul_character            a NUL character in exp_id, exp_variant_id, unit_id or a dimension (PostgreSQL text cannot
+                           hold it: as U+FFFD it could merge two units or values); in the other columns a NUL fails
+                           the column's own rule below
   bad_date                 not YYYY-MM-DD, or an ISO date-time (hours 00-23, an offset up to 23:59; its UTC
                            date is kept), within 1900-01-01..2999-12-31
   missing_exp_id, missing_exp_variant_id           empty

@@ -14,6 +14,7 @@ from aggassets.experiments.comparison import (
     NEGATIVE_VARIANCE,
     ZERO_CONTROL_MEAN,
     ZERO_RELATIVE_SE,
+    ZERO_VARIANCE,
 )
 from aggassets.experiments.definition import ExperimentDefinition, parse_experiment
 from aggassets.experiments.evaluate import evaluate_goals
@@ -156,6 +157,23 @@ def test_zero_control_mean_is_nan_with_reason() -> None:
     m = _default("test-missing-default-value.json")  # a: 0 of 42; b: 10 of 40
     assert np.isnan(m.loc["b", "diff"]) and ZERO_CONTROL_MEAN in m.loc["b", "reason"]
     assert m.loc["b", "abs_diff"] == pytest.approx(0.25)
+
+
+def test_zero_variance_in_both_variants_keeps_the_differences_and_a_zero_standard_error() -> None:
+    """Every unit of a has 1, of b 2: no test (NaN p-value, reason), but the relative difference (2 - 1) / 1,
+    the absolute one and their standard error sqrt(0/50 + 0/60) = 0 are kept."""
+    raw = {"id": "z", "control_variant": "a", "unit_type": "u"}
+    raw["metrics"] = [{"id": 1, "name": "x", "nominator": "value(u.unit.x)", "denominator": "count(u.global.exposure)"}]
+    rows = [("a", "exposure", 50, 0.0, 0.0), ("a", "x", 50, 50.0, 50.0), ("b", "exposure", 60, 0.0, 0.0)]
+    rows.append(("b", "x", 60, 120.0, 240.0))
+    goals = pd.DataFrame(
+        [("z", v, "u", "global" if g == "exposure" else "unit", g, n, n, sv, ssv, n) for v, g, n, sv, ssv in rows],
+        columns=["exp_id", "exp_variant_id", "unit_type", "agg_type", "goal", "count", "sum_sqr_count", "sum_value",
+                 "sum_sqr_value", "count_unique"],
+    )  # fmt: skip
+    m = evaluate_goals(parse_experiment(raw), goals).metrics.set_index("exp_variant_id")
+    assert ZERO_VARIANCE in m.loc["b", "reason"] and np.isnan(m.loc["b", "p_value"])
+    assert (m.loc["b", "diff"], m.loc["b", "abs_diff"], m.loc["b", "standard_error"]) == (1.0, 1.0, 0.0)
 
 
 def test_zero_control_mean_with_a_variance_has_no_relative_standard_error() -> None:

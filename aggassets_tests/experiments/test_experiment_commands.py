@@ -145,6 +145,14 @@ def test_sample_size(capsys: pytest.CaptureFixture[str]) -> None:
         _run(["sample-size", "--n-variants", "2", "--minimum-effect", "0.1", "--mean", "0.95"], capsys)
 
 
+def test_a_zero_mean_needs_no_finite_sample_size_and_warns_of_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    """A relative effect on a mean of 0 is no difference at all: infinitely many units (null), no warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = _run(["sample-size", "--n-variants", "2", "--minimum-effect", "0.1", "--mean", "0", "--std", "1"], capsys)
+    assert json.loads(out) == {"sample_size_per_variant": None}
+
+
 def test_bernoulli_sample_size_of_an_impossible_treated_rate_is_nan_without_a_warning() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")

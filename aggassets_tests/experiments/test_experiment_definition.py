@@ -138,6 +138,11 @@ def test_load_experiment_file_errors(tmp_path: Path) -> None:
     (tmp_path / "twice.json").write_text('{"id": "exp", "id": "other"}')
     with pytest.raises(AggassetsError, match=r"twice\.json: <root>: duplicate key 'id' in one object$"):
         load_experiment(tmp_path / "twice.json")
+    (tmp_path / "valid_twice.json").write_text(json.dumps(BASE)[:-1] + ', "id": "exp"}')  # valid but for that
+    with pytest.raises(AggassetsError) as exc:
+        load_experiment(tmp_path / "valid_twice.json")
+    path = tmp_path / "valid_twice.json"
+    assert str(exc.value) == f"invalid experiment file (1 error(s)):\n{path}: <root>: duplicate key 'id' in one object"
     (tmp_path / "ok.json").write_text(json.dumps(BASE))
     assert load_experiment(tmp_path / "ok.json").id == "exp"
 

@@ -16,6 +16,7 @@ from aggassets.warehouse import open_warehouse
 from aggassets.warehouse.base import Warehouse
 from aggassets.warehouse.postgres_engine import holds_warehouse, split_url
 from aggassets.warehouse.values import utc_now
+from aggassets_tests.warehouse.engines import drop_schema, with_schema
 from aggassets_tests.warehouse.support import (
     DEFINITIONS,
     TABLES,
@@ -267,3 +268,32 @@ def test_the_last_day_accepted_is_2999_12_31_on_the_careful_path(warehouse: Ware
     raw = warehouse.read_table("raw_measures")
     assert [str(pd.Timestamp(d).date()) for d in raw["start_date"]] == ["2999-12-31"]
     assert raw["created_by"].tolist() == ["a/b"]
+
+
+@pytest.mark.postgres
+def test_another_schemas_warehouse_neither_counts_nor_stops_this_ones_upgrade(postgres_url: str) -> None:
+    """The catalog lookups look at the URL's schema only: a warehouse in a sibling schema does not make this
+    empty schema a warehouse, and a column this schema lacks is added though the sibling has it."""
+    dsn, schema = split_url(postgres_url)
+    sibling_url = with_schema(dsn, f"{schema}_sibling")
+    try:
+        open_warehouse(sibling_url).close()
+        assert holds_warehouse(sibling_url) and not holds_warehouse(postgres_url)
+        open_warehouse(postgres_url).close()
+        con = psycopg2.connect(dsn)
+        con.autocommit = True
+        try:
+            with con.cursor() as cur:
+                cur.execute(f"ALTER TABLE {schema}.partition_materializations DROP COLUMN measures_digest")
+            open_warehouse(postgres_url).close()  # an older schema, upgraded on opening
+            with con.cursor() as cur:
+                cur.execute(
+                    "SELECT count(*) FROM information_schema.columns WHERE table_schema = %s"
+                    " AND table_name = 'partition_materializations' AND column_name = 'measures_digest'",
+                    (schema,),
+                )
+                assert cur.fetchone() == (1,)
+        finally:
+            con.close()
+    finally:
+        drop_schema(dsn, f"{schema}_sibling")

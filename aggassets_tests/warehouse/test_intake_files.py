@@ -413,7 +413,15 @@ def test_a_document_over_the_checked_size_is_delimited_by_python(
     assert duckdb_reader_used == [True]
 
 
-@pytest.mark.parametrize("text", [b'[1, "caf\xe9"]', b'{"measures": [1, "caf\xe9"]}'])
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'[1, "caf\xe9"]',
+        b'{"measures": [1, "caf\xe9"]}',
+        b'[{"a": 1}, 2]\xc3',  # a character cut off at the end of the file (Python's decoder refuses it)
+        b'{"measures": [1]}\xc3',
+    ],
+)
 def test_a_document_that_is_not_utf8_is_refused_as_such(tmp_path: Path, text: bytes) -> None:
     """DuckDB's check fails on bytes that are not UTF-8: the Python path names the file's fault."""
     path = tmp_path / "latin1.json"
@@ -504,3 +512,15 @@ def test_the_stream_itself_delimits_every_array_document(
             mismatches.append((text, expected, got))
     assert mismatches == []
     assert arrays > 300
+
+
+def test_a_streamed_document_is_handed_over_in_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Items go to DuckDB in batches of about _BATCH_CHARS characters (not all at once, which would hold the
+    whole document's items in memory): 10 items of 11 characters, in batches of at least 20 characters."""
+    monkeypatch.setattr(json_documents, "_BATCH_CHARS", 20)
+    path = tmp_path / "doc.json"
+    items = [json.dumps({"n": 1000 + i}) for i in range(10)]
+    path.write_text("[" + ", ".join(items) + "]", encoding="utf-8")
+    batches = list(json_documents.streamed_array_items(path))
+    assert [len(batch) for batch in batches] == [2, 2, 2, 2, 2, 0]
+    assert [item for batch in batches for item in batch] == items
