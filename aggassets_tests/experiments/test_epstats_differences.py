@@ -159,19 +159,24 @@ def test_zero_control_mean_is_nan_with_reason() -> None:
     assert m.loc["b", "abs_diff"] == pytest.approx(0.25)
 
 
-def test_zero_variance_in_both_variants_keeps_the_differences_and_a_zero_standard_error() -> None:
-    """Every unit of a has 1, of b 2: no test (NaN p-value, reason), but the relative difference (2 - 1) / 1,
-    the absolute one and their standard error sqrt(0/50 + 0/60) = 0 are kept."""
+def _value_metric(a: tuple[float, float], b: tuple[float, float]) -> pd.DataFrame:
+    """Our evaluation of value(u.unit.x) per exposure, from (Σx, Σx²) of 50 units of a (the control) and 60
+    units of b."""
     raw = {"id": "z", "control_variant": "a", "unit_type": "u"}
     raw["metrics"] = [{"id": 1, "name": "x", "nominator": "value(u.unit.x)", "denominator": "count(u.global.exposure)"}]
-    rows = [("a", "exposure", 50, 0.0, 0.0), ("a", "x", 50, 50.0, 50.0), ("b", "exposure", 60, 0.0, 0.0)]
-    rows.append(("b", "x", 60, 120.0, 240.0))
+    rows = [("a", "exposure", 50, 0.0, 0.0), ("a", "x", 50, *a), ("b", "exposure", 60, 0.0, 0.0), ("b", "x", 60, *b)]
     goals = pd.DataFrame(
         [("z", v, "u", "global" if g == "exposure" else "unit", g, n, n, sv, ssv, n) for v, g, n, sv, ssv in rows],
         columns=["exp_id", "exp_variant_id", "unit_type", "agg_type", "goal", "count", "sum_sqr_count", "sum_value",
                  "sum_sqr_value", "count_unique"],
     )  # fmt: skip
-    m = evaluate_goals(parse_experiment(raw), goals).metrics.set_index("exp_variant_id")
+    return evaluate_goals(parse_experiment(raw), goals).metrics.set_index("exp_variant_id")
+
+
+def test_zero_variance_in_both_variants_keeps_the_differences_and_a_zero_standard_error() -> None:
+    """Every unit of a has 1, of b 2: no test (NaN p-value, reason), but the relative difference (2 - 1) / 1,
+    the absolute one and their standard error sqrt(0/50 + 0/60) = 0 are kept."""
+    m = _value_metric((50.0, 50.0), (120.0, 240.0))
     assert ZERO_VARIANCE in m.loc["b", "reason"] and np.isnan(m.loc["b", "p_value"])
     assert (m.loc["b", "diff"], m.loc["b", "abs_diff"], m.loc["b", "standard_error"]) == (1.0, 1.0, 0.0)
 
@@ -179,16 +184,7 @@ def test_zero_variance_in_both_variants_keeps_the_differences_and_a_zero_standar
 def test_zero_control_mean_with_a_variance_has_no_relative_standard_error() -> None:
     """Control values summing to 0 with a variance (their relative standard error would be inf): the
     relative difference and its standard error are NaN, the absolute test is Welch's (scipy)."""
-    raw = {"id": "z", "control_variant": "a", "unit_type": "u"}
-    raw["metrics"] = [{"id": 1, "name": "x", "nominator": "value(u.unit.x)", "denominator": "count(u.global.exposure)"}]
-    rows = [("a", "exposure", 50, 0.0, 0.0), ("a", "x", 50, 0.0, 450.0), ("b", "exposure", 60, 0.0, 0.0)]
-    rows.append(("b", "x", 60, 120.0, 600.0))
-    goals = pd.DataFrame(
-        [("z", v, "u", "global" if g == "exposure" else "unit", g, n, n, sv, ssv, n) for v, g, n, sv, ssv in rows],
-        columns=["exp_id", "exp_variant_id", "unit_type", "agg_type", "goal", "count", "sum_sqr_count", "sum_value",
-                 "sum_sqr_value", "count_unique"],
-    )  # fmt: skip
-    m = evaluate_goals(parse_experiment(raw), goals).metrics.set_index("exp_variant_id")
+    m = _value_metric((0.0, 450.0), (120.0, 600.0))
     assert ZERO_CONTROL_MEAN in m.loc["b", "reason"]
     assert np.isnan(m.loc["b", "diff"]) and np.isnan(m.loc["b", "standard_error"])
     v_a, v_b = 450.0 / 49 / 50, (600.0 - 120.0**2 / 60) / 59 / 60  # squared standard errors of the means
