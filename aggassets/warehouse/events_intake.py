@@ -92,7 +92,7 @@ _LINE_SIZE = re.compile(r"Maximum line size of (\d+) bytes exceeded")
 def _fail(path: Path, what: str, exc: Exception) -> AggassetsError:
     """A one-line file-level error: the reader's reason and line number, not the line itself (a line over the
     reader's limit of 2,000,000 bytes is named as such)."""
-    message = str(exc).split("Possible fix")[0]
+    message = re.split(r"Possible (?:fix|Solution)", str(exc))[0]  # DuckDB's advice is about its options
     line, size = _ERROR_LINE.search(message), _LINE_SIZE.search(message)
     if size:
         where = f"line {line.group(1)}" if line else "a line"

@@ -220,7 +220,7 @@ def test_json_rows_rejected_with_their_reason(warehouse: Warehouse, tmp_path: Pa
         json.dumps(VALID | {"unit_id": None}),
         json.dumps({k: v for k, v in VALID.items() if k != "goal"}),
         json.dumps(VALID | {"count": 2.0, "value": 12}),
-        json.dumps(VALID)[:-1] + ', "value": NaN}',  # forms DuckDB's parser takes and JSON does not
+        json.dumps(VALID)[:-1] + ', "value": -Infinity}',  # forms DuckDB's parser takes and JSON does not
         json.dumps(VALID)[:-1] + ", }",
         json.dumps(VALID | {"shop": [1, 2]}).replace("2]", "2,]"),
         '{"date": "2026-10-05",}',
