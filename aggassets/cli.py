@@ -212,34 +212,40 @@ def build_parser() -> argparse.ArgumentParser:
 
     definitions = groups.add_parser("definitions", help="the catalog").add_subparsers(required=True)
     validate_help = "validate a measures or experiment file (one under experiments/), else the whole catalog"
-    _add(definitions, "validate", cmd_definitions_validate, validate_help).add_argument("file", nargs="?")
+    validate = _add(definitions, "validate", cmd_definitions_validate, validate_help)
+    validate.add_argument("file", nargs="?", help="a measures.json or experiments/*.json file (default: the catalog)")
     _add(definitions, "list", cmd_definitions_list, "list the catalog's measures")
 
     measures = groups.add_parser("measures", help="raw measures").add_subparsers(required=True)
     ingest = _add(measures, "ingest", cmd_measures_ingest, "ingest JSON array / {measures: []} / NDJSON files")
-    ingest.add_argument("files", nargs="+")
+    ingest.add_argument("files", nargs="+", help='measures files (each a JSON array, {"measures": [...]} or NDJSON)')
     ingest.add_argument("--again", action="store_true", help="ingest files whose content was ingested already")
 
     events = groups.add_parser("events", help="experiment events").add_subparsers(required=True)
     events_ingest = _add(events, "ingest", cmd_events_ingest, "ingest CSV, Parquet or NDJSON event files")
-    events_ingest.add_argument("files", nargs="+")
+    events_ingest.add_argument("files", nargs="+", help="events files (.csv, .parquet, .ndjson/.jsonl or .json)")
     events_ingest.add_argument("--again", action="store_true", help="ingest files whose content was ingested already")
 
     aggregates = groups.add_parser("aggregates", help="released aggregates").add_subparsers(required=True)
     query = _add(aggregates, "query", cmd_aggregates_query, "DACC restitution of one measure")
-    query.add_argument("--measure", required=True)
-    query.add_argument("--start", type=_date, required=True)
-    query.add_argument("--end", type=_date, required=True)
-    query.add_argument("--grain", choices=["day", "week", "month"])
-    query.add_argument("--created-by")
+    query.add_argument("--measure", required=True, help="the measure's name (see definitions list)")
+    query.add_argument("--start", type=_date, required=True, help="first period start, YYYY-MM-DD (inclusive)")
+    query.add_argument("--end", type=_date, required=True, help="YYYY-MM-DD (exclusive)")
+    query.add_argument("--grain", choices=["day", "week", "month"], help="default: the measure's own period")
+    query.add_argument("--created-by", help="only the rows of this application (createdBy)")
 
     refresh = _add(groups, "refresh", cmd_refresh, "materialize every grain over [start, end)")
-    refresh.add_argument("--start", type=_date, required=True)
-    refresh.add_argument("--end", type=_date, required=True)
+    refresh.add_argument("--start", type=_date, required=True, help="YYYY-MM-DD (inclusive)")
+    refresh.add_argument("--end", type=_date, required=True, help="YYYY-MM-DD (exclusive)")
 
     purge = _add(groups, "purge", cmd_purge, "purge old raw measures into sealed moments")
-    purge.add_argument("--days", type=int, default=90)
-    purge.add_argument("--measure")
+    purge.add_argument(
+        "--days",
+        type=int,
+        default=90,
+        help="raw measures received more than DAYS days ago (default 90; README: Measure semantics, Purge)",
+    )
+    purge.add_argument("--measure", help="only this measure (default: every measure)")
 
     _add_experiment_commands(groups)
     return parser

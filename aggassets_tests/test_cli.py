@@ -250,6 +250,28 @@ def test_bad_arguments_are_one_line_and_exit_2(
     assert err.startswith("aggassets") and ": error: " in err and message in err
 
 
+def test_every_option_and_argument_of_every_command_says_what_it_is() -> None:
+    """`--help` of each command explains each of its arguments (dates say inclusive / exclusive)."""
+    import argparse
+
+    from aggassets.cli import build_parser
+
+    def commands(parser: argparse.ArgumentParser, path: str) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+        yield path, parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from commands(sub, f"{path} {name}")
+
+    found = {}
+    for path, parser in commands(build_parser(), "aggassets"):
+        for action in parser._actions:
+            if not isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                found[f"{path} {action.dest}"] = action.help
+    assert len(found) > 20 and [k for k, v in found.items() if not v] == []
+    assert "exclusive" in found["aggassets aggregates query end"] and "inclusive" in found["aggassets refresh start"]
+
+
 def test_definitions_validate_and_list(capsys: pytest.CaptureFixture[str], url: str, tmp_path: Path) -> None:
     code, out, _ = run(capsys, url, "definitions", "validate")
     assert code == 0 and json.loads(out)["measures"] >= 8

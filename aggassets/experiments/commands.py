@@ -45,8 +45,8 @@ def add_experiment_commands(experiments_subparsers: argparse._SubParsersAction) 
     ss.add_argument("--minimum-effect", required=True, type=float, help="relative effect to detect, > 0")
     ss.add_argument("--mean", required=True, type=float, help="current mean (a rate in [0, 1] without --std)")
     ss.add_argument("--std", type=float, help="current standard deviation (omit for a Bernoulli rate)")
-    ss.add_argument("--confidence-level", type=float, default=0.95)
-    ss.add_argument("--power", type=float, default=0.8)
+    ss.add_argument("--confidence-level", type=float, default=0.95, help="1 - the false positive rate (default 0.95)")
+    ss.add_argument("--power", type=float, default=0.8, help="the chance to detect the minimum effect (default 0.8)")
     ss.set_defaults(func=run_sample_size)
     run = experiments_subparsers.add_parser(
         "run", help="aggregate one catalog experiment's goals from the warehouse events and evaluate them"
