@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -33,6 +34,19 @@ NonEmpty = Annotated[str, StringConstraints(min_length=1)]
 Probability = Annotated[float, Field(gt=0, lt=1)]
 _GOAL_NAME = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]+$")]
 _GOAL_RE = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+def _date_text(value: object) -> object:
+    """A date is YYYY-MM-DD text (or a date, from Python): no timestamp, no date-time, no other form."""
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value, re.ASCII):
+        return value
+    if isinstance(value, datetime.date) and not isinstance(value, datetime.datetime):
+        return value
+    raise PydanticCustomError("date_text", "expected a date as YYYY-MM-DD text, got {value}", {"value": repr(value)})
+
+
+# lax only after _date_text: pydantic's strict mode refuses date text from a parsed JSON object
+IsoDate = Annotated[datetime.date, BeforeValidator(_date_text), Field(strict=False)]
 
 
 def _check_expression(text: str, what: str) -> str:
@@ -155,9 +169,9 @@ class ExperimentDefinition(BaseModel):
     control_variant: NonEmpty
     unit_type: Name
     variants: list[NonEmpty] | None = None
-    date_from: datetime.date | None = Field(None, strict=False)  # strict: JSON text is YYYY-MM-DD
-    date_to: datetime.date | None = Field(None, strict=False)
-    date_for: datetime.date | None = Field(None, strict=False, description="reference only: ep-stats' evaluation date")
+    date_from: IsoDate | None = None
+    date_to: IsoDate | None = None
+    date_for: IsoDate | None = Field(None, description="reference only: ep-stats' evaluation date")
     metrics: list[MetricDefinition]
     checks: list[CheckDefinition] = []
     filters: list[FilterDefinition] = []

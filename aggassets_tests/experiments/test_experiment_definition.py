@@ -123,6 +123,13 @@ def test_every_error_is_listed_with_its_location() -> None:
         ({"metrics": [{**BASE["metrics"][0], "id": "1"}]}, "metrics.0.id: Input should be a valid integer"),  # type: ignore[index]
         ({"metrics": [{**BASE["metrics"][0], "simple": "no"}]}, "metrics.0.simple: Input should be a valid boolean"),  # type: ignore[index]
         ({"date_from": "20261001"}, "date_from"),
+        # a Unix timestamp (number or text) or a date-time is not a date (pydantic's lax mode took them)
+        ({"date_from": 1772323200}, "date_from: expected a date as YYYY-MM-DD text, got 1772323200"),
+        ({"date_to": "1772323200"}, "date_to: expected a date as YYYY-MM-DD text"),
+        ({"date_from": "2026-03-01T00:00:00Z"}, "date_from: expected a date as YYYY-MM-DD text"),
+        ({"date_from": "2026-03-01", "date_to": "2026-03-31", "date_for": "2026-03-02T00:00:00"}, "date_for: expected"),
+        ({"date_from": "2026-3-01"}, "date_from: expected a date as YYYY-MM-DD text"),
+        ({"date_from": "2026-02-30"}, "date_from: Input should be a valid date"),
     ],
 )
 def test_invalid_definitions_are_refused(changes: dict[str, object], message: str) -> None:
