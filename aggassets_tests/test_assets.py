@@ -150,6 +150,42 @@ def test_materializing_twice_gives_identical_tables(url: str) -> None:
         pd.testing.assert_frame_equal(first[name], second[name])
 
 
+def test_the_purge_job_seals_what_it_may_and_changes_no_figure(url: str) -> None:
+    """purge_job (the daily purge schedule's job) with days=0 after every grain is materialized: the
+    non-quartile measure's 560 raw rows go to sealed moments, the quartile measure's 560 stay (100 days
+    of maxDaysToUpdateQuartile, counted from their receipt); every figure is unchanged, and the purged
+    keys' rows record the purge. A bad config fails the run and purges nothing."""
+    defs_here = build_definitions(warehouse=url, definitions=str(DEFINITIONS))
+    purge = defs_here.get_job_def("purge_job")
+
+    def run_purge(instance: DagsterInstance, **config: object) -> ExecuteInProcessResult:
+        run_config = {"ops": {"purge_raw_measures": {"config": config}}}
+        return purge.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False)
+
+    with DagsterInstance.ephemeral() as instance:
+        run_all(url, instance)
+        before = tables(url)
+        for bad, message in (({"days": 0, "measure": "no-such"}, "unknown measure"), ({"days": -1}, "--days")):
+            failed = run_purge(instance, **bad)
+            errors = [str(e.event_specific_data.error) for e in failed.get_step_failure_events()]  # type: ignore[union-attr]
+            assert not failed.success and any(message in e for e in errors)
+        with open_warehouse(url) as wh:
+            assert wh.read_table("sealed_moments", "measure_name").empty
+        assert run_purge(instance, days=0).success
+    with open_warehouse(url) as wh:
+        raw = wh.read_table("raw_measures", "seq")
+        sealed = wh.read_table("sealed_moments", "measure_name")
+    assert raw["measure_name"].value_counts().to_dict() == {"session-duration-daily": 14 * 40}
+    assert set(sealed["measure_name"]) == {"connection-count-daily"}
+    after = tables(url)
+    for name, table in after.items():
+        purged = table["measure_name"] == "connection-count-daily"
+        assert table.loc[purged, "last_raw_measures_purged"].notna().all() and purged.any()
+        assert table.loc[~purged, "last_raw_measures_purged"].isna().all()
+        columns = [c for c in table.columns if c != "last_raw_measures_purged"]
+        pd.testing.assert_frame_equal(before[name][columns], table[columns])
+
+
 def test_late_measures_sensor_requests_exactly_the_late_partitions(url: str, tmp_path: Path) -> None:
     with DagsterInstance.ephemeral() as instance:
         run_all(url, instance)

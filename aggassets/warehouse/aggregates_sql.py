@@ -191,7 +191,7 @@ fresh_days AS (
   WHERE pm.grain = 'day' AND pm.period_start >= {start} AND pm.period_start < {end}
     AND pm.measures_digest = {_digest("day", d)}
     AND NOT EXISTS (SELECT 1 FROM raw_measures r JOIN eligible e ON e.name = r.measure_name AND e.rolled
-                    WHERE r.start_date = pm.period_start AND r.received_at > pm.materialized_at)
+                    WHERE r.start_date = pm.period_start AND r.received_at >= pm.materialized_at)
 ),
 stale_days AS (
   SELECT CAST(g.d AS DATE) AS day
@@ -379,7 +379,7 @@ def current_partitions(grain: str, d: Dialect) -> str:
 late AS (
   SELECT DISTINCT pm.period_start FROM raw_measures r JOIN eligible e ON e.name = r.measure_name
   JOIN partition_materializations pm ON pm.grain = '{grain}' AND pm.period_start = {trunc}
-  WHERE r.received_at > pm.materialized_at
+  WHERE r.received_at >= pm.materialized_at
 )
 SELECT period_start FROM partition_materializations
 WHERE grain = '{grain}' AND measures_digest = {_digest(grain, d)}
@@ -393,7 +393,7 @@ def rolled_up_since_received(d: Dialect) -> str:
     exists = [
         f"EXISTS (SELECT 1 FROM partition_materializations p WHERE p.grain = '{g}' "
         f"AND p.period_start = {d.trunc.replace('{grain}', g).format(col='r.start_date')} "
-        "AND p.materialized_at >= r.received_at)"
+        "AND p.materialized_at > r.received_at)"
         for g in ("week", "month")
     ]
     return f"(m.aggregation_period <> 'day' OR ({' AND '.join(exists)}))"

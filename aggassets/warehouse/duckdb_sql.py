@@ -215,7 +215,7 @@ SELECT f.grain, pm.period_start, max(r.received_at) AS last_received
 FROM raw_measures r JOIN feeds f ON f.name = r.measure_name
 JOIN partition_materializations pm
   ON pm.grain = f.grain AND pm.period_start = CAST(date_trunc(f.grain, r.start_date) AS DATE)
-WHERE r.received_at > pm.materialized_at
+WHERE r.received_at >= pm.materialized_at
 GROUP BY ALL ORDER BY 1, 2"""
 
 # --- purge (DESIGN §4.5): all statements run in one transaction
@@ -225,7 +225,7 @@ PURGE = [
 SELECT r.*, m.with_quartiles, m.aggregation_period FROM raw_measures r
 JOIN measure_definitions m ON m.name = r.measure_name
 JOIN partition_materializations pm ON pm.grain = m.aggregation_period AND pm.period_start = r.start_date
-WHERE r.received_at < $now - to_days(CAST($days AS INTEGER)) AND pm.materialized_at >= r.received_at
+WHERE r.received_at < $now - to_days(CAST($days AS INTEGER)) AND pm.materialized_at > r.received_at
   AND (NOT m.with_quartiles OR r.received_at < $now - to_days(least(m.max_days_to_update_quartile, {MAX_AGE_DAYS})))
   AND ($measure IS NULL OR r.measure_name = $measure)
   AND {aggregates_sql.rolled_up_since_received(aggregates_sql.DUCKDB)}""",

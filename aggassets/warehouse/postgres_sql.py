@@ -216,7 +216,7 @@ SELECT f.grain, pm.period_start, max(r.received_at) AS last_received
 FROM raw_measures r JOIN feeds f ON f.name = r.measure_name
 JOIN partition_materializations pm
   ON pm.grain = f.grain AND pm.period_start = date_trunc(f.grain, r.start_date::timestamp)::date
-WHERE r.received_at > pm.materialized_at
+WHERE r.received_at >= pm.materialized_at
 GROUP BY 1, 2 ORDER BY f.grain{_C}, pm.period_start"""
 
 
@@ -239,7 +239,7 @@ PURGE = [
 SELECT r.*, m.with_quartiles, m.aggregation_period FROM raw_measures r
 JOIN measure_definitions m ON m.name = r.measure_name
 JOIN partition_materializations pm ON pm.grain = m.aggregation_period AND pm.period_start = r.start_date
-WHERE r.received_at < %(now)s - make_interval(days => %(days)s) AND pm.materialized_at >= r.received_at
+WHERE r.received_at < %(now)s - make_interval(days => %(days)s) AND pm.materialized_at > r.received_at
   AND (NOT m.with_quartiles
        OR r.received_at < %(now)s - make_interval(days => least(m.max_days_to_update_quartile, {MAX_AGE_DAYS})))
   AND (%(measure)s::TEXT IS NULL OR r.measure_name = %(measure)s::TEXT)
