@@ -87,14 +87,15 @@ class MeasuresFile(BaseModel):
 
     definitions: list[MeasureDefinition]
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> "MeasuresFile":
-        """Definitions are matched by name, so a name may appear once."""
+    @field_validator("definitions")
+    @classmethod
+    def _unique_names(cls, definitions: list[MeasureDefinition]) -> list[MeasureDefinition]:
+        """Definitions are matched by name, so a name may appear once (reported at `definitions`)."""
         seen: set[str] = set()
-        dupes = sorted({d.name for d in self.definitions if d.name in seen or seen.add(d.name)})
+        dupes = sorted({d.name for d in definitions if d.name in seen or seen.add(d.name)})
         if dupes:
             raise ValueError(f"duplicate measure names: {', '.join(dupes)}")
-        return self
+        return definitions
 
 
 @dataclass(frozen=True)

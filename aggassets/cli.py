@@ -15,6 +15,7 @@ import psycopg2
 from aggassets import settings
 from aggassets.catalog import load_measures, load_measures_file
 from aggassets.errors import AggassetsError, AlreadyIngested, require_file
+from aggassets.experiments.commands import add_experiment_commands
 from aggassets.experiments.definition import load_experiment, load_experiments
 from aggassets.warehouse import Warehouse, events_intake, open_warehouse, require_existing, require_lasting
 from aggassets.warehouse.values import PERIODS_FEEDING, file_sha256, intake_totals
@@ -94,7 +95,10 @@ def _new_contents(wh: Warehouse, paths: Sequence[Path], again: bool, events: boo
     shas: list[str] = []
     for path in paths:
         require_file(path)
-        sha = file_sha256(path)
+        try:
+            sha = file_sha256(path)
+        except OSError as exc:  # an I/O error names no file: say which (as the inbox does)
+            raise AggassetsError(f"{path}: cannot read: {exc.strerror or exc}") from exc
         if not again and sha in shas:
             twin = paths[shas.index(sha)]
             raise AggassetsError(f"{path}: same content as {twin}, given before it; pass --again to ingest both")
@@ -247,18 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     purge.add_argument("--measure", help="only this measure (default: every measure)")
 
-    _add_experiment_commands(groups)
-    return parser
-
-
-def _add_experiment_commands(groups: argparse._SubParsersAction) -> None:
-    """`aggassets experiments ...` when the experiments package provides its commands."""
     experiments = groups.add_parser("experiments", help="A/B experiment evaluation").add_subparsers(required=True)
-    try:
-        from aggassets.experiments.commands import add_experiment_commands
-    except ImportError:
-        return
     add_experiment_commands(experiments)
+    return parser
 
 
 def _one_line(message: str) -> str:

@@ -202,6 +202,8 @@ def test_a_bad_file_among_several_names_the_files_stored_before_it(
         ),
         (("measures", "ingest", "/does/not/exist.json"), "no such file"),
         (("measures", "ingest", "/"), "a directory, not a file"),
+        # Linux: reading /proc/self/mem at offset 0 fails with EIO, an OSError that names no file
+        (("measures", "ingest", "/proc/self/mem"), "/proc/self/mem: cannot read: Input/output error"),
         (("purge", "--days", "-1"), "--days must be >= 0"),
         (("purge", "--measure", "nope"), "unknown measure"),
         (("refresh", "--start", "2025-01-05", "--end", "2025-01-01"), "must be after"),
@@ -316,7 +318,11 @@ def test_definitions_validate_and_list(capsys: pytest.CaptureFixture[str], url: 
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
     for location in ("definitions.0.aggregationPeriod", "definitions.1.aggregationThreshold", "definitions.2.name"):
         assert location in err
-    assert "duplicate measure names: a" in err  # listed with the field errors, not only once they are fixed
+    assert f"{bad}: definitions: duplicate measure names: a" in err  # listed with the field errors too
+    only_dupes = {"definitions": [{"name": n, "aggregationPeriod": "day"} for n in ("b", "a", "b", "a", "c")]}
+    bad.write_text(json.dumps(only_dupes))
+    code, out, err = run(capsys, url, "definitions", "validate", str(bad))
+    assert code == 2 and err.strip().endswith(f"(1 error(s)): {bad}: definitions: duplicate measure names: a, b")
 
 
 HOLDERS: dict[str, subprocess.Popen[str]] = {}  # held_warehouse's holding process, by URL

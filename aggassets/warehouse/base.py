@@ -1,8 +1,9 @@
 """The warehouse contract: one class of operations over an engine's statements (`self.sql`: duckdb_sql or
 postgres_sql, which share aggregates_sql, goals_sql and the DuckDB validation)."""
 
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import date, datetime
 from pathlib import Path
 from types import ModuleType
@@ -29,32 +30,31 @@ from aggassets.warehouse.values import (
 )
 
 
-class Warehouse:
+class Warehouse(ABC):
     """Operations on the warehouse; engines supply execution, staging and their SQL module."""
 
     sql: ModuleType
 
     # -- engine primitives -------------------------------------------------
+    @abstractmethod
     def execute(self, statement: str, params: Mapping[str, Any] | None = None) -> None:
         """Run one statement."""
-        raise NotImplementedError
 
+    @abstractmethod
     def fetch(self, statement: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
         """Run one query and return its rows."""
-        raise NotImplementedError
 
+    @abstractmethod
     def stage(self, name: str, table: pa.Table) -> None:
         """Make `table` readable as `name` for the current transaction (a temp table)."""
-        raise NotImplementedError
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[None]:
         """Everything inside commits together or not at all."""
-        raise NotImplementedError
 
+    @abstractmethod
     def close(self) -> None:
         """Release the connection."""
-        raise NotImplementedError
 
     def __enter__(self) -> "Warehouse":
         return self
@@ -107,6 +107,7 @@ class Warehouse:
         if self.file_seen(sha256, events):
             raise AlreadyIngested("this content was ingested already; pass --again to ingest it once more")
 
+    @abstractmethod
     def ingest_file(
         self,
         path: Path,
@@ -118,7 +119,6 @@ class Warehouse:
         """Store every item of the file in the inbox, then in raw_measures or rejected_measures (one
         transaction; each engine has its own way, see intake_fast.py). `once`: refuse content the warehouse
         holds already (by sha256), checked inside the transaction, after the writer lock."""
-        raise NotImplementedError
 
     def batch_ids(self, now: datetime, new_content: str | None = None) -> dict[str, Any]:
         """Inside an intake's transaction: its first sequence number - 1 (seq0), batch id and time; with

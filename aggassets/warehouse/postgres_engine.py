@@ -208,7 +208,7 @@ class PostgresWarehouse(Warehouse):
             raise AggassetsError(f"invalid PostgreSQL schema name {self.schema!r}")
         self.con = _connect(dsn)
         self.con.autocommit = True
-        self._depth = 0
+        self._in_transaction = False
         self._staged: list[str] = []
         with self.con.cursor() as cur:
             cur.execute("SET TIME ZONE 'UTC'")
@@ -293,7 +293,7 @@ class PostgresWarehouse(Warehouse):
         columns = pgsql.SQL(", ").join(
             pgsql.SQL("{} {}").format(pgsql.Identifier(f.name), pgsql.SQL(_pg_type(f.type))) for f in table.schema
         )
-        on_commit = pgsql.SQL(" ON COMMIT DROP" if self._depth else "")
+        on_commit = pgsql.SQL(" ON COMMIT DROP" if self._in_transaction else "")
         with self.con.cursor() as cur:
             cur.execute(pgsql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(ident))
             cur.execute(pgsql.SQL("CREATE TEMP TABLE {} ({}){}").format(ident, columns, on_commit))
@@ -319,22 +319,18 @@ class PostgresWarehouse(Warehouse):
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """BEGIN ... COMMIT under the schema's writer lock, ROLLBACK on any error; re-entrant."""
-        if self._depth:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-            return
+        """BEGIN ... COMMIT under the schema's writer lock, ROLLBACK on any error. Not nested: PostgreSQL
+        would only warn of a second BEGIN, and the inner COMMIT would end the outer transaction."""
+        if self._in_transaction:
+            raise RuntimeError("a warehouse transaction is open already (transactions do not nest)")
         self.execute("BEGIN")
-        self._depth = 1
+        self._in_transaction = True
         try:
             self.execute(self.sql.WRITER_LOCK)
             yield
         except BaseException:
             if self.con.closed:  # the server went away: it rolled back, and the error says why
-                self._depth, self._staged = 0, []
+                self._in_transaction, self._staged = False, []
             else:
                 self._end("ROLLBACK")
             raise
@@ -343,7 +339,7 @@ class PostgresWarehouse(Warehouse):
 
     def _end(self, command: str) -> None:
         """Finish the transaction and forget its staged (ON COMMIT DROP) tables."""
-        self._depth = 0
+        self._in_transaction = False
         try:
             self.execute(command)
         finally:
