@@ -93,3 +93,58 @@ def test_dagster_dev_serves_the_code_location(tmp_path: Path) -> None:
         "experiment_evaluation_schedule",
     }
     assert {s["name"] for s in repo["sensors"]} >= {"inbox_sensor", "late_measures_sensor"}
+
+
+@pytest.mark.slow
+def test_the_daemon_frees_the_pool_slot_of_a_run_whose_worker_was_killed(tmp_path: Path) -> None:
+    """A run worker killed outright (kill -9, OOM) leaves its run failed but its "warehouse" slot claimed, and
+    every later run queued behind it: both instance files turn on run monitoring, whose daemon frees the
+    slots of ended runs (a real `dagster-daemon`; its intervals shortened from 30 s to 2 s here)."""
+    import yaml
+    from dagster import DagsterInstance
+    from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
+
+    local, production = (
+        yaml.safe_load((PROJECT_ROOT / "deploy" / name).read_text())
+        for name in ("dagster.yaml", "dagster.production.yaml")
+    )
+    assert local["run_monitoring"]["enabled"] and local["run_monitoring"]["free_slots_after_run_end_seconds"] > 0
+    assert production["run_monitoring"] == local["run_monitoring"]
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    local["run_monitoring"] |= {"poll_interval_seconds": 2, "free_slots_after_run_end_seconds": 2}
+    (home / "dagster.yaml").write_text(yaml.safe_dump(local))
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "AGGASSETS_WAREHOUSE": f"duckdb:///{tmp_path / 'd.duckdb'}",
+        "AGGASSETS_INBOX": str(tmp_path / "inbox"),
+    }
+    with DagsterInstance.from_config(str(home)) as instance:
+        slots = instance.event_log_storage
+        run = instance.add_run(DagsterRun(job_name="ingest_inbox_job", status=DagsterRunStatus.STARTED))
+        slots.initialize_concurrency_limit_to_default("warehouse")
+        slots.claim_concurrency_slot("warehouse", run.run_id, "ingest_inbox_files")
+        instance.report_run_failed(run)  # what Dagster records when the worker is gone; the slot stays
+        assert slots.get_concurrency_info("warehouse").active_run_ids == {run.run_id}
+        daemon = subprocess.Popen(
+            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(PROJECT_ROOT / "workspace.yaml")],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while slots.get_concurrency_info("warehouse").active_slot_count and time.monotonic() < deadline:
+                assert daemon.poll() is None, "dagster-daemon exited"
+                time.sleep(1)
+            assert slots.get_concurrency_info("warehouse").active_slot_count == 0
+        finally:
+            os.killpg(daemon.pid, signal.SIGTERM)  # the group of the process this test started
+            try:
+                daemon.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(daemon.pid, signal.SIGKILL)
+                daemon.wait()
