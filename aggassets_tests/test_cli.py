@@ -445,3 +445,14 @@ def test_refresh_records_its_runs_in_the_dagster_home_instance(
             assets = REFRESHED_ASSETS[grain]  # README: raw, daily, weekly and monthly assets
             assert materialized == {(a, k) for a in assets for k in keys}
             assert any(e.dagster_event and e.dagster_event.event_type_value == "STEP_START" for e in logs)
+
+
+def test_the_command_line_loads_neither_scipy_nor_dagster_until_a_command_needs_them() -> None:
+    """Every command pays for its own imports: building the parser (and so `--help`, `measures ingest`,
+    `aggregates query`) imports neither scipy.stats (2 s) nor Dagster; `experiments evaluate` does."""
+    probe = (
+        "import sys; from aggassets.cli import build_parser; build_parser(); "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'scipy', 'dagster'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
