@@ -146,3 +146,19 @@ def test_a_measure_name_holds_up_to_128_characters(tmp_path: Path) -> None:
     assert catalog.get(longest).name == longest
     with pytest.raises(AggassetsError, match=r"definitions\.0\.name"):
         load_measures_file(write(tmp_path, definitions({"name": over, "aggregationPeriod": "day"})))
+
+
+def test_measure_names_given_twice_in_an_otherwise_valid_file_are_refused_naming_them(tmp_path: Path) -> None:
+    """DESIGN 4.1: definitions are matched by name (unique); an invalid file is refused as a whole."""
+    text = definitions(
+        {"name": "b", "aggregationPeriod": "day"},
+        {"name": "a", "aggregationPeriod": "week"},
+        {"name": "c", "aggregationPeriod": "month"},
+        {"name": "b", "aggregationPeriod": "month"},
+        {"name": "a", "aggregationPeriod": "day", "group1Key": "os"},
+    )
+    with pytest.raises(AggassetsError) as info:
+        load_measures_file(write(tmp_path, text))
+    message = str(info.value)
+    assert message.startswith("invalid definitions file (1 error(s)):\n")
+    assert message.endswith(": duplicate measure names: a, b")  # each once, c not among them

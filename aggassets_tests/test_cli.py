@@ -4,12 +4,12 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
-from dagster import DagsterInstance, DagsterRunStatus
+from dagster import DagsterInstance, DagsterRunStatus, partition_loading_context
 
 from aggassets.catalog import load_measures
 from aggassets.cli import main
@@ -456,3 +456,36 @@ def test_the_command_line_loads_neither_scipy_nor_dagster_until_a_command_needs_
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+SKIPPED = "no complete partition in range"
+
+
+def test_a_range_without_any_complete_partition_skips_every_grain(capsys: pytest.CaptureFixture[str], url: str) -> None:
+    """README: refresh materializes every *complete* partition overlapping [start, end); a range in the future
+    has none at any grain: each grain is reported skipped, nothing runs, exit 0."""
+    code, out, err = run(capsys, url, "refresh", "--start", "2030-01-01", "--end", "2030-01-02")
+    assert (code, err) == (0, "")
+    assert json.loads(out) == [{"grain": g, "partitions": 0, "skipped": SKIPPED} for g in ("day", "week", "month")]
+    with open_warehouse(url) as wh:
+        assert all(wh.read_table(t).empty for t in ("daily_aggregates", "weekly_aggregates", "monthly_aggregates"))
+
+
+def test_whole_days_of_a_week_not_over_run_the_days_and_skip_the_week_and_month(
+    capsys: pytest.CaptureFixture[str], url: str, tmp_path: Path
+) -> None:
+    """Seen on Thursday 2025-03-06 (Dagster's partition clock set there): Monday to Wednesday are complete days,
+    their week (Monday 03-03 .. 03-09) and month (March) are not over yet, so only the days run."""
+    rows = make_measures(date(2025, 3, 3), 3, 6)
+    assert run(capsys, url, "measures", "ingest", str(write_ndjson(tmp_path / "m.ndjson", rows)))[0] == 0
+    with partition_loading_context(effective_dt=datetime(2025, 3, 6, 12, 0, tzinfo=UTC)):
+        code, out, err = run(capsys, url, "refresh", "--start", "2025-03-03", "--end", "2025-03-06")
+    assert (code, err) == (0, "")
+    day, week, month = json.loads(out)
+    assert (day["grain"], day["partitions"], day["first"], day["last"]) == ("day", 3, "2025-03-03", "2025-03-05")
+    assert week == {"grain": "week", "partitions": 0, "skipped": SKIPPED}
+    assert month == {"grain": "month", "partitions": 0, "skipped": SKIPPED}
+    with open_warehouse(url) as wh:
+        days = {str(d)[:10] for d in wh.read_table("daily_aggregates")["period_start"]}
+        assert days == {"2025-03-03", "2025-03-04", "2025-03-05"}
+        assert wh.read_table("weekly_aggregates").empty and wh.read_table("monthly_aggregates").empty

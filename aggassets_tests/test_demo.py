@@ -1,11 +1,19 @@
 """The demo's data generator and the commands it suggests."""
 
 import json
-from datetime import date
+import re
+from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 
+import pyarrow.parquet as pq
+import pytest
+from dagster import partition_loading_context
+
+from aggassets import demo, settings
 from aggassets.catalog import MeasureCatalog, MeasureDefinition
 from aggassets.demo import generate, next_commands
+from aggassets.demo_events import generate_events
+from aggassets_tests.helpers import DEFINITIONS
 
 
 def test_next_commands_name_the_complete_partitions_of_the_demo() -> None:
@@ -32,3 +40,83 @@ def test_generated_measures_are_valid_json_even_with_quotes_in_the_catalog(tmp_p
     assert {i.get("createdBy") for i in by_name["connection-count-daily"]} <= {"o'brien app", "cozy-home"}
     assert all(set(i["group1"]) == {"device"} for i in by_name["connection-count-daily"])
     assert late.read_text().count("\n") > 0
+
+
+class _DemoDay(datetime):
+    """`datetime` whose now() is Wednesday 2026-12-02, 06:00 UTC (the demo's "today")."""
+
+    @classmethod
+    def now(cls, tz: tzinfo | None = None) -> "_DemoDay":
+        return cls(2026, 12, 2, 6, 0, tzinfo=UTC)
+
+
+def test_make_demo_runs_end_to_end_and_its_summary_adds_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`python -m aggassets.demo`'s main with small sizes, on 2026-12-02 (Dagster's partition clock too), into a
+    temporary project folder and warehouse; its runs go to an ephemeral instance (a SQLite DAGSTER_HOME commits
+    each of the ~200 partition events to disk: 30-65 s here). Expected figures are worked out by hand below."""
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)  # its runs in an ephemeral instance, not .dagster_home/
+    monkeypatch.setenv("AGGASSETS_WAREHOUSE", f"duckdb:///{tmp_path / 'demo.duckdb'}")
+    monkeypatch.setenv("AGGASSETS_DEFINITIONS", str(DEFINITIONS))
+    monkeypatch.setenv("AGGASSETS_INBOX", str(tmp_path / "inbox"))
+    monkeypatch.setattr(settings, "PROJECT_ROOT", tmp_path)  # data/demo/ goes there
+    monkeypatch.setattr(demo, "datetime", _DemoDay)
+    monkeypatch.setattr(demo, "PER_PERIOD", {"day": 6, "week": 4, "month": 5})
+    monkeypatch.setattr(demo, "generate_events", lambda folder: generate_events(folder, scale=0.01))
+    with partition_loading_context(effective_dt=_DemoDay.now()):
+        assert demo.main() == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+
+    # today 2026-12-02: the window is the 90 days 2026-09-03 .. 2026-12-01.
+    assert lines[0].startswith("aggassets demo: 2026-09-03 .. 2026-12-01 (")
+    assert lines[1] == "  measures defined: 9"  # definitions/measures.json: 5 day, 2 week, 2 month measures
+    # Main file: 5 day measures x 90 days x 6 = 2700; 2 week measures x 14 Mondays (08-31 .. 11-30, the week of
+    # 09-03 included) x 4 = 112; 2 month measures x 3 months starting in the window (10-01, 11-01, 12-01) x 5 = 30.
+    # Late file: connection-count-daily over 11-29 .. 12-01 (3 x 6 = 18 < the 300 sampled) + 7 malformed x 20.
+    demo_files = tmp_path / "data" / "demo"
+    generated = sum(len((demo_files / f).read_text().splitlines()) for f in ("measures.ndjson", "late-measures.ndjson"))
+    assert generated == 2842 + 18 + 140 == 3000
+    assert lines[2] == "  received 3,000  accepted 2,860  rejected 140"
+    by_reason = {"invalid_json": 20, "value_not_finite": 20, "unknown_measure": 20, "invalid_start_date": 20,
+                 "missing_group1": 20, "not_an_object": 20, "invalid_value": 20}  # fmt: skip
+    assert lines[3].startswith("  rejected by reason: ")
+    assert json.loads(lines[3].removeprefix("  rejected by reason: ")) == by_reason
+    # Complete partitions on 2026-12-02 overlapping [09-03, 12-02): days 09-03 .. 12-01 (90); weeks of Mondays
+    # 08-31 .. 11-23 (13: the week of 11-30 is not over); months 09, 10, 11 (3: December is not over).
+    tables = {cells[0]: [int(c) for c in cells[1:]] for cells in (line.split() for line in lines[5:8])}
+    assert {t: v[0] for t, v in tables.items()} == {
+        "daily_aggregates": 90,
+        "weekly_aggregates": 13,
+        "monthly_aggregates": 3,
+    }
+    assert all(rows == released + suppressed > 0 for _, rows, released, suppressed in tables.values())
+    # Events: every line of the three files is received; the malformed rows appended by demo_events are rejected.
+    events_dir = demo_files / "events"
+    csv_rows = len((events_dir / "checkout-button-conversion.csv").read_text().splitlines()) - 1  # its header
+    parquet_rows = pq.read_metadata(events_dir / "recommendations-three-way.parquet").num_rows
+    received = csv_rows + parquet_rows + len((events_dir / "product-page-layout.ndjson").read_text().splitlines())
+    events = re.fullmatch(r"  events: received (\S+)  accepted (\S+)  rejected (\S+)  by reason (.*)", lines[8])
+    assert events is not None
+    assert [int(events.group(i).replace(",", "")) for i in (1, 2, 3)] == [received, received - 10, 10]
+    assert json.loads(events.group(4)) == {"bad_date": 1, "missing_unit_id": 2, "bad_count": 2, "bad_goal": 1,
+                                           "bad_value": 1, "bad_unit_type": 1, "invalid_json": 1,
+                                           "missing_exp_variant_id": 1}  # fmt: skip
+    # One line per metric and treatment variant of each demo experiment (definitions/experiments).
+    shown: dict[str, list[str]] = {}
+    for line in lines[9:]:
+        if line.startswith("  experiment "):
+            current = shown.setdefault(line.removeprefix("  experiment ").removesuffix(":"), [])
+        elif line.startswith("    "):
+            current.append(line.strip().split("]: ")[0] + "]")
+        else:
+            break
+    expected = {}
+    for path in sorted((DEFINITIONS / "experiments").glob("*.json")):
+        raw = json.loads(path.read_text())
+        treatments = [v for v in raw["variants"] if v != raw["control_variant"]]
+        expected[raw["id"]] = [f"{m['name']} [{v}]" for m in raw["metrics"] for v in treatments]
+    assert {k: sorted(v) for k, v in shown.items()} == {k: sorted(v) for k, v in expected.items()}
+    assert "query --measure connection-count-daily --start 2026-09-03 --end 2026-12-02" in out
+    assert "weekly_aggregates --partition-range 2026-08-31...2026-11-23" in out  # complete weeks only

@@ -320,3 +320,53 @@ def test_daily_schedule_gives_each_day_its_own_run_and_names_a_day_without_any(c
     with build_schedule_context(scheduled_execution_time=tick, repository_def=repo, resources=resources) as context:
         data = schedule.evaluate_tick(context)
     assert not data.run_requests and data.skip_message == "no experiment running on 2026-03-20"
+
+
+@pytest.mark.parametrize("as_of", ["2026/03/10", "20260310", "2026-3-10"])
+def test_an_as_of_that_is_not_yyyy_mm_dd_fails_the_run_naming_it(tmp_path: Path, catalog_dir: Path, as_of: str) -> None:
+    """experiment_goals' config: the evaluation date is YYYY-MM-DD (README); anything else fails the run with a
+    message that names the value, before any goal is stored."""
+    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    with open_warehouse(url) as wh:
+        insert_events(wh, conversion_events({"a": 50, "b": 50}, {"a": 0.1, "b": 0.2}))
+    resources = {"warehouse": WarehouseResource(url=url), "catalog": CatalogResource(definitions_dir=str(catalog_dir))}
+    result = materialize(
+        build_experiment_assets(["conv"]), partition_key="conv", resources=resources,
+        run_config={"ops": {"experiment_goals": {"config": {"as_of": as_of}}}}, raise_on_error=False,
+    )  # fmt: skip
+    assert not result.success
+    (failure,) = result.get_step_failure_events()
+    assert failure.step_key == "experiment_goals"
+    assert repr(as_of) in root_message(failure.event_specific_data.error)
+    with open_warehouse(url) as wh:
+        assert wh.read_table("experiment_goals").empty
+
+
+def test_a_run_for_an_experiment_removed_from_the_catalog_fails_naming_it(tmp_path: Path, catalog_dir: Path) -> None:
+    """A partition (or a run launched before the catalog changed) of an experiment whose file is gone: the run
+    fails with the id and the experiments the catalog does hold."""
+    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    open_warehouse(url).close()
+    resources = {"warehouse": WarehouseResource(url=url), "catalog": CatalogResource(definitions_dir=str(catalog_dir))}
+    result = materialize(
+        build_experiment_assets(["conv", "gone"]), partition_key="gone", resources=resources,
+        run_config={"ops": {"experiment_goals": {"config": {"as_of": "2026-03-20"}}}}, raise_on_error=False,
+    )  # fmt: skip
+    assert not result.success
+    (failure,) = result.get_step_failure_events()
+    assert root_message(failure.event_specific_data.error).endswith("unknown experiment 'gone' (catalog: conv)")
+
+
+def test_cli_run_whose_dagster_run_fails_is_one_line_naming_the_evaluation(
+    tmp_path: Path, catalog_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README: a failed run's cause is the error line. The warehouse path is a file (so the command goes on to
+    launch the run) that DuckDB cannot open: the run fails at its first step; status 2, one line, no CSV."""
+    path = tmp_path / "wh.duckdb"
+    path.write_text("not a database\n")
+    code = main(["--warehouse", f"duckdb:///{path}", "--definitions", str(catalog_dir), "experiments", "run", "conv",
+                 "--as-of", "2026-03-20"])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert (code, out) == (2, "") and len(err.strip().splitlines()) == 1
+    assert err.startswith("aggassets: error: evaluation of conv failed (run ")
+    assert "not a valid DuckDB database" in err

@@ -13,6 +13,7 @@ from epstats.toolkit.testing import TestData
 from scipy import stats as st
 from statsmodels.stats.power import NormalIndPower
 
+from aggassets.cli import main
 from aggassets.errors import AggassetsError
 from aggassets.experiments.commands import add_experiment_commands
 from aggassets.stats.power import required_sample_size_bernoulli
@@ -197,3 +198,49 @@ def test_evaluate_without_cross_warns_of_denominators_that_are_not_the_exposures
     out, err = capsys.readouterr()
     assert len(pd.read_csv(io.StringIO(out))) == 6
     assert err.count("warning") == 1 and "metric 9 (conversions per click)" in err and "--cross" in err
+
+
+def _main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """`aggassets experiments ARGV` through the whole command (exit status and one-line errors); (code, out, err)."""
+    code = main(["experiments", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("option", ["--checks-out", "--exposures-out"])
+@pytest.mark.parametrize("target", ["missing folder", "a directory"])
+def test_an_output_file_that_cannot_be_written_is_a_one_line_error(
+    goals_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, target: str
+) -> None:
+    path = tmp_path / "no-such-folder" / "out.csv" if target == "missing folder" else tmp_path
+    argv = ["evaluate", "--experiment", str(REFERENCE_DIR / "test-multiple.json"), "--goals", str(goals_csv)]
+    code, out, err = _main([*argv, option, str(path)], capsys)
+    assert (code, out) == (2, "") and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"aggassets: error: cannot write {path}: ")
+    assert not (tmp_path / "no-such-folder").exists()
+
+
+def test_goals_without_sum_sqr_value_are_refused_naming_the_column(
+    goals_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/experiments.md: the goals CSV has ep-stats' columns, sum_sqr_value among them."""
+    lacking = tmp_path / "lacking.csv"
+    pd.read_csv(goals_csv).drop(columns="sum_sqr_value").to_csv(lacking, index=False)
+    argv = ["evaluate", "--experiment", str(REFERENCE_DIR / "test-multiple.json"), "--goals", str(lacking)]
+    code, out, err = _main(argv, capsys)
+    assert (code, out) == (2, "") and err == "aggassets: error: goals lack column(s): sum_sqr_value\n"
+
+
+def test_an_unreadable_date_cell_of_the_goals_is_a_one_line_error(
+    goals_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/experiments.md: a `date` column keeps dated rows of the experiment's window; a cell that is no date
+    (month 13, day 45) is an error naming it, not a row silently kept or dropped."""
+    goals = pd.read_csv(goals_csv)
+    dated = tmp_path / "dated.csv"
+    goals.assign(date=["2026-01-05"] * (len(goals) - 1) + ["2026-13-45"]).to_csv(dated, index=False)
+    argv = ["evaluate", "--experiment", str(REFERENCE_DIR / "test-multiple.json"), "--goals", str(dated)]
+    code, out, err = _main([*argv, "--as-of", "2026-01-31"], capsys)
+    assert (code, out) == (2, "") and err == "aggassets: error: goals: unreadable date '2026-13-45'\n"
+    goals.assign(date="2026-01-05").to_csv(dated, index=False)  # the same file with readable dates evaluates
+    assert _main([*argv, "--as-of", "2026-01-31"], capsys)[0] == 0

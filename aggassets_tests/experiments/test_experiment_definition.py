@@ -92,6 +92,15 @@ def test_every_error_is_listed_with_its_location() -> None:
         ({"checks": [{"id": 1, "name": "S", "type": "XYZ", "denominator": "count(user.global.e)"}]}, "checks.0.type"),
         ({"filters": [{"scope": "trigger"}]}, "goal is required"),
         ({"filters": [{"scope": "goal", "dimension": "element"}]}, "dimension and value are required"),
+        # ep-stats: a filter's goal names the trigger goal; an exposure or goal filter taking one would ignore it
+        (
+            {"filters": [{"scope": "exposure", "dimension": "country", "value": ["FR"], "goal": "purchase"}]},
+            "filters.0: goal is only used with scope 'trigger'",
+        ),
+        (
+            {"filters": [{"scope": "goal", "dimension": "country", "value": ["FR"], "goal": "purchase"}]},
+            "filters.0: goal is only used with scope 'trigger'",
+        ),
         (
             {"metrics": [{"id": 1, "name": "m", "nominator": "2", "denominator": "count(user.global.e)"}]},
             "nominator has no goal: '2'",

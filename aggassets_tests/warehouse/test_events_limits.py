@@ -1,10 +1,23 @@
 """Event intake limits from the README: the date bounds themselves, and the order of the rules."""
 
+import csv
 import json
 from pathlib import Path
 
+import pytest
+
+from aggassets.errors import AggassetsError
 from aggassets.warehouse.base import Warehouse
-from aggassets_tests.warehouse.test_events import VALID, rejected, row, stored_events, write_csv, write_lines
+from aggassets_tests.warehouse.test_events import (
+    COLUMNS,
+    VALID,
+    rejected,
+    row,
+    snapshot,
+    stored_events,
+    write_csv,
+    write_lines,
+)
 
 
 def test_the_first_and_last_days_of_the_date_range_are_accepted(warehouse: Warehouse, tmp_path: Path) -> None:
@@ -104,3 +117,17 @@ def test_a_byte_order_mark_at_the_start_of_a_json_file_is_dropped(warehouse: War
     results = [warehouse.ingest_events(path) for path in (array, lines)]
     assert [(r.accepted, r.rejected) for r in results] == [(2, 0), (1, 0)]
     assert sorted(e[4] for e in stored_events(warehouse)) == ["u1", "u2", "u3"]
+
+
+def test_a_csv_header_python_cannot_read_is_refused_and_nothing_is_stored(warehouse: Warehouse, tmp_path: Path) -> None:
+    """A header cell longer than Python's csv field limit (131,072 characters by default) cannot be read as a
+    header: the file is refused with one line saying so, and the warehouse is left as it was."""
+    warehouse.ingest_events(write_csv(tmp_path / "good.csv", [row()]))
+    before = snapshot(warehouse)
+    header = ",".join(COLUMNS) + "," + "d" * (csv.field_size_limit() + 1)
+    path = write_lines(tmp_path / "wide.csv", [header, ",".join(VALID.values()) + ",x"])
+    with pytest.raises(AggassetsError) as err:
+        warehouse.ingest_events(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: cannot read the CSV header") and "\n" not in message
+    assert snapshot(warehouse) == before

@@ -524,3 +524,12 @@ def test_a_streamed_document_is_handed_over_in_batches(tmp_path: Path, monkeypat
     batches = list(json_documents.streamed_array_items(path))
     assert [len(batch) for batch in batches] == [2, 2, 2, 2, 2, 0]
     assert [item for batch in batches for item in batch] == items
+
+
+def test_an_empty_file_is_an_empty_batch(warehouse: Warehouse, tmp_path: Path) -> None:
+    """A 0-byte file holds no item: received = accepted = rejected = 0, and no row anywhere."""
+    result = ingest_text(warehouse, tmp_path / "empty.ndjson", "")
+    assert (result["received"], result["accepted"], result["rejected"]) == (0, 0, 0)
+    assert warehouse.loss_counts() == (0, 0, 0)
+    for table in ("inbox", "raw_measures", "rejected_measures"):
+        assert warehouse.read_table(table).empty, table
