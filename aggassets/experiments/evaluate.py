@@ -184,13 +184,10 @@ def evaluate_goals(
             "exposures": np.rint(exposures).astype(np.int64),
         }
     )
-    return Evaluation(
-        experiment.id,
-        experiment.unit_type,
-        _metrics_frame(experiment, table, cross, level, compat),
-        _checks_frame(experiment, table),
-        exposures_frame[EXPOSURE_COLUMNS],
-    )
+    # figures beyond float64's range come out NaN or infinite and are reported with a reason (no numpy warning)
+    with np.errstate(all="ignore"):
+        metrics, checks = _metrics_frame(experiment, table, cross, level, compat), _checks_frame(experiment, table)
+    return Evaluation(experiment.id, experiment.unit_type, metrics, checks, exposures_frame[EXPOSURE_COLUMNS])
 
 
 def _json_number(value: object) -> object:

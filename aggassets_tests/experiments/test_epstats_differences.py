@@ -306,6 +306,7 @@ def test_a_difference_of_goals_no_unit_has_together_has_the_units_variance() -> 
     assert compat.loc["a", "std"] < np.std(net["a"], ddof=1)  # ep-stats' variance is too small here
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # NaN with a reason, and no numpy warning on stderr
 @pytest.mark.parametrize("scale", [1e78, 1e150, 1e-150])
 def test_values_beyond_what_float64_can_square_give_nan_with_a_reason(scale: float) -> None:
     """The same experiment at every scale is the same test (scale-invariant); where its squares overflow
