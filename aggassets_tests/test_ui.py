@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,28 +41,46 @@ def graphql(port: int) -> dict[str, Any]:
         return json.loads(response.read())
 
 
-@pytest.mark.slow
-def test_dagster_dev_serves_the_code_location(tmp_path: Path) -> None:
-    port = free_port()
+def dagster_home(tmp_path: Path, config: str) -> Path:
+    """tmp_path/dagster_home holding `config` as its dagster.yaml (created once, rewritten after)."""
     home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text((PROJECT_ROOT / "deploy" / "dagster.yaml").read_text())
+    home.mkdir(exist_ok=True)
+    (home / "dagster.yaml").write_text(config)
+    return home
+
+
+@contextmanager
+def dagster_process(tmp_path: Path, config: str, *argv: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A Dagster command (`dagster dev`, `dagster-daemon run`) on tmp_path/dagster_home, its dagster.yaml
+    `config`, with a temporary warehouse and inbox, in its own process group; stopped (the group this test
+    started) after."""
+    home = dagster_home(tmp_path, config)
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
         "AGGASSETS_WAREHOUSE": f"duckdb:///{tmp_path / 'ui.duckdb'}",
         "AGGASSETS_INBOX": str(tmp_path / "inbox"),
     }
-    dagster = Path(sys.executable).parent / "dagster"
+    command = [str(Path(sys.executable).parent / argv[0]), *argv[1:], "-w", str(PROJECT_ROOT / "workspace.yaml")]
     proc = subprocess.Popen(
-        [str(dagster), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+        command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     try:
+        yield proc
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.mark.slow
+def test_dagster_dev_serves_the_code_location(tmp_path: Path) -> None:
+    port = free_port()
+    config = (PROJECT_ROOT / "deploy" / "dagster.yaml").read_text()
+    with dagster_process(tmp_path, config, "dagster", "dev", "-h", "127.0.0.1", "-p", str(port)) as proc:
         data: dict[str, Any] = {}
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and not data:
@@ -70,13 +90,6 @@ def test_dagster_dev_serves_the_code_location(tmp_path: Path) -> None:
                 assert proc.poll() is None, "dagster dev exited"
                 time.sleep(2)
         (repo,) = data["nodes"]
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # the group of the process this test started
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
     assert repo["location"]["name"] == "aggassets"
     assets = {"/".join(a["assetKey"]["path"]) for a in repo["assetNodes"]}
     assert assets >= ASSETS
@@ -110,41 +123,18 @@ def test_the_daemon_frees_the_pool_slot_of_a_run_whose_worker_was_killed(tmp_pat
     )
     assert local["run_monitoring"]["enabled"] and local["run_monitoring"]["free_slots_after_run_end_seconds"] > 0
     assert production["run_monitoring"] == local["run_monitoring"]
-    home = tmp_path / "dagster_home"
-    home.mkdir()
     local["run_monitoring"] |= {"poll_interval_seconds": 2, "free_slots_after_run_end_seconds": 2}
-    (home / "dagster.yaml").write_text(yaml.safe_dump(local))
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "AGGASSETS_WAREHOUSE": f"duckdb:///{tmp_path / 'd.duckdb'}",
-        "AGGASSETS_INBOX": str(tmp_path / "inbox"),
-    }
-    with DagsterInstance.from_config(str(home)) as instance:
+    config = yaml.safe_dump(local)
+    with DagsterInstance.from_config(str(dagster_home(tmp_path, config))) as instance:
         slots = instance.event_log_storage
         run = instance.add_run(DagsterRun(job_name="ingest_inbox_job", status=DagsterRunStatus.STARTED))
         slots.initialize_concurrency_limit_to_default("warehouse")
         slots.claim_concurrency_slot("warehouse", run.run_id, "ingest_inbox_files")
         instance.report_run_failed(run)  # what Dagster records when the worker is gone; the slot stays
         assert slots.get_concurrency_info("warehouse").active_run_ids == {run.run_id}
-        daemon = subprocess.Popen(
-            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(PROJECT_ROOT / "workspace.yaml")],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        try:
+        with dagster_process(tmp_path, config, "dagster-daemon", "run") as daemon:
             deadline = time.monotonic() + 120
             while slots.get_concurrency_info("warehouse").active_slot_count and time.monotonic() < deadline:
                 assert daemon.poll() is None, "dagster-daemon exited"
                 time.sleep(1)
             assert slots.get_concurrency_info("warehouse").active_slot_count == 0
-        finally:
-            os.killpg(daemon.pid, signal.SIGTERM)  # the group of the process this test started
-            try:
-                daemon.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(daemon.pid, signal.SIGKILL)
-                daemon.wait()
