@@ -4,7 +4,7 @@ postgres_sql, which share aggregates_sql, goals_sql and the DuckDB validation)."
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -120,13 +120,23 @@ class Warehouse(ABC):
         transaction; each engine has its own way, see intake_fast.py). `once`: refuse content the warehouse
         holds already (by sha256), checked inside the transaction, after the writer lock."""
 
-    def batch_ids(self, now: datetime, new_content: str | None = None) -> dict[str, Any]:
+    def stamp(self) -> datetime:
+        """Inside a writer's transaction: the time to store, always after every receive and refresh time
+        stored: the clock, or 1 µs past the latest stored time when the clock is behind it (stepped back,
+        or another host's). So the times order intakes and refreshes as the writer lock did."""
+        latest = self.fetch(self.sql.LATEST_STAMP).iloc[0, 0]
+        now = utc_now()
+        if pd.isna(latest):
+            return now
+        return max(now, pd.Timestamp(latest).to_pydatetime() + timedelta(microseconds=1))
+
+    def batch_ids(self, new_content: str | None = None) -> dict[str, Any]:
         """Inside an intake's transaction: its first sequence number - 1 (seq0), batch id and time; with
         `new_content` (a sha256), AggassetsError when a batch of that content is stored already."""
         if new_content is not None:
             self.refuse_seen(new_content)
         ids = self.fetch(self.sql.NEXT_IDS).iloc[0]
-        return {"seq0": int(ids["seq"]), "batch_id": int(ids["batch_id"]) + 1, "now": now}
+        return {"seq0": int(ids["seq"]), "batch_id": int(ids["batch_id"]) + 1, "now": self.stamp()}
 
     def record_batch(self, ids: Mapping[str, Any], source: str, sha256: str | None, received: int) -> IntakeResult:
         """Once the batch's rows are stored (seq > seq0): accepted items of a sealed quartile key rejected,
@@ -183,7 +193,7 @@ class Warehouse(ABC):
         if period_start(grain, start) != start or period_start(grain, end) != end:
             raise AggassetsError(f"{grain} window {start} .. {end} does not start and end on {grain} boundaries")
         with self.transaction():
-            params = {"start": start, "end": end, "now": utc_now()}  # after any writer lock
+            params = {"start": start, "end": end, "now": self.stamp()}  # after any writer lock
             for statement in self.sql.refresh_aggregates(grain):
                 self.execute(statement, params)
             if int(self.fetch(self.sql.narrow_rows(grain), params).iloc[0, 0]):  # rare: the exact second pass
@@ -239,8 +249,9 @@ class Warehouse(ABC):
         """DESIGN §4.5 in one transaction; returns purged raw measures per measure name."""
         if days < 0:
             raise AggassetsError("--days must be >= 0")
-        params = {"days": min(days, MAX_AGE_DAYS), "measure": measure, "now": now or utc_now()}
+        params: dict[str, Any] = {"days": min(days, MAX_AGE_DAYS), "measure": measure, "now": now}
         with self.transaction():
+            params["now"] = now or self.stamp()  # after any writer lock
             for statement in self.sql.PURGE:
                 self.execute(statement, params)
             summary = self.fetch(self.sql.PURGE_SUMMARY)
@@ -258,7 +269,7 @@ class Warehouse(ABC):
         """One transaction: missing dim_ columns, accepted and rejected rows, the event_batches row
         (`once`: refuse content stored already, see ingest_file)."""
         with self.transaction():
-            now = utc_now()  # after any writer lock
+            now = self.stamp()  # after any writer lock
             if once and sha256 is not None:
                 self.refuse_seen(sha256, events=True)
             present = set(self.event_dimensions())

@@ -16,7 +16,7 @@ from aggassets.catalog import MeasureDefinition
 from aggassets.errors import AggassetsError, WarehouseUnavailable
 from aggassets.warehouse import duckdb_sql, intake, intake_fast, intake_files
 from aggassets.warehouse.base import Warehouse
-from aggassets.warehouse.values import IntakeResult, utc_now
+from aggassets.warehouse.values import IntakeResult
 
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -113,7 +113,7 @@ class DuckDBWarehouse(Warehouse):
             with self.transaction():
                 self._staged.append("staged")
                 # after any writer lock: received_at orders with commits, and `once` sees every stored batch
-                ids = {**self.batch_ids(utc_now(), sha256 if once else None), "row0": row0}
+                ids = {**self.batch_ids(sha256 if once else None), "row0": row0}
                 self.execute(self.sql.INSERT_INBOX, ids)
                 self.execute("DROP TABLE temp.lines")  # memory: the items are in the inbox now
                 # raw rows carry their seq: their order inside the batch's new row groups does not matter

@@ -69,6 +69,9 @@ NEXT_IDS = """SELECT greatest((SELECT coalesce(max(seq), 0) FROM inbox),
                      (SELECT coalesce(max(batch_id), 0) FROM intake_batches) AS batch_id"""
 FILE_SEEN = "SELECT count(*) FROM intake_batches WHERE sha256 = $sha256"
 EVENT_FILE_SEEN = "SELECT count(*) FROM event_batches WHERE sha256 = $sha256"
+# The latest receive or refresh time stored (Warehouse.stamp stores times after it)
+LATEST_STAMP = """SELECT greatest((SELECT max(received_at) FROM intake_batches),
+                (SELECT max(materialized_at) FROM partition_materializations)) AS latest"""
 
 ANY_FROZEN = "SELECT EXISTS (SELECT 1 FROM frozen_quartiles)"
 

@@ -23,7 +23,7 @@ from aggassets.errors import AggassetsError, WarehouseUnavailable
 from aggassets.warehouse import intake_fast, postgres_sql, without_password
 from aggassets.warehouse.aggregates_sql import RAW_KEY_COLUMNS
 from aggassets.warehouse.base import Warehouse
-from aggassets.warehouse.values import IntakeResult, utc_now
+from aggassets.warehouse.values import IntakeResult
 
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _INT_OIDS = {20: 64, 21: 16, 23: 32}
@@ -236,7 +236,7 @@ class PostgresWarehouse(Warehouse):
             received = int(con.execute("SELECT count(*) FROM staged").fetchall()[0][0])
             with self.transaction():
                 # inside: after any writer lock, so received_at orders with commits and `once` sees every batch
-                ids = self.batch_ids(utc_now(), sha256 if once else None)
+                ids = self.batch_ids(sha256 if once else None)
                 self.stage("batch_keys", con.sql(intake_fast.STAGED_KEYS).to_arrow_table())
                 self.execute(self.sql.NEW_BATCH_KEYS)
                 con.register("batch_keys", self.fetch(self.sql.READ_BATCH_KEYS))

@@ -291,17 +291,21 @@ def test_ndjson_with_a_huge_integer_on_its_first_line_stays_ndjson(warehouse: Wa
         warehouse.ingest_file(path, DEFINITIONS, FIRST_DAY)
 
 
-def read_file_items(path: Path, text: str) -> list[str] | str:
-    """The items read_items finds in the text written to path, or the error it raises."""
+def read_file_items(path: Path, text: str, con: duckdb.DuckDBPyConnection | None = None) -> list[str] | str:
+    """The items read_items finds in the text written to path, or the error it raises (on `con`, left
+    without `lines`, or on a connection of its own)."""
     path.write_text(text, encoding="utf-8", newline="")
-    con = duckdb.connect()
+    own = con is None
+    con = duckdb.connect() if con is None else con
     try:
         intake_files.read_items(con, path)
         return [payload for (payload,) in con.execute("SELECT payload FROM lines ORDER BY rowid").fetchall()]
     except AggassetsError as exc:
         return f"error: {str(exc).removeprefix(str(path) + ': ')}"
     finally:
-        con.close()
+        con.execute("DROP TABLE IF EXISTS lines")
+        if own:
+            con.close()
 
 
 @pytest.fixture
@@ -392,11 +396,12 @@ def test_random_documents_read_alike_by_both_delimiters(tmp_path: Path, duckdb_r
     """Seeded random edits of documents (random_documents): the items, or the refusal, are those of the
     Python path alone (DuckDB's reader switched off)."""
     cases = random_documents(20261206, 300)
-    fast = [read_file_items(tmp_path / "doc.json", text) for text in cases]
+    con = duckdb.connect()  # one connection: connecting took most of the time
+    fast = [read_file_items(tmp_path / "doc.json", text, con) for text in cases]
     assert 30 <= sum(duckdb_reader_used) < len(cases)  # both paths taken, often
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(intake_files, "_array_file", lambda path, scratch: None)
-        python_only = [read_file_items(tmp_path / "doc.json", text) for text in cases]
+        python_only = [read_file_items(tmp_path / "doc.json", text, con) for text in cases]
     assert [(t, f) for t, f, p in zip(cases, fast, python_only, strict=True) if f != p] == []
 
 
@@ -435,10 +440,11 @@ def test_documents_read_block_by_block_read_as_whole_texts(tmp_path: Path, monke
     whitespace, multi-byte characters and numbers cut anywhere), the items or the refusal are those of
     the whole text read at once (document_items), for 250 random documents."""
     cases = random_documents(20261207, 250)
+    con = duckdb.connect()  # one connection: connecting took most of the time
     monkeypatch.setattr(intake_files, "_array_file", lambda path, scratch: None)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(intake_files, "_opens_array", lambda path: False)  # the whole-text path only
-        whole = [read_file_items(tmp_path / "doc.json", text) for text in cases]
+        whole = [read_file_items(tmp_path / "doc.json", text, con) for text in cases]
     streamed: list[Path] = []
     stream = json_documents.streamed_array_items
 
@@ -451,7 +457,7 @@ def test_documents_read_block_by_block_read_as_whole_texts(tmp_path: Path, monke
     monkeypatch.setattr(json_documents, "_BATCH_CHARS", 5)
     for block in (1, 2, 3, 7):
         monkeypatch.setattr(json_documents, "STREAM_BLOCK_BYTES", block)
-        by_blocks = [read_file_items(tmp_path / "doc.json", text) for text in cases]
+        by_blocks = [read_file_items(tmp_path / "doc.json", text, con) for text in cases]
         assert [(t, w, b) for t, w, b in zip(cases, whole, by_blocks, strict=True) if w != b] == []
     assert len(streamed) >= 4 * 200  # most documents open as an array, and were streamed
 
