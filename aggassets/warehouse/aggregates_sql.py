@@ -299,7 +299,7 @@ totals AS (
   FROM parts GROUP BY 1, 2, 3, 4, 5, 6
 )
 SELECT t.measure_name, t.period_start, t.created_by, t.group1, t.group2, t.group3,
-       t.n, t.nz, t.s, t.mn, t.mx, t.s / t.n,
+       t.n, t.nz, t.s, t.mn, t.mx, least(greatest(t.s / t.n, t.mn), t.mx),  -- the rounded sum's mean may pass them
        CASE WHEN t.mn < t.mx THEN sqrt(greatest(t.m2, 0) / (t.n - 1)) ELSE 0 END,  -- equal values: 0 after merges too
        CASE WHEN t.mn < t.mx THEN t.m2 ELSE 0 END,
        {_quartile("median", 2)}, {_quartile("first_quartile", 1)}, {_quartile("third_quartile", 3)},

@@ -3,6 +3,7 @@ restitution rows, period arithmetic (no database access)."""
 
 import hashlib
 import json
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -119,7 +120,8 @@ def _group(key: str | None, stored: str) -> dict[str, Any] | None:
 
 
 def restitution_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    """One aggregate row in DACC's restitution shape: camelCase keys, null keys omitted."""
+    """One aggregate row in DACC's restitution shape: camelCase keys, null keys omitted (NaN is how pandas
+    reads a NULL number: a row without quartiles has no quartile keys, never a bare NaN)."""
     out: dict[str, Any] = {
         "measureName": row["measure_name"],
         "startDate": pd.Timestamp(row["period_start"]).strftime("%Y-%m-%dT%H:%M:%S"),
@@ -140,7 +142,12 @@ def restitution_row(row: Mapping[str, Any]) -> dict[str, Any]:
         out |= {"median": row["median"], "firstQuartile": row["first_quartile"], "thirdQuartile": row["third_quartile"]}
     if row.get("last_raw_measures_purged") is not None and not pd.isna(row["last_raw_measures_purged"]):
         out["lastRawMeasuresPurged"] = pd.Timestamp(row["last_raw_measures_purged"]).isoformat()
-    return {k: (float(v) if isinstance(v, float) else v) for k, v in out.items() if v is not None}
+    return {k: (float(v) if isinstance(v, float) else v) for k, v in out.items() if v is not None and not _nan(v)}
+
+
+def _nan(value: Any) -> bool:
+    """True for a float NaN (a NULL number read by pandas)."""
+    return isinstance(value, float) and math.isnan(value)
 
 
 def period_start(grain: str, day: date) -> date:

@@ -1,10 +1,12 @@
 """Threshold release and DACC's restitution format (DESIGN §4.4)."""
 
 import json
+import math
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -187,3 +189,37 @@ def test_released_rows_ordered_by_start_date(warehouse: Warehouse, tmp_path: Pat
     got = warehouse.released("day", "errors-daily", date(2022, 6, 1), date(2022, 6, 7))
     assert [r["startDate"] for r in got] == [f"2022-06-0{i}T00:00:00" for i in range(1, 7)]
     assert [r["sum"] for r in got] == [3.0, 1.0, 5.0, 2.0, 4.0, 0.0]
+
+
+def test_quartiles_turned_on_before_a_refresh_are_omitted_not_nan(warehouse: Warehouse, tmp_path: Path) -> None:
+    """errors-daily refreshed without quartiles, then withQuartiles turned on: until the next refresh its
+    rows hold no quartiles, and the restitution omits those keys (it printed bare NaN, which is not JSON);
+    the refresh then gives numpy's quartiles."""
+    warehouse.sync_definitions(DEFINITIONS)
+    ingest(warehouse, tmp_path, [measure("errors-daily", v, "2022-03-08") for v in (1.0, 2.0, 4.0)])
+    refresh_all(warehouse, [date(2022, 3, 8)])
+    turned_on = {"with_quartiles": True}
+    warehouse.sync_definitions([d.model_copy(update=turned_on) if d.name == "errors-daily" else d for d in DEFINITIONS])
+    for grain, start in (("day", date(2022, 3, 8)), ("week", date(2022, 3, 7)), ("month", date(2022, 3, 1))):
+        rows = warehouse.released(grain, "errors-daily", start, start + timedelta(days=1))
+        assert len(rows) == 1 and not QUARTILE_KEYS & set(rows[0]), rows
+        json.dumps(rows, allow_nan=False)
+    refresh_all(warehouse, [date(2022, 3, 8)])
+    (row,) = warehouse.released("day", "errors-daily", date(2022, 3, 8), date(2022, 3, 9))
+    quartiles = [row["firstQuartile"], row["median"], row["thirdQuartile"]]
+    assert quartiles == pytest.approx(list(np.percentile([1.0, 2.0, 4.0], [25, 50, 75])), rel=1e-12)
+
+
+def test_the_mean_of_equal_values_is_that_value_at_every_grain(warehouse: Warehouse, tmp_path: Path) -> None:
+    """Six (day) and twenty-one (week, month) values of 0.1: the float64 sum is 0.6000000000000001 and
+    sum / count passed the maximum (0.10000000000000002); the mean of values all equal to 0.1 is 0.1."""
+    warehouse.sync_definitions(DEFINITIONS)
+    days = [date(2022, 3, 7) + timedelta(days=i) for i in range(7)]
+    counts = [6, 3, 3, 3, 3, 3, 0]  # six on the Monday, 21 in the week and the month
+    items = [measure("errors-daily", 0.1, d.isoformat()) for d, n in zip(days, counts, strict=True) for _ in range(n)]
+    ingest(warehouse, tmp_path, items)
+    refresh_all(warehouse, days)
+    for grain in ("day", "week", "month"):
+        table = aggregates(warehouse, grain)
+        assert (table["avg"] == 0.1).all() and (table["min"] == 0.1).all() and (table["max"] == 0.1).all(), grain
+    assert math.fsum([0.1] * 6) / 6 > 0.1  # the rounded sum's mean alone would pass the maximum
