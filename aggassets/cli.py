@@ -37,6 +37,7 @@ def _print(obj: Any) -> None:
 def _open(args: argparse.Namespace, sync: bool = True, existing: bool = False) -> Warehouse:
     """The warehouse of --warehouse (an `existing` DuckDB file only), synced with the catalog of --definitions."""
     (require_existing if existing else require_lasting)(args.warehouse)  # existing: lasting too
+    settings.partitions_start()  # a bad AGGASSETS_PARTITIONS_START fails every warehouse command alike
     wh = open_warehouse(args.warehouse)
     if sync:
         try:

@@ -33,4 +33,5 @@ def require_file(path: Path) -> None:
         shown = os.fsencode(path).decode("utf-8", "backslashreplace")
         raise AggassetsError(f"{shown}: the file name is not UTF-8 text; rename the file")
     if not path.is_file():
-        raise AggassetsError(f"{path}: {'a directory, not a file' if path.is_dir() else 'no such file'}")
+        kind = "a directory, not a file" if path.is_dir() else "not a regular file" if path.exists() else "no such file"
+        raise AggassetsError(f"{path}: {kind}")

@@ -202,6 +202,7 @@ def test_a_bad_file_among_several_names_the_files_stored_before_it(
         ),
         (("measures", "ingest", "/does/not/exist.json"), "no such file"),
         (("measures", "ingest", "/"), "a directory, not a file"),
+        (("measures", "ingest", "/dev/null"), "/dev/null: not a regular file"),  # it said "no such file"
         # Linux: reading /proc/self/mem at offset 0 fails with EIO, an OSError that names no file
         (("measures", "ingest", "/proc/self/mem"), "/proc/self/mem: cannot read: Input/output error"),
         (("purge", "--days", "-1"), "--days must be >= 0"),

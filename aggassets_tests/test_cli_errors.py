@@ -416,10 +416,18 @@ def test_probing_the_dagster_home_leaves_the_root_loggers_handlers_as_they_were(
         assert logging.root.handlers == before
 
 
-@pytest.mark.parametrize("text", ["nonsense", "2026-13-01", "20260101"])
+WINDOW = ("--start", "2025-01-01", "--end", "2025-01-02")
+
+
 @pytest.mark.parametrize(
-    "argv",
-    [("refresh", "--start", "2025-01-01", "--end", "2025-01-02"), ("measures", "ingest", "MEASURES")],
+    ("text", "argv"),
+    [
+        *[(text, ("refresh", "--start", "2025-01-01", "--end", "2025-01-02")) for text in ("nonsense", "20260101")],
+        *[(text, ("measures", "ingest", "MEASURES")) for text in ("nonsense", "2026-13-01")],
+        # commands that do not use the partitions refuse it too (they printed [] and purged before)
+        ("2026-13-01", ("aggregates", "query", "--measure", "connection-count-daily", *WINDOW)),
+        ("bogus", ("purge",)),
+    ],
 )
 def test_a_partitions_start_that_is_not_a_date_is_a_one_line_error(
     tmp_path: Path,

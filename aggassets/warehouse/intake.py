@@ -195,7 +195,7 @@ SELECT item_no, payload, reason,
   CASE WHEN reason IS NULL THEN {group_sql[0][1]} END AS group1,
   CASE WHEN reason IS NULL THEN {group_sql[1][1]} END AS group2,
   CASE WHEN reason IS NULL THEN {group_sql[2][1]} END AS group3,
-  CASE WHEN reason IS NULL THEN num END AS value
+  CASE WHEN reason IS NULL THEN num + 0.0 END AS value  -- -0 + 0 is 0: one zero for min/max on both engines
 FROM checked
 ORDER BY item_no
 """

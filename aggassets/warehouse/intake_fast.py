@@ -129,7 +129,7 @@ SELECT item_no, payload, CASE WHEN ok THEN NULL ELSE 'unchecked' END AS reason,
   CASE WHEN ok THEN {_PERIOD_START} END AS start_date,
   CASE WHEN ok THEN s_by END AS created_by,
   {groups},
-  CASE WHEN ok THEN num END AS value
+  CASE WHEN ok THEN num + 0.0 END AS value
 FROM checked
 """
 
@@ -175,7 +175,7 @@ def fast_accepted_sql(items: str) -> str:
     groups = ", ".join(f"coalesce({canonical_group_value(f'v{i}')}, '') AS group{i}" for i in (1, 2, 3))
     return f"""{_fast_checked(items)}
 SELECT item_no, name AS measure_name, {_PERIOD_START} AS start_date, s_by AS created_by,
-  {groups}, num AS value
+  {groups}, num + 0.0 AS value  -- -0 + 0 is 0 (intake.careful_sql)
 FROM checked WHERE ok"""
 
 

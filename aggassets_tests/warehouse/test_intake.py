@@ -1,6 +1,7 @@
 """Intake: malformed measures rejected with a reason, nothing lost, accepted edge cases, file formats."""
 
 import json
+import math
 import random
 from collections import Counter
 from datetime import date
@@ -568,3 +569,21 @@ def test_group_integers_written_with_long_mantissas_and_exponents_beyond_a_thous
     result = ingest(warehouse, tmp_path, lines=fast + careful)
     assert (result.accepted, result.rejected) == (2 * len(written), 0)
     assert warehouse.read_table("raw_measures")["group1"].tolist() == [str(10**400)] * (2 * len(written))
+
+
+def test_negative_zero_is_stored_as_zero_so_both_engines_show_one_zero(warehouse: Warehouse, tmp_path: Path) -> None:
+    """-0 written as a number (fast path) or as text with an offset date (careful path) is stored as +0:
+    PostgreSQL's min of -0 and 0 printed -0.0 where DuckDB printed 0.0 (a review found it)."""
+    warehouse.sync_definitions(DEFINITIONS)
+    lines = [
+        '{"measureName": "errors-daily", "value": -0.0, "startDate": "2022-01-03"}',
+        '{"measureName": "errors-daily", "value": "-0", "startDate": "2022-01-03T10:00:00+01:00"}',
+        '{"measureName": "errors-daily", "value": -1e-400, "startDate": "2022-01-03"}',
+        '{"measureName": "errors-daily", "value": 0, "startDate": "2022-01-03"}',
+    ]
+    assert ingest(warehouse, tmp_path, lines=lines).accepted == 4
+    values = warehouse.read_table("raw_measures", order_by="seq")["value"].tolist()
+    assert values == [0.0] * 4 and [math.copysign(1.0, v) for v in values] == [1.0] * 4
+    warehouse.refresh("day", date(2022, 1, 3), date(2022, 1, 4))
+    (row,) = warehouse.released("day", "errors-daily", date(2022, 1, 3), date(2022, 1, 4))
+    assert json.dumps([row["min"], row["max"], row["sum"], row["avg"]]) == "[0.0, 0.0, 0.0, 0.0]"
