@@ -47,6 +47,30 @@ def test_commands_that_read_refuse_a_missing_duckdb_file(
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("schema", ["a-b", "A%20b", ""])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("aggregates", "query", "--measure", "connection-count-daily", "--start", "2025-01-01", "--end", "2025-02-01"),
+        ("refresh", "--start", "2025-01-01", "--end", "2025-01-02"),
+        ("purge",),
+        ("measures", "ingest", "MEASURES"),
+    ],
+)
+def test_every_command_refuses_a_schema_name_that_is_not_an_identifier(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, postgres_url: str, schema: str, argv: tuple[str, ...]
+) -> None:
+    """The same error for every command (the reading ones said there was no warehouse in schema a-b, and an
+    empty ?schema= read the connection's current schema, while ingest refused the name)."""
+    measures = write_ndjson(tmp_path / "m.ndjson", make_measures(date(2025, 1, 1), 1, 3))
+    url = postgres_url.rsplit("schema=", 1)[0] + "schema=" + schema
+    argv = tuple(str(measures) if a == "MEASURES" else a for a in argv)
+    code, out, err = run(capsys, "--warehouse", url, "--definitions", str(DEFINITIONS), *argv)
+    name = schema.replace("%20", " ")
+    assert (code, out, err) == (2, "", f"aggassets: error: invalid PostgreSQL schema name {name!r}\n")
+
+
+@pytest.mark.postgres
 @pytest.mark.parametrize(
     "argv",
     [

@@ -50,8 +50,9 @@ def _ddl_object(statement: str) -> tuple[str, ...] | None:
 
 
 def split_url(url: str) -> tuple[str, str | None]:
-    """The libpq URL without our `schema` query parameter, and that schema (if any). The rest of the URL
-    is kept as written (a socket URL `postgresql:///db`, percent-encoded options)."""
+    """The libpq URL without our `schema` query parameter, and that schema (if any; a name that is not a
+    plain identifier is an error, for every command alike). The rest of the URL is kept as written (a
+    socket URL `postgresql:///db`, percent-encoded options)."""
     base, _, query = url.partition("?")
     query, hash_mark, fragment = query.partition("#")
     items = [item for item in query.split("&") if item]
@@ -59,7 +60,16 @@ def split_url(url: str) -> tuple[str, str | None]:
     rest = "&".join(item for item in items if item.partition("=")[0] != "schema")
     scheme, sep, tail = base.partition("://")
     base = ("postgresql" if scheme in ("postgres", "postgresql") else scheme) + sep + tail
-    return base + (f"?{rest}" if rest else "") + hash_mark + fragment, (schemas[-1] if schemas else None)
+    schema = schemas[-1] if schemas else None
+    if schema is not None:
+        _check_schema_name(schema)
+    return base + (f"?{rest}" if rest else "") + hash_mark + fragment, schema
+
+
+def _check_schema_name(schema: str) -> None:
+    """Refuse a schema name that is not a plain identifier (letters, digits, _; case-sensitive)."""
+    if not _SCHEMA_NAME.match(schema):
+        raise AggassetsError(f"invalid PostgreSQL schema name {schema!r}")
 
 
 def _pg_type(dtype: pa.DataType) -> str:
@@ -204,8 +214,8 @@ class PostgresWarehouse(Warehouse):
     def __init__(self, url: str, schema: str | None = None) -> None:
         dsn, url_schema = split_url(url)
         self.schema = schema or url_schema
-        if self.schema is not None and not _SCHEMA_NAME.match(self.schema):
-            raise AggassetsError(f"invalid PostgreSQL schema name {self.schema!r}")
+        if self.schema is not None:
+            _check_schema_name(self.schema)
         self.con = _connect(dsn)
         self.con.autocommit = True
         self._in_transaction = False

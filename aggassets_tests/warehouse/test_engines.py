@@ -149,7 +149,9 @@ def test_split_url_takes_our_schema_parameter_out() -> None:
     assert split_url("postgres://u@h:5/db?schema=s1&sslmode=disable") == ("postgresql://u@h:5/db?sslmode=disable", "s1")
     assert split_url("postgresql://u@h/db") == ("postgresql://u@h/db", None)
     # the rest exactly as written: a socket URL keeps its empty host, percent-encoded options stay encoded
-    assert split_url("postgresql:///db?schema=a%20b") == ("postgresql:///db", "a b")
+    assert split_url("postgresql:///db?schema=a_b%31") == ("postgresql:///db", "a_b1")
+    with pytest.raises(AggassetsError, match="invalid PostgreSQL schema name 'a b'"):
+        split_url("postgresql:///db?schema=a%20b")
     options = "options=-c%20statement_timeout%3D600000"
     assert split_url(f"postgresql://h/db?{options}&schema=s") == (f"postgresql://h/db?{options}", "s")
 
