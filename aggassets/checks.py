@@ -7,7 +7,7 @@ import numpy as np
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue
 
 from aggassets.experiments.definition import ExperimentDefinition
-from aggassets.experiments.evaluate import Evaluation
+from aggassets.experiments.evaluate import Evaluation, failed_srm_checks
 
 AGGREGATE_CHECKS = {
     "unique_keys": "Every aggregate key (measure, period, createdBy, groups) appears once in the window.",
@@ -91,12 +91,8 @@ def srm_result(evaluation: Evaluation, experiment: ExperimentDefinition) -> Asse
     """Warn when any SRM check rejects the expected split."""
     by_id = {c.id: c for c in experiment.checks if c.type == "SRM"}
     checks = evaluation.checks[evaluation.checks.check_id.isin(by_id) & (evaluation.checks.variable_id == "p_value")]
-    failed, detail = [], {}
-    for check_id, p_value in zip(checks.check_id, checks.value, strict=True):
-        check = by_id[int(check_id)]
-        detail[check.name] = float(p_value)
-        if np.isfinite(p_value) and p_value < 1 - check.confidence_level:
-            failed.append(check.name)
+    detail = {by_id[int(i)].name: float(p) for i, p in zip(checks.check_id, checks.value, strict=True)}
+    failed = list(failed_srm_checks(evaluation.checks, experiment))
     return AssetCheckResult(
         check_name="srm", passed=not failed, severity=AssetCheckSeverity.WARN,
         metadata={"p_values": MetadataValue.json(detail), "failed": ", ".join(failed) or "none",

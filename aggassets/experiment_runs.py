@@ -8,7 +8,7 @@ from dagster import Definitions, in_process_executor
 
 from aggassets.assets.experiments import build_experiment_assets
 from aggassets.errors import AggassetsError
-from aggassets.experiments.definition import load_experiments
+from aggassets.experiments.definition import ExperimentDefinition, load_experiments
 from aggassets.jobs import build_experiment_job
 from aggassets.resources import CatalogResource, WarehouseResource
 from aggassets.runs import QUIET, failure_causes, instance_for_runs
@@ -48,3 +48,12 @@ def run_experiment(exp_id: str, as_of: date, warehouse_url: str, definitions_dir
     position = {m.id: i for i, m in enumerate(experiments[exp_id].metrics)}
     order = stored.assign(_p=stored.metric_id.map(position)).sort_values(["_p", "exp_variant_id"], kind="stable")
     return order.drop(columns="_p").reset_index(drop=True)
+
+
+def stored_checks(
+    exp_id: str, as_of: date, warehouse_url: str, definitions_dir: str
+) -> tuple[pd.DataFrame, ExperimentDefinition]:
+    """The check rows run_experiment stored for `exp_id` at `as_of`, and the experiment's definition."""
+    experiment = load_experiments(Path(definitions_dir) / "experiments")[exp_id]
+    with open_warehouse(warehouse_url) as wh:
+        return evaluation_history(wh, "experiment_checks", exp_id, as_of), experiment

@@ -193,12 +193,31 @@ def test_cli_run_prints_metrics_csv_with_absolute_columns(
         insert_events(wh, conversion_events({"a": 400, "b": 400}, {"a": 0.1, "b": 0.2}))
     code = main(["--warehouse", url, "--definitions", str(catalog_dir), "experiments", "run", "conv",
                  "--as-of", "2026-03-20"])  # fmt: skip
-    out = capsys.readouterr().out
-    assert code == 0
+    out, err = capsys.readouterr()
+    assert code == 0 and err == ""  # an even split: no SRM warning
     frame = pd.read_csv(io.StringIO(out))
     assert list(frame.columns[-3:]) == ["abs_diff", "abs_confidence_interval", "abs_p_value"]
     assert {"exp_id", "metric_id", "p_value", "confidence_interval", "false_positive_risk"} <= set(frame.columns)
     assert len(frame) == 4 and set(frame.exp_variant_id) == {"a", "b"}
+
+
+def test_cli_run_warns_on_stderr_when_the_srm_check_fails(
+    tmp_path: Path, catalog_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """400 exposures against 250 for an even split: the SRM check fails (the asset check warns in the UI), and
+    `experiments run` says so on stderr, with scipy's chi-square p-value; the metrics are printed all the same."""
+    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    with open_warehouse(url) as wh:
+        insert_events(wh, conversion_events({"a": 400, "b": 250}, {"a": 0.1, "b": 0.1}))
+    code = main(["--warehouse", url, "--definitions", str(catalog_dir), "experiments", "run", "conv",
+                 "--as-of", "2026-03-20"])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 0 and len(pd.read_csv(io.StringIO(out))) == 4
+    p_value = stats.chisquare([400, 250]).pvalue
+    assert p_value < 0.001 and err == (
+        f"aggassets: warning: SRM check 'SRM' failed (p-value {p_value:.3g}): the variants' exposures do not "
+        "follow the expected split, so the metrics may be biased\n"
+    )
 
 
 def test_cli_run_is_a_run_of_the_experiment_job_in_dagster_home(

@@ -93,6 +93,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         METRIC_COLUMNS,
         evaluate_goals,
         per_unit_variance_warnings,
+        srm_warnings,
         to_rest_json,
     )
 
@@ -100,9 +101,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     goals = _read_csv(args.goals, NUMERIC, "goals")
     cross = _read_csv(args.cross, ("sum_product", "units"), "cross products") if args.cross else None
     evaluation = evaluate_goals(experiment, goals, cross, _as_of(args.as_of), compat=args.compat)
-    if cross is None:
-        for warning in per_unit_variance_warnings(experiment):
-            print(f"aggassets: warning: {warning}", file=sys.stderr)
+    warnings = per_unit_variance_warnings(experiment) if cross is None else []
+    for warning in [*warnings, *srm_warnings(evaluation.checks, experiment)]:
+        print(f"aggassets: warning: {warning}", file=sys.stderr)
     if args.checks_out:
         _write(evaluation.checks, args.checks_out)
     if args.exposures_out:
@@ -118,13 +119,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def run_run(args: argparse.Namespace) -> int:
     """Materialize the experiment's goals and evaluation; print its metrics CSV (ep-stats + abs_* columns)."""
-    from aggassets.experiment_runs import run_experiment  # Dagster only for this command
-    from aggassets.experiments.evaluate import EPSTATS_METRIC_COLUMNS
+    from aggassets.experiment_runs import run_experiment, stored_checks  # Dagster only for this command
+    from aggassets.experiments.evaluate import EPSTATS_METRIC_COLUMNS, srm_warnings
 
     as_of = _as_of(args.as_of) or datetime.datetime.now(datetime.UTC).date()
     metrics = run_experiment(args.experiment_id, as_of, args.warehouse, str(args.definitions))
     columns = [*EPSTATS_METRIC_COLUMNS, "abs_diff", "abs_confidence_interval", "abs_p_value"]
     metrics[columns].to_csv(sys.stdout, index=False)
+    checks, experiment = stored_checks(args.experiment_id, as_of, args.warehouse, str(args.definitions))
+    for warning in srm_warnings(checks, experiment):  # the asset check warns in the UI; say it here too
+        print(f"aggassets: warning: {warning}", file=sys.stderr)
     return 0
 
 

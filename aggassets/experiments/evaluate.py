@@ -51,6 +51,28 @@ def goal_refs_needed(experiment: ExperimentDefinition) -> list[GoalRef]:
     return list(found.values())
 
 
+def failed_srm_checks(checks: pd.DataFrame, experiment: ExperimentDefinition) -> dict[str, float]:
+    """The SRM checks that reject the expected split (p-value < 1 - the check's confidence level): name ->
+    p-value. `checks`: an evaluation's check rows (CHECK_COLUMNS)."""
+    by_id = {c.id: c for c in experiment.checks if c.type == "SRM"}
+    rows = checks[checks.check_id.isin(by_id) & (checks.variable_id == "p_value")]
+    failed = {}
+    for check_id, p_value in zip(rows.check_id, rows.value, strict=True):
+        check = by_id[int(check_id)]
+        if np.isfinite(p_value) and p_value < 1 - check.confidence_level:
+            failed[check.name] = float(p_value)
+    return failed
+
+
+def srm_warnings(checks: pd.DataFrame, experiment: ExperimentDefinition) -> list[str]:
+    """One line per failed SRM check, for the commands' stderr (the metrics are printed all the same)."""
+    return [
+        f"SRM check {name!r} failed (p-value {p:.3g}): the variants' exposures do not follow the expected "
+        "split, so the metrics may be biased"
+        for name, p in failed_srm_checks(checks, experiment).items()
+    ]
+
+
 def per_unit_variance_warnings(experiment: ExperimentDefinition) -> list[str]:
     """Metrics whose denominator is not the exposures: without cross products their variance takes each
     denominator unit (a view, say) as an observation, ep-stats' treatment, which is right only when that

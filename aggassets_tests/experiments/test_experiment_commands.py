@@ -244,3 +244,37 @@ def test_an_unreadable_date_cell_of_the_goals_is_a_one_line_error(
     assert (code, out) == (2, "") and err == "aggassets: error: goals: unreadable date '2026-13-45'\n"
     goals.assign(date="2026-01-05").to_csv(dated, index=False)  # the same file with readable dates evaluates
     assert _main([*argv, "--as-of", "2026-01-31"], capsys)[0] == 0
+
+
+SRM_EXPERIMENT = {
+    "id": "split", "control_variant": "a", "variants": ["a", "b"], "unit_type": "user",
+    "metrics": [{"id": 1, "name": "Revenue per user", "nominator": "value(user.unit.purchase)",
+                 "denominator": "count(user.global.exposure)"}],
+    "checks": [{"id": 1, "name": "even split", "type": "SRM", "denominator": "count(user.global.exposure)"}],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("exposures", "warned"), [((1000, 1000), False), ((1000, 880), False), ((1000, 800), True)])
+def test_evaluate_warns_on_stderr_when_an_srm_check_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], exposures: tuple[int, int], warned: bool
+) -> None:
+    """An SRM check that rejects the expected (equal) split is one warning line on stderr, with scipy's
+    chi-square p-value; the metrics are printed all the same. A split it accepts warns of nothing."""
+    experiment = tmp_path / "split.json"
+    experiment.write_text(json.dumps(SRM_EXPERIMENT))
+    header = "exp_id,exp_variant_id,unit_type,agg_type,goal,count,sum_sqr_count,sum_value,sum_sqr_value,count_unique"
+    rows = [f"split,{v},user,global,exposure,{n},{n},0,0,{n}" for v, n in zip("ab", exposures, strict=True)]
+    rows += [f"split,{v},user,unit,purchase,50,50,500,6000,50" for v in "ab"]
+    goals = tmp_path / "goals.csv"
+    goals.write_text("\n".join([header, *rows]) + "\n")
+    code, out, err = _main(["evaluate", "--experiment", str(experiment), "--goals", str(goals)], capsys)
+    assert code == 0 and len(pd.read_csv(io.StringIO(out))) == 2
+    p_value = st.chisquare(exposures).pvalue
+    assert bool(p_value < 0.001) == warned  # the SRM check's default confidence level is 0.999 (ep-stats)
+    if not warned:
+        assert err == ""
+    else:
+        assert err == (
+            f"aggassets: warning: SRM check 'even split' failed (p-value {p_value:.3g}): the variants' exposures "
+            "do not follow the expected split, so the metrics may be biased\n"
+        )
