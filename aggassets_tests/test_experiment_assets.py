@@ -185,15 +185,23 @@ def test_daily_schedule_evaluates_running_experiments(catalog_dir: Path, today: 
     assert repo.asset_graph.get(AssetKey("experiment_goals")).partitions_def.get_partition_keys() == ["conv", "open"]
 
 
+def cli_run(
+    tmp_path: Path, catalog: Path, units: dict[str, int], rate: dict[str, float], capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str, str]:
+    """`experiments run conv` on a new DuckDB warehouse holding conversion_events(units, rate): (code, out, err)."""
+    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    with open_warehouse(url) as wh:
+        insert_events(wh, conversion_events(units, rate))
+    code = main(["--warehouse", url, "--definitions", str(catalog), "experiments", "run", "conv",
+                 "--as-of", "2026-03-20"])  # fmt: skip
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def test_cli_run_prints_metrics_csv_with_absolute_columns(
     tmp_path: Path, catalog_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
-    with open_warehouse(url) as wh:
-        insert_events(wh, conversion_events({"a": 400, "b": 400}, {"a": 0.1, "b": 0.2}))
-    code = main(["--warehouse", url, "--definitions", str(catalog_dir), "experiments", "run", "conv",
-                 "--as-of", "2026-03-20"])  # fmt: skip
-    out, err = capsys.readouterr()
+    code, out, err = cli_run(tmp_path, catalog_dir, {"a": 400, "b": 400}, {"a": 0.1, "b": 0.2}, capsys)
     assert code == 0 and err == ""  # an even split: no SRM warning
     frame = pd.read_csv(io.StringIO(out))
     assert list(frame.columns[-3:]) == ["abs_diff", "abs_confidence_interval", "abs_p_value"]
@@ -206,12 +214,7 @@ def test_cli_run_warns_on_stderr_when_the_srm_check_fails(
 ) -> None:
     """400 exposures against 250 for an even split: the SRM check fails (the asset check warns in the UI), and
     `experiments run` says so on stderr, with scipy's chi-square p-value; the metrics are printed all the same."""
-    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
-    with open_warehouse(url) as wh:
-        insert_events(wh, conversion_events({"a": 400, "b": 250}, {"a": 0.1, "b": 0.1}))
-    code = main(["--warehouse", url, "--definitions", str(catalog_dir), "experiments", "run", "conv",
-                 "--as-of", "2026-03-20"])  # fmt: skip
-    out, err = capsys.readouterr()
+    code, out, err = cli_run(tmp_path, catalog_dir, {"a": 400, "b": 250}, {"a": 0.1, "b": 0.1}, capsys)
     assert code == 0 and len(pd.read_csv(io.StringIO(out))) == 4
     p_value = stats.chisquare([400, 250]).pvalue
     assert p_value < 0.001 and err == (
