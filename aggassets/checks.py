@@ -7,7 +7,7 @@ import numpy as np
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue
 
 from aggassets.experiments.definition import ExperimentDefinition
-from aggassets.experiments.evaluate import Evaluation, failed_srm_checks
+from aggassets.experiments.evaluate import Evaluation, failed_srm_checks, srm_p_values
 
 AGGREGATE_CHECKS = {
     "unique_keys": "Every aggregate key (measure, period, createdBy, groups) appears once in the window.",
@@ -89,14 +89,12 @@ def experiment_check_specs() -> list[AssetCheckSpec]:
 
 def srm_result(evaluation: Evaluation, experiment: ExperimentDefinition) -> AssetCheckResult:
     """Warn when any SRM check rejects the expected split."""
-    by_id = {c.id: c for c in experiment.checks if c.type == "SRM"}
-    checks = evaluation.checks[evaluation.checks.check_id.isin(by_id) & (evaluation.checks.variable_id == "p_value")]
-    detail = {by_id[int(i)].name: float(p) for i, p in zip(checks.check_id, checks.value, strict=True)}
+    detail = srm_p_values(evaluation.checks, experiment)
     failed = list(failed_srm_checks(evaluation.checks, experiment))
     return AssetCheckResult(
         check_name="srm", passed=not failed, severity=AssetCheckSeverity.WARN,
         metadata={"p_values": MetadataValue.json(detail), "failed": ", ".join(failed) or "none",
-                  "checks": len(by_id)},
+                  "checks": sum(c.type == "SRM" for c in experiment.checks)},
     )  # fmt: skip
 
 

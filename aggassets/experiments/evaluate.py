@@ -51,17 +51,18 @@ def goal_refs_needed(experiment: ExperimentDefinition) -> list[GoalRef]:
     return list(found.values())
 
 
-def failed_srm_checks(checks: pd.DataFrame, experiment: ExperimentDefinition) -> dict[str, float]:
-    """The SRM checks that reject the expected split (p-value < 1 - the check's confidence level): name ->
-    p-value. `checks`: an evaluation's check rows (CHECK_COLUMNS)."""
+def srm_p_values(checks: pd.DataFrame, experiment: ExperimentDefinition) -> dict[str, float]:
+    """Each SRM check's p-value by name. `checks`: an evaluation's check rows (CHECK_COLUMNS)."""
     by_id = {c.id: c for c in experiment.checks if c.type == "SRM"}
     rows = checks[checks.check_id.isin(by_id) & (checks.variable_id == "p_value")]
-    failed = {}
-    for check_id, p_value in zip(rows.check_id, rows.value, strict=True):
-        check = by_id[int(check_id)]
-        if np.isfinite(p_value) and p_value < 1 - check.confidence_level:
-            failed[check.name] = float(p_value)
-    return failed
+    return {by_id[int(i)].name: float(p) for i, p in zip(rows.check_id, rows.value, strict=True)}
+
+
+def failed_srm_checks(checks: pd.DataFrame, experiment: ExperimentDefinition) -> dict[str, float]:
+    """The SRM checks that reject the expected split (p-value < 1 - the check's confidence level): name ->
+    p-value."""
+    level = {c.name: c.confidence_level for c in experiment.checks if c.type == "SRM"}
+    return {n: p for n, p in srm_p_values(checks, experiment).items() if np.isfinite(p) and p < 1 - level[n]}
 
 
 def srm_warnings(checks: pd.DataFrame, experiment: ExperimentDefinition) -> list[str]:
