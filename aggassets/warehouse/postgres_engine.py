@@ -266,18 +266,20 @@ class PostgresWarehouse(Warehouse):
                 raise _foreign_schema(self.schema)
         super().setup()
         with self.transaction():
-            for statement in [*self.sql.INDEXES, *self.sql.EXPERIMENT_INDEXES]:
+            for statement in [*self.sql.INDEXES, *self.sql.EXPERIMENT_INDEXES, *self.sql.LEGACY_INDEXES.values()]:
                 self.execute(statement)
 
     def _schema_complete(self) -> bool:
-        """Whether every table, added column and index of the schema statements exists already."""
+        """Whether every table, added column and index of the schema statements exists already, and no
+        index that setup drops (LEGACY_INDEXES)."""
         statements = [*self.sql.SCHEMA, *self.sql.EXPERIMENT_SCHEMA, *self.sql.INDEXES, *self.sql.EXPERIMENT_INDEXES]
         wanted = [_ddl_object(statement) for statement in statements]
         found = {
             (k, a) if pd.isna(b) else (k, a, b)
             for k, a, b in self.fetch(self.sql.SCHEMA_OBJECTS).itertuples(index=False)
         }
-        return all(item is not None and item in found for item in wanted)
+        legacy = any(("index", name) in found for name in self.sql.LEGACY_INDEXES)
+        return not legacy and all(item is not None and item in found for item in wanted)
 
     def execute(self, statement: str, params: Mapping[str, Any] | None = None) -> None:
         """Run one statement with named parameters."""

@@ -92,6 +92,11 @@ UNION ALL SELECT 'index', indexname::TEXT, NULL FROM pg_indexes WHERE schemaname
 UNION ALL SELECT 'column', r.relname::TEXT, a.attname::TEXT
 FROM relations r JOIN pg_catalog.pg_attribute a ON a.attrelid = r.oid WHERE a.attnum > 0 AND NOT a.attisdropped"""
 
+# Dropped by setup where present: the UNIQUE constraint on measure_keys' texts that development versions
+# created (a B-tree refuses entries over 2704 bytes: one long group value failed the whole intake).
+_LEGACY_KEY_TEXTS = "measure_keys_measure_name_created_by_group1_group2_group3_key"
+LEGACY_INDEXES = {_LEGACY_KEY_TEXTS: f"ALTER TABLE measure_keys DROP CONSTRAINT IF EXISTS {_LEGACY_KEY_TEXTS}"}
+
 # Serialises writers of one schema (intake, refresh, purge): taken first in every transaction.
 WRITER_LOCK = "SELECT pg_advisory_xact_lock(hashtext('aggassets:' || current_schema()))"
 

@@ -375,3 +375,30 @@ def test_read_table_refuses_a_column_name(warehouse: Warehouse) -> None:
     """key_id is a column added by an ALTER TABLE statement, not a table."""
     with pytest.raises(AggassetsError, match="unknown table 'key_id'"):
         warehouse.read_table("key_id")
+
+
+def test_postgres_drops_the_unique_key_texts_constraint_of_development_versions(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """A schema whose measure_keys has the UNIQUE constraint on its texts that development versions created
+    loses it when opened: a key of 6,000 characters is then stored (a B-tree index refuses entries over
+    2704 bytes, which failed the whole intake), and opening it again finds the schema complete."""
+    with open_warehouse(postgres_url) as wh:
+        wh.execute(
+            "ALTER TABLE measure_keys ADD CONSTRAINT measure_keys_measure_name_created_by_group1_group2_group3_key "
+            "UNIQUE (measure_name, created_by, group1, group2, group3)"
+        )
+    rng = random.Random(41)
+    long_text = "".join(rng.choice(string.ascii_letters) for _ in range(6000))  # random: does not compress
+    with open_warehouse(postgres_url) as wh:
+        wh.sync_definitions(DEFINITIONS)
+        result = ingest(
+            wh, tmp_path, [measure("visits-daily", 1.0, DAYS[0].isoformat(), "app", group1=long_text, group2="os")]
+        )
+        assert (result.accepted, result.rejected) == (1, 0)
+        assert wh._schema_complete()  # type: ignore[attr-defined]
+        unique = wh.fetch(
+            "SELECT count(*) FROM pg_indexes WHERE schemaname = current_schema() "
+            "AND indexname LIKE 'measure_keys_measure%'"
+        )
+        assert int(unique.iloc[0, 0]) == 0
