@@ -2,7 +2,7 @@
 
 import subprocess
 import sys
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
@@ -138,6 +138,24 @@ def test_raw_measures_metadata_counts_rejections_by_reason(url: str) -> None:
     assert meta["accepted"].value == len(day) > 0
     assert meta["rejected_received_in_window"].value == 0 and meta["rejected_by_reason"].value == {}
     assert meta["rejected_by_reason_all_batches"].value == {"invalid_json": 1, "unknown_measure": 1}
+
+
+def test_raw_measures_metadata_counts_purged_measures_as_accepted(url: str) -> None:
+    """After a purge, the window's accepted measures are the same: those moved into sealed moments are
+    counted, and named apart (here the day's measures without quartiles; quartile ones wait 100 days)."""
+    resources = {"warehouse": WarehouseResource(url=url), "catalog": CatalogResource(definitions_dir=str(DEFINITIONS))}
+    day = [r for r in make_measures(date(2025, 3, 3), 14, 40) if r["startDate"][:10] == "2025-03-04"]
+    catalog = {d.name: d for d in load_measures(DEFINITIONS).measures}
+    purgeable = [r for r in day if not catalog[r["measureName"]].with_quartiles]
+    with open_warehouse(url) as wh:  # the day, and the week and month it feeds, refreshed after arrival
+        for grain, start, end in [("day", 4, 5), ("week", 3, 10), ("month", 1, 32)]:
+            wh.refresh(grain, date(2025, 3, start), date(2025, 3, 1) + timedelta(days=end - 1))
+        assert sum(wh.purge(0, now=pd.Timestamp.now("UTC").tz_localize(None) + pd.Timedelta(days=1)).values()) > 0
+    result = materialize(MEASURE_ASSETS, selection=["raw_measures"], resources=resources, partition_key="2025-03-04")
+    meta = result.asset_materializations_for_node("raw_measures")[0].metadata
+    assert meta["accepted"].value == len(day)
+    assert meta["accepted_purged_into_sealed_moments"].value == len(purgeable) > 0
+    assert len(purgeable) < len(day)
 
 
 def test_materializing_twice_gives_identical_tables(url: str) -> None:

@@ -106,11 +106,15 @@ def raw_measures(
         rejected = wh.rejected_window_counts(start, end)
         rejected_ever = wh.rejected_counts()
         received, ok, ko = wh.loss_counts()
-    frame = pd.DataFrame(sorted(accepted.items()), columns=["measure", "accepted"])
+    frame = pd.DataFrame(
+        [(m, stored + purged, purged) for m, (stored, purged) in sorted(accepted.items())],
+        columns=["measure", "accepted", "purged_into_sealed_moments"],
+    )
     return MaterializeResult(
         metadata={
             "window": f"{start} .. {end}",
-            "accepted": sum(accepted.values()),
+            "accepted": int(frame["accepted"].sum()),
+            "accepted_purged_into_sealed_moments": int(frame["purged_into_sealed_moments"].sum()),
             "rejected_received_in_window": sum(rejected.values()),
             "rejected_by_reason": MetadataValue.json(rejected),
             "rejected_by_reason_all_batches": MetadataValue.json(rejected_ever),

@@ -169,10 +169,11 @@ class Warehouse(ABC):
         row = self.fetch(self.sql.LOSS_COUNTS).iloc[0]
         return int(row.iloc[0]), int(row.iloc[1]), int(row.iloc[2])
 
-    def raw_window_counts(self, start: date, end: date) -> dict[str, int]:
-        """Accepted measures per measure name whose period starts in [start, end)."""
+    def raw_window_counts(self, start: date, end: date) -> dict[str, tuple[int, int]]:
+        """Accepted measures per measure name whose period starts in [start, end): (raw rows stored, raw
+        rows a purge moved into sealed moments)."""
         frame = self.fetch(self.sql.RAW_WINDOW_COUNTS, {"start": start, "end": end})
-        return {str(m): int(n) for m, n in frame.itertuples(index=False)}
+        return {str(m): (int(stored), int(purged)) for m, stored, purged in frame.itertuples(index=False)}
 
     def rejected_window_counts(self, start: date, end: date) -> dict[str, int]:
         """Rejected measures by reason, received in [start, end)."""

@@ -198,9 +198,14 @@ WHERE a.measure_name = $measure AND a.period_start >= $start AND a.period_start 
 ORDER BY a.period_start, a.created_by, a.group1, a.group2, a.group3"""
 
 
+# Accepted measures per name: raw rows stored, and those a purge moved into sealed moments.
 RAW_WINDOW_COUNTS = """
-SELECT measure_name, count(*) AS n FROM raw_measures
-WHERE start_date >= $start AND start_date < $end GROUP BY ALL ORDER BY measure_name"""
+SELECT measure_name, sum(stored)::BIGINT AS stored, sum(purged)::BIGINT AS purged FROM (
+  SELECT measure_name, count(*) AS stored, 0 AS purged FROM raw_measures
+  WHERE start_date >= $start AND start_date < $end GROUP BY ALL
+  UNION ALL SELECT measure_name, 0, sum(count) FROM sealed_moments
+  WHERE start_date >= $start AND start_date < $end GROUP BY ALL)
+GROUP BY ALL ORDER BY measure_name"""
 REJECTED_WINDOW_COUNTS = """
 SELECT reason, count(*) AS n FROM rejected_measures
 WHERE received_at >= $start AND received_at < $end GROUP BY ALL ORDER BY n DESC, reason"""

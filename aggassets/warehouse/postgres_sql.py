@@ -202,8 +202,12 @@ ORDER BY a.period_start, a.created_by{_C}, a.group1{_C}, a.group2{_C}, a.group3{
 
 
 RAW_WINDOW_COUNTS = f"""
-SELECT measure_name, count(*) AS n FROM raw_measures
-WHERE start_date >= %(start)s AND start_date < %(end)s GROUP BY 1 ORDER BY measure_name{_C}"""
+SELECT measure_name, sum(stored)::BIGINT AS stored, sum(purged)::BIGINT AS purged FROM (
+  SELECT measure_name, count(*) AS stored, 0 AS purged FROM raw_measures
+  WHERE start_date >= %(start)s AND start_date < %(end)s GROUP BY 1
+  UNION ALL SELECT measure_name, 0, sum(count) FROM sealed_moments
+  WHERE start_date >= %(start)s AND start_date < %(end)s GROUP BY 1) c
+GROUP BY 1 ORDER BY measure_name{_C}"""
 REJECTED_WINDOW_COUNTS = f"""
 SELECT reason, count(*) AS n FROM rejected_measures
 WHERE received_at >= %(start)s AND received_at < %(end)s GROUP BY 1 ORDER BY n DESC, reason{_C}"""

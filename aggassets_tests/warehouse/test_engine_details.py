@@ -177,7 +177,7 @@ def test_window_counts_take_the_start_day_and_leave_out_the_end_day(warehouse: W
     days = ["2022-03-06", "2022-03-07", "2022-03-07", "2022-03-08"]
     ingest(warehouse, tmp_path, items=[measure("errors-daily", 1.0, d) for d in days], lines=["oops"] * 3)
     start, end = date(2022, 3, 7), date(2022, 3, 8)
-    assert warehouse.raw_window_counts(start, end) == {"errors-daily": 2}
+    assert warehouse.raw_window_counts(start, end) == {"errors-daily": (2, 0)}
     times = ["2022-03-06 23:59:59", "2022-03-07 00:00:00", "2022-03-08 00:00:00"]
     seqs = sorted(int(s) for s in warehouse.read_table("rejected_measures")["seq"])
     for seq, at in zip(seqs, times, strict=True):

@@ -79,9 +79,15 @@ def test_purge_keeps_figures_and_recompute_is_identical(loaded: Loaded) -> None:
     wh = loaded.wh
     before = {g: aggregates(wh, g) for g in TABLES}
     now = loaded.received + timedelta(days=91)
-    summary = wh.purge(90, now=now)
     counts = Counter(i["measureName"] for i in loaded.items)
+    everything = (date(2000, 1, 1), date(2100, 1, 1))
+    assert wh.raw_window_counts(*everything) == {m: (n, 0) for m, n in counts.items()}
+    summary = wh.purge(90, now=now)
     assert summary == {m: n for m, n in sorted(counts.items()) if m not in QUARTILE_WAITING}
+    # accepted measures of a window stay counted: (raw rows stored, moved into sealed moments)
+    assert wh.raw_window_counts(*everything) == {
+        m: (n - summary.get(m, 0), summary.get(m, 0)) for m, n in counts.items()
+    }
     remaining = wh.read_table("raw_measures")
     assert set(remaining["measure_name"]) == QUARTILE_WAITING
     assert len(remaining) == sum(counts[m] for m in QUARTILE_WAITING)
