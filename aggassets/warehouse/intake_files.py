@@ -16,6 +16,7 @@ from aggassets.warehouse.json_documents import (
     document_items,
     skip,
     streamed_array_items,
+    where_broken,
 )
 
 # One row per received item: the item's number and its payload text, as it came.
@@ -175,7 +176,7 @@ def _document_source(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[str, d
         return _registered(con, items)
     body = text.removeprefix("\ufeff")
     if skip(body, 0, "[") >= 0 or MEASURES_DOCUMENT.match(body):
-        raise AggassetsError(f"{path}: not a valid JSON document")
+        raise AggassetsError(f"{path}: not a valid JSON document (it breaks at {where_broken(text)})")
     return None
 
 

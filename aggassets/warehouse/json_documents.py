@@ -43,9 +43,28 @@ def _value_end(decoder: json.JSONDecoder, text: str, i: int) -> int:
         return -1
 
 
-def _array_items(text: str, start: int) -> tuple[list[str], int] | None:
+class BrokenAt(Exception):
+    """Where a document stops being well-formed: an index of its text."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__(at)
+        self.at = at
+
+
+def _unreadable_at(decoder: json.JSONDecoder, text: str, i: int) -> int:
+    """Where the value starting at i cannot be read on (the decoder's position; i when too deep)."""
+    try:
+        decoder.raw_decode(text, i)
+    except json.JSONDecodeError as exc:
+        return exc.pos
+    except (RecursionError, ValueError):
+        pass
+    return i
+
+
+def _array_items(text: str, start: int) -> tuple[list[str], int]:
     """The texts of a JSON array's elements, as they are written, from just after its '[' at `start`, and
-    the position after its ']'; None when it is not a well-formed array. Elements are only delimited
+    the position after its ']'; BrokenAt when it is not a well-formed array. Elements are only delimited
     here (control characters in strings, NaN and depth allowed): each is judged as an item."""
     decoder, items = _decoder(), []
     i = _WHITESPACE.match(text, start).end()
@@ -54,13 +73,13 @@ def _array_items(text: str, start: int) -> tuple[list[str], int] | None:
     while True:
         end = _value_end(decoder, text, i)
         if end < 0:
-            return None
+            raise BrokenAt(_unreadable_at(decoder, text, i))
         items.append(text[i:end])
         i = _WHITESPACE.match(text, end).end()
         if text.startswith("]", i):
             return items, i + 1
         if not text.startswith(",", i):
-            return None
+            raise BrokenAt(i)
         i = _WHITESPACE.match(text, i + 1).end()
 
 
@@ -77,15 +96,32 @@ def document_items(text: str) -> list[str] | None:
     text = text.removeprefix("\ufeff")
     measures = MEASURES_DOCUMENT.match(text)
     start = measures.end() if measures else skip(text, 0, "[")
-    found = _array_items(text, start) if start >= 0 else None
-    if found is not None:
-        items, end = found
+    try:
+        items, end = _array_items(text, start) if start >= 0 else ([], -1)
+    except BrokenAt:
+        end = -1
+    if end >= 0:
         end = skip(text, end, "}") if measures else end
         if end >= 0 and skip(text, end) == len(text):
             return items
     head = skip(text, 0)
     end = _value_end(_decoder(), text, head)
     return [text[head:end]] if end >= 0 and skip(text, end) == len(text) else None
+
+
+def where_broken(text: str) -> str:
+    """Where a text opening an array or {"measures": [...]} stops being one such document: "line L,
+    column C" (characters; what document_items refuses)."""
+    text = text.removeprefix("\ufeff")
+    measures = MEASURES_DOCUMENT.match(text)
+    start = measures.end() if measures else skip(text, 0, "[")
+    try:
+        _, end = _array_items(text, start) if start >= 0 else ([], 0)
+        closed = skip(text, end, "}") if measures else end
+        at = _WHITESPACE.match(text, end if closed < 0 else closed).end()
+    except BrokenAt as broken:
+        at = broken.at
+    return f"line {text.count(chr(10), 0, at) + 1}, column {at - text.rfind(chr(10), 0, at)}"
 
 
 class NotAnArrayDocument(Exception):

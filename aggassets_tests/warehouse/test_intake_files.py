@@ -325,6 +325,11 @@ def duckdb_reader_used(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
 BROKEN = "error: not a valid JSON document"
 
 
+def broken(line: int, column: int) -> str:
+    """The error of a broken document, where it breaks (counted by hand in the cases below)."""
+    return f"{BROKEN} (it breaks at line {line}, column {column})"
+
+
 @pytest.mark.parametrize(
     ("text", "expected", "by_duckdb"),
     [
@@ -332,24 +337,25 @@ BROKEN = "error: not a valid JSON document"
         ('\ufeff{ "measures" :\n [ {"a": "}"}, "]" ]\n}\n', ['{"a": "}"}', '"]"'], True),
         ("[[" + "[" * 1500 + "]" * 1500 + "]]", ["[" + "[" * 1500 + "]" * 1500 + "]"], True),
         # DuckDB's reader alone would read these: a ']' as a separator, a truncated array, trailing commas
-        ("[1, 2] 3]", BROKEN, False),
-        ("[1, 2,", BROKEN, False),
-        ('[{"v": 1}, ]', BROKEN, False),
-        ('[{"v": 1,}]', BROKEN, False),
-        ('{"measures": [1, ]}', BROKEN, False),
+        ("[1, 2] 3]", broken(1, 8), False),
+        ("[1, 2,", broken(1, 7), False),
+        ('[{"v": 1}, ]', broken(1, 12), False),
+        ('[{"v": 1,}]', broken(1, 10), False),
+        ('{"measures": [1, ]}', broken(1, 18), False),
         # DuckDB's parser reads nan and inf in any case; JSON (and the Python path) only NaN, Infinity, -Infinity
-        ('[{"v": nan}]', BROKEN, False),
-        ("[-NaN]", BROKEN, False),
-        ("[infinity]", BROKEN, False),
+        ('[{"v": nan}]', broken(1, 8), False),
+        ("[-NaN]", broken(1, 2), False),
+        ("[infinity]", broken(1, 2), False),
         ('[{"v": NaN}, -Infinity]', ['{"v": NaN}', "-Infinity"], False),
         # a lenient-looking string only sends the file down the Python path
         ('["nan, ]", {"k": "[inf"}]', ['"nan, ]"', '{"k": "[inf"}'], False),
         # not one array under "measures": one object, judged as an item
         ('{"measures": [1], "x": [2]}', ['{"measures": [1], "x": [2]}'], False),
-        ('{"measures": [1]}}', BROKEN, None),
-        ('{"measures": [1]]', BROKEN, None),
-        ('{"measures": [[1]]]', BROKEN, None),
-        ("[1]\n[2]\n", BROKEN, False),
+        ('{"measures": [1]}}', broken(1, 18), None),
+        ('{"measures": [1]]', broken(1, 17), None),
+        ('{"measures": [[1]]]', broken(1, 19), None),
+        ("[1]\n[2]\n", broken(2, 1), False),
+        ('[\n  {"a": 1},\n  {"b": 2\n]', broken(4, 1), False),  # the element's missing '}': where ']' came
     ],
 )
 def test_duckdb_delimits_only_documents_python_reads_the_same(
