@@ -1,5 +1,6 @@
 """The asset graph under real materialize() on a temporary DuckDB warehouse."""
 
+import re
 import subprocess
 import sys
 from datetime import date, timedelta
@@ -328,7 +329,8 @@ def refresh_day(resources: dict[str, object], day: str = "2025-03-04", **kwargs:
 
 def markdown_rows(text: str) -> list[dict[str, str]]:
     """A Markdown table's rows as {header: cell text}."""
-    header, _, *lines = [[c.strip() for c in line.strip().strip("|").split("|")] for line in text.splitlines()]
+    rows = [re.split(r"(?<!\\)\|", line.strip().removeprefix("|").removesuffix("|")) for line in text.splitlines()]
+    header, _, *lines = [[c.strip().replace("\\|", "|") for c in cells] for cells in rows]  # GFM: \| is a '|'
     return [dict(zip(header, cells, strict=True)) for cells in lines]
 
 
@@ -341,7 +343,7 @@ def test_aggregate_metadata_counts_released_rows_and_previews_every_key_column(t
     rng = np.random.default_rng(7)
     rows: list[dict[str, object]] = []
     for event, status in [("run", "ok"), ("run", "error"), ("login", "ok"), ("login", "error")]:
-        group = {"group1": {"slug": "edf"}, "group2": {"event_type": event}, "group3": {"status": status}}
+        group = {"group1": {"slug": "e|df"}, "group2": {"event_type": event}, "group3": {"status": status}}
         rows += [{"measureName": "konnector-event-daily", "value": 1, "startDate": day, **group}] * 12
     for device, n in [("desktop", 6), ("mobile", 3)]:  # threshold 5: mobile is suppressed
         rows += [
@@ -365,8 +367,8 @@ def test_aggregate_metadata_counts_released_rows_and_previews_every_key_column(t
     columns = ["measure_name", "period_start", "group1", "group2", "group3", "count", "avg", "std", "median"]
     assert list(preview[0]) == columns  # created_by is blank in every row: left out
     keys = {(r["measure_name"], r["group1"], r["group2"], r["group3"]) for r in preview}
-    assert len(keys) == len(preview) == 6 and ("connection-count-daily", '"desktop"', "", "") in keys
-    assert ("konnector-event-daily", '"edf"', '"login"', '"error"') in keys  # group values as JSON
+    assert len(keys) == len(preview) == 6 and ("connection-count-daily", "device=desktop", "", "") in keys
+    assert ("konnector-event-daily", "slug=e|df", "event_type=login", "status=error") in keys  # '|' escaped
     assert {r["period_start"] for r in preview} == {day}
     session = next(r for r in preview if r["measure_name"] == "session-duration-daily")
     assert float(session["median"]) == pytest.approx(np.median(durations), rel=1e-6)

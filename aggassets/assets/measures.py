@@ -71,6 +71,7 @@ def markdown(frame: pd.DataFrame) -> MetadataValue:
         return MetadataValue.md("_no rows_")
     dates = frame.select_dtypes(include=["datetime", "datetimetz"]).columns
     frame = frame.assign(**{c: frame[c].dt.strftime("%Y-%m-%d") for c in dates})
+    frame = frame.map(lambda v: v.replace("|", "\\|") if isinstance(v, str) else v)  # a '|' would end a cell
     frame = frame.astype(object).where(frame.notna() & (frame != ""), None)  # '' is an absent createdBy
     return MetadataValue.md(frame.dropna(axis="columns", how="all").to_markdown(index=False, missingval=""))
 

@@ -25,6 +25,7 @@ from aggassets.warehouse.values import (
     definitions_frame,
     period_end,
     period_start,
+    preview_groups,
     restitution_row,
     utc_now,
 )
@@ -203,7 +204,7 @@ class Warehouse(ABC):
             violations = self.check_violations(grain, start, end) if checks else None
         window = {"start": start, "end": end}
         summary = self.fetch(self.sql.window_summary(grain), window).iloc[0]
-        preview = self.fetch(self.sql.window_preview(grain), window)
+        preview = preview_groups(self.fetch(self.sql.window_preview(grain), window))
         return RefreshResult(
             grain,
             start,

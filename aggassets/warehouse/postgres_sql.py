@@ -183,7 +183,8 @@ WHERE a.period_start >= %(start)s AND a.period_start < %(end)s"""
 def window_preview(grain: str) -> str:
     """A few released rows of the window, for the UI preview."""
     return f"""
-SELECT a.measure_name, a.period_start, a.created_by, a.group1, a.group2, a.group3, a.count, a.avg, a.std, a.median
+SELECT a.measure_name, a.period_start, a.created_by, a.group1, a.group2, a.group3, a.count, a.avg, a.std, a.median,
+  d.group1_key, d.group2_key, d.group3_key
 FROM {AGGREGATE_TABLES[grain]} a JOIN measure_definitions d ON d.name = a.measure_name
 WHERE a.period_start >= %(start)s AND a.period_start < %(end)s AND a.count >= d.aggregation_threshold
 ORDER BY a.count DESC, a.measure_name{_C}, a.period_start, a.created_by{_C}, a.group1{_C},

@@ -145,6 +145,23 @@ def restitution_row(row: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (float(v) if isinstance(v, float) else v) for k, v in out.items() if v is not None and not _nan(v)}
 
 
+def _shown_group(key: Any, stored: str) -> str:
+    """A stored group value as the UI shows it: `key=value`, a string without its JSON quotes ('' when
+    the row has no such group)."""
+    if stored == "" or key is None or _nan(key):
+        return ""
+    return f"{key}={json.loads(stored) if stored.startswith(chr(34)) else stored}"
+
+
+def preview_groups(frame: pd.DataFrame) -> pd.DataFrame:
+    """Preview rows (window_preview) with each group shown as `key=value`, the key columns dropped."""
+    shown = frame.copy()
+    for i in (1, 2, 3):
+        pairs = zip(frame[f"group{i}_key"], frame[f"group{i}"], strict=True)
+        shown[f"group{i}"] = [_shown_group(key, stored) for key, stored in pairs]
+    return shown.drop(columns=[f"group{i}_key" for i in (1, 2, 3)])
+
+
 def _nan(value: Any) -> bool:
     """True for a float NaN (a NULL number read by pandas)."""
     return isinstance(value, float) and math.isnan(value)

@@ -316,3 +316,22 @@ def test_transactions_do_not_nest(warehouse: Warehouse, tmp_path: Path) -> None:
     with warehouse.transaction():
         warehouse.execute("DELETE FROM measure_definitions WHERE name = 'errors-daily'")
     assert len(warehouse.read_table("measure_definitions")) == len(DEFINITIONS) - 1
+
+
+def test_the_refresh_preview_shows_groups_as_key_and_value(warehouse: Warehouse, tmp_path: Path) -> None:
+    """The UI preview shows each group as `key=value`: a string without its JSON quotes, a number as
+    stored (1.50 is 1.5), a boolean as JSON spells it, nothing for a group the measure does not have."""
+    warehouse.sync_definitions(DEFINITIONS)
+    groups = [("a|b", "linux"), (1.50, "mac"), (True, "win")]
+    items = [measure("visits-daily", 1.0, "2022-03-07", group1=g1, group2=g2) for g1, g2 in groups for _ in range(3)]
+    items += [measure("errors-daily", 1.0, "2022-03-07")]
+    ingest(warehouse, tmp_path, items)
+    preview = warehouse.refresh("day", date(2022, 3, 7), date(2022, 3, 8)).preview
+    shown = {(r.measure_name, r.group1, r.group2, r.group3) for r in preview.itertuples()}
+    assert shown == {
+        ("visits-daily", "device=a|b", "os=linux", ""),
+        ("visits-daily", "device=1.5", "os=mac", ""),
+        ("visits-daily", "device=true", "os=win", ""),
+        ("errors-daily", "", "", ""),
+    }
+    assert not {c for c in preview.columns if c.endswith("_key")}
