@@ -2,6 +2,7 @@
 
 import io
 import re
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date
@@ -32,6 +33,9 @@ _TIME_OIDS = {1082, 1114, 1184}
 _BOOL_OID = 16
 _TEXT_OIDS = {25, 1043, 1042, 19}
 _COPY_ROWS = 500_000  # rows per COPY of an intake: bounds the CSV buffer
+# The in-memory DuckDB that validates a file before the COPY: beyond this it spills to a temporary folder
+# (unbounded, a 10M-item file of 1.4 GiB took the process to 4.3 GiB).
+VALIDATION_MEMORY_LIMIT = "1.5GB"
 
 
 _DDL = re.compile(
@@ -241,7 +245,10 @@ class PostgresWarehouse(Warehouse):
     ) -> IntakeResult:
         """Validate the file in an in-memory DuckDB, then COPY its items straight into inbox, raw_measures
         and rejected_measures, in one transaction (no staged copy in PostgreSQL)."""
-        with duckdb.connect() as con:
+        with (
+            tempfile.TemporaryDirectory(prefix="aggassets-intake-") as spill,
+            duckdb.connect(config={"memory_limit": VALIDATION_MEMORY_LIMIT, "temp_directory": spill}) as con,
+        ):
             intake_fast.stage_items(con, Path(path), definitions, first_day)
             received = int(con.execute("SELECT count(*) FROM staged").fetchall()[0][0])
             with self.transaction():

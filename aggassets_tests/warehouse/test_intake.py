@@ -587,3 +587,40 @@ def test_negative_zero_is_stored_as_zero_so_both_engines_show_one_zero(warehouse
     warehouse.refresh("day", date(2022, 1, 3), date(2022, 1, 4))
     (row,) = warehouse.released("day", "errors-daily", date(2022, 1, 3), date(2022, 1, 4))
     assert json.dumps([row["min"], row["max"], row["sum"], row["avg"]]) == "[0.0, 0.0, 0.0, 0.0]"
+
+
+def test_postgres_validates_a_file_larger_than_its_memory_limit(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL's intake validates in a DuckDB bounded in memory (unbounded, a 10M-item file took the
+    process to 4.3 GiB): a file whose staged rows exceed the bound spills, and is stored exactly."""
+    from aggassets.warehouse import postgres_engine
+
+    monkeypatch.setattr(postgres_engine, "VALIDATION_MEMORY_LIMIT", "80MB")
+    seen: list[tuple[str, int]] = []
+    stage_items = intake_fast.stage_items
+
+    def staging(con: duckdb.DuckDBPyConnection, *args: Any) -> int:
+        careful = stage_items(con, *args)
+        limit = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+        seen.append((limit, len(con.execute("SELECT * FROM duckdb_temporary_files()").fetchall())))
+        return careful
+
+    monkeypatch.setattr(intake_fast, "stage_items", staging)
+    items = [
+        {"measureName": "visits-daily", "value": k, "startDate": f"2022-01-{3 + k % 20:02d}", "createdBy": "app"}
+        | {"group1": {"device": f"d{k % 7}"}, "group2": {"os": "linux"}}
+        for k in range(700_000)
+    ]
+    path = tmp_path / "big.ndjson"
+    path.write_text("".join(json.dumps(i) + "\n" for i in items) + "oops\n", encoding="utf-8")
+    assert path.stat().st_size > 80 * 10**6
+    with open_warehouse(postgres_url) as wh:
+        wh.sync_definitions(DEFINITIONS)
+        result = wh.ingest_file(path, DEFINITIONS, FIRST_DAY)
+        assert (result.received, result.accepted, result.rejected_by_reason) == (700_001, 700_000, {"invalid_json": 1})
+        raw = wh.read_table("raw_measures", order_by="seq")
+    assert list(raw["value"]) == [float(i["value"]) for i in items]
+    assert list(raw["measure_name"]) == [i["measureName"] for i in items]
+    ((limit, spilled),) = seen
+    assert limit == "76.2 MiB" and spilled > 0  # DuckDB prints 80 MB in MiB; the staged rows went to disk
