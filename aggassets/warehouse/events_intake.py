@@ -44,7 +44,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from aggassets.errors import AggassetsError, require_file
-from aggassets.warehouse.intake import IN_RANGE, TIMESTAMP_RE, lenient_json
+from aggassets.warehouse.intake import IN_RANGE, TIMESTAMP_RE, lenient_json, validation_connection
 from aggassets.warehouse.values import quote
 
 REQUIRED = ("date", "exp_id", "exp_variant_id", "unit_type", "unit_id", "goal")
@@ -276,7 +276,7 @@ def validate_file(path: Path) -> tuple[pa.Table, list[str]]:
         raise AggassetsError(
             f"{path}: unknown events file extension {path.suffix!r} (expected {', '.join(EXTENSIONS)})"
         )
-    with duckdb.connect() as con:
+    with validation_connection() as con:
         con.execute("SET TimeZone = 'UTC'; SET enable_progress_bar = false")
         names = READERS[kind](con, path)
         validated = con.sql(validation_sql(names)).to_arrow_table()

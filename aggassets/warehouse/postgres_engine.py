@@ -2,7 +2,6 @@
 
 import io
 import re
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date
@@ -10,7 +9,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
 
-import duckdb
 import numpy as np
 import pandas as pd
 import psycopg2
@@ -21,7 +19,7 @@ from psycopg2 import sql as pgsql
 
 from aggassets.catalog import MeasureDefinition
 from aggassets.errors import AggassetsError, WarehouseUnavailable
-from aggassets.warehouse import intake_fast, postgres_sql, without_password
+from aggassets.warehouse import intake, intake_fast, postgres_sql, without_password
 from aggassets.warehouse.aggregates_sql import RAW_KEY_COLUMNS
 from aggassets.warehouse.base import Warehouse
 from aggassets.warehouse.values import IntakeResult
@@ -33,9 +31,6 @@ _TIME_OIDS = {1082, 1114, 1184}
 _BOOL_OID = 16
 _TEXT_OIDS = {25, 1043, 1042, 19}
 _COPY_ROWS = 500_000  # rows per COPY of an intake: bounds the CSV buffer
-# The in-memory DuckDB that validates a file before the COPY: beyond this it spills to a temporary folder
-# (unbounded, a 10M-item file of 1.4 GiB took the process to 4.3 GiB).
-VALIDATION_MEMORY_LIMIT = "1.5GB"
 
 
 _DDL = re.compile(
@@ -245,10 +240,7 @@ class PostgresWarehouse(Warehouse):
     ) -> IntakeResult:
         """Validate the file in an in-memory DuckDB, then COPY its items straight into inbox, raw_measures
         and rejected_measures, in one transaction (no staged copy in PostgreSQL)."""
-        with (
-            tempfile.TemporaryDirectory(prefix="aggassets-intake-") as spill,
-            duckdb.connect(config={"memory_limit": VALIDATION_MEMORY_LIMIT, "temp_directory": spill}) as con,
-        ):
+        with intake.validation_connection() as con:  # bounded in memory: it spills beyond
             intake_fast.stage_items(con, Path(path), definitions, first_day)
             received = int(con.execute("SELECT count(*) FROM staged").fetchall()[0][0])
             with self.transaction():

@@ -1,12 +1,17 @@
 """Event intake limits from the README: the date bounds themselves, and the order of the rules."""
 
+import contextlib
 import csv
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
+import duckdb
+import numpy as np
 import pytest
 
 from aggassets.errors import AggassetsError
+from aggassets.warehouse import events_intake, intake
 from aggassets.warehouse.base import Warehouse
 from aggassets_tests.warehouse.test_events import (
     COLUMNS,
@@ -131,3 +136,38 @@ def test_a_csv_header_python_cannot_read_is_refused_and_nothing_is_stored(wareho
     message = str(err.value)
     assert message.startswith(f"{path}: cannot read the CSV header") and "\n" not in message
     assert snapshot(warehouse) == before
+
+
+def test_events_are_validated_in_a_bounded_duckdb_that_spills(
+    warehouse: Warehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The events file is validated in a DuckDB bounded in memory (unbounded, 10M events took the process
+    to 3.4 GiB): a file larger than the bound spills (duckdb_temporary_files), and is stored exactly."""
+    monkeypatch.setattr(intake, "VALIDATION_MEMORY_LIMIT", "128MB")
+    seen: list[tuple[str, int]] = []
+    bounded = events_intake.validation_connection
+
+    @contextlib.contextmanager
+    def recording() -> Iterator[duckdb.DuckDBPyConnection]:
+        with bounded() as con:
+            yield con
+            limit = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+            seen.append((limit, len(con.execute("SELECT * FROM duckdb_temporary_files()").fetchall())))
+
+    monkeypatch.setattr(events_intake, "validation_connection", recording)
+    path, n = tmp_path / "events.csv", 3_500_000
+    duckdb.sql(f"""COPY (SELECT DATE '2026-10-12' + CAST(i % 28 AS INTEGER) AS date, 'big' AS exp_id,
+        ['a', 'b'][i % 2 + 1] AS exp_variant_id, 'user' AS unit_type, 'u' || (i % 100000) AS unit_id,
+        'click' AS goal, 1 + i % 3 AS count, i % 1000 AS value FROM range({n}) t(i)) TO '{path}' (HEADER)""")
+    assert path.stat().st_size > 128 * 2**20
+    result = warehouse.ingest_events(path)
+    assert (result.received, result.accepted) == (n, n)
+    i = np.arange(n)
+    stored = warehouse.fetch("SELECT count(*) AS n, sum(count) AS c, sum(value) AS v FROM events").iloc[0]
+    assert (int(stored["n"]), int(stored["c"]), float(stored["v"])) == (
+        n,
+        int((1 + i % 3).sum()),
+        float((i % 1000).sum()),
+    )
+    ((limit, spilled),) = seen
+    assert limit == "122.0 MiB" and spilled > 0

@@ -594,9 +594,9 @@ def test_postgres_validates_a_file_larger_than_its_memory_limit(
 ) -> None:
     """PostgreSQL's intake validates in a DuckDB bounded in memory (unbounded, a 10M-item file took the
     process to 4.3 GiB): a file whose staged rows exceed the bound spills, and is stored exactly."""
-    from aggassets.warehouse import postgres_engine
+    from aggassets.warehouse import intake
 
-    monkeypatch.setattr(postgres_engine, "VALIDATION_MEMORY_LIMIT", "80MB")
+    monkeypatch.setattr(intake, "VALIDATION_MEMORY_LIMIT", "80MB")
     seen: list[tuple[str, int]] = []
     stage_items = intake_fast.stage_items
 
