@@ -13,7 +13,7 @@ import pytest
 from dagster import DagsterInstance, ExecuteInProcessResult, SkipReason, build_sensor_context, materialize
 
 from aggassets import resources as resources_module
-from aggassets.assets.measures import MEASURE_ASSETS
+from aggassets.assets.measures import MEASURE_ASSETS, markdown
 from aggassets.catalog import load_measures
 from aggassets.definitions import build_definitions, defs
 from aggassets.errors import AggassetsError, WarehouseUnavailable
@@ -330,8 +330,18 @@ def refresh_day(resources: dict[str, object], day: str = "2025-03-04", **kwargs:
 def markdown_rows(text: str) -> list[dict[str, str]]:
     """A Markdown table's rows as {header: cell text}."""
     rows = [re.split(r"(?<!\\)\|", line.strip().removeprefix("|").removesuffix("|")) for line in text.splitlines()]
-    header, _, *lines = [[c.strip().replace("\\|", "|") for c in cells] for cells in rows]  # GFM: \| is a '|'
+    header, _, *lines = [[re.sub(r"\\(.)", r"\1", c.strip()) for c in cells] for cells in rows]  # GFM escapes
     return [dict(zip(header, cells, strict=True)) for cells in lines]
+
+
+def test_markdown_cells_keep_their_text_on_one_row() -> None:
+    """A '|', a backslash or a line end inside a cell neither ends the cell nor starts a row: a line end
+    shows as \\n."""
+    frame = pd.DataFrame({"group1": ["slug=a|b", "app=x\ny", "path=c:\\d|", "app=r\r\nq"], "count": [1, 2, 3, 4]})
+    text = str(markdown(frame).value)
+    assert len(text.splitlines()) == 2 + 4
+    shown = [r["group1"] for r in markdown_rows(text)]
+    assert shown == ["slug=a|b", "app=x\\ny", "path=c:\\d|", "app=r\\r\\nq"]
 
 
 def test_aggregate_metadata_counts_released_rows_and_previews_every_key_column(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """The warehouse's values and pure helpers: grains, results of an intake or a refresh, DACC's
 restitution rows, period arithmetic (no database access)."""
 
+import contextlib
 import hashlib
 import json
 import math
@@ -146,11 +147,17 @@ def restitution_row(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _shown_group(key: Any, stored: str) -> str:
-    """A stored group value as the UI shows it: `key=value`, a string without its JSON quotes ('' when
-    the row has no such group)."""
+    """A stored group value as the UI shows it: `key=value`, a string without its JSON quotes unless it
+    would then read as a number or literal ('' when the row has no such group)."""
     if stored == "" or key is None or _nan(key):
         return ""
-    return f"{key}={json.loads(stored) if stored.startswith(chr(34)) else stored}"
+    if not stored.startswith('"'):
+        return f"{key}={stored}"
+    text = json.loads(stored)
+    with contextlib.suppress(ValueError):
+        json.loads(text)
+        return f"{key}={stored}"  # "1.5" or "true": unquoted, it would read as the number or literal
+    return f"{key}={text}"
 
 
 def preview_groups(frame: pd.DataFrame) -> pd.DataFrame:

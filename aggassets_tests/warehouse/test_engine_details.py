@@ -320,9 +320,10 @@ def test_transactions_do_not_nest(warehouse: Warehouse, tmp_path: Path) -> None:
 
 def test_the_refresh_preview_shows_groups_as_key_and_value(warehouse: Warehouse, tmp_path: Path) -> None:
     """The UI preview shows each group as `key=value`: a string without its JSON quotes, a number as
-    stored (1.50 is 1.5), a boolean as JSON spells it, nothing for a group the measure does not have."""
+    stored (1.50 is 1.5), a boolean as JSON spells it (the strings "1.5" and "true" keep their quotes), nothing
+    for a group the measure does not have."""
     warehouse.sync_definitions(DEFINITIONS)
-    groups = [("a|b", "linux"), (1.50, "mac"), (True, "win")]
+    groups = [("a|b", "linux"), (1.50, "mac"), (True, "win"), ("1.5", "bsd"), ("true", "hurd")]
     items = [measure("visits-daily", 1.0, "2022-03-07", group1=g1, group2=g2) for g1, g2 in groups for _ in range(3)]
     items += [measure("errors-daily", 1.0, "2022-03-07")]
     ingest(warehouse, tmp_path, items)
@@ -332,6 +333,8 @@ def test_the_refresh_preview_shows_groups_as_key_and_value(warehouse: Warehouse,
         ("visits-daily", "device=a|b", "os=linux", ""),
         ("visits-daily", "device=1.5", "os=mac", ""),
         ("visits-daily", "device=true", "os=win", ""),
+        ("visits-daily", 'device="1.5"', "os=bsd", ""),  # strings that read as a number or literal: quoted
+        ("visits-daily", 'device="true"', "os=hurd", ""),
         ("errors-daily", "", "", ""),
     }
     assert not {c for c in preview.columns if c.endswith("_key")}
