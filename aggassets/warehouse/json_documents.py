@@ -89,13 +89,19 @@ def skip(text: str, i: int, expected: str = "") -> int:
     return i + len(expected) if text.startswith(expected, i) else -1
 
 
+def _opening(text: str) -> tuple[str, re.Match[str] | None, int]:
+    """The text without its byte order mark, its {"measures": [ opening (if any), and the position after
+    the array's '[' (-1 when it opens no array)."""
+    text = text.removeprefix("\ufeff")
+    measures = MEASURES_DOCUMENT.match(text)
+    return text, measures, measures.end() if measures else skip(text, 0, "[")
+
+
 def document_items(text: str) -> list[str] | None:
     """A whole-file JSON document's items as written: the elements of an array or of
     {"measures": [...]}, else the one value (an object, or anything else: not_an_object); None when the
     text is not one JSON document."""
-    text = text.removeprefix("\ufeff")
-    measures = MEASURES_DOCUMENT.match(text)
-    start = measures.end() if measures else skip(text, 0, "[")
+    text, measures, start = _opening(text)
     try:
         items, end = _array_items(text, start) if start >= 0 else ([], -1)
     except BrokenAt:
@@ -112,9 +118,7 @@ def document_items(text: str) -> list[str] | None:
 def where_broken(text: str) -> str:
     """Where a text opening an array or {"measures": [...]} stops being one such document: "line L,
     column C" (characters; what document_items refuses)."""
-    text = text.removeprefix("\ufeff")
-    measures = MEASURES_DOCUMENT.match(text)
-    start = measures.end() if measures else skip(text, 0, "[")
+    text, measures, start = _opening(text)
     try:
         _, end = _array_items(text, start) if start >= 0 else ([], 0)
         closed = skip(text, end, "}") if measures else end
