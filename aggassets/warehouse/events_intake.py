@@ -276,7 +276,7 @@ def validate_file(path: Path) -> tuple[pa.Table, list[str]]:
         raise AggassetsError(
             f"{path}: unknown events file extension {path.suffix!r} (expected {', '.join(EXTENSIONS)})"
         )
-    with validation_connection() as con:
+    with validation_connection(path) as con:
         con.execute("SET TimeZone = 'UTC'; SET enable_progress_bar = false")
         names = READERS[kind](con, path)
         validated = con.sql(validation_sql(names)).to_arrow_table()

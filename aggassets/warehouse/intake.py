@@ -9,17 +9,21 @@ the warehouse's own connection (duckdb_sql's INSERT statements); for PostgreSQL 
 import contextlib
 import tempfile
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
 from aggassets.catalog import MeasureDefinition
+from aggassets.errors import AggassetsError
 
 MAX_PAYLOAD_BYTES = 16_384
 # The in-memory DuckDB that validates a file for another store (PostgreSQL's measures, every events file)
 # spills to a temporary folder beyond this (unbounded, 10M measures took the process to 4.3 GiB, 10M
 # events to 3.4 GiB).
 VALIDATION_MEMORY_LIMIT = "1GB"
+# The most it may spill; None: DuckDB's default, 90% of the free space of the temporary folder's drive.
+VALIDATION_SPILL_LIMIT: str | None = None
 MAX_CREATED_BY = 255
 # Values whose squares stay normal floats (no overflow to inf, no underflow: PostgreSQL raises on it): a
 # measure's magnitude is 0 or within [1e-100, 1e100].
@@ -41,13 +45,35 @@ _NOT_JSON_RE = r"(?i)nan|inf|,[ \t\r\n]*[]}]"
 
 
 @contextlib.contextmanager
-def validation_connection() -> Iterator[duckdb.DuckDBPyConnection]:
-    """An in-memory DuckDB bounded to VALIDATION_MEMORY_LIMIT, spilling to a temporary folder removed after."""
+def validation_connection(source: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory DuckDB bounded to VALIDATION_MEMORY_LIMIT, spilling to a temporary folder removed after,
+    to validate the file `source`. A spill that finds no room left raises AggassetsError naming the folder."""
+    config = {"memory_limit": VALIDATION_MEMORY_LIMIT}
+    if VALIDATION_SPILL_LIMIT is not None:
+        config["max_temp_directory_size"] = VALIDATION_SPILL_LIMIT
     with (
         tempfile.TemporaryDirectory(prefix="aggassets-validation-") as spill,
-        duckdb.connect(config={"memory_limit": VALIDATION_MEMORY_LIMIT, "temp_directory": spill}) as con,
+        duckdb.connect(config={**config, "temp_directory": spill}) as con,
     ):
-        yield con
+        try:
+            yield con
+        except (duckdb.Error, AggassetsError) as exc:
+            if not _spill_full(exc):
+                raise
+            raise AggassetsError(
+                f"{source}: out of room to validate it: beyond {VALIDATION_MEMORY_LIMIT} in memory, validation spills "
+                f"to a temporary folder in {Path(spill).parent}, which is full (free space there, or set TMPDIR to "
+                "a folder with room)"
+            ) from exc
+
+
+def _spill_full(exc: BaseException | None) -> bool:
+    """Whether the error (or one it was raised from) is DuckDB's for a temporary folder without room."""
+    while exc is not None:
+        if isinstance(exc, duckdb.OutOfMemoryException) and "max_temp_directory_size" in str(exc):
+            return True
+        exc = exc.__cause__
+    return False
 
 
 def lenient_json(text: str) -> str:

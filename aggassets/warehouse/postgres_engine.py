@@ -240,7 +240,7 @@ class PostgresWarehouse(Warehouse):
     ) -> IntakeResult:
         """Validate the file in an in-memory DuckDB, then COPY its items straight into inbox, raw_measures
         and rejected_measures, in one transaction (no staged copy in PostgreSQL)."""
-        with intake.validation_connection() as con:  # bounded in memory: it spills beyond
+        with intake.validation_connection(Path(path)) as con:  # bounded in memory: it spills beyond
             intake_fast.stage_items(con, Path(path), definitions, first_day)
             received = int(con.execute("SELECT count(*) FROM staged").fetchall()[0][0])
             with self.transaction():

@@ -1,6 +1,7 @@
 """Helpers of the warehouse contract suite: a test catalog, generated measures, numpy expectations."""
 
 import json
+import tempfile
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -9,8 +10,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from aggassets.catalog import MeasureDefinition
+from aggassets.warehouse import intake
 from aggassets.warehouse.base import Warehouse
 from aggassets.warehouse.values import IntakeResult
 
@@ -226,3 +229,22 @@ def refresh_all(wh: Warehouse, days: Sequence[date]) -> dict[str, tuple[date, da
     for grain, (start, end) in windows.items():
         wh.refresh(grain, start, end)
     return windows
+
+
+def full_spill_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Make the intake's validation DuckDB small (128 MB) and its temporary folder full past 1 MB; the folder."""
+    monkeypatch.setattr(intake, "VALIDATION_MEMORY_LIMIT", "128MB")
+    monkeypatch.setattr(intake, "VALIDATION_SPILL_LIMIT", "1MB")
+    spill = tmp_path / "tmp"
+    spill.mkdir()
+    monkeypatch.setenv("TMPDIR", str(spill))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # Python reads TMPDIR again
+    return spill
+
+
+def spill_error(path: Path, spill: Path) -> str:
+    """The error of a validation of `path` that found no room in the temporary folder `spill`."""
+    return (
+        f"{path}: out of room to validate it: beyond 128MB in memory, validation spills to a temporary folder "
+        f"in {spill}, which is full (free space there, or set TMPDIR to a folder with room)"
+    )

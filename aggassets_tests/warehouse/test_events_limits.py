@@ -13,6 +13,7 @@ import pytest
 from aggassets.errors import AggassetsError
 from aggassets.warehouse import events_intake, intake
 from aggassets.warehouse.base import Warehouse
+from aggassets_tests.warehouse.support import full_spill_folder, spill_error
 from aggassets_tests.warehouse.test_events import (
     COLUMNS,
     VALID,
@@ -148,8 +149,8 @@ def test_events_are_validated_in_a_bounded_duckdb_that_spills(
     bounded = events_intake.validation_connection
 
     @contextlib.contextmanager
-    def recording() -> Iterator[duckdb.DuckDBPyConnection]:
-        with bounded() as con:
+    def recording(source: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+        with bounded(source) as con:
             yield con
             limit = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
             seen.append((limit, len(con.execute("SELECT * FROM duckdb_temporary_files()").fetchall())))
@@ -171,3 +172,21 @@ def test_events_are_validated_in_a_bounded_duckdb_that_spills(
     )
     ((limit, spilled),) = seen
     assert limit == "122.0 MiB" and spilled > 0
+
+
+def test_a_spill_without_room_is_a_one_line_error_naming_the_folder(
+    warehouse: Warehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A validation that must spill to a full temporary folder says so (it read `cannot read CSV: Out of
+    Memory Error ... max_temp_directory_size`), names the folder, and stores nothing."""
+    spill = full_spill_folder(monkeypatch, tmp_path)
+    path = tmp_path / "events.csv"
+    duckdb.sql(f"""COPY (SELECT DATE '2026-10-12' + CAST(i % 28 AS INTEGER) AS date, 'big' AS exp_id,
+        'a' AS exp_variant_id, 'user' AS unit_type, 'u' || i AS unit_id, 'click' AS goal, 1 AS count,
+        i AS value FROM range(3500000) t(i)) TO '{path}' (HEADER)""")
+    before = snapshot(warehouse)
+    with pytest.raises(AggassetsError) as err:
+        warehouse.ingest_events(path)
+    assert str(err.value) == spill_error(path, spill)
+    assert snapshot(warehouse) == before
+    assert list(spill.iterdir()) == []  # the spill folder is removed

@@ -16,7 +16,7 @@ from aggassets.errors import AggassetsError
 from aggassets.warehouse import intake_fast, open_warehouse
 from aggassets.warehouse.base import Warehouse
 from aggassets.warehouse.duckdb_engine import DuckDBWarehouse
-from aggassets_tests.warehouse.support import DEFINITIONS, FIRST_DAY, ingest
+from aggassets_tests.warehouse.support import DEFINITIONS, FIRST_DAY, full_spill_folder, ingest, spill_error
 
 DROP = object()  # marks a field removed from the valid measure
 VALID: dict[str, Any] = {
@@ -624,3 +624,22 @@ def test_postgres_validates_a_file_larger_than_its_memory_limit(
     assert list(raw["measure_name"]) == [i["measureName"] for i in items]
     ((limit, spilled),) = seen
     assert limit == "76.2 MiB" and spilled > 0  # DuckDB prints 80 MB in MiB; the staged rows went to disk
+
+
+def test_postgres_validation_spilling_without_room_is_a_one_line_error(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL's intake validates in a bounded DuckDB: a spill to a full temporary folder is a one-line
+    error naming the folder (it read `database: Out of Memory Error ...`), and nothing is stored."""
+    spill = full_spill_folder(monkeypatch, tmp_path)
+    path = tmp_path / "big.ndjson"
+    item = {"measureName": "visits-daily", "startDate": "2022-01-03", "group1": {"device": "d"}, "group2": {"os": "x"}}
+    path.write_text("".join(json.dumps(item | {"value": k}) + "\n" for k in range(1_200_000)), encoding="utf-8")
+    with open_warehouse(postgres_url) as wh:
+        wh.sync_definitions(DEFINITIONS)
+        with pytest.raises(AggassetsError) as err:
+            wh.ingest_file(path, DEFINITIONS, FIRST_DAY)
+        counts = [len(wh.read_table(t)) for t in ("inbox", "raw_measures", "rejected_measures", "intake_batches")]
+    assert str(err.value) == spill_error(path, spill)
+    assert counts == [0, 0, 0, 0]
+    assert list(spill.iterdir()) == []  # the spill folder is removed
