@@ -1,5 +1,6 @@
 """The asset graph under real materialize() on a temporary DuckDB warehouse."""
 
+import html
 import re
 import subprocess
 import sys
@@ -11,9 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from dagster import DagsterInstance, ExecuteInProcessResult, SkipReason, build_sensor_context, materialize
+from markdown_it import MarkdownIt
 
 from aggassets import resources as resources_module
-from aggassets.assets.measures import MEASURE_ASSETS, markdown
+from aggassets.assets.markdown import markdown
+from aggassets.assets.measures import MEASURE_ASSETS
 from aggassets.catalog import load_measures
 from aggassets.definitions import build_definitions, defs
 from aggassets.errors import AggassetsError, WarehouseUnavailable
@@ -342,6 +345,17 @@ def test_markdown_cells_keep_their_text_on_one_row() -> None:
     assert len(text.splitlines()) == 2 + 4
     shown = [r["group1"] for r in markdown_rows(text)]
     assert shown == ["slug=a|b", "app=x\\ny", "path=c:\\d|", "app=r\\r\\nq"]
+
+
+def test_markdown_cells_show_markdown_punctuation_as_written() -> None:
+    """Rendered by a CommonMark renderer with GFM tables (markdown-it-py), a cell shows its text as written:
+    no emphasis, code, link, strikethrough, HTML tag or entity made of a group value."""
+    values = ["app=*x* _y_", "slug=`code`", "app=[a](http://b)", "app=<b>bold</b>", "os=~~s~~", "app=&amp; !#x"]
+    frame = pd.DataFrame({"group1": values, "count": range(len(values))})
+    rendered = MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(str(markdown(frame).value))
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", rendered)[0::2]
+    assert [html.unescape(c) for c in cells] == values
+    assert not any("<" in c for c in cells)  # no tag: every '<' of a value is the entity &lt;
 
 
 def test_aggregate_metadata_counts_released_rows_and_previews_every_key_column(tmp_path: Path) -> None:

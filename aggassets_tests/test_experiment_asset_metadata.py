@@ -1,7 +1,9 @@
 """Experiment asset metadata during a sequential experiment: level, window, exposures, the Markdown table."""
 
+import html
 import io
 import json
+import re
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from dagster import materialize
+from markdown_it import MarkdownIt
 from scipy import stats
 
 from aggassets.assets.experiments import build_experiment_assets
@@ -99,3 +102,32 @@ def test_an_empty_as_of_evaluates_today_in_utc(tmp_path: Path) -> None:
     after = datetime.now(UTC).date()
     day = result.asset_materializations_for_node("experiment_goals")[0].metadata["evaluation_date"].value
     assert day in {before.isoformat(), after.isoformat()}
+
+
+def test_metadata_tables_show_names_and_variants_as_written(tmp_path: Path) -> None:
+    """A metric name or variant id holding '|' or Markdown punctuation neither splits a cell nor turns into
+    markup: rendered by a CommonMark renderer with GFM tables (markdown-it-py), cells read as written."""
+    names, variants = ["Conversion | *all* <b>", "Clicks_per_view [x](y)"], ["a|1", "*b*"]
+    metrics = [{**m, "name": n} for m, n in zip(CONVERSION["metrics"], names, strict=True)]  # type: ignore[call-overload]
+    experiment = {**CONVERSION, "control_variant": variants[0], "variants": variants, "metrics": metrics}
+    events = conversion_events(dict.fromkeys(variants, 300), dict.fromkeys(variants, 0.2), seed=2)
+    catalog_dir, url = _conversion_experiment(tmp_path, events)
+    (catalog_dir / "experiments" / "conv.json").write_text(json.dumps(experiment))
+    result = _run(url, catalog_dir, date(2026, 3, 20))
+    assert result.success
+    renderer = MarkdownIt("commonmark").enable(["table", "strikethrough"])
+
+    def cells(table: str, column: str) -> list[str]:
+        """The column's cells as rendered HTML."""
+        rendered = renderer.render(table)
+        header = [html.unescape(h) for h in re.findall(r"<th[^>]*>(.*?)</th>", rendered)]
+        rows = re.findall(r"<tr>\n(.*?)</tr>", rendered.split("</thead>")[1], flags=re.S)
+        return [re.findall(r"<td[^>]*>(.*?)</td>", r)[header.index(column)] for r in rows]
+
+    table = result.asset_materializations_for_node("experiment_evaluations")[0].metadata["metrics"].value
+    shown = cells(table, "metric") + cells(table, "variant")
+    preview = result.asset_materializations_for_node("experiment_goals")[0].metadata["preview"].value
+    shown_variants = cells(preview, "exp_variant_id")
+    assert {html.unescape(c) for c in shown} == {*names, f"{variants[0]} (control)", variants[1]}
+    assert {html.unescape(c) for c in shown_variants} == set(variants)
+    assert not any("<" in c for c in shown + shown_variants)  # no tag: a '<' of a text is the entity &lt;

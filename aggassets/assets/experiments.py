@@ -15,6 +15,7 @@ from dagster import (
     asset,
 )
 
+from aggassets.assets.markdown import markdown
 from aggassets.checks import experiment_check_specs, finite_result, srm_result
 from aggassets.errors import AggassetsError
 from aggassets.experiments.definition import ExperimentDefinition
@@ -52,7 +53,7 @@ def _number(value: float, digits: int = 4) -> str:
     return "" if value is None or not np.isfinite(value) else f"{value:.{digits}g}"
 
 
-def metrics_markdown(evaluation: Evaluation, experiment: ExperimentDefinition) -> str:
+def metrics_markdown(evaluation: Evaluation, experiment: ExperimentDefinition) -> MetadataValue:
     """One Markdown row per metric and variant: mean, differences, interval, p-value, significance."""
     rows = []
     for r in evaluation.metrics.to_dict("records"):
@@ -66,7 +67,7 @@ def metrics_markdown(evaluation: Evaluation, experiment: ExperimentDefinition) -
             "abs diff": _number(r["abs_diff"]), "abs p-value": _number(r["abs_p_value"], 3),
             "significant": significant, "note": r["reason"],
         })  # fmt: skip
-    return pd.DataFrame(rows).to_markdown(index=False) if rows else "_no metrics_"
+    return markdown(pd.DataFrame(rows), "_no metrics_")
 
 
 def build_experiment_assets(experiment_ids: Sequence[str]) -> list[AssetsDefinition]:
@@ -93,7 +94,7 @@ def build_experiment_assets(experiment_ids: Sequence[str]) -> list[AssetsDefinit
             "data_window": f"{experiment.date_from or '-'} .. {last_data_day(experiment, as_of)}",
             "goal_rows": len(goals.goals), "cross_product_rows": len(goals.cross),
             "exposures": MetadataValue.json(per_variant(exposures.exp_variant_id, exposures["count"])),
-            "preview": MetadataValue.md(preview.to_markdown(index=False) if len(preview) else "_no goals_"),
+            "preview": markdown(preview, "_no goals_"),
         })  # fmt: skip
 
     @asset(
@@ -120,7 +121,7 @@ def build_experiment_assets(experiment_ids: Sequence[str]) -> list[AssetsDefinit
                 if len(evaluation.metrics)
                 else experiment.confidence_level,
                 "exposures": MetadataValue.json(exposures),
-                "metrics": MetadataValue.md(metrics_markdown(evaluation, experiment)),
+                "metrics": metrics_markdown(evaluation, experiment),
             },
             check_results=[srm_result(evaluation, experiment), finite_result(evaluation, experiment)],
         )

@@ -21,6 +21,7 @@ from dagster import (
     asset_check,
 )
 
+from aggassets.assets.markdown import markdown
 from aggassets.checks import (
     STORED_CHECK,
     STORED_CHECK_TEXT,
@@ -62,26 +63,6 @@ def daily_dep(name: str) -> AssetDep:
         warnings.filterwarnings("ignore", category=BetaWarning)
         mapping = TimeWindowPartitionMapping(allow_nonexistent_upstream_partitions=True)
     return AssetDep(name, partition_mapping=mapping)
-
-
-_CELL_ESCAPES = str.maketrans({"\\": "\\\\", "|": "\\|", "\n": "\\\\n", "\r": "\\\\r"})
-
-
-def _markdown_cell(value: object) -> object:
-    """A text escaped for a Markdown table cell: a backslash or '|' escaped, a line end shown as \\n."""
-    return value.translate(_CELL_ESCAPES) if isinstance(value, str) else value
-
-
-def markdown(frame: pd.DataFrame) -> MetadataValue:
-    """A small Markdown table for the UI: missing values are blank cells, dates have no time of day, and
-    columns blank in every row are left out (group2 and group3 of ungrouped measures, say)."""
-    if frame.empty:
-        return MetadataValue.md("_no rows_")
-    dates = frame.select_dtypes(include=["datetime", "datetimetz"]).columns
-    frame = frame.assign(**{c: frame[c].dt.strftime("%Y-%m-%d") for c in dates})
-    frame = frame.map(_markdown_cell)
-    frame = frame.astype(object).where(frame.notna() & (frame != ""), None)  # '' is an absent createdBy
-    return MetadataValue.md(frame.dropna(axis="columns", how="all").to_markdown(index=False, missingval=""))
 
 
 @asset(group_name=GROUP, pool="warehouse", kinds={"duckdb", "postgres"})
