@@ -62,9 +62,8 @@ def _holm(test: WelchTest, columns: np.ndarray, level: float, compat: bool) -> W
     raw = p[:, columns]
     adjusted = holm_adjust(raw, count_nan=compat)
     p[:, columns] = adjusted
-    ci[:, columns] = holm_confidence_interval(
-        raw, adjusted, test.standard_error[:, columns], test.degrees_of_freedom[:, columns], level, compat
-    )
+    se, df, stat = (a[:, columns] for a in (test.standard_error, test.degrees_of_freedom, test.test_stat))
+    ci[:, columns] = holm_confidence_interval(raw, adjusted, se, df, level, compat, stat)
     return WelchTest(test.diff, test.standard_error, test.test_stat, p, ci, test.degrees_of_freedom)
 
 
@@ -90,24 +89,27 @@ def _reasons(x: ComparisonInput) -> tuple[list[tuple[np.ndarray, str]], dict[str
     return parts, masks
 
 
-def _out_of_range(
-    rel: WelchTest, ab: WelchTest, parts: list[tuple[np.ndarray, str]], control: int
-) -> tuple[WelchTest, WelchTest]:
-    """Treatment rows without a reason whose test overflowed or underflowed (squares of values beyond
-    ~1e154 or below ~1e-154 in the degrees of freedom): that test NaN, with OUT_OF_RANGE in `parts`."""
+def _out_of_range(rel: WelchTest, ab: WelchTest, parts: list[tuple[np.ndarray, str]]) -> tuple[WelchTest, WelchTest]:
+    """Rows without a reason whose test overflowed or underflowed (squares of values beyond ~1e154 or
+    below ~1e-154 in the degrees of freedom), the control's own row too: that test NaN (its difference
+    kept, its standard error only when finite), with OUT_OF_RANGE in `parts`."""
     explained = np.zeros(rel.diff.shape, dtype=bool)
     for mask, _ in parts:
         explained = explained | np.broadcast_to(mask, explained.shape)
-    treatment = np.arange(rel.diff.shape[1])[None, :] != control
 
     def broken(t: WelchTest) -> np.ndarray:
         fields = (t.standard_error, t.degrees_of_freedom, t.test_stat, t.p_value, t.confidence_interval)
         finite = np.logical_and.reduce([np.isfinite(f) for f in fields])
-        return treatment & ~explained & ~(finite & (t.degrees_of_freedom > 0))
+        return ~explained & ~(finite & (t.degrees_of_freedom > 0))
+
+    def blanked(t: WelchTest, bad: np.ndarray) -> WelchTest:
+        t = _nan_where(t, bad, keep_diff=True)
+        error = np.where(bad & ~np.isfinite(t.standard_error), np.nan, t.standard_error)
+        return WelchTest(t.diff, error, t.test_stat, t.p_value, t.confidence_interval, t.degrees_of_freedom)
 
     bad_rel, bad_ab = broken(rel), broken(ab)
     parts.append((bad_rel | bad_ab, OUT_OF_RANGE))
-    return _nan_where(rel, bad_rel, keep_diff=True), _nan_where(ab, bad_ab, keep_diff=True)
+    return blanked(rel, bad_rel), blanked(ab, bad_ab)
 
 
 def compare(x: ComparisonInput, compat: bool = False) -> dict[str, np.ndarray]:
@@ -132,7 +134,7 @@ def compare(x: ComparisonInput, compat: bool = False) -> dict[str, np.ndarray]:
         rel = _nan_where(rel, bad | masks["zero_var"] | zero_rel_se, keep_diff=True)
         ab = _nan_where(ab, masks["no_mean"], keep_diff=False)
         ab = _nan_where(ab, bad | masks["zero_var"], keep_diff=True)
-        rel, ab = _out_of_range(rel, ab, parts, c)
+        rel, ab = _out_of_range(rel, ab, parts)
     n_variants = m.mean.shape[1]
     if n_variants > 2:
         columns = np.arange(1, n_variants) if compat else np.array([j for j in range(n_variants) if j != c])

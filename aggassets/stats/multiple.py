@@ -19,10 +19,15 @@ def holm_adjust(p_values: np.ndarray, count_nan: bool = False) -> np.ndarray:
     return out.reshape(np.shape(p_values))
 
 
-def holm_rank_factor(p_values: np.ndarray) -> np.ndarray:
-    """Holm's Bonferroni factor 1 / (m - rank) for each p-value of each row."""
+def holm_rank_factor(p_values: np.ndarray, test_stat: np.ndarray | None = None) -> np.ndarray:
+    """Holm's Bonferroni factor 1 / (m - rank) for each p-value of each row; equal p-values (those that
+    underflow to 0, say) ranked by the larger |test_stat| first when given, else in column order."""
     p = np.atleast_2d(np.asarray(p_values, dtype=float))
-    order = np.argsort(p, axis=1, kind="stable")
+    if test_stat is None:
+        order = np.argsort(p, axis=1, kind="stable")
+    else:
+        strength = -np.abs(np.atleast_2d(np.asarray(test_stat, dtype=float)))
+        order = np.lexsort((strength, p), axis=1)
     m = np.sum(~np.isnan(p), axis=1, keepdims=True)
     ranks = np.empty_like(order)
     np.put_along_axis(ranks, order, np.broadcast_to(np.arange(p.shape[1]), p.shape), axis=1)
@@ -37,13 +42,15 @@ def holm_confidence_interval(
     df: np.ndarray,
     confidence_level: float,
     epstats_ratio: bool = False,
+    test_stat: np.ndarray | None = None,
 ) -> np.ndarray:
     """Interval half-widths at the per-comparison level alpha · p / p_adjusted (ep-stats' widening)."""
-    # when p and p_adjusted are both 0 the ratio is Holm's factor 1 / (m - rank); epstats_ratio takes 1
+    # when p and p_adjusted are both 0 the ratio is Holm's factor 1 / (m - rank), p-values that underflow
+    # to 0 ranked by |test_stat| when given; epstats_ratio takes 1
     alpha = 1 - confidence_level
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.asarray(p_values / adjusted, dtype=float)
     both_zero = (np.asarray(adjusted) == 0) & (np.asarray(p_values) == 0)
-    fallback = np.nan_to_num(ratio, nan=1.0) if epstats_ratio else holm_rank_factor(p_values)
+    fallback = np.nan_to_num(ratio, nan=1.0) if epstats_ratio else holm_rank_factor(p_values, test_stat)
     ratio = fallback if epstats_ratio else np.where(both_zero, fallback, ratio)
     return standard_error * t_quantile(1 - ratio * alpha, df)

@@ -311,7 +311,8 @@ def test_a_difference_of_goals_no_unit_has_together_has_the_units_variance() -> 
 def test_values_beyond_what_float64_can_square_give_nan_with_a_reason(scale: float) -> None:
     """The same experiment at every scale is the same test (scale-invariant); where its squares overflow
     or underflow, the comparison is NaN with a reason, not p = 1 with an infinite interval (sums of squares
-    beyond float64's range: a variance the sums contradict, or a test out of range)."""
+    beyond float64's range: a variance the sums contradict, or a test out of range); the control's row too
+    (it showed NaN without a reason and an infinite standard error), and no standard error is infinite."""
     rng = np.random.default_rng(11)
     units = {v: pd.DataFrame({"purchase": rng.lognormal(3, 1, 500) + shift, "refund": 0.0}) for v, shift in
              (("a", 0.0), ("b", 3.0))}  # fmt: skip
@@ -327,7 +328,16 @@ def test_values_beyond_what_float64_can_square_give_nan_with_a_reason(scale: flo
     for column in ("p_value", "abs_p_value"):  # each test either right or NaN: never a wrong number
         assert np.isnan(row[column]) or row[column] == pytest.approx(plain.loc["b", column], rel=1e-6)
     assert np.isnan(row["p_value"]) or np.isnan(row["abs_p_value"])
-    assert "beyond float64's range" not in result.loc["a", "reason"]  # the control has no test
+    control = result.loc["a"]  # its comparison with itself: p = 1 when in range, else NaN with a reason
+    stats = control[["test_stat", "p_value", "abs_p_value", "degrees_of_freedom"]].astype(float)
+    in_range = (
+        control["p_value"] == 1.0
+        and np.isfinite(control[["confidence_interval", "standard_error"]].astype(float)).all()
+    )
+    assert in_range != (control["reason"] != "")
+    assert in_range or np.isnan(stats).all()
+    intervals = result[["standard_error", "confidence_interval", "abs_confidence_interval"]].astype(float)
+    assert not np.isinf(intervals.to_numpy()).any()
 
 
 @pytest.mark.parametrize("case", ["one unit", "sums of squares below (sum)^2 / n"])
@@ -348,3 +358,27 @@ def test_a_variant_without_a_variance_is_nan_with_its_reason(case: str) -> None:
     for column in ("p_value", "abs_p_value", "confidence_interval", "test_stat"):
         assert np.isnan(m.loc["b", column]), column
     assert m.loc["a", "reason"] == ""
+
+
+def test_holm_ranks_p_values_that_underflow_to_zero_by_their_test() -> None:
+    """Two treatments so far from the control that both p-values underflow to 0: Holm still ranks the larger
+    |t| first, so it gets the factor 1/3 and the other 1/2 (it went by variant order); the third, p ~ 1e-12,
+    keeps alpha · p / p_adjusted = alpha. Hand Welch (_welch_relative) and Holm's rule; 1e6 units, std 1."""
+    n, std = 1_000_000, 1.0
+    means = {"a": 1.0, "b": 1.2, "c": 1.3, "d": 1.01}
+    rows = []
+    for v, mean in means.items():
+        rows += [("h", v, "u", "global", "exposure", n, n, 0.0, 0.0, n)]
+        rows += [("h", v, "u", "unit", "x", n, n, n * mean, (n - 1) * std**2 + n * mean**2, n)]
+    goals = pd.DataFrame(rows, columns=["exp_id", "exp_variant_id", "unit_type", "agg_type", "goal", "count",
+                                        "sum_sqr_count", "sum_value", "sum_sqr_value", "count_unique"])  # fmt: skip
+    raw = {"id": "h", "control_variant": "a", "unit_type": "u", "variants": list(means)}
+    raw["metrics"] = [{"id": 1, "name": "x", "nominator": "value(u.unit.x)", "denominator": "count(u.global.exposure)"}]
+    metrics = evaluate_goals(parse_experiment(raw), goals).metrics.set_index("exp_variant_id")
+    hand = {v: _welch_relative(1.0, std, n, means[v], std, n) for v in "bcd"}
+    assert hand["b"][3] == hand["c"][3] == 0.0 and 0 < hand["d"][3] < 1e-9
+    assert abs(hand["c"][0] / hand["c"][1]) > abs(hand["b"][0] / hand["b"][1])  # c is Holm's first
+    for v, factor in (("c", 1 / 3), ("b", 1 / 2), ("d", 1.0)):
+        _, se, df, _ = hand[v]
+        want = se * st.t.ppf(1 - 0.05 * factor / 2, df)
+        assert metrics.loc[v, "confidence_interval"] == pytest.approx(want, rel=1e-9)
