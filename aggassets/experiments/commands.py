@@ -51,8 +51,9 @@ def add_experiment_commands(experiments_subparsers: argparse._SubParsersAction) 
     run.set_defaults(func=run_run)
 
 
-def _read_csv(path: Path, numeric: tuple[str, ...], what: str) -> pd.DataFrame:
-    """A CSV read as text (dimensions keep their spelling), `numeric` columns converted."""
+def _read_csv(path: Path, numeric: tuple[str, ...], what: str, signed: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A CSV read as text (dimensions keep their spelling), `numeric` columns converted: finite numbers,
+    >= 0 unless `signed` (a bad cell is an error naming its line)."""
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
@@ -64,6 +65,12 @@ def _read_csv(path: Path, numeric: tuple[str, ...], what: str) -> pd.DataFrame:
                 row = int(np.flatnonzero(~np.isfinite(values.to_numpy()))[0]) + 2
                 value = frame[col].iloc[row - 2]
                 raise AggassetsError(f"{path}: line {row}: column {col} is not a finite number: {value!r}")
+            if col not in signed and bool((values < 0).any()):
+                row = int(np.flatnonzero(values.to_numpy() < 0)[0]) + 2
+                value = frame[col].iloc[row - 2]
+                raise AggassetsError(
+                    f"{path}: line {row}: column {col} is negative: {value!r} (counts and squares are >= 0)"
+                )
             frame[col] = values
     return frame
 
@@ -98,8 +105,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     )
 
     experiment = load_experiment(args.experiment)
-    goals = _read_csv(args.goals, NUMERIC, "goals")
-    cross = _read_csv(args.cross, ("sum_product", "units"), "cross products") if args.cross else None
+    goals = _read_csv(args.goals, NUMERIC, "goals", signed=("sum_value",))
+    cross = (
+        _read_csv(args.cross, ("sum_product", "units"), "cross products", signed=("sum_product",))
+        if args.cross
+        else None
+    )
     evaluation = evaluate_goals(experiment, goals, cross, _as_of(args.as_of), compat=args.compat)
     warnings = per_unit_variance_warnings(experiment) if cross is None else []
     for warning in [*warnings, *srm_warnings(evaluation.checks, experiment)]:

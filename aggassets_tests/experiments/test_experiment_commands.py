@@ -111,7 +111,8 @@ def test_evaluate_bad_inputs(goals_csv: Path, tmp_path: Path, capsys: pytest.Cap
         with pytest.raises(AggassetsError, match=f"column count is not a finite number: '{value}'"):
             _run(["evaluate", "--experiment", experiment, "--goals", str(bad)], capsys)
     bad.write_text(goals_csv.read_text().replace(",3000,", ",-3000,", 1))
-    with pytest.raises(AggassetsError, match="column count holds a negative value"):
+    line = 1 + next(i for i, t in enumerate(goals_csv.read_text().splitlines()) if ",3000," in t)
+    with pytest.raises(AggassetsError, match=f"{bad}: line {line}: column count is negative: '-3000'"):
         _run(["evaluate", "--experiment", experiment, "--goals", str(bad)], capsys)
     with pytest.raises(AggassetsError, match="cannot read goals"):
         _run(["evaluate", "--experiment", experiment, "--goals", str(tmp_path / "none.csv")], capsys)
