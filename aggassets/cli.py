@@ -227,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--again", action="store_true", help="ingest files whose content was ingested already")
 
     events = groups.add_parser("events", help="experiment events").add_subparsers(required=True)
-    events_ingest = _add(events, "ingest", cmd_events_ingest, "ingest CSV, Parquet or NDJSON event files")
+    events_ingest = _add(events, "ingest", cmd_events_ingest, "ingest CSV, Parquet, NDJSON or JSON event files")
     events_ingest.add_argument("files", nargs="+", help="events files (.csv, .parquet, .ndjson/.jsonl or .json)")
     events_ingest.add_argument("--again", action="store_true", help="ingest files whose content was ingested already")
 

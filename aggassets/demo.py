@@ -13,10 +13,11 @@ import pandas as pd
 from aggassets import settings
 from aggassets.catalog import MeasureCatalog, MeasureDefinition, load_measures
 from aggassets.demo_events import generate_events
+from aggassets.errors import AggassetsError
 from aggassets.experiment_runs import run_experiment
 from aggassets.experiments.definition import load_experiments
 from aggassets.refresh import materialize_definitions, refresh_range
-from aggassets.warehouse import duckdb_path, open_warehouse
+from aggassets.warehouse import duckdb_path, open_warehouse, redacted
 from aggassets.warehouse.values import file_sha256, intake_totals
 
 # Per measure: SQL value expression over random() (r1, r2) and group value choices.
@@ -128,14 +129,29 @@ def summary(url: str, first: date, last: date) -> dict[str, object]:
     return out
 
 
+def demo_warehouse() -> Path:
+    """The project's DuckDB file, which the demo resets; AggassetsError when AGGASSETS_WAREHOUSE names another
+    warehouse (one exported for production, say), which the demo must neither delete nor add to."""
+    own = settings.PROJECT_ROOT / "data" / "aggassets.duckdb"
+    chosen = os.environ.get("AGGASSETS_WAREHOUSE")
+    if chosen and (
+        duckdb_path(chosen) in (None, ":memory:") or Path(str(duckdb_path(chosen))).resolve() != own.resolve()
+    ):
+        raise AggassetsError(
+            f"the demo resets the project's own warehouse {own}, but AGGASSETS_WAREHOUSE names "
+            f"{redacted(chosen)!r}: unset it to run the demo (nothing was changed)"
+        )
+    return own
+
+
 def main() -> int:
     """Run the demo end to end on the embedded DuckDB file and print a summary."""
-    url = os.environ.get("AGGASSETS_WAREHOUSE") or settings.warehouse_url()
+    own = demo_warehouse()
+    url = f"duckdb:///{own}"
     catalog = load_measures(settings.definitions_dir())
     today = datetime.now(UTC).date()
     first, last = today - timedelta(days=90), today - timedelta(days=1)
-    if (path := duckdb_path(url)) not in (None, ":memory:"):
-        Path(path).unlink(missing_ok=True)
+    own.unlink(missing_ok=True)
     t0 = time.perf_counter()
     settings.inbox_dir().mkdir(parents=True, exist_ok=True)  # the folder inbox_sensor watches (make ui)
     main_file, late_file = generate(catalog, settings.PROJECT_ROOT / "data" / "demo", first, last)
@@ -232,4 +248,8 @@ def render(result: dict[str, object]) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except AggassetsError as exc:
+        print(f"aggassets demo: error: {exc}", file=sys.stderr)
+        sys.exit(2)

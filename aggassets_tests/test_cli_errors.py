@@ -13,7 +13,7 @@ import psycopg2
 import pytest
 
 from aggassets.catalog import load_measures
-from aggassets.cli import main
+from aggassets.cli import build_parser, main
 from aggassets.errors import AggassetsError, WarehouseUnavailable
 from aggassets.runs import instance_for_runs
 from aggassets.warehouse import duckdb_path, open_warehouse, redacted
@@ -531,3 +531,20 @@ def test_a_role_without_select_is_told_so_not_that_there_is_no_warehouse(
             cur.execute(f'DROP OWNED BY "{role}"')
             cur.execute(f'DROP ROLE "{role}"')
         admin.close()
+
+
+def test_every_command_describes_itself_in_its_help() -> None:
+    """`aggassets GROUP COMMAND --help` opens with what the command does, for every command (the
+    experiments commands had none); the events command names every format it reads."""
+    import argparse
+
+    def leaves(parser: argparse.ArgumentParser, path: tuple[str, ...]) -> list[tuple[tuple[str, ...], str]]:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            return [(path, parser.description or "")]
+        return [leaf for name, child in subs[0].choices.items() for leaf in leaves(child, (*path, name))]
+
+    commands = dict(leaves(build_parser(), ()))
+    assert len(commands) >= 10 and ("experiments", "run") in commands
+    assert [c for c, description in commands.items() if not description.strip()] == []
+    assert "JSON" in commands[("events", "ingest")].replace("NDJSON", "")

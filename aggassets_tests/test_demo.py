@@ -1,7 +1,10 @@
 """The demo's data generator and the commands it suggests."""
 
 import json
+import os
 import re
+import subprocess
+import sys
 from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 
@@ -13,6 +16,7 @@ from aggassets import demo, settings
 from aggassets.catalog import MeasureCatalog, MeasureDefinition
 from aggassets.demo import generate, next_commands
 from aggassets.demo_events import generate_events
+from aggassets.errors import AggassetsError
 from aggassets_tests.helpers import DEFINITIONS
 
 
@@ -57,7 +61,8 @@ def test_make_demo_runs_end_to_end_and_its_summary_adds_up(
     temporary project folder and warehouse; its runs go to an ephemeral instance (a SQLite DAGSTER_HOME commits
     each of the ~200 partition events to disk: 30-65 s here). Expected figures are worked out by hand below."""
     monkeypatch.delenv("DAGSTER_HOME", raising=False)  # its runs in an ephemeral instance, not .dagster_home/
-    monkeypatch.setenv("AGGASSETS_WAREHOUSE", f"duckdb:///{tmp_path / 'demo.duckdb'}")
+    # the project's own file (PROJECT_ROOT is tmp_path below), spelt as a user may export it
+    monkeypatch.setenv("AGGASSETS_WAREHOUSE", f"duckdb://{os.path.relpath(tmp_path)}/data/aggassets.duckdb")
     monkeypatch.setenv("AGGASSETS_DEFINITIONS", str(DEFINITIONS))
     monkeypatch.setenv("AGGASSETS_INBOX", str(tmp_path / "inbox"))
     monkeypatch.setattr(settings, "PROJECT_ROOT", tmp_path)  # data/demo/ goes there
@@ -120,3 +125,26 @@ def test_make_demo_runs_end_to_end_and_its_summary_adds_up(
     assert {k: sorted(v) for k, v in shown.items()} == {k: sorted(v) for k, v in expected.items()}
     assert "query --measure connection-count-daily --start 2026-09-03 --end 2026-12-02" in out
     assert "weekly_aggregates --partition-range 2026-08-31...2026-11-23" in out  # complete weeks only
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "postgresql"])
+def test_the_demo_leaves_a_warehouse_named_by_aggassets_warehouse_alone(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exported AGGASSETS_WAREHOUSE (production's, say) is not the demo's: the demo deleted such a DuckDB
+    file, and added a second copy of its data to such a PostgreSQL warehouse. Now it refuses, one line, exit 2."""
+    theirs = tmp_path / "theirs.duckdb"
+    theirs.write_bytes(b"a user's warehouse")
+    url = f"duckdb:///{theirs}" if kind == "duckdb" else "postgresql://app:S3cret@127.0.0.1:1/prod"
+    monkeypatch.setenv("AGGASSETS_WAREHOUSE", url)
+    monkeypatch.setattr(settings, "PROJECT_ROOT", tmp_path / "project")
+    with pytest.raises(AggassetsError, match="unset it to run the demo") as err:
+        demo.main()
+    assert str(tmp_path / "project" / "data" / "aggassets.duckdb") in str(err.value) and "S3cret" not in str(err.value)
+    assert theirs.read_bytes() == b"a user's warehouse" and not (tmp_path / "project").exists()
+    env = {**os.environ, "AGGASSETS_WAREHOUSE": url}
+    done = subprocess.run(
+        [sys.executable, "-m", "aggassets.demo"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert (done.returncode, done.stdout) == (2, "") and len(done.stderr.splitlines()) == 1
+    assert done.stderr.startswith("aggassets demo: error: the demo resets the project's own warehouse")

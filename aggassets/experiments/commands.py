@@ -21,7 +21,9 @@ from aggassets.settings import iso_day
 def add_experiment_commands(experiments_subparsers: argparse._SubParsersAction) -> None:
     """Register `evaluate` and `sample-size` under `aggassets experiments`."""
     ev = experiments_subparsers.add_parser(
-        "evaluate", help="evaluate an experiment from aggregated goals (ep-stats' evaluate_agg)"
+        "evaluate",
+        help="evaluate an experiment from aggregated goals (ep-stats' evaluate_agg)",
+        description="evaluate an experiment from aggregated goals (ep-stats' evaluate_agg)",
     )
     ev.add_argument("--experiment", required=True, type=Path, help="experiment definition (JSON)")
     ev.add_argument("--goals", required=True, type=Path, help="goals aggregated per variant (CSV)")
@@ -34,7 +36,9 @@ def add_experiment_commands(experiments_subparsers: argparse._SubParsersAction) 
     ev.add_argument("--compat", action="store_true", help="reproduce ep-stats 2.5.10, faults included")
     ev.set_defaults(func=run_evaluate)
     ss = experiments_subparsers.add_parser(
-        "sample-size", help="required sample size per variant (ep-stats' sample-size-calculation)"
+        "sample-size",
+        help="required sample size per variant (ep-stats' sample-size-calculation)",
+        description="required sample size per variant (ep-stats' sample-size-calculation)",
     )
     ss.add_argument("--n-variants", required=True, type=int, help="number of variants, control included")
     ss.add_argument("--minimum-effect", required=True, type=float, help="relative effect to detect, > 0")
@@ -44,7 +48,9 @@ def add_experiment_commands(experiments_subparsers: argparse._SubParsersAction) 
     ss.add_argument("--power", type=float, default=0.8, help="the chance to detect the minimum effect (default 0.8)")
     ss.set_defaults(func=run_sample_size)
     run = experiments_subparsers.add_parser(
-        "run", help="aggregate one catalog experiment's goals from the warehouse events and evaluate them"
+        "run",
+        help="aggregate one catalog experiment's goals from the warehouse events and evaluate them",
+        description="aggregate one catalog experiment's goals from the warehouse events and evaluate them",
     )
     run.add_argument("experiment_id", help="id of an experiment in definitions/experiments/")
     run.add_argument("--as-of", help="evaluation date YYYY-MM-DD (default: today, UTC)")
