@@ -548,3 +548,15 @@ def test_every_command_describes_itself_in_its_help() -> None:
     assert len(commands) >= 10 and ("experiments", "run") in commands
     assert [c for c, description in commands.items() if not description.strip()] == []
     assert "JSON" in commands[("events", "ingest")].replace("NDJSON", "")
+
+
+def test_a_password_with_an_unencoded_at_sign_is_named_as_such(capsys: pytest.CaptureFixture[str]) -> None:
+    """libpq reads `postgresql://nobody:pa@ss@host/db` as host `ss@host` (`could not translate host name`):
+    the error says to percent-encode, without showing the password; encoded, the URL is taken as written."""
+    code, out, err = run(capsys, "--warehouse", "postgresql://nobody:pa@ss@127.0.0.1:1/x", "purge")
+    assert (code, out) == (2, "") and len(err.splitlines()) == 1
+    assert "percent-encode it (@ is %40" in err and "pa@ss" not in err
+    assert split_url("postgresql://nobody:pa%40ss@127.0.0.1:1/x?schema=s") == (
+        "postgresql://nobody:pa%40ss@127.0.0.1:1/x",
+        "s",
+    )

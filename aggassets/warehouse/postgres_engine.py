@@ -19,7 +19,7 @@ from psycopg2 import sql as pgsql
 
 from aggassets.catalog import MeasureDefinition
 from aggassets.errors import AggassetsError, WarehouseUnavailable
-from aggassets.warehouse import intake, intake_fast, postgres_sql, without_password
+from aggassets.warehouse import intake, intake_fast, postgres_sql, redacted, without_password
 from aggassets.warehouse.aggregates_sql import RAW_KEY_COLUMNS
 from aggassets.warehouse.base import Warehouse
 from aggassets.warehouse.values import IntakeResult
@@ -58,6 +58,11 @@ def split_url(url: str) -> tuple[str, str | None]:
     schemas = [unquote_plus(item.partition("=")[2]) for item in items if item.partition("=")[0] == "schema"]
     rest = "&".join(item for item in items if item.partition("=")[0] != "schema")
     scheme, sep, tail = base.partition("://")
+    if tail.partition("/")[0].count("@") > 1:  # libpq would read what follows the first '@' as the host
+        raise AggassetsError(
+            f"the user or password of the PostgreSQL URL {redacted(url)!r} holds '@': percent-encode it "
+            "(@ is %40, : is %3A, / is %2F)"
+        )
     base = ("postgresql" if scheme in ("postgres", "postgresql") else scheme) + sep + tail
     schema = schemas[-1] if schemas else None
     if schema is not None:
