@@ -43,7 +43,9 @@ class Dialect:
 # tiny fraction of an ulp of a rounding boundary), and one-pass M2 comes from those sums, so a re-run gives
 # the same bits. PostgreSQL adds the values up exactly as NUMERIC (through their shortest text, which
 # round-trips: extra_float_digits >= 1, set by the engine; a cast to NUMERIC keeps only 15 digits) and
-# rounds once. Merged parts (days into a week, sealed moments and new rows) are added up the same way: a
+# rounds once; its var_pop takes a key's values in value order (in the order they reach it, the one-pass M2
+# of a day moved in the last bit with the range refreshed: its sort of the window's rows by key is not
+# stable). Merged parts (days into a week, sealed moments and new rows) are added up the same way: a
 # plain float sum of 1e16, 1, 1 and -1e16 would give 0.
 # Keys whose values spread too little for a one-pass M2 get an exact second pass (see _raw_part).
 DUCKDB = Dialect(
@@ -60,7 +62,7 @@ POSTGRES = Dialect(
     "percentile_cont(ARRAY[0.25, 0.5, 0.75]::FLOAT8[]) WITHIN GROUP (ORDER BY r.value)",
     ' COLLATE "C"',
     "CAST(sum(CAST(CAST({x} AS TEXT) AS NUMERIC)) AS FLOAT8)",
-    "coalesce(var_pop(r.value), 0) * count(*)",
+    "coalesce(var_pop(r.value ORDER BY r.value), 0) * count(*)",  # value order: its sort by key is not stable
 )
 # A one-pass m2 below 1% of sum(x^2) (a spread under ~10% of the mean) is recomputed in two passes: one-pass
 # formulas lose about (mean / std)^2 ulps there. Columns of one aggregate row or part (n, s, m2, mn, mx).
