@@ -169,7 +169,8 @@ def main() -> int:
         late = wh.ingest_file(late_file, catalog.measures, settings.partitions_start(), sha256=file_sha256(late_file))
         late_parts = wh.late_partitions()
     print(f"late file: {late.as_dict()}; partitions to re-materialize: {len(late_parts)}", file=sys.stderr)
-    refresh_range(last - timedelta(days=2), today, url, str(settings.definitions_dir()))
+    late_runs = refresh_range(last - timedelta(days=2), today, url, str(settings.definitions_dir()))
+    print(f"refreshed the late measures' partitions: {late_runs}", file=sys.stderr)
     t3 = time.perf_counter()
     event_files = generate_events(settings.PROJECT_ROOT / "data" / "demo" / "events")
     with open_warehouse(url) as wh:
