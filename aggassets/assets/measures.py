@@ -67,8 +67,7 @@ def daily_dep(name: str) -> AssetDep:
 
 @asset(group_name=GROUP, pool="warehouse", kinds={"duckdb", "postgres"})
 def measure_definitions(catalog: CatalogResource, warehouse: WarehouseResource) -> MaterializeResult:
-    """The measure catalog (definitions/measures.json), validated and synced to the warehouse (created when
-    missing)."""
+    """The measure catalog (definitions/measures.json), validated and synced to the warehouse."""
     measures = catalog.measures()
     with warehouse.open(measures, create=True):
         pass
