@@ -134,9 +134,8 @@ def demo_warehouse() -> Path:
     warehouse (one exported for production, say), which the demo must neither delete nor add to."""
     own = settings.PROJECT_ROOT / "data" / "aggassets.duckdb"
     chosen = os.environ.get("AGGASSETS_WAREHOUSE")
-    if chosen and (
-        duckdb_path(chosen) in (None, ":memory:") or Path(str(duckdb_path(chosen))).resolve() != own.resolve()
-    ):
+    path = duckdb_path(chosen) if chosen else None
+    if chosen and (path in (None, ":memory:") or Path(str(path)).resolve() != own.resolve()):
         raise AggassetsError(
             f"the demo resets the project's own warehouse {own}, but AGGASSETS_WAREHOUSE names "
             f"{redacted(chosen)!r}: unset it to run the demo (nothing was changed)"
