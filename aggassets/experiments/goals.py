@@ -15,13 +15,16 @@ from aggassets.experiments.expressions import GoalRef
 NUMERIC = ("count", "sum_sqr_count", "sum_value", "sum_sqr_value", "count_unique")
 _SEP = "\x1f"
 # A dimension cell or condition value is a number when it is a plain decimal (same rule in the warehouse SQL).
+# At most NUMBER_MAX_LENGTH characters and a two-digit exponent: every such number is within float64's normal
+# range (1e-299 to 1e299), so the engines' casts never overflow (PostgreSQL's would fail) and never underflow.
 NUMBER_PATTERN = r"^[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]{1,2})?$"
+NUMBER_MAX_LENGTH = 200
 _NUMBER_TEXT = re.compile(NUMBER_PATTERN)
 
 
 def number_or_none(text: str) -> float | None:
     """The number a dimension value denotes, or None when it is text."""
-    return float(text) if _NUMBER_TEXT.match(text) else None
+    return float(text) if len(text) <= NUMBER_MAX_LENGTH and _NUMBER_TEXT.match(text) else None
 
 
 @dataclass(frozen=True)
@@ -147,7 +150,8 @@ def matches(cells: pd.Series, op: str, value: str, literal: bool = False) -> np.
     filled = (cells != "").to_numpy()
     if op == "=^":
         return filled & cells.str.startswith(value).to_numpy()
-    numeric = cells.str.fullmatch(NUMBER_PATTERN[1:-1]).fillna(False).to_numpy(dtype=bool)
+    numeric = (cells.str.fullmatch(NUMBER_PATTERN[1:-1]) & (cells.str.len() <= NUMBER_MAX_LENGTH)).fillna(False)
+    numeric = numeric.to_numpy(dtype=bool)
     numbers = np.full(len(cells), np.nan)
     numbers[numeric] = cells[numeric].astype(float).to_numpy()
     target = number_or_none(value)

@@ -13,7 +13,8 @@ from typing import Any
 
 from aggassets.experiments.definition import ExperimentDefinition, FilterDefinition
 from aggassets.experiments.expressions import GoalRef
-from aggassets.experiments.goals import NUMBER_PATTERN, number_or_none
+from aggassets.experiments.goals import NUMBER_MAX_LENGTH, NUMBER_PATTERN, number_or_none
+from aggassets.warehouse import aggregates_sql
 from aggassets.warehouse.values import quote
 
 
@@ -25,6 +26,12 @@ class Dialect:
     number_test: str
     double: str
     text_collate: str
+    sum_fn: str  # the correctly rounded sum of `{x}` whatever the row order (aggregates_sql.Dialect.sum_fn)
+
+    def sum(self, x: str, where: str = "TRUE") -> str:
+        """The exact sum of x over the rows where `where` holds, rounded once: a re-run gives the same bits.
+        Zeros are left out (PostgreSQL's exact sum costs a cast per term; most events carry no value)."""
+        return f"coalesce({self.sum_fn.format(x=f'CASE WHEN {where} AND {x} <> 0 THEN {x} END')}, 0)"
 
     def number(self, column: str) -> str:
         """The column's value as a number when it is a plain decimal, else NULL."""
@@ -32,8 +39,17 @@ class Dialect:
         return f"(CASE WHEN {test} THEN CAST({column} AS {self.double}) END)"
 
 
-DUCKDB = Dialect("${name}", "regexp_full_match({col}, '" + NUMBER_PATTERN + "')", "DOUBLE", "")
-POSTGRES = Dialect("%({name})s", "{col} ~ '" + NUMBER_PATTERN + "'", "DOUBLE PRECISION", ' COLLATE "C"')
+_SHORT = f"length({{col}}) <= {NUMBER_MAX_LENGTH} AND "
+DUCKDB = Dialect(
+    "${name}", _SHORT + "regexp_full_match({col}, '" + NUMBER_PATTERN + "')", "DOUBLE", "", aggregates_sql.DUCKDB.sum_fn
+)
+POSTGRES = Dialect(
+    "%({name})s",
+    _SHORT + "{col} ~ '" + NUMBER_PATTERN + "'",
+    "DOUBLE PRECISION",
+    ' COLLATE "C"',
+    aggregates_sql.POSTGRES.sum_fn,
+)
 
 
 def dimension_column(name: str) -> str:
@@ -142,7 +158,7 @@ def goals_query(
     for i in range(len(selections)):
         level1 += [
             f"sum(CASE WHEN m{i} THEN count ELSE 0 END) AS c{i}",
-            f"sum(CASE WHEN m{i} THEN value ELSE 0 END) AS v{i}",
+            f"{dialect.sum('value', f'm{i}')} AS v{i}",
         ]
     level1.append(f"bool_or({' OR '.join(f'm{i}' for i in range(len(selections)))}) AS hit")
     segments = []
@@ -156,17 +172,18 @@ def goals_query(
     double = dialect.double
     level2 = []
     for i in range(len(selections)):
-        sums = {
-            "count": f"c{i}",
-            "sum_sqr_count": f"c{i} * c{i}",
-            "sum_value": f"v{i}",
-            "sum_sqr_value": f"v{i} * v{i}",
-            "count_unique": f"CASE WHEN c{i} > 0 THEN 1 ELSE 0 END",
+        sums = {  # integer sums are exact as they are; sums of values are exact sums, rounded once
+            "count": f"sum(c{i})",
+            "sum_sqr_count": f"sum(c{i} * c{i})",
+            "sum_value": dialect.sum(f"v{i}"),
+            "sum_sqr_value": dialect.sum(f"v{i} * v{i}"),
+            "count_unique": f"sum(CASE WHEN c{i} > 0 THEN 1 ELSE 0 END)",
         }
-        level2 += [f"CAST(sum({expr}) AS {double}) AS s{i}_{name}" for name, expr in sums.items()]
+        level2 += [f"CAST({expr} AS {double}) AS s{i}_{name}" for name, expr in sums.items()]
     for j, (left, right) in enumerate(pairs):
         product = f"{_unit_value(left, index[selection_key(left)])} * {_unit_value(right, index[selection_key(right)])}"
-        level2.append(f"CAST(sum({product}) AS {double}) AS x{j}")
+        exact = "value" in (left.func, right.func)
+        level2.append(f"CAST({dialect.sum(product) if exact else f'sum({product})'} AS {double}) AS x{j}")
     level2.append(f"count(*) FILTER (WHERE hit AND unit_type = {b.param(experiment.unit_type)}) AS units")
 
     columns = ["exp_variant_id", "unit_type", "unit_id", "goal", "count", "value"]

@@ -88,6 +88,14 @@ def test_numeric_dimension_cells_compare_as_numbers() -> None:
     assert evaluate_goals(experiment, goals, as_of=TODAY).metrics["sum_value"].tolist() == [7.0]
 
 
+def test_long_digit_runs_are_text_in_a_goals_file_too() -> None:
+    """As in the warehouse: a cell of more than 200 characters is text (400 ones would read as inf)."""
+    goals = _goals([("button-1", "1" * 400, 1), ("button-1", "1" * 200, 2), ("button-1", "1" * 201, 4)])
+    text = "count(user.unit.view(element=button-1, product>100))"
+    table = build_goal_table(_experiment([text]), goals, goal_refs_needed(_experiment([text])), TODAY)
+    assert table.sums(parse_expression(text)).tolist() == [2]  # type: ignore[arg-type]
+
+
 def test_goal_key_rows_give_the_same_result_as_dimension_columns() -> None:
     texts = ["count(user.unit.view(element=^button-1, product>1))", "count(user.unit.view)"]
     experiment = _experiment(texts)
