@@ -4,7 +4,8 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any, NoReturn
@@ -117,27 +118,35 @@ def cmd_measures_ingest(args: argparse.Namespace) -> int:
     with _open(args) as wh:
         shas = _new_contents(wh, paths, args.again)
         for path, sha in zip(paths, shas, strict=True):
-            try:
+            with _naming_stored_files(path, paths[: len(results)]):
                 start = settings.partitions_start()
                 results.append(wh.ingest_file(path, catalog.measures, start, sha256=sha, once=not args.again))
-            except AggassetsError as exc:  # each file is its own batch: say which ones are stored already
-                stored = ", ".join(str(p) for p in paths[: len(results)])
-                named = f"{path}: {exc}" if isinstance(exc, AlreadyIngested) else str(exc)
-                raise AggassetsError(named + (f" (stored before it: {stored})" if stored else "")) from exc
     _print(intake_totals(results))
     return 0
+
+
+@contextmanager
+def _naming_stored_files(path: Path, stored: list[Path]) -> Iterator[None]:
+    """Each file is its own batch: an error names the files stored before it (a re-run must leave them out)."""
+    try:
+        yield
+    except AggassetsError as exc:
+        named = f"{path}: {exc}" if isinstance(exc, AlreadyIngested) else str(exc)
+        before = ", ".join(str(p) for p in stored)
+        raise AggassetsError(named + (f" (stored before it: {before})" if before else "")) from exc
 
 
 def cmd_events_ingest(args: argparse.Namespace) -> int:
     """Ingest event files (CSV, Parquet, NDJSON); print one JSON line of counts."""
     # Every file is validated before any is stored: a bad file among them stores nothing.
-    validated = [(name, *events_intake.validate_file(Path(name))) for name in args.files]
+    paths = [Path(name) for name in args.files]
+    validated = [events_intake.validate_file(path) for path in paths]
+    results = []
     with _open(args, sync=False) as wh:
-        shas = _new_contents(wh, [Path(name) for name in args.files], args.again, events=True)
-        results = [
-            wh.store_events(rows, dimensions, name, sha, once=not args.again)
-            for (name, rows, dimensions), sha in zip(validated, shas, strict=True)
-        ]
+        shas = _new_contents(wh, paths, args.again, events=True)
+        for name, path, (rows, dimensions), sha in zip(args.files, paths, validated, shas, strict=True):
+            with _naming_stored_files(path, paths[: len(results)]):  # another command may store it meanwhile
+                results.append(wh.store_events(rows, dimensions, name, sha, once=not args.again))
     _print(intake_totals(results))
     return 0
 

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from aggassets import cli
 from aggassets.cli import main
 from aggassets.demo_events import generate_events
 from aggassets.errors import AggassetsError
@@ -524,3 +525,22 @@ def test_events_content_ingested_already_is_refused_on_each_engine(
     assert main(["--warehouse", warehouse_url, "events", "ingest", "--again", str(path)]) == 0
     with open_warehouse(warehouse_url) as wh:
         assert wh.event_loss_counts() == (2, 2, 0)
+
+
+def test_a_file_stored_meanwhile_by_another_command_names_the_files_stored_before_it(
+    capsys: pytest.CaptureFixture[str], warehouse_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each events file is its own batch, as for measures: when another command stores one of them between
+    the early check and the writer's lock, the error names it and the files stored before it."""
+    first = write_lines(tmp_path / "first.ndjson", [json.dumps(VALID)])
+    meanwhile = write_lines(tmp_path / "meanwhile.ndjson", [json.dumps({**VALID, "unit_id": "u-2"})])
+    assert main(["--warehouse", warehouse_url, "events", "ingest", str(meanwhile)]) == 0
+    capsys.readouterr()
+    early = cli._new_contents  # the other command stores `meanwhile` after this check: it passes
+    monkeypatch.setattr(cli, "_new_contents", lambda wh, paths, again, events=False: early(wh, paths, True, events))
+    assert main(["--warehouse", warehouse_url, "events", "ingest", str(first), str(meanwhile)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert f"{meanwhile}: this content was ingested already" in err and f"(stored before it: {first})" in err
+    with open_warehouse(warehouse_url) as wh:
+        assert wh.event_loss_counts() == (2, 2, 0)  # `meanwhile` once, `first` stored
