@@ -41,6 +41,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from aggassets.errors import AggassetsError, require_file
@@ -140,22 +141,32 @@ def _read_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
     names = table.column_names
     check_columns(path, names)
     casts = ", ".join(f"CAST({quote(n)} AS VARCHAR) AS c{i}" for i, n in enumerate(names, start=1))
-    con.register("parquet_in", table)
     try:
+        con.register("parquet_in", _readable(table))  # refuses a type DuckDB does not read (list<float16>, ...)
         con.execute(
             f"CREATE TABLE raw AS SELECT NULL::VARCHAR AS shape, NULL::VARCHAR AS original, {casts} FROM parquet_in"
         )
     except duckdb.Error as exc:
-        raise _fail(path, "cannot read Parquet cells as text", exc) from exc
+        types = ", ".join(f"{f.name} {f.type}" for f in table.schema)
+        raise _fail(path, f"cannot read Parquet cells as text (columns: {types})", exc) from exc
     finally:
         con.unregister("parquet_in")
     return names
 
 
+def _readable(table: pa.Table) -> pa.Table:
+    """Columns DuckDB does not take from Arrow (float16, decimal256) as their exact decimal text."""
+    for i, column in enumerate(table.schema):
+        if pa.types.is_float16(column.type) or pa.types.is_decimal256(column.type):
+            table = table.set_column(i, column.name, pc.cast(table.column(i), pa.string()))
+    return table
+
+
 def _read_json(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
-    """Table `raw` from NDJSON (or a JSON array): one text column per key found in an object row."""
+    """Table `raw` from NDJSON (or a `.json` JSON array): one text column per key found in an object row."""
     with open(path, "rb") as fh:
-        is_array = fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"["
+        starts_array = fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"["
+    is_array = starts_array and path.suffix.lower() == ".json"  # .ndjson / .jsonl: one value per line
     try:
         if is_array and not con.execute(_STRICT_ARRAY, [str(path)]).fetchone()[0]:
             raise AggassetsError(f"{path}: not a valid JSON array")

@@ -4,9 +4,11 @@ import csv
 import json
 from collections import Counter
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -379,6 +381,7 @@ FILE_ERRORS = {
     "ndjson without goal": "missing required column(s) exp_id, exp_variant_id, unit_type, unit_id, goal ",
     "truncated json array": "not a valid JSON array",
     "not UTF-8": "not UTF-8 text",
+    "parquet list of float16": "cannot read Parquet cells as text (columns: ",
 }
 
 
@@ -418,6 +421,9 @@ def _bad_files(tmp: Path) -> dict[str, Path]:
     (tmp / "latin1.csv").write_bytes(f"{header},newdim\n{line},caf\xe9\n".encode("latin-1"))
     files["not UTF-8"] = tmp / "latin1.csv"
     pq.write_table(pa.table({c: [VALID[c]] for c in COLUMNS if c != "unit_id"}), tmp / "nounit.parquet")
+    halves = pa.array([[np.float16(1.5)]], pa.list_(pa.float16()))  # DuckDB reads no Arrow float16
+    pq.write_table(pa.table({**{c: [VALID[c]] for c in COLUMNS}, "sizes": halves}), tmp / "halves.parquet")
+    files["parquet list of float16"] = tmp / "halves.parquet"
     return files
 
 
@@ -544,3 +550,41 @@ def test_a_file_stored_meanwhile_by_another_command_names_the_files_stored_befor
     assert f"{meanwhile}: this content was ingested already" in err and f"(stored before it: {first})" in err
     with open_warehouse(warehouse_url) as wh:
         assert wh.event_loss_counts() == (2, 2, 0)  # `meanwhile` once, `first` stored
+
+
+def test_parquet_float16_and_decimal256_columns_are_read_exactly(warehouse: Warehouse, tmp_path: Path) -> None:
+    """Arrow types DuckDB does not take (float16, decimal256) are read as their exact decimal text."""
+    table = pa.table({
+        **{c: [VALID[c]] * 2 for c in COLUMNS if c not in ("count", "value", "unit_id")}, "unit_id": ["u1", "u2"],
+        "count": pa.array([3, 70], pa.decimal256(50, 0)), "value": pa.array(np.array([1.5, 0.1], np.float16)),
+        "price": pa.array([Decimal("123.45"), Decimal("0.01")], pa.decimal256(50, 2)),
+    })  # fmt: skip
+    pq.write_table(table, tmp_path / "t.parquet")
+    result = warehouse.ingest_events(tmp_path / "t.parquet")
+    assert (result.received, result.accepted) == (2, 2)
+    base = ("2026-10-05", "exp-1", "a", "user")
+    float16_tenth = 0.0999755859375  # float16's nearest to 0.1, exactly
+    assert stored_events(warehouse) == [
+        (*base, "u1", "purchase", 3, 1.5, "123.45"),
+        (*base, "u2", "purchase", 70, float16_tenth, "0.01"),
+    ]
+
+
+def test_an_ndjson_file_is_read_line_by_line_even_when_it_starts_with_an_array(
+    warehouse: Warehouse, tmp_path: Path
+) -> None:
+    """README: .ndjson / .jsonl hold one JSON value per line, whatever the first line; only .json may be an
+    array. A first line `[1, 2]` is one rejected row (it refused the whole file), and a JSON array written
+    over several lines of an .ndjson file is not read as an array (it was accepted)."""
+    first = write_lines(tmp_path / "first.ndjson", ["[1, 2]", json.dumps(VALID), json.dumps(row(unit_id="u2"))])
+    result = warehouse.ingest_events(first)
+    assert (result.received, result.accepted, result.rejected_by_reason) == (3, 2, {"not_an_object": 1})
+    spread = write_lines(tmp_path / "spread.jsonl", ["[", json.dumps(row(unit_id="u3")) + ",", json.dumps(VALID), "]"])
+    result = warehouse.ingest_events(spread)
+    assert (result.received, result.accepted) == (4, 1)
+    assert sorted(r for _, _, r in rejected(warehouse)) == [
+        "invalid_json",
+        "invalid_json",
+        "invalid_json",
+        "not_an_object",
+    ]
