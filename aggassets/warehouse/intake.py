@@ -191,8 +191,8 @@ WITH items AS ({items}), src AS (
 ), parsed AS (
   SELECT t.*, d.name AS def_name, d.period, d.k1, d.k2, d.k3,
     CASE WHEN t_value IN {_NUMBER_TYPES} THEN j_value::DOUBLE
-         WHEN t_value = 'VARCHAR' AND regexp_full_match(trim(j_value ->> '$'), '{_NUMBER_RE}')
-              THEN try_cast(trim(j_value ->> '$') AS DOUBLE) END AS num,
+         WHEN t_value = 'VARCHAR' AND regexp_full_match(trim(j_value ->> '$', ' '), '{_NUMBER_RE}')
+              THEN try_cast(trim(j_value ->> '$', ' ') AS DOUBLE) END AS num,
     CASE WHEN t_date = 'VARCHAR' AND regexp_full_match(j_date ->> '$', '{_DATE_RE}')
          THEN try_cast(upper(j_date ->> '$') AS TIMESTAMPTZ) END AS ts
   FROM typed t LEFT JOIN defs d ON t.t_name = 'VARCHAR' AND d.name = (t.j_name ->> '$')
