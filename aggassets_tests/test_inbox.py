@@ -272,3 +272,27 @@ def test_an_unfinished_last_line_over_1_mib_ending_with_a_brace_is_mid_line(tmp_
     line = json.dumps({"measureName": "x", "createdBy": "y" * 1000}) + "\n"
     path.write_text(line * 1200 + '{"measureName": "x", "group1": {"device": "d"}', encoding="utf-8")
     assert path.stat().st_size > 2**20 and inbox_source.ends_mid_line(path)
+
+
+def test_names_at_the_file_systems_limit_still_move_with_their_suffix_and_reason(tmp_path: Path) -> None:
+    """A name of 255 bytes (85 three-byte characters reach it) has no room for `.reason` or `.1`: the copy
+    in failed/ or processed/ loses the end of its stem, by whole characters, and keeps its suffix."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    catalog = CatalogResource(definitions_dir=str(DEFINITIONS)).measures()
+    broken = inbox / ("x" * 250 + ".json")
+    broken.write_text('[{"measureName": \n')
+    stem = "測" * 83  # 249 bytes, + ".json": 254
+    first, second = make_measures(date(2025, 3, 3), 1, 3), make_measures(date(2025, 3, 4), 1, 4, seed=5)
+    path = write_ndjson(inbox / f"{stem}.json", first)
+    with open_warehouse(f"duckdb:///{tmp_path / 'wh.duckdb'}") as wh:
+        failed = inbox_source.process_file(wh, broken, catalog, date(2020, 1, 1))
+        assert inbox_source.process_file(wh, path, catalog, date(2020, 1, 1))["status"] == "ingested"
+        write_ndjson(path, second)  # new content under the used name
+        again = inbox_source.process_file(wh, path, catalog, date(2020, 1, 1))
+        assert wh.loss_counts()[0] == len(first) + len(second)
+    assert failed["status"] == "failed" and again["status"] == "ingested"
+    assert sorted(p.name for p in (inbox / "failed").iterdir()) == ["x" * 243 + ".json", "x" * 243 + ".json.reason"]
+    assert "not a valid JSON document" in (inbox / "failed" / ("x" * 243 + ".json.reason")).read_text()
+    assert sorted(p.name for p in (inbox / "processed").iterdir()) == sorted([f"{stem}.json", f"{'測' * 82}.1.json"])
+    assert not [p for p in inbox.iterdir() if p.is_file()]

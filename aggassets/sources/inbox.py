@@ -1,6 +1,7 @@
 """The inbox folder: measure files dropped there are ingested once, then moved aside."""
 
 import json
+import os
 import shutil
 import time
 from datetime import date
@@ -21,6 +22,7 @@ SETTLE_SECONDS = 5.0
 # written after the move, never read.
 MID_LINE_SETTLE_SECONDS = 300.0
 _TAIL_BYTES = 1 << 20
+NAME_MAX = 255  # bytes in a file name, on Linux's file systems
 
 
 def measure_files(inbox: Path) -> list[Path]:
@@ -74,18 +76,26 @@ def set_aside_misnamed(inbox: Path) -> list[Path]:
 
 def _fail(path: Path, reason: str) -> Path:
     """Move `path` to failed/ beside its `.reason` file; the moved path."""
-    moved = _move(path, path.parent / "failed")
+    moved = _move(path, path.parent / "failed", room=NAME_MAX - len(".reason"))
     moved.with_name(moved.name + ".reason").write_text(f"{reason}\n", encoding="utf-8")
     return moved
 
 
-def _move(path: Path, folder: Path) -> Path:
-    """Move `path` into `folder`, never overwriting an earlier file of the same name."""
+def _fitted(stem: str, tail: str, room: int) -> str:
+    """stem + tail, the stem cut by whole characters to fit `room` bytes (file systems' name limit)."""
+    while len(os.fsencode(stem + tail)) > room and stem:
+        stem = stem[:-1]
+    return stem + tail
+
+
+def _move(path: Path, folder: Path, room: int = NAME_MAX) -> Path:
+    """Move `path` into `folder`, never overwriting an earlier file of the same name; a name that would be
+    too long with the `.N` that keeps it apart (or the `.reason` beside it) loses the end of its stem."""
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / path.name
+    target = folder / _fitted(path.stem, path.suffix, room)
     n = 1
     while target.exists():
-        target = folder / f"{path.stem}.{n}{path.suffix}"
+        target = folder / _fitted(path.stem, f".{n}{path.suffix}", room)
         n += 1
     shutil.move(str(path), target)
     return target
