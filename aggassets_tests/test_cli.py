@@ -205,6 +205,8 @@ def test_a_bad_file_among_several_names_the_files_stored_before_it(
         (("measures", "ingest", "/dev/null"), "/dev/null: not a regular file"),  # it said "no such file"
         # Linux: reading /proc/self/mem at offset 0 fails with EIO, an OSError that names no file
         (("measures", "ingest", "/proc/self/mem"), "/proc/self/mem: cannot read: Input/output error"),
+        # /proc/version holds text but its size reads as 0: it was stored as an empty batch, its content as seen
+        (("measures", "ingest", "/proc/version"), "/proc/version: its size reads as 0 but it holds data"),
         (("purge", "--days", "-1"), "--days must be >= 0"),
         (("purge", "--measure", "nope"), "unknown measure"),
         (("refresh", "--start", "2025-01-05", "--end", "2025-01-01"), "must be after"),

@@ -147,6 +147,9 @@ def _items_source(con: duckdb.DuckDBPyConnection, path: Path, scratch: Path) -> 
     path = Path(path)
     require_file(path)
     if path.stat().st_size == 0:
+        with open(path, "rb") as fh:
+            if fh.read(1):  # DuckDB's readers go by the size: they would read nothing of it
+                raise AggassetsError(f"{path}: its size reads as 0 but it holds data; copy it to a regular file")
         return "SELECT NULL::VARCHAR AS payload WHERE false", {}
     first = _first_line(path)
     # NDJSON when the first line is an item on its own; else the file is one document, unless it is not
