@@ -5,7 +5,7 @@ from typing import Any
 
 from dagster import Definitions, in_process_executor, materialize
 
-from aggassets.assets.measures import MEASURE_ASSETS
+from aggassets.assets.measures import MEASURE_ASSETS, STORED_CHECKS
 from aggassets.errors import AggassetsError
 from aggassets.jobs import REFRESH_JOBS
 from aggassets.partitions import PARTITIONS_BY_GRAIN
@@ -49,8 +49,9 @@ def materialize_definitions(warehouse_url: str, definitions_dir: str) -> str:
 
 def refresh_range(start: date, end: date, warehouse_url: str, definitions_dir: str) -> list[dict[str, Any]]:
     """Materialize raw + daily, weekly and monthly assets over [start, end): one run per grain."""
-    refresh_definitions = Definitions(
+    refresh_definitions = Definitions(  # the code location's jobs: the stored-rows checks run after the assets
         assets=MEASURE_ASSETS,
+        asset_checks=STORED_CHECKS,
         jobs=list(REFRESH_JOBS.values()),
         resources=_resources(warehouse_url, definitions_dir),
         executor=in_process_executor,

@@ -447,6 +447,13 @@ def test_refresh_records_its_runs_in_the_dagster_home_instance(
             }
             assets = REFRESHED_ASSETS[grain]  # README: raw, daily, weekly and monthly assets
             assert materialized == {(a, k) for a in assets for k in keys}
+            evaluations = [
+                e.dagster_event.event_specific_data
+                for e in logs
+                if e.dagster_event and e.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"
+            ]
+            checked = {(c.asset_key.to_user_string(), c.check_name) for c in evaluations}  # type: ignore[union-attr]
+            assert (assets[-1], "stored_rows_valid") in checked  # README: after each refresh job's asset
             assert any(e.dagster_event and e.dagster_event.event_type_value == "STEP_START" for e in logs)
 
 
