@@ -1,7 +1,7 @@
-"""Sensors: inbox files to ingest, and late measures to re-aggregate."""
+"""Sensors: inbox files to ingest, and late or never aggregated measures to (re-)aggregate."""
 
 import os
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 from dagster import (
     DagsterRunStatus,
@@ -97,21 +97,28 @@ def late_run_requests(context: SensorEvaluationContext, late: list[tuple[str, st
     return requests
 
 
+def unaggregated_cutoff() -> date:
+    """Periods ended by this date (yesterday, UTC) have had their scheduled run: a partition of theirs never
+    materialized that holds measures is work the schedules will not do (history loaded late, missed ticks)."""
+    return datetime.now(UTC).date() - timedelta(days=1)
+
+
 @sensor(
     jobs=list(REFRESH_JOBS.values()),
     minimum_interval_seconds=300,
-    description="Every 5 min: re-materialize exactly the partitions (and roll-ups) that got late measures.",
+    description="Every 5 min: materialize exactly the partitions (and roll-ups) holding late or unaggregated measures.",
 )
 def late_measures_sensor(context: SensorEvaluationContext, warehouse: WarehouseResource) -> SensorResult | SkipReason:
-    """Every 5 min: re-materialize exactly the partitions (and roll-ups) that got late measures."""
+    """Every 5 min: materialize exactly the partitions (and roll-ups) holding late or unaggregated measures."""
     try:
         with warehouse.open(in_run=False) as wh:
-            frame = wh.late_partitions()
+            frames = [wh.late_partitions(), wh.unaggregated_partitions(unaggregated_cutoff())]
     except AggassetsError as exc:  # a DuckDB file a run holds, PostgreSQL unreachable: try at the next tick
         return SkipReason(f"warehouse not readable now: {exc}")
-    if frame.empty:
-        return SkipReason("no late measures")
-    late = [(str(g), f"{p:%Y-%m-%d}", f"{t:%Y-%m-%dT%H:%M:%S}") for g, p, t in frame.itertuples(index=False)]
+    rows = [row for frame in frames for row in frame.itertuples(index=False)]
+    if not rows:
+        return SkipReason("no late or unaggregated measures")
+    late = [(str(g), f"{p:%Y-%m-%d}", f"{t:%Y-%m-%dT%H:%M:%S}") for g, p, t in rows]
     requests = late_run_requests(context, late)
     return SensorResult(run_requests=requests) if requests else SkipReason("late partitions have runs in progress")
 

@@ -11,7 +11,14 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
-from dagster import DagsterInstance, ExecuteInProcessResult, SkipReason, build_sensor_context, materialize
+from dagster import (
+    DagsterInstance,
+    ExecuteInProcessResult,
+    RunRequest,
+    SkipReason,
+    build_sensor_context,
+    materialize,
+)
 from markdown_it import MarkdownIt
 
 from aggassets import resources as resources_module
@@ -243,6 +250,47 @@ def test_late_measures_sensor_requests_exactly_the_late_partitions(url: str, tmp
         assert [r.run_key for r in retried] == [f"{day.run_key}:retry1"]
 
 
+def requested(requests: list[RunRequest]) -> list[tuple[str | None, str | None, str | None, str | None]]:
+    """(job, partition key, range start, range end) of each run request."""
+    return [
+        (r.job_name, r.partition_key, r.tags.get("dagster/asset_partition_range_start"),
+         r.tags.get("dagster/asset_partition_range_end"))
+        for r in requests
+    ]  # fmt: skip
+
+
+def run_requests(url: str, instance: DagsterInstance, requests: list[RunRequest]) -> None:
+    """Run what a sensor requested, as the daemon would; every run succeeds."""
+    jobs = build_definitions(warehouse=url, definitions=str(DEFINITIONS))
+    for request in requests:
+        assert request.job_name is not None
+        result = jobs.resolve_job_def(request.job_name).execute_in_process(
+            instance=instance, tags=request.tags, partition_key=request.partition_key
+        )
+        assert result.success
+
+
+def test_the_late_measures_sensor_aggregates_history_never_materialized(url: str) -> None:
+    """Two weeks of measures ingested and never refreshed (history loaded late): the sensor asks for every
+    partition they feed, as ranges, and nothing once those runs are done."""
+    with DagsterInstance.ephemeral() as instance:
+        context = build_sensor_context(resources={"warehouse": WarehouseResource(url=url)}, instance=instance)
+        requests = late_measures_sensor(context).run_requests
+        got = requested(requests)
+        assert got == [
+            ("daily_refresh_job", None, "2025-03-03", "2025-03-16"),
+            ("weekly_refresh_job", None, "2025-03-03", "2025-03-10"),
+            ("monthly_refresh_job", "2025-03-01", None, None),
+        ]
+        run_requests(url, instance, requests)
+        skipped = late_measures_sensor(context)
+        assert isinstance(skipped, SkipReason) and skipped.skip_message == "no late or unaggregated measures"
+    with open_warehouse(url) as wh:
+        counted = wh.fetch("SELECT sum(count) AS n FROM daily_aggregates")["n"].iloc[0]
+    daily = {d.name for d in load_measures(DEFINITIONS).measures if d.aggregation_period == "day"}
+    assert counted == sum(r["measureName"] in daily for r in make_measures(date(2025, 3, 3), 14, 40))
+
+
 def test_late_measures_of_consecutive_days_are_one_ranged_run(url: str, tmp_path: Path) -> None:
     """Late measures on 2025-03-04..06 and 2025-03-12: one single-run backfill for the three days, one run for
     the 12th, one for the two weeks, one for the month; running them puts the late values in the tables."""
@@ -265,23 +313,14 @@ def test_late_measures_of_consecutive_days_are_one_ranged_run(url: str, tmp_path
     with DagsterInstance.ephemeral() as instance:
         context = build_sensor_context(resources={"warehouse": WarehouseResource(url=url)}, instance=instance)
         requests = late_measures_sensor(context).run_requests
-        got = [
-            (r.job_name, r.partition_key, r.tags.get("dagster/asset_partition_range_start"),
-             r.tags.get("dagster/asset_partition_range_end"))
-            for r in requests
-        ]  # fmt: skip
+        got = requested(requests)
         assert got == [
             ("daily_refresh_job", None, *range_of["daily_refresh_job"]),
             ("daily_refresh_job", "2025-03-12", None, None),
             ("weekly_refresh_job", None, *range_of["weekly_refresh_job"]),
             ("monthly_refresh_job", "2025-03-01", None, None),
         ]
-        jobs = build_definitions(warehouse=url, definitions=str(DEFINITIONS))
-        for request in requests:
-            result = jobs.resolve_job_def(request.job_name).execute_in_process(
-                instance=instance, tags=request.tags, partition_key=request.partition_key
-            )
-            assert result.success
+        run_requests(url, instance, requests)
         assert isinstance(late_measures_sensor(context), SkipReason)  # nothing late any more
     with open_warehouse(url) as wh:
         tv = wh.fetch(
@@ -296,7 +335,7 @@ def test_late_measures_sensor_skips_when_nothing_is_late(url: str) -> None:
         context = build_sensor_context(resources={"warehouse": WarehouseResource(url=url)}, instance=instance)
         result = late_measures_sensor(context)
     assert isinstance(result, SkipReason)
-    assert result.skip_message == "no late measures"
+    assert result.skip_message == "no late or unaggregated measures"
 
 
 def test_late_measures_sensor_skips_a_held_file_and_reports_a_real_error(

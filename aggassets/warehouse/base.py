@@ -246,6 +246,11 @@ class Warehouse(ABC):
         """(grain, period_start, last_received) of partitions with measures newer than them."""
         return self.fetch(self.sql.LATE_PARTITIONS)
 
+    def unaggregated_partitions(self, ended_by: date) -> pd.DataFrame:
+        """(grain, period_start, last_received) of partitions never materialized that hold measures and whose
+        period ended by `ended_by` (history loaded late, periods a stopped scheduler missed)."""
+        return self.fetch(self.sql.UNAGGREGATED_PARTITIONS, {"ended_by": ended_by})
+
     # -- purge -----------------------------------------------------------------
     def purge(self, days: int, measure: str | None = None, now: datetime | None = None) -> dict[str, int]:
         """DESIGN §4.5 in one transaction; returns purged raw measures per measure name."""

@@ -214,18 +214,32 @@ LOSS_COUNTS = """SELECT (SELECT count(*) FROM inbox), (SELECT count(*) FROM raw_
   (SELECT count(*) FROM rejected_measures)"""
 
 # --- late measures: accepted after their partition (or a roll-up above it) was materialized
-LATE_PARTITIONS = """
-WITH feeds AS (
+_FEEDS = """WITH feeds AS (
   SELECT d.name, g.grain FROM measure_definitions d
   JOIN (VALUES ('day'), ('week'), ('month')) g(grain)
     ON g.grain = d.aggregation_period OR (d.aggregation_period = 'day' AND g.grain IN ('week', 'month'))
-)
+)"""
+LATE_PARTITIONS = f"""
+{_FEEDS}
 SELECT f.grain, pm.period_start, max(r.received_at) AS last_received
 FROM raw_measures r JOIN feeds f ON f.name = r.measure_name
 JOIN partition_materializations pm
   ON pm.grain = f.grain AND pm.period_start = CAST(date_trunc(f.grain, r.start_date) AS DATE)
 WHERE r.received_at >= pm.materialized_at
 GROUP BY ALL ORDER BY 1, 2"""
+# --- unaggregated measures: in a partition never materialized whose period ended by $ended_by
+UNAGGREGATED_PARTITIONS = f"""
+{_FEEDS}, fed AS (
+  SELECT f.grain, CAST(date_trunc(f.grain, r.start_date) AS DATE) AS period_start,
+    max(r.received_at) AS last_received
+  FROM raw_measures r JOIN feeds f ON f.name = r.measure_name GROUP BY ALL
+)
+SELECT grain, period_start, last_received FROM fed
+WHERE period_start + CASE grain WHEN 'day' THEN INTERVAL 1 DAY WHEN 'week' THEN INTERVAL 7 DAY
+                                ELSE INTERVAL 1 MONTH END <= $ended_by
+  AND NOT EXISTS (SELECT 1 FROM partition_materializations pm
+                  WHERE pm.grain = fed.grain AND pm.period_start = fed.period_start)
+ORDER BY 1, 2"""
 
 # --- purge (DESIGN §4.5): all statements run in one transaction
 PURGE = [

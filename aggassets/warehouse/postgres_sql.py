@@ -232,6 +232,23 @@ JOIN partition_materializations pm
 WHERE r.received_at >= pm.materialized_at
 GROUP BY 1, 2 ORDER BY f.grain{_C}, pm.period_start"""
 
+# --- unaggregated measures: in a partition never materialized whose period ended by %(ended_by)s
+UNAGGREGATED_PARTITIONS = f"""
+WITH feeds AS (
+  SELECT d.name, g.grain FROM measure_definitions d
+  {_FEEDS.format(p="d.aggregation_period")}
+), fed AS (
+  SELECT f.grain, date_trunc(f.grain, r.start_date::timestamp)::date AS period_start,
+    max(r.received_at) AS last_received
+  FROM raw_measures r JOIN feeds f ON f.name = r.measure_name GROUP BY 1, 2
+)
+SELECT grain, period_start, last_received FROM fed
+WHERE period_start + CASE grain WHEN 'day' THEN INTERVAL '1 day' WHEN 'week' THEN INTERVAL '7 days'
+                                ELSE INTERVAL '1 month' END <= %(ended_by)s
+  AND NOT EXISTS (SELECT 1 FROM partition_materializations pm
+                  WHERE pm.grain = fed.grain AND pm.period_start = fed.period_start)
+ORDER BY grain{_C}, period_start"""
+
 
 def _purged_stamp(grain: str) -> str:
     """Stamp last_raw_measures_purged on the rows of `grain` fed by the purged measures."""

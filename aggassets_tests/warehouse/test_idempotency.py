@@ -99,6 +99,51 @@ def test_late_partitions_are_exactly_those_fed_after_materialization(warehouse: 
     assert late(warehouse) == set()
 
 
+def unaggregated(wh: Warehouse, ended_by: date) -> set[tuple[str, date]]:
+    """The never-materialized partitions with measures whose period ended by `ended_by`."""
+    report = wh.unaggregated_partitions(ended_by)
+    return {(g, pd.Timestamp(p).date()) for g, p in zip(report["grain"], report["period_start"], strict=True)}
+
+
+def test_unaggregated_partitions_are_those_never_materialized_whose_period_ended(
+    warehouse: Warehouse, tmp_path: Path
+) -> None:
+    """History ingested without a refresh: every partition it feeds, once its period ended by the cutoff,
+    until materialized (the period a schedule has not run yet stays out)."""
+    warehouse.sync_definitions(DEFINITIONS)
+    ingest(
+        warehouse,
+        tmp_path,
+        [
+            measure("errors-daily", 1, "2022-01-28"),  # Friday: day, week of Jan 24, January
+            measure("errors-daily", 2, "2022-01-31"),  # Monday: day, week of Jan 31, January
+            measure("sharing-weekly", 1, "2022-02-02", group1="k"),  # week of Jan 31 only
+            measure("variation-monthly", 1, "2022-02-20", group1="gas"),  # February only
+            {"measureName": "nope", "value": 1, "startDate": "2022-01-25"},  # rejected: feeds nothing
+        ],
+    )
+    assert unaggregated(warehouse, date(2022, 1, 28)) == set()  # no period ended yet
+    assert unaggregated(warehouse, date(2022, 1, 31)) == {("day", date(2022, 1, 28)), ("week", date(2022, 1, 24))}
+    everything = {
+        ("day", date(2022, 1, 28)),
+        ("day", date(2022, 1, 31)),
+        ("week", date(2022, 1, 24)),
+        ("week", date(2022, 1, 31)),
+        ("month", date(2022, 1, 1)),
+        ("month", date(2022, 2, 1)),
+    }
+    assert unaggregated(warehouse, date(2022, 3, 1)) == everything
+    warehouse.refresh("day", date(2022, 1, 28), date(2022, 1, 29))
+    warehouse.refresh("week", date(2022, 1, 31), date(2022, 2, 7))
+    assert unaggregated(warehouse, date(2022, 3, 1)) == everything - {
+        ("day", date(2022, 1, 28)),
+        ("week", date(2022, 1, 31)),
+    }
+    assert late(warehouse) == set()  # materialized after the measures: not late either
+    refresh_all(warehouse, [date(2022, 1, 28), date(2022, 1, 31), date(2022, 2, 20)])
+    assert unaggregated(warehouse, date(2022, 3, 1)) == set()
+
+
 def test_inbox_sequence_never_reuses_numbers(warehouse: Warehouse, tmp_path: Path) -> None:
     """After a purge empties the inbox, new measures still get new sequence numbers."""
     warehouse.sync_definitions(DEFINITIONS)
