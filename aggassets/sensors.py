@@ -1,6 +1,7 @@
 """Sensors: inbox files to ingest, and late or never aggregated measures to (re-)aggregate."""
 
 import os
+import time
 from datetime import UTC, date, datetime, timedelta
 
 from dagster import (
@@ -25,15 +26,37 @@ _ACTIVE = (DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStat
 _FAILED = (DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)
 
 
+# After a failed run, the work is retried at the next tick; after n >= 2 failures in a row it waits
+# 60 s * 2^(n-2), at most an hour, since the last one ended (a catalog broken for an hour: 8 runs, not 120).
+RETRY_WAIT_SECONDS = 60.0
+RETRY_WAIT_MAX_SECONDS = 3600.0
+
+
+def now() -> float:
+    """The clock the retry waits are measured by (seconds since the epoch)."""
+    return time.time()
+
+
+def retry_wait(failed: int) -> float:
+    """Seconds to wait after the last of `failed` failed runs of one work before the next try."""
+    return 0.0 if failed < 2 else min(RETRY_WAIT_SECONDS * 2 ** (failed - 2), RETRY_WAIT_MAX_SECONDS)
+
+
 def next_run_key(context: SensorEvaluationContext, job_name: str, work: str) -> str | None:
-    """The run key of the next run for `work` (tag ATTEMPT_TAG), None while one is queued or running.
-    Dagster never launches a run key twice, so after failed or cancelled runs (a held DuckDB file, a
-    broken catalog) the key counts them: the work is retried at the next tick, not skipped for good."""
-    runs = context.instance.get_runs(filters=RunsFilter(job_name=job_name, tags={ATTEMPT_TAG: work}))
-    if any(run.status in _ACTIVE for run in runs):
+    """The run key of the next run for `work` (tag ATTEMPT_TAG), None while one is queued or running, or
+    while a failed one waits (retry_wait). Dagster never launches a run key twice, so after failed or
+    cancelled runs (a held DuckDB file, a broken catalog) the key counts them: the work is retried, not
+    skipped for good."""
+    records = context.instance.get_run_records(filters=RunsFilter(job_name=job_name, tags={ATTEMPT_TAG: work}))
+    if any(r.dagster_run.status in _ACTIVE for r in records):
         return None
-    failed = sum(run.status in _FAILED for run in runs)
-    return f"{work}:retry{failed}" if failed else work
+    failed = [r for r in records if r.dagster_run.status in _FAILED]
+    if not failed:
+        return work
+    last_end = max(r.end_time or r.update_timestamp.timestamp() for r in failed)
+    if now() - last_end < retry_wait(len(failed)):
+        return None
+    return f"{work}:retry{len(failed)}"
 
 
 @sensor(
@@ -65,7 +88,9 @@ def inbox_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
         if (key := next_run_key(context, ingest_inbox_job.name, work)) is not None:
             config = {"ops": {"ingest_inbox_files": {"config": {"files": [str(path)]}}}}
             requests.append(RunRequest(run_key=key, run_config=config, tags={ATTEMPT_TAG: work}))
-    return SensorResult(run_requests=requests) if requests else SkipReason("every inbox file has a run in progress")
+    if not requests:
+        return SkipReason("every inbox file has a run in progress, or waits to retry a failed one")
+    return SensorResult(run_requests=requests)
 
 
 def late_ranges(late: list[tuple[str, str, str]]) -> list[tuple[str, str, str, str]]:
@@ -120,7 +145,9 @@ def late_measures_sensor(context: SensorEvaluationContext, warehouse: WarehouseR
         return SkipReason("no late or unaggregated measures")
     late = [(str(g), f"{p:%Y-%m-%d}", f"{t:%Y-%m-%dT%H:%M:%S}") for g, p, t in rows]
     requests = late_run_requests(context, late)
-    return SensorResult(run_requests=requests) if requests else SkipReason("late partitions have runs in progress")
+    if not requests:
+        return SkipReason("late partitions have runs in progress, or wait to retry failed ones")
+    return SensorResult(run_requests=requests)
 
 
 SENSORS = [inbox_sensor, late_measures_sensor]

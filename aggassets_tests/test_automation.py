@@ -15,12 +15,13 @@ from dagster import (
     build_sensor_context,
 )
 
+from aggassets import sensors
 from aggassets.catalog import load_measures
 from aggassets.errors import AggassetsError
 from aggassets.jobs import ingest_inbox_job
 from aggassets.refresh import materialize_definitions, overlapping_keys
 from aggassets.resources import CatalogResource, WarehouseResource
-from aggassets.sensors import ATTEMPT_TAG, inbox_sensor, late_measures_sensor, late_ranges
+from aggassets.sensors import ATTEMPT_TAG, inbox_sensor, late_measures_sensor, late_ranges, retry_wait
 from aggassets.settings import partitions_start
 from aggassets.sources import inbox as inbox_source
 from aggassets.warehouse import open_warehouse
@@ -112,6 +113,29 @@ def test_a_cancelled_ingest_run_is_retried_under_a_new_key(tmp_path: Path, monke
         instance.report_run_canceled(run)
         (again,) = inbox_sensor(build_sensor_context(instance=instance)).run_requests
     assert again.run_key == f"{first.run_key}:retry1" and again.tags == first.tags
+
+
+def test_work_failing_again_and_again_is_retried_less_and_less_often(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README: the first retry at the next tick, then 1, 2, 4 ... minutes after the last failure, at most an
+    hour apart (a catalog broken for an hour costs about 8 runs per file, not 120)."""
+    assert [retry_wait(n) for n in (1, 2, 3, 4, 7, 8, 50)] == [0, 60, 120, 240, 1920, 3600, 3600]
+    clock = 0.0
+    monkeypatch.setattr(sensors, "now", lambda: clock)
+    with DagsterInstance.ephemeral() as instance:
+        first, run = _first_ingest_run(instance, tmp_path, monkeypatch)
+        for failures in (1, 2, 3):
+            instance.report_run_failed(run)
+            clock = instance.get_run_record_by_id(run.run_id).end_time or 0.0  # type: ignore[union-attr]
+            if failures > 1:
+                clock += 60 * 2 ** (failures - 2) - 1  # a second early
+                waiting = inbox_sensor(build_sensor_context(instance=instance))
+                assert isinstance(waiting, SkipReason) and "waits to retry" in str(waiting.skip_message)
+                clock += 1
+            (again,) = inbox_sensor(build_sensor_context(instance=instance)).run_requests
+            assert again.run_key == f"{first.run_key}:retry{failures}"
+            run = instance.create_run_for_job(ingest_inbox_job, run_config=again.run_config, tags=again.tags)
 
 
 def test_refresh_takes_every_partition_overlapping_the_range() -> None:
