@@ -11,6 +11,8 @@ from aggassets.errors import AggassetsError, WarehouseUnavailable
 from aggassets.experiments.definition import ExperimentDefinition, load_experiments
 from aggassets.warehouse import Warehouse, open_warehouse, require_existing
 
+WAREHOUSE_KINDS = {"duckdb", "postgres"}  # the UI's labels of the assets the warehouse stores
+
 
 class CatalogResource(ConfigurableResource):
     """The definitions/ folder (measures.json, experiments/)."""

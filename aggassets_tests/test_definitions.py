@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from dagster import AssetKey, build_schedule_context
+from dagster import AssetKey, AssetsDefinition, build_schedule_context
 
 from aggassets.definitions import build_definitions, defs
 from aggassets.errors import AggassetsError
@@ -47,6 +47,14 @@ def test_definitions_load_with_every_part() -> None:
     partitions = repo.asset_graph.get(AssetKey("experiment_goals")).partitions_def
     assert partitions.get_partition_keys() == sorted(p.stem for p in (DEFINITIONS / "experiments").glob("*.json"))
     assert {"inbox_sensor", "late_measures_sensor"} == {s.name for s in repo.sensor_defs}
+
+
+def test_every_asset_is_labelled_with_the_warehouse_engines_and_takes_its_pool() -> None:
+    """The UI's kinds (duckdb, postgres) and DESIGN §3's pool on every asset, the partitioned ones included."""
+    for assets in defs.assets or []:
+        assert isinstance(assets, AssetsDefinition)
+        assert [spec.kinds for spec in assets.specs] == [{"duckdb", "postgres"}], assets.key
+        assert assets.op.pool == "warehouse", assets.key
 
 
 def test_every_definition_has_a_one_line_docstring() -> None:

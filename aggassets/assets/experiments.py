@@ -20,7 +20,7 @@ from aggassets.checks import experiment_check_specs, finite_result, srm_result
 from aggassets.errors import AggassetsError
 from aggassets.experiments.definition import ExperimentDefinition
 from aggassets.experiments.evaluate import Evaluation, evaluate_goals
-from aggassets.resources import CatalogResource, WarehouseResource
+from aggassets.resources import WAREHOUSE_KINDS, CatalogResource, WarehouseResource
 from aggassets.settings import iso_day
 from aggassets.warehouse.experiments import compute_goals, last_data_day, latest_goals, store_evaluation, store_goals
 
@@ -74,7 +74,7 @@ def build_experiment_assets(experiment_ids: Sequence[str]) -> list[AssetsDefinit
     """experiment_goals and experiment_evaluations, one static partition per catalog experiment."""
     partitions = StaticPartitionsDefinition(sorted(experiment_ids))
 
-    @asset(group_name=GROUP, partitions_def=partitions, pool="warehouse", kinds={"duckdb", "postgres"})
+    @asset(group_name=GROUP, partitions_def=partitions, pool="warehouse", kinds=WAREHOUSE_KINDS)
     def experiment_goals(
         context: AssetExecutionContext,
         config: ExperimentGoalsConfig,
@@ -101,6 +101,7 @@ def build_experiment_assets(experiment_ids: Sequence[str]) -> list[AssetsDefinit
         group_name=GROUP,
         partitions_def=partitions,
         pool="warehouse",
+        kinds=WAREHOUSE_KINDS,
         deps=[experiment_goals],
         check_specs=experiment_check_specs(),
     )

@@ -32,7 +32,7 @@ from aggassets.checks import (
     stored_check_result,
 )
 from aggassets.partitions import PARTITIONS_BY_GRAIN, daily_partitions
-from aggassets.resources import CatalogResource, WarehouseResource
+from aggassets.resources import WAREHOUSE_KINDS, CatalogResource, WarehouseResource
 from aggassets.warehouse.values import AGGREGATE_TABLES
 
 GROUP = "measures"
@@ -51,7 +51,7 @@ def single_run_asset(**kwargs: Any) -> Callable[[Callable[..., Any]], AssetsDefi
     def decorate(fn: Callable[..., Any]) -> AssetsDefinition:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=BetaWarning)
-            return asset(backfill_policy=BackfillPolicy.single_run(), **kwargs)(fn)
+            return asset(backfill_policy=BackfillPolicy.single_run(), kinds=WAREHOUSE_KINDS, **kwargs)(fn)
 
     return decorate
 
@@ -65,7 +65,7 @@ def daily_dep(name: str) -> AssetDep:
     return AssetDep(name, partition_mapping=mapping)
 
 
-@asset(group_name=GROUP, pool="warehouse", kinds={"duckdb", "postgres"})
+@asset(group_name=GROUP, pool="warehouse", kinds=WAREHOUSE_KINDS)
 def measure_definitions(catalog: CatalogResource, warehouse: WarehouseResource) -> MaterializeResult:
     """The measure catalog (definitions/measures.json), validated and synced to the warehouse."""
     measures = catalog.measures()
