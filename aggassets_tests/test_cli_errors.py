@@ -560,3 +560,58 @@ def test_a_password_with_an_unencoded_at_sign_is_named_as_such(capsys: pytest.Ca
         "postgresql://nobody:pa%40ss@127.0.0.1:1/x",
         "s",
     )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://nobody:S3cretPart/more@127.0.0.1:1/x",  # libpq: port 'S3cretPart' of host 'nobody'
+        "postgresql://nobody:Pa@ss:w/rd%1&x@127.0.0.1:1/x",
+    ],
+)
+def test_a_password_with_an_unencoded_slash_is_named_as_such(capsys: pytest.CaptureFixture[str], url: str) -> None:
+    """README (Secrets): a password shows as *** in errors; with an unencoded '/', libpq read part of it as a
+    port and quoted it (`invalid integer value "S3cretPart" for connection option "port"`)."""
+    code, out, err = run(capsys, "--warehouse", url, "purge")
+    assert (code, out) == (2, "") and len(err.splitlines()) == 1
+    assert "percent-encode it" in err and "/ is %2F" in err
+    assert not any(piece in err for piece in ("S3cret", "Part", "more", "Pa@", "rd%", "w/rd"))
+    for valid in (
+        "postgresql://u:pw@db.internal:5432/my@db",
+        "postgresql://u:pw@[::1]:5432/db",
+        "postgresql://u@h1:5432,h2/d",
+    ):
+        assert split_url(valid) == (valid, None)
+
+
+def test_the_default_duckdb_file_is_refused_in_a_production_environment(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An environment file whose URL held an unquoted `&` leaves AGGASSETS_WAREHOUSE unset: with DAGSTER_PG_HOST
+    set, the project's DuckDB file is not taken by default (one line, no file created); named, it is."""
+    monkeypatch.setattr("aggassets.settings.PROJECT_ROOT", tmp_path)
+    monkeypatch.setenv("AGGASSETS_DEFINITIONS", str(DEFINITIONS))
+    monkeypatch.delenv("AGGASSETS_WAREHOUSE", raising=False)
+    monkeypatch.setenv("DAGSTER_PG_HOST", "db.internal")
+    path = write_ndjson(tmp_path / "m.ndjson", make_measures(date(2025, 3, 3), 1, 2))
+    default = tmp_path / "data" / "aggassets.duckdb"
+    query = (
+        "aggregates",
+        "query",
+        "--measure",
+        "connection-count-daily",
+        "--start",
+        "2025-03-01",
+        "--end",
+        "2025-04-01",
+    )
+    for argv in (("measures", "ingest", str(path)), query):
+        code, out, err = run(capsys, *argv)
+        assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, argv
+        assert "AGGASSETS_WAREHOUSE is not set, though DAGSTER_PG_HOST is" in err and str(default) in err
+    assert not default.exists()
+    with pytest.raises(AggassetsError, match="AGGASSETS_WAREHOUSE is not set"):
+        open_warehouse(f"duckdb:///{default}")  # the code location's runs and sensors open it this way
+    monkeypatch.setenv("AGGASSETS_WAREHOUSE", f"duckdb:///{default}")
+    code, _, _ = run(capsys, "measures", "ingest", str(path))
+    assert code == 0 and default.exists()

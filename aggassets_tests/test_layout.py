@@ -1,6 +1,8 @@
 """Conventions that keep the project easy to change (DESIGN §1-§2)."""
 
 import ast
+import os
+import subprocess
 from pathlib import Path
 
 from aggassets.settings import PROJECT_ROOT
@@ -36,3 +38,19 @@ def test_sql_only_in_warehouse_and_sources() -> None:
     for path in (PROJECT_ROOT / "aggassets" / "assets").rglob("*.py"):
         text = path.read_text().upper()
         assert "SELECT " not in text and "INSERT INTO" not in text, path
+
+
+def test_the_production_environment_file_survives_the_shell_with_any_url_or_password(tmp_path: Path) -> None:
+    """README: `set -a; . FILE; set +a` loads the template's values; quoted, a URL with `&` between query
+    parameters and a password with `$`, spaces and `;` arrive whole (unquoted, `&` sent the line to the
+    background and left AGGASSETS_WAREHOUSE unset)."""
+    url = "postgresql://aggassets:p%40ss@db.internal:5432/aggassets?schema=prod&sslmode=require"
+    password = "Dg$x y;z&w"
+    text = (PROJECT_ROOT / "deploy" / "production.env.template").read_text()
+    text = text.replace("postgresql://aggassets:CHANGE_ME@db.internal:5432/aggassets", url)
+    text = text.replace("DAGSTER_PG_PASSWORD='CHANGE_ME'", f"DAGSTER_PG_PASSWORD='{password}'")
+    (tmp_path / "env").write_text(text)
+    script = 'set -a; . ./env; set +a; printf "%s\\n%s\\n" "$AGGASSETS_WAREHOUSE" "$DAGSTER_PG_PASSWORD"'
+    env = {"PATH": os.environ["PATH"]}
+    done = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines() == [url, password]

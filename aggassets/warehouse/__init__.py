@@ -1,9 +1,11 @@
 """Storage behind one contract: DuckDB (default) or PostgreSQL, chosen by URL."""
 
+import os
 import re
 from pathlib import Path
 
 from aggassets.errors import AggassetsError
+from aggassets.settings import warehouse_url
 from aggassets.warehouse.base import Warehouse
 
 
@@ -20,11 +22,11 @@ def redacted(url: str) -> str:
 
 
 def without_password(message: str, url: str) -> str:
-    """The message with the URL's password, and its pieces around '@' or '%' of 3 characters or more (what
-    libpq quotes from a password it parsed another way), replaced by `***`."""
+    """The message with the URL's password, and its pieces around '@', '%', '/', ':', '?' or '#' of 3
+    characters or more (what libpq quotes from a password it parsed another way), replaced by `***`."""
     user = url.partition("://")[2].rpartition("@")[0]
     password = user.partition(":")[2]
-    for piece in sorted({password, *re.split("[@%]", password)}, key=len, reverse=True):
+    for piece in sorted({password, *re.split("[@%/:?#]", password)}, key=len, reverse=True):
         if len(piece) >= 3:
             message = message.replace(piece, "***")
     return message
@@ -65,12 +67,25 @@ def require_existing(url: str) -> None:
 
 def require_lasting(url: str) -> None:
     """Refuse an in-memory DuckDB URL (`duckdb://`, `duckdb:///:memory:`) where what is stored must last."""
+    refuse_default_in_production(url)
     if duckdb_path(url) == ":memory:":
         raise AggassetsError(f"{url!r} is an in-memory DuckDB warehouse: nothing would be kept; use duckdb:///PATH")
 
 
+def refuse_default_in_production(url: str) -> None:
+    """Refuse the project's DuckDB file taken by default (AGGASSETS_WAREHOUSE unset) in an environment that
+    sets DAGSTER_PG_HOST: a production environment file that did not load whole (an unquoted `&` in the
+    URL, say) must not send production writes to a local file."""
+    if url == warehouse_url() and not os.environ.get("AGGASSETS_WAREHOUSE") and os.environ.get("DAGSTER_PG_HOST"):
+        raise AggassetsError(
+            "AGGASSETS_WAREHOUSE is not set, though DAGSTER_PG_HOST is (a production environment): set it, "
+            f"to {url} if the project's DuckDB file is meant (in an environment file, in single quotes)"
+        )
+
+
 def open_warehouse(url: str) -> Warehouse:
     """`duckdb:///path`, `duckdb:///:memory:` or `postgresql://...`; tables are created if missing."""
+    refuse_default_in_production(url)
     path = duckdb_path(url)
     if path is not None:
         from aggassets.warehouse.duckdb_engine import DuckDBWarehouse

@@ -48,6 +48,10 @@ def _ddl_object(statement: str) -> tuple[str, ...] | None:
     return ("table", table) if table else ("index", index) if index else ("column", altered, column)
 
 
+_HOST = r"(\[[^\]]*\]|[^:,\[\]]*)(:[0-9]*)?"  # a name or [IPv6 address], an optional port
+_HOSTS = re.compile(f"{_HOST}(,{_HOST})*")  # libpq's comma-separated hosts
+
+
 def split_url(url: str) -> tuple[str, str | None]:
     """The libpq URL without our `schema` query parameter, and that schema (if any; a name that is not a
     plain identifier is an error, for every command alike). The rest of the URL is kept as written (a
@@ -58,9 +62,13 @@ def split_url(url: str) -> tuple[str, str | None]:
     schemas = [unquote_plus(item.partition("=")[2]) for item in items if item.partition("=")[0] == "schema"]
     rest = "&".join(item for item in items if item.partition("=")[0] != "schema")
     scheme, sep, tail = base.partition("://")
-    if tail.partition("/")[0].count("@") > 1:  # libpq would read what follows the first '@' as the host
+    authority = tail.partition("/")[0]
+    # libpq would read what follows the first '@' as the host; or, with a '/' in the password, the authority
+    # would end inside it (at the first '/'), leaving no valid host[:port] list and an '@' after it
+    slashed = not _HOSTS.fullmatch(authority.rpartition("@")[2]) and "@" in tail[len(authority) :]
+    if authority.count("@") > 1 or slashed:
         raise AggassetsError(
-            f"the user or password of the PostgreSQL URL {redacted(url)!r} holds '@': percent-encode it "
+            f"the user or password of the PostgreSQL URL {redacted(url)!r} holds '@' or '/': percent-encode it "
             "(@ is %40, : is %3A, / is %2F)"
         )
     base = ("postgresql" if scheme in ("postgres", "postgresql") else scheme) + sep + tail
