@@ -11,7 +11,7 @@ from aggassets.errors import AggassetsError
 from aggassets.experiments.definition import ExperimentDefinition, load_experiments
 from aggassets.jobs import build_experiment_job
 from aggassets.resources import CatalogResource, WarehouseResource
-from aggassets.runs import QUIET, failure_causes, instance_for_runs
+from aggassets.runs import QUIET, cli_run_tags, failure_causes, instance_for_runs
 from aggassets.warehouse import open_warehouse, require_existing
 from aggassets.warehouse.experiments import evaluation_history
 
@@ -37,7 +37,7 @@ def run_experiment(exp_id: str, as_of: date, warehouse_url: str, definitions_dir
     result = run_definitions.resolve_job_def(job.name).execute_in_process(  # listed under its job in the UI
         run_config={"ops": {"experiment_goals": {"config": {"as_of": as_of.isoformat()}}}, **QUIET},
         partition_key=exp_id,
-        tags={"aggassets/evaluation_date": as_of.isoformat()},
+        tags={"aggassets/evaluation_date": as_of.isoformat(), **cli_run_tags()},
         instance=instance_for_runs(),
         raise_on_error=False,
     )

@@ -10,7 +10,7 @@ from aggassets.errors import AggassetsError
 from aggassets.jobs import REFRESH_JOBS
 from aggassets.partitions import PARTITIONS_BY_GRAIN
 from aggassets.resources import CatalogResource, WarehouseResource
-from aggassets.runs import QUIET, failure_causes, instance_for_runs
+from aggassets.runs import QUIET, cli_run_tags, failure_causes, instance_for_runs
 from aggassets.warehouse.values import period_start
 
 
@@ -39,6 +39,7 @@ def materialize_definitions(warehouse_url: str, definitions_dir: str) -> str:
         selection=["measure_definitions"],
         resources=_resources(warehouse_url, definitions_dir),
         run_config=QUIET,
+        tags=cli_run_tags(),
         instance=instance_for_runs(),
         raise_on_error=False,
     )
@@ -64,6 +65,7 @@ def refresh_range(start: date, end: date, warehouse_url: str, definitions_dir: s
             report.append({"grain": grain, "partitions": 0, "skipped": "no complete partition in range"})
             continue
         tags = {"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]}
+        tags |= cli_run_tags()
         job = refresh_definitions.resolve_job_def(job_def.name)  # the UI lists the run under its job
         result = job.execute_in_process(run_config=QUIET, tags=tags, instance=instance, raise_on_error=False)
         if not result.success:

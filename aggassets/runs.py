@@ -4,9 +4,10 @@ import contextlib
 import logging
 import os
 import re
+import socket
 from collections.abc import Iterator
 
-from dagster import DagsterInstance, DagsterInvalidConfigError, ExecuteInProcessResult
+from dagster import DagsterInstance, DagsterInvalidConfigError, DagsterRunStatus, ExecuteInProcessResult, RunsFilter
 from dagster._utils.error import SerializableErrorInfo
 
 from aggassets.errors import AggassetsError
@@ -14,6 +15,41 @@ from aggassets.errors import AggassetsError
 # The command prints its JSON result only: Dagster's console logger is silenced; every run's full event
 # log is kept in the instance (the UI shows it when DAGSTER_HOME is set) and a failure's cause is the error.
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
+# host:pid of the `aggassets` command running a run in its own process. Killed outright (kill -9, out of
+# memory), it leaves the run STARTED and holding its `warehouse` pool slot: Dagster's run monitoring cannot
+# tell (no run worker of its launcher), so the next command or sensor tick on the host marks it failed.
+CLI_PROCESS_TAG = "aggassets/cli_process"
+_UNFINISHED = [DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
+
+
+def cli_run_tags() -> dict[str, str]:
+    """The tags of a run this command runs in its own process."""
+    return {CLI_PROCESS_TAG: f"{socket.gethostname()}:{os.getpid()}"}
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether a process of this pid exists (one of another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_orphaned_cli_runs(instance: DagsterInstance) -> list[str]:
+    """Mark failed the unfinished runs of `aggassets` commands of this host whose process is gone (their
+    pool slot is then freed by run monitoring); the ids of those runs."""
+    failed = []
+    for run in instance.get_runs(filters=RunsFilter(statuses=_UNFINISHED)):
+        host, _, pid = run.tags.get(CLI_PROCESS_TAG, "").rpartition(":")
+        if host == socket.gethostname() and pid.isdigit() and not _process_alive(int(pid)):
+            instance.report_run_failed(run, message=f"the aggassets command running it (pid {pid}) is gone")
+            failed.append(run.run_id)
+    return failed
 
 
 def instance_for_runs() -> DagsterInstance:
@@ -30,6 +66,7 @@ def instance_for_runs() -> DagsterInstance:
         raise AggassetsError(f"DAGSTER_HOME={os.environ['DAGSTER_HOME']}: {'; '.join(texts)}") from exc
     except Exception as exc:  # Dagster's, YAML's, and each storage's own types (dagster_postgres, SQLAlchemy)
         raise AggassetsError(f"DAGSTER_HOME={os.environ['DAGSTER_HOME']}: {_chain_message(exc)}") from exc
+    fail_orphaned_cli_runs(instance)
     return instance
 
 

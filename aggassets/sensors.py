@@ -17,6 +17,7 @@ from dagster import (
 from aggassets.errors import AggassetsError
 from aggassets.jobs import REFRESH_JOBS, ingest_inbox_job
 from aggassets.resources import WarehouseResource
+from aggassets.runs import fail_orphaned_cli_runs
 from aggassets.settings import inbox_dir
 from aggassets.sources import inbox
 from aggassets.warehouse.values import GRAINS, consecutive_runs
@@ -59,6 +60,12 @@ def next_run_key(context: SensorEvaluationContext, job_name: str, work: str) -> 
     return f"{work}:retry{len(failed)}"
 
 
+def _fail_orphaned_cli_runs(context: SensorEvaluationContext) -> None:
+    """Free the pool slot of runs whose `aggassets` command was killed outright on this host (runs.py)."""
+    for run_id in fail_orphaned_cli_runs(context.instance):
+        context.log.warning(f"run {run_id}: its aggassets command is gone (killed?); marked failed")
+
+
 @sensor(
     job=ingest_inbox_job,
     minimum_interval_seconds=30,
@@ -66,6 +73,7 @@ def next_run_key(context: SensorEvaluationContext, job_name: str, work: str) -> 
 )
 def inbox_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
     """Every 30 s: each new file in the inbox folder (AGGASSETS_INBOX) gets one ingest run."""
+    _fail_orphaned_cli_runs(context)
     if not inbox_dir().is_dir():  # a mistyped AGGASSETS_INBOX must not look like an empty inbox
         return SkipReason(f"the inbox folder {inbox_dir()} does not exist: create it, or check AGGASSETS_INBOX")
     for path in inbox.set_aside_misnamed(inbox_dir()):
@@ -135,6 +143,7 @@ def unaggregated_cutoff() -> date:
 )
 def late_measures_sensor(context: SensorEvaluationContext, warehouse: WarehouseResource) -> SensorResult | SkipReason:
     """Every 5 min: materialize exactly the partitions (and roll-ups) holding late or unaggregated measures."""
+    _fail_orphaned_cli_runs(context)
     try:
         with warehouse.open(in_run=False) as wh:
             frames = [wh.late_partitions(), wh.unaggregated_partitions(unaggregated_cutoff())]

@@ -1,5 +1,9 @@
 """Sensors and the refresh command's partition choice, on their own: run keys, ranges, waits and retries."""
 
+import os
+import socket
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -21,6 +25,7 @@ from aggassets.errors import AggassetsError
 from aggassets.jobs import ingest_inbox_job
 from aggassets.refresh import materialize_definitions, overlapping_keys
 from aggassets.resources import CatalogResource, WarehouseResource
+from aggassets.runs import CLI_PROCESS_TAG
 from aggassets.sensors import ATTEMPT_TAG, inbox_sensor, late_measures_sensor, late_ranges, retry_wait
 from aggassets.settings import partitions_start
 from aggassets.sources import inbox as inbox_source
@@ -136,6 +141,35 @@ def test_work_failing_again_and_again_is_retried_less_and_less_often(
             (again,) = inbox_sensor(build_sensor_context(instance=instance)).run_requests
             assert again.run_key == f"{first.run_key}:retry{failures}"
             run = instance.create_run_for_job(ingest_inbox_job, run_config=again.run_config, tags=again.tags)
+
+
+def test_a_run_whose_aggassets_command_was_killed_is_failed_at_the_next_tick(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kill -9 of `aggassets refresh` left its run STARTED, holding the pool slot for good (run monitoring
+    cannot see an in-process run): a sensor tick on the host marks it failed, and only it."""
+    monkeypatch.setenv("AGGASSETS_INBOX", str(tmp_path))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = socket.gethostname()
+    owners = {"killed": f"{host}:{gone.stdout.strip()}", "running": f"{host}:{os.getpid()}"}
+    owners |= {"other host": f"elsewhere:{gone.stdout.strip()}", "not a command's": None}
+    with DagsterInstance.ephemeral() as instance:
+        runs = {}
+        for name, owner in owners.items():
+            config = {"ops": {"ingest_inbox_files": {"config": {"files": []}}}}
+            tags = {CLI_PROCESS_TAG: owner} if owner else {}
+            run = instance.create_run_for_job(ingest_inbox_job, run_config=config, tags=tags)
+            event = DagsterEvent(event_type_value=DagsterEventType.RUN_START.value, job_name=ingest_inbox_job.name)
+            instance.report_dagster_event(event, run_id=run.run_id)
+            runs[name] = run.run_id
+        inbox_sensor(build_sensor_context(instance=instance))
+        status = {name: instance.get_run_by_id(run_id).status for name, run_id in runs.items()}  # type: ignore[union-attr]
+    assert status == {
+        "killed": DagsterRunStatus.FAILURE,
+        "running": DagsterRunStatus.STARTED,
+        "other host": DagsterRunStatus.STARTED,
+        "not a command's": DagsterRunStatus.STARTED,
+    }
 
 
 def test_refresh_takes_every_partition_overlapping_the_range() -> None:
