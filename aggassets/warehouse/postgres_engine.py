@@ -1,5 +1,6 @@
 """The PostgreSQL warehouse: one psycopg2 connection, an optional schema of its own."""
 
+import contextlib
 import io
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -239,7 +240,8 @@ class PostgresWarehouse(Warehouse):
                 ident = pgsql.Identifier(self.schema)
                 cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %(s)s", {"s": self.schema})
                 if cur.fetchone() is None:  # CREATE SCHEMA IF NOT EXISTS needs CREATE even when it exists
-                    cur.execute(pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident))
+                    with contextlib.suppress(psycopg2.errors.UniqueViolation):  # another created it at once
+                        cur.execute(pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident))
                 cur.execute(pgsql.SQL("SET search_path TO {}").format(ident))
         self.setup()
 

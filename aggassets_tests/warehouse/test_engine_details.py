@@ -1,7 +1,9 @@
 """Details of the warehouse the broader suites leave open: exactness of a narrow spread, URL parsing."""
 
 import math
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 from fractions import Fraction
 from pathlib import Path
@@ -338,3 +340,26 @@ def test_the_refresh_preview_shows_groups_as_key_and_value(warehouse: Warehouse,
         ("errors-daily", "", "", ""),
     }
     assert not {c for c in preview.columns if c.endswith("_key")}
+
+
+def _open_at_once(gate: threading.Barrier, url: str) -> None:
+    """Open (and close) the warehouse once every thread of the gate is ready."""
+    gate.wait()
+    open_warehouse(url).close()
+
+
+def test_commands_opening_a_new_schema_at_the_same_moment_all_succeed(postgres_url: str) -> None:
+    """CREATE SCHEMA IF NOT EXISTS from several connections at once: all but one raised UniqueViolation
+    (pg_namespace) at a deployment's first runs; the losers now go on with the schema the winner made."""
+    dsn, schema = split_url(postgres_url)[0], f"{split_url(postgres_url)[1]}_new"
+    url = with_schema(dsn, schema)
+    try:
+        for _ in range(8):
+            drop_schema(dsn, schema)
+            gate = threading.Barrier(6)
+            with ThreadPoolExecutor(6) as pool:
+                for future in [pool.submit(_open_at_once, gate, url) for _ in range(6)]:
+                    future.result(timeout=60)
+            assert holds_warehouse(url)
+    finally:
+        drop_schema(dsn, schema)
