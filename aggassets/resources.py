@@ -67,5 +67,11 @@ class WarehouseResource(ConfigurableResource):
             if catalog is not None:
                 warehouse.sync_definitions(catalog.measures)
             yield warehouse
+        except WarehouseUnavailable as exc:  # the connection lost in the middle (a server restart): as at open
+            if not (in_run and self.unavailable_retries):
+                raise
+            raise RetryRequested(
+                max_retries=self.unavailable_retries, seconds_to_wait=self.unavailable_wait_seconds
+            ) from exc
         finally:
             warehouse.close()

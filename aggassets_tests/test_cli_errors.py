@@ -476,17 +476,19 @@ def test_a_partitions_start_that_is_not_a_date_is_a_one_line_error(
 
 @pytest.mark.postgres
 def test_a_server_lost_inside_a_transaction_raises_its_own_error(postgres_url: str) -> None:
-    """The backend terminated mid-transaction: the error is the server's, not psycopg2's 'connection already
-    closed' from the ROLLBACK that cannot be sent."""
+    """The backend terminated mid-transaction: the error says the connection was lost, with the server's
+    words, not psycopg2's 'connection already closed' from the ROLLBACK that cannot be sent."""
     wh = open_warehouse(postgres_url)
     pid = int(wh.fetch("SELECT pg_backend_pid() AS pid")["pid"].iloc[0])
     admin = psycopg2.connect(split_url(postgres_url)[0])
     admin.autocommit = True
     try:
-        with pytest.raises(psycopg2.OperationalError, match=r"terminat|closed the connection"), wh.transaction():
+        lost = r"connection to PostgreSQL was lost in the middle of a write \((terminat|server closed the connection)"
+        with pytest.raises(WarehouseUnavailable, match=lost) as raised, wh.transaction():
             with admin.cursor() as cur:
                 cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
             wh.execute("SELECT 1")
+        assert isinstance(raised.value.__cause__, psycopg2.OperationalError)
     finally:
         admin.close()
         wh.close()

@@ -338,7 +338,9 @@ class PostgresWarehouse(Warehouse):
         pa_csv.write_csv(table, buffer, pa_csv.WriteOptions(include_header=False))
         buffer.seek(0)
         columns = pgsql.SQL(", ").join(pgsql.Identifier(c) for c in table.column_names)
-        with self.con.cursor() as cur:
+        # psycopg2 prints a COPY's server error to stderr when the server goes away in the middle (with a
+        # stored row as context): the raised error says what happened, on one line
+        with self.con.cursor() as cur, contextlib.redirect_stderr(io.StringIO()):
             cur.copy_expert(
                 pgsql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(pgsql.Identifier(name), columns), buffer
             )
@@ -354,11 +356,16 @@ class PostgresWarehouse(Warehouse):
         try:
             self.execute(self.sql.WRITER_LOCK)
             yield
-        except BaseException:
-            if self.con.closed:  # the server went away: it rolled back, and the error says why
-                self._in_transaction, self._staged = False, []
-            else:
+        except BaseException as exc:
+            if not self.con.closed:
                 self._end("ROLLBACK")
+                raise
+            self._in_transaction, self._staged = False, []  # the server went away: it rolled back
+            if isinstance(exc, psycopg2.Error):
+                raise WarehouseUnavailable(
+                    f"the connection to PostgreSQL was lost in the middle of a write ({' '.join(str(exc).split())}): "
+                    "the server rolled it back, nothing of it is stored; try again"
+                ) from exc
             raise
         else:
             self._end("COMMIT")

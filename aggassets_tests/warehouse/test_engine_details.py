@@ -1,5 +1,6 @@
 """Details of the warehouse the broader suites leave open: exactness of a narrow spread, URL parsing."""
 
+import io
 import math
 import threading
 import time
@@ -12,9 +13,11 @@ import pandas as pd
 import psycopg2
 import pyarrow as pa
 import pytest
+from dagster import RetryRequested
 
-from aggassets.errors import AggassetsError
-from aggassets.warehouse import open_warehouse
+from aggassets.errors import AggassetsError, WarehouseUnavailable
+from aggassets.resources import WarehouseResource
+from aggassets.warehouse import open_warehouse, postgres_engine
 from aggassets.warehouse.base import Warehouse
 from aggassets.warehouse.postgres_engine import holds_warehouse, split_url
 from aggassets.warehouse.values import utc_now
@@ -363,3 +366,48 @@ def test_commands_opening_a_new_schema_at_the_same_moment_all_succeed(postgres_u
             assert holds_warehouse(url)
     finally:
         drop_schema(dsn, schema)
+
+
+def test_a_connection_lost_during_a_copy_is_one_clear_error_and_stores_nothing(
+    postgres_url: str, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server going away in the middle of a COPY (a restart): psycopg2 printed its error, quoting a stored
+    row, and `SystemError ... decode` on stderr; now only the raised error speaks, naming the lost connection."""
+    wh = open_warehouse(postgres_url)
+    killer = psycopg2.connect(split_url(postgres_url)[0])
+    killer.autocommit = True
+
+    class ServerGoneAtThirdRead(io.BytesIO):
+        reads = 0
+
+        def read(self, size: int | None = -1) -> bytes:
+            self.reads += 1
+            if self.reads == 3:
+                with killer.cursor() as cur:
+                    cur.execute("SELECT pg_terminate_backend(%s)", [wh.con.get_backend_pid()])  # type: ignore[attr-defined]
+                time.sleep(0.3)
+            return super().read(size)
+
+    rows = pa.table({"name": [f"row {i}" for i in range(100_000)]})
+    monkeypatch.setattr(postgres_engine.io, "BytesIO", ServerGoneAtThirdRead)
+    capfd.readouterr()
+    try:
+        lost = "connection to PostgreSQL was lost in the middle of a write"
+        with pytest.raises(WarehouseUnavailable, match=lost), wh.transaction():
+            wh.stage("lost_rows", rows)
+        assert capfd.readouterr().err == ""
+    finally:
+        monkeypatch.undo()
+        killer.close()
+        wh.close()
+    with open_warehouse(postgres_url) as again:
+        assert again.loss_counts() == (0, 0, 0)
+
+
+def test_a_run_whose_connection_is_lost_mid_step_retries_the_step(tmp_path: Path) -> None:
+    """As a warehouse that cannot be opened now: in a run of the code location the step is retried."""
+    resource = WarehouseResource(url=f"duckdb:///{tmp_path / 'w.duckdb'}", unavailable_retries=3)
+    with pytest.raises(RetryRequested), resource.open(create=True):
+        raise WarehouseUnavailable("the connection to PostgreSQL was lost in the middle of a write")
+    with pytest.raises(WarehouseUnavailable), WarehouseResource(url=resource.url).open():
+        raise WarehouseUnavailable("the aggassets command does not retry")
