@@ -2,6 +2,7 @@
 
 import contextlib
 import io
+import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -31,6 +32,9 @@ _FLOAT_OIDS = {700, 701, 1700}
 _TIME_OIDS = {1082, 1114, 1184}
 _BOOL_OID = 16
 _TEXT_OIDS = {25, 1043, 1042, 19}
+_log = logging.getLogger("aggassets")
+# Said once a write finds another one going on (the lock has no time limit: see README, "The writer lock")
+LOCK_WAIT_MESSAGE = "waiting for another write to the warehouse ({schema}) to finish: PostgreSQL's writer lock"
 _COPY_ROWS = 500_000  # rows per COPY of an intake: bounds the CSV buffer
 
 
@@ -354,7 +358,9 @@ class PostgresWarehouse(Warehouse):
         self.execute("BEGIN")
         self._in_transaction = True
         try:
-            self.execute(self.sql.WRITER_LOCK)
+            if not bool(self.fetch(self.sql.TRY_WRITER_LOCK)["taken"].iloc[0]):
+                _log.warning(LOCK_WAIT_MESSAGE.format(schema=self.schema or "the connection's current schema"))
+                self.execute(self.sql.WRITER_LOCK)
             yield
         except BaseException as exc:
             if not self.con.closed:

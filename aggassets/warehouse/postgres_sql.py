@@ -99,6 +99,7 @@ LEGACY_INDEXES = {_LEGACY_KEY_TEXTS: f"ALTER TABLE measure_keys DROP CONSTRAINT 
 
 # Serialises writers of one schema (intake, refresh, purge): taken first in every transaction.
 WRITER_LOCK = "SELECT pg_advisory_xact_lock(hashtext('aggassets:' || current_schema()))"
+TRY_WRITER_LOCK = "SELECT pg_try_advisory_xact_lock(hashtext('aggassets:' || current_schema())) AS taken"
 
 _DEFINITION_COLUMNS = (
     "name, org, created_by, group1_key, group2_key, group3_key, description, aggregation_period, "

@@ -411,3 +411,22 @@ def test_a_run_whose_connection_is_lost_mid_step_retries_the_step(tmp_path: Path
         raise WarehouseUnavailable("the connection to PostgreSQL was lost in the middle of a write")
     with pytest.raises(WarehouseUnavailable), WarehouseResource(url=resource.url).open():
         raise WarehouseUnavailable("the aggassets command does not retry")
+
+
+def test_a_write_waiting_for_another_says_so_once(postgres_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """README (The writer lock): the wait has no limit; it is no longer silent (one warning, then it goes on)."""
+    dsn, schema = split_url(postgres_url)
+    holder = psycopg2.connect(dsn)
+    with open_warehouse(postgres_url) as wh:
+        with holder.cursor() as cur:
+            cur.execute(f'SET search_path TO "{schema}"')
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext('aggassets:' || current_schema()))")
+        with ThreadPoolExecutor(1) as pool, caplog.at_level("WARNING", logger="aggassets"):
+            done = pool.submit(lambda: wh.purge(0))
+            time.sleep(1.0)
+            assert not done.done()  # it waits for the holder
+            holder.rollback()
+            assert done.result(timeout=30) == {}
+    holder.close()
+    waits = [r.getMessage() for r in caplog.records if r.name == "aggassets"]
+    assert waits == [f"waiting for another write to the warehouse ({schema}) to finish: PostgreSQL's writer lock"]
