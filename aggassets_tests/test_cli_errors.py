@@ -535,6 +535,33 @@ def test_a_role_without_select_is_told_so_not_that_there_is_no_warehouse(
         admin.close()
 
 
+@pytest.mark.postgres
+def test_a_missing_schema_a_role_may_not_create_is_named(
+    capsys: pytest.CaptureFixture[str], postgres_url: str, tmp_path: Path
+) -> None:
+    """A role without CREATE on the database and a mistyped ?schema=: the error names the schema and the
+    likely mistake (it said only `permission denied for database ...`)."""
+    dsn = split_url(postgres_url)[0]
+    role = f"aggassets_nocreate_{os.getpid()}"
+    admin = psycopg2.connect(dsn)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE ROLE "{role}" LOGIN')
+        url = dsn.replace("postgresql://postgres@", f"postgresql://{role}@", 1) + "?schema=AggProdTypo"
+        assert role in url
+        path = write_ndjson(tmp_path / "m.ndjson", make_measures(date(2025, 3, 3), 1, 2))
+        code, out, err = run(capsys, "--warehouse", url, "measures", "ingest", str(path))
+        assert (code, out) == (2, "") and len(err.splitlines()) == 1
+        assert "PostgreSQL schema AggProdTypo does not exist, and this role may not create it" in err
+        assert "permission denied for database" in err and "check the URL's ?schema=" in err
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP OWNED BY "{role}"')
+            cur.execute(f'DROP ROLE "{role}"')
+        admin.close()
+
+
 def test_every_command_describes_itself_in_its_help() -> None:
     """`aggassets GROUP COMMAND --help` opens with what the command does, for every command (the
     experiments commands had none); the events command names every format it reads."""

@@ -244,8 +244,15 @@ class PostgresWarehouse(Warehouse):
                 ident = pgsql.Identifier(self.schema)
                 cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %(s)s", {"s": self.schema})
                 if cur.fetchone() is None:  # CREATE SCHEMA IF NOT EXISTS needs CREATE even when it exists
-                    with contextlib.suppress(psycopg2.errors.UniqueViolation):  # another created it at once
+                    try:
                         cur.execute(pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident))
+                    except psycopg2.errors.UniqueViolation:  # another connection created it at the same moment
+                        pass
+                    except psycopg2.errors.InsufficientPrivilege as exc:
+                        raise AggassetsError(
+                            f"PostgreSQL schema {self.schema} does not exist, and this role may not create it "
+                            f"({' '.join(str(exc).split())}): check the URL's ?schema= (names are case-sensitive)"
+                        ) from exc
                 cur.execute(pgsql.SQL("SET search_path TO {}").format(ident))
         self.setup()
 
