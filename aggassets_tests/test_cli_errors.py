@@ -1,13 +1,16 @@
 """CLI failure paths: a warehouse that is not there, catalog errors listed together, odd arguments."""
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import pytest
@@ -494,6 +497,23 @@ def test_a_server_lost_inside_a_transaction_raises_its_own_error(postgres_url: s
         wh.close()
 
 
+@contextlib.contextmanager
+def login_role(postgres_url: str, prefix: str) -> Iterator[tuple[Any, str]]:
+    """A new login role without any privilege (an admin connection to grant it some), dropped afterwards."""
+    role = f"{prefix}_{os.getpid()}"
+    admin = psycopg2.connect(split_url(postgres_url)[0])
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE ROLE "{role}" LOGIN')
+        yield admin, role
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP OWNED BY "{role}"')
+            cur.execute(f'DROP ROLE "{role}"')
+        admin.close()
+
+
 @pytest.mark.postgres
 def test_a_role_without_select_is_told_so_not_that_there_is_no_warehouse(
     capsys: pytest.CaptureFixture[str], postgres_url: str
@@ -502,13 +522,9 @@ def test_a_role_without_select_is_told_so_not_that_there_is_no_warehouse(
     warehouse: ingest measures first'; with SELECT granted it reads (the catalog synced by the owner)."""
     with open_warehouse(postgres_url) as wh:
         wh.sync_definitions(load_measures(DEFINITIONS).measures)
-    dsn, schema = split_url(postgres_url)
-    role = f"aggassets_ro_{os.getpid()}"
-    admin = psycopg2.connect(dsn)
-    admin.autocommit = True
-    try:
+    schema = split_url(postgres_url)[1]
+    with login_role(postgres_url, "aggassets_ro") as (admin, role):
         with admin.cursor() as cur:
-            cur.execute(f'CREATE ROLE "{role}" LOGIN')
             cur.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"')
         url = postgres_url.replace("postgresql://postgres@", f"postgresql://{role}@", 1)
         assert url != postgres_url
@@ -528,11 +544,6 @@ def test_a_role_without_select_is_told_so_not_that_there_is_no_warehouse(
             cur.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA "{schema}" TO "{role}"')
         result = run(capsys, "--warehouse", url, "--definitions", str(DEFINITIONS), *query)
         assert result == (0, "[]\n", ""), result[2]
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP OWNED BY "{role}"')
-            cur.execute(f'DROP ROLE "{role}"')
-        admin.close()
 
 
 @pytest.mark.postgres
@@ -542,12 +553,7 @@ def test_a_missing_schema_a_role_may_not_create_is_named(
     """A role without CREATE on the database and a mistyped ?schema=: the error names the schema and the
     likely mistake (it said only `permission denied for database ...`)."""
     dsn = split_url(postgres_url)[0]
-    role = f"aggassets_nocreate_{os.getpid()}"
-    admin = psycopg2.connect(dsn)
-    admin.autocommit = True
-    try:
-        with admin.cursor() as cur:
-            cur.execute(f'CREATE ROLE "{role}" LOGIN')
+    with login_role(postgres_url, "aggassets_nocreate") as (_, role):
         url = dsn.replace("postgresql://postgres@", f"postgresql://{role}@", 1) + "?schema=AggProdTypo"
         assert role in url
         path = write_ndjson(tmp_path / "m.ndjson", make_measures(date(2025, 3, 3), 1, 2))
@@ -555,11 +561,6 @@ def test_a_missing_schema_a_role_may_not_create_is_named(
         assert (code, out) == (2, "") and len(err.splitlines()) == 1
         assert "PostgreSQL schema AggProdTypo does not exist, and this role may not create it" in err
         assert "permission denied for database" in err and "check the URL's ?schema=" in err
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP OWNED BY "{role}"')
-            cur.execute(f'DROP ROLE "{role}"')
-        admin.close()
 
 
 def test_every_command_describes_itself_in_its_help() -> None:
