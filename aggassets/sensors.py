@@ -16,6 +16,7 @@ from dagster import (
 
 from aggassets.errors import AggassetsError
 from aggassets.jobs import REFRESH_JOBS, ingest_inbox_job
+from aggassets.partitions import PARTITIONS_BY_GRAIN
 from aggassets.resources import WarehouseResource
 from aggassets.runs import fail_orphaned_cli_runs
 from aggassets.settings import inbox_dir
@@ -149,10 +150,15 @@ def late_measures_sensor(context: SensorEvaluationContext, warehouse: WarehouseR
             frames = [wh.late_partitions(), wh.unaggregated_partitions(unaggregated_cutoff())]
     except AggassetsError as exc:  # a DuckDB file a run holds, PostgreSQL unreachable: try at the next tick
         return SkipReason(f"warehouse not readable now: {exc}")
-    rows = [row for frame in frames for row in frame.itertuples(index=False)]
-    if not rows:
+    first = {grain: partitions.get_first_partition_key() for grain, partitions in PARTITIONS_BY_GRAIN.items()}
+    late = [
+        (str(g), f"{p:%Y-%m-%d}", f"{t:%Y-%m-%dT%H:%M:%S}")
+        for frame in frames
+        for g, p, t in frame.itertuples(index=False)
+        if f"{p:%Y-%m-%d}" >= first[str(g)]  # measures of days before the partitions start have no partition
+    ]
+    if not late:
         return SkipReason("no late or unaggregated measures")
-    late = [(str(g), f"{p:%Y-%m-%d}", f"{t:%Y-%m-%dT%H:%M:%S}") for g, p, t in rows]
     requests = late_run_requests(context, late)
     if not requests:
         return SkipReason("late partitions have runs in progress, or wait to retry failed ones")

@@ -270,9 +270,17 @@ def run_requests(url: str, instance: DagsterInstance, requests: list[RunRequest]
         assert result.success
 
 
-def test_the_late_measures_sensor_aggregates_history_never_materialized(url: str) -> None:
+def test_the_late_measures_sensor_aggregates_history_never_materialized(url: str, tmp_path: Path) -> None:
     """Two weeks of measures ingested and never refreshed (history loaded late): the sensor asks for every
-    partition they feed, as ranges, and nothing once those runs are done."""
+    partition they feed, as ranges, and nothing once those runs are done. Measures of days before the
+    partitions start (stored under an earlier AGGASSETS_PARTITIONS_START) have no partition: left out."""
+    early = [
+        {"measureName": "connection-count-daily", "value": 1, "startDate": "2019-06-04", "group1": {"device": "tv"}}
+    ]
+    with open_warehouse(url) as wh:
+        wh.ingest_file(
+            write_ndjson(tmp_path / "early.ndjson", early), load_measures(DEFINITIONS).measures, date(2019, 1, 1)
+        )
     with DagsterInstance.ephemeral() as instance:
         context = build_sensor_context(resources={"warehouse": WarehouseResource(url=url)}, instance=instance)
         requests = late_measures_sensor(context).run_requests
