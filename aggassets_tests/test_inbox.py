@@ -1,18 +1,23 @@
 """The inbox: files are ingested once, moved to processed/ or failed/ with a reason, never deleted."""
 
+import io
 import json
 import os
+import time
 from datetime import date
 from pathlib import Path
 
+import psycopg2
 import pytest
 from dagster import DagsterInstance, SkipReason, build_sensor_context
 
+from aggassets.errors import WarehouseUnavailable
 from aggassets.jobs import ingest_inbox_job
 from aggassets.resources import CatalogResource, WarehouseResource
 from aggassets.sensors import ATTEMPT_TAG, inbox_sensor
 from aggassets.sources import inbox as inbox_source
-from aggassets.warehouse import open_warehouse
+from aggassets.warehouse import open_warehouse, postgres_engine
+from aggassets.warehouse.postgres_engine import split_url
 from aggassets_tests.helpers import DEFINITIONS, make_measures, write_ndjson
 
 
@@ -296,3 +301,38 @@ def test_names_at_the_file_systems_limit_still_move_with_their_suffix_and_reason
     assert "not a valid JSON document" in (inbox / "failed" / ("x" * 243 + ".json.reason")).read_text()
     assert sorted(p.name for p in (inbox / "processed").iterdir()) == sorted([f"{stem}.json", f"{'測' * 82}.1.json"])
     assert not [p for p in inbox.iterdir() if p.is_file()]
+
+
+def test_a_connection_lost_while_ingesting_leaves_the_file_for_the_runs_retry(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The warehouse's fault, not the file's: the server going away mid-write (a restart) leaves the file in
+    the inbox for the run's retry (it went to failed/ with a `.reason` saying to try again)."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    path = write_ndjson(inbox / "m.ndjson", make_measures(date(2025, 3, 3), 3, 40))
+    catalog = CatalogResource(definitions_dir=str(DEFINITIONS)).measures()
+    wh = open_warehouse(postgres_url)
+    killer = psycopg2.connect(split_url(postgres_url)[0])
+    killer.autocommit = True
+
+    class ServerGoneAtThirdRead(io.BytesIO):
+        reads = 0
+
+        def read(self, size: int | None = -1) -> bytes:
+            self.reads += 1
+            if self.reads == 3:
+                with killer.cursor() as cur:
+                    cur.execute("SELECT pg_terminate_backend(%s)", [wh.con.get_backend_pid()])  # type: ignore[attr-defined]
+                time.sleep(0.3)
+            return super().read(size)
+
+    monkeypatch.setattr(postgres_engine.io, "BytesIO", ServerGoneAtThirdRead)
+    try:
+        with pytest.raises(WarehouseUnavailable, match="lost in the middle of a write"):
+            inbox_source.process_file(wh, path, catalog, date(2020, 1, 1))
+    finally:
+        monkeypatch.undo()
+        killer.close()
+        wh.close()
+    assert path.exists() and not (inbox / "failed").exists()

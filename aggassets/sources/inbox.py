@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from aggassets.catalog import MeasureCatalog
-from aggassets.errors import AggassetsError, AlreadyIngested, utf8_name
+from aggassets.errors import AggassetsError, AlreadyIngested, WarehouseUnavailable, utf8_name
 from aggassets.warehouse import Warehouse
 from aggassets.warehouse.values import file_sha256
 
@@ -112,6 +112,8 @@ def process_file(warehouse: Warehouse, path: Path, catalog: MeasureCatalog, firs
     except AlreadyIngested:
         moved = _move(path, inbox / "processed")
         return {"file": path.name, "status": "already_ingested", "moved_to": str(moved)}
+    except WarehouseUnavailable:  # the warehouse's fault, not the file's: it stays for the run's retry
+        raise
     except (AggassetsError, OSError) as exc:  # OSError: a file that cannot be read (permissions, I/O)
         reason = str(exc) if isinstance(exc, AggassetsError) else f"{path}: cannot read: {exc.strerror or exc}"
         moved = _fail(path, reason)
