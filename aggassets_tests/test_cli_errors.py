@@ -497,6 +497,11 @@ def test_a_server_lost_inside_a_transaction_raises_its_own_error(postgres_url: s
         wh.close()
 
 
+def query_argv(start: str, end: str) -> tuple[str, ...]:
+    """`aggregates query` of connection-count-daily over [start, end)."""
+    return ("aggregates", "query", "--measure", "connection-count-daily", "--start", start, "--end", end)
+
+
 @contextlib.contextmanager
 def login_role(postgres_url: str, prefix: str) -> Iterator[tuple[Any, str]]:
     """A new login role without any privilege (an admin connection to grant it some), dropped afterwards."""
@@ -528,16 +533,7 @@ def test_a_role_without_select_is_told_so_not_that_there_is_no_warehouse(
             cur.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"')
         url = postgres_url.replace("postgresql://postgres@", f"postgresql://{role}@", 1)
         assert url != postgres_url
-        query = (
-            "aggregates",
-            "query",
-            "--measure",
-            "connection-count-daily",
-            "--start",
-            "2025-01-01",
-            "--end",
-            "2025-02-01",
-        )
+        query = query_argv("2025-01-01", "2025-02-01")
         code, out, err = run(capsys, "--warehouse", url, "--definitions", str(DEFINITIONS), *query)
         assert (code, out) == (2, "") and "permission denied for table" in err and "no aggassets warehouse" not in err
         with admin.cursor() as cur:
@@ -625,16 +621,7 @@ def test_the_default_duckdb_file_is_refused_in_a_production_environment(
     monkeypatch.setenv("DAGSTER_PG_HOST", "db.internal")
     path = write_ndjson(tmp_path / "m.ndjson", make_measures(date(2025, 3, 3), 1, 2))
     default = tmp_path / "data" / "aggassets.duckdb"
-    query = (
-        "aggregates",
-        "query",
-        "--measure",
-        "connection-count-daily",
-        "--start",
-        "2025-03-01",
-        "--end",
-        "2025-04-01",
-    )
+    query = query_argv("2025-03-01", "2025-04-01")
     for argv in (("measures", "ingest", str(path)), query):
         code, out, err = run(capsys, *argv)
         assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, argv

@@ -1,13 +1,10 @@
 """The inbox: files are ingested once, moved to processed/ or failed/ with a reason, never deleted."""
 
-import io
 import json
 import os
-import time
 from datetime import date
 from pathlib import Path
 
-import psycopg2
 import pytest
 from dagster import DagsterInstance, SkipReason, build_sensor_context
 
@@ -16,9 +13,9 @@ from aggassets.jobs import ingest_inbox_job
 from aggassets.resources import CatalogResource, WarehouseResource
 from aggassets.sensors import ATTEMPT_TAG, inbox_sensor
 from aggassets.sources import inbox as inbox_source
-from aggassets.warehouse import open_warehouse, postgres_engine
-from aggassets.warehouse.postgres_engine import split_url
+from aggassets.warehouse import open_warehouse
 from aggassets_tests.helpers import DEFINITIONS, make_measures, write_ndjson
+from aggassets_tests.warehouse.support import server_gone_mid_copy
 
 
 @pytest.fixture(autouse=True)
@@ -313,26 +310,10 @@ def test_a_connection_lost_while_ingesting_leaves_the_file_for_the_runs_retry(
     path = write_ndjson(inbox / "m.ndjson", make_measures(date(2025, 3, 3), 3, 40))
     catalog = CatalogResource(definitions_dir=str(DEFINITIONS)).measures()
     wh = open_warehouse(postgres_url)
-    killer = psycopg2.connect(split_url(postgres_url)[0])
-    killer.autocommit = True
-
-    class ServerGoneAtThirdRead(io.BytesIO):
-        reads = 0
-
-        def read(self, size: int | None = -1) -> bytes:
-            self.reads += 1
-            if self.reads == 3:
-                with killer.cursor() as cur:
-                    cur.execute("SELECT pg_terminate_backend(%s)", [wh.con.get_backend_pid()])  # type: ignore[attr-defined]
-                time.sleep(0.3)
-            return super().read(size)
-
-    monkeypatch.setattr(postgres_engine.io, "BytesIO", ServerGoneAtThirdRead)
     try:
-        with pytest.raises(WarehouseUnavailable, match="lost in the middle of a write"):
+        lost = "lost in the middle of a write"
+        with server_gone_mid_copy(wh, postgres_url, monkeypatch), pytest.raises(WarehouseUnavailable, match=lost):
             inbox_source.process_file(wh, path, catalog, date(2020, 1, 1))
     finally:
-        monkeypatch.undo()
-        killer.close()
         wh.close()
     assert path.exists() and not (inbox / "failed").exists()

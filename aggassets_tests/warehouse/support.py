@@ -1,19 +1,23 @@
 """Helpers of the warehouse contract suite: a test catalog, generated measures, numpy expectations."""
 
+import io
 import json
 import tempfile
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import psycopg2
 import pytest
 
 from aggassets.catalog import MeasureDefinition
-from aggassets.warehouse import intake
+from aggassets.warehouse import intake, postgres_engine
 from aggassets.warehouse.base import Warehouse
 from aggassets.warehouse.values import IntakeResult
 
@@ -248,3 +252,29 @@ def spill_error(path: Path, spill: Path) -> str:
         f"{path}: out of room to validate it: beyond 128MB in memory, validation spills to a temporary folder "
         f"in {spill}, which is full (free space there, or set TMPDIR to a folder with room)"
     )
+
+
+@contextmanager
+def server_gone_mid_copy(wh: Warehouse, url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Inside: the PostgreSQL warehouse's next COPY loses its connection in the middle (its backend terminated
+    by another connection at the third read of the COPY's data, as a server restart would)."""
+    killer = psycopg2.connect(postgres_engine.split_url(url)[0])
+    killer.autocommit = True
+
+    class ServerGoneAtThirdRead(io.BytesIO):
+        reads = 0
+
+        def read(self, size: int | None = -1) -> bytes:
+            self.reads += 1
+            if self.reads == 3:
+                with killer.cursor() as cur:
+                    cur.execute("SELECT pg_terminate_backend(%s)", [wh.con.get_backend_pid()])  # type: ignore[attr-defined]
+                time.sleep(0.3)
+            return super().read(size)
+
+    monkeypatch.setattr(postgres_engine.io, "BytesIO", ServerGoneAtThirdRead)
+    try:
+        yield
+    finally:
+        monkeypatch.undo()
+        killer.close()

@@ -1,6 +1,5 @@
 """Details of the warehouse the broader suites leave open: exactness of a narrow spread, URL parsing."""
 
-import io
 import math
 import threading
 import time
@@ -17,7 +16,7 @@ from dagster import RetryRequested
 
 from aggassets.errors import AggassetsError, WarehouseUnavailable
 from aggassets.resources import WarehouseResource
-from aggassets.warehouse import open_warehouse, postgres_engine
+from aggassets.warehouse import open_warehouse
 from aggassets.warehouse.base import Warehouse
 from aggassets.warehouse.postgres_engine import holds_warehouse, split_url
 from aggassets.warehouse.values import utc_now
@@ -30,6 +29,7 @@ from aggassets_tests.warehouse.support import (
     ingest,
     measure,
     refresh_all,
+    server_gone_mid_copy,
 )
 
 
@@ -373,32 +373,16 @@ def test_a_connection_lost_during_a_copy_is_one_clear_error_and_stores_nothing(
 ) -> None:
     """The server going away in the middle of a COPY (a restart): psycopg2 printed its error, quoting a stored
     row, and `SystemError ... decode` on stderr; now only the raised error speaks, naming the lost connection."""
-    wh = open_warehouse(postgres_url)
-    killer = psycopg2.connect(split_url(postgres_url)[0])
-    killer.autocommit = True
-
-    class ServerGoneAtThirdRead(io.BytesIO):
-        reads = 0
-
-        def read(self, size: int | None = -1) -> bytes:
-            self.reads += 1
-            if self.reads == 3:
-                with killer.cursor() as cur:
-                    cur.execute("SELECT pg_terminate_backend(%s)", [wh.con.get_backend_pid()])  # type: ignore[attr-defined]
-                time.sleep(0.3)
-            return super().read(size)
-
     rows = pa.table({"name": [f"row {i}" for i in range(100_000)]})
-    monkeypatch.setattr(postgres_engine.io, "BytesIO", ServerGoneAtThirdRead)
+    wh = open_warehouse(postgres_url)
     capfd.readouterr()
     try:
         lost = "connection to PostgreSQL was lost in the middle of a write"
-        with pytest.raises(WarehouseUnavailable, match=lost), wh.transaction():
+        gone = server_gone_mid_copy(wh, postgres_url, monkeypatch)
+        with gone, pytest.raises(WarehouseUnavailable, match=lost), wh.transaction():
             wh.stage("lost_rows", rows)
         assert capfd.readouterr().err == ""
     finally:
-        monkeypatch.undo()
-        killer.close()
         wh.close()
     with open_warehouse(postgres_url) as again:
         assert again.loss_counts() == (0, 0, 0)
