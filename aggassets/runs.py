@@ -6,6 +6,7 @@ import os
 import re
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 from dagster import DagsterInstance, DagsterInvalidConfigError, DagsterRunStatus, ExecuteInProcessResult, RunsFilter
 from dagster._utils.error import SerializableErrorInfo
@@ -17,16 +18,27 @@ from aggassets.errors import AggassetsError
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
-# host:pid of the `aggassets` command running a run in its own process. Killed outright (kill -9, out of
-# memory), it leaves the run STARTED and holding its `warehouse` pool slot: Dagster's run monitoring cannot
-# tell (no run worker of its launcher), so the next command or sensor tick on the host marks it failed.
+# host/boot/pid-namespace:pid of the `aggassets` command running a run in its own process. Killed outright
+# (kill -9, out of memory), it leaves the run STARTED and holding its `warehouse` pool slot: Dagster's run
+# monitoring cannot tell (no run worker of its launcher), so the next command or sensor tick there fails it.
 CLI_PROCESS_TAG = "aggassets/cli_process"
 _UNFINISHED = [DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
 
 
+def _process_space() -> str:
+    """Where this process's pid means something: host name, boot and pid namespace (a container with the
+    host's name but its own pids, or another machine of the same name, is another space)."""
+    parts = [socket.gethostname()]
+    with contextlib.suppress(OSError):
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip())
+    with contextlib.suppress(OSError):
+        parts.append(os.readlink("/proc/self/ns/pid"))
+    return "/".join(parts)
+
+
 def cli_run_tags() -> dict[str, str]:
     """The tags of a run this command runs in its own process."""
-    return {CLI_PROCESS_TAG: f"{socket.gethostname()}:{os.getpid()}"}
+    return {CLI_PROCESS_TAG: f"{_process_space()}:{os.getpid()}"}
 
 
 def _process_alive(pid: int) -> bool:
@@ -41,12 +53,12 @@ def _process_alive(pid: int) -> bool:
 
 
 def fail_orphaned_cli_runs(instance: DagsterInstance) -> list[str]:
-    """Mark failed the unfinished runs of `aggassets` commands of this host whose process is gone (their
-    pool slot is then freed by run monitoring); the ids of those runs."""
+    """Mark failed the unfinished runs of `aggassets` commands of this host (and pid namespace) whose process
+    is gone (their pool slot is then freed by run monitoring); the ids of those runs."""
     failed = []
     for run in instance.get_runs(filters=RunsFilter(statuses=_UNFINISHED)):
-        host, _, pid = run.tags.get(CLI_PROCESS_TAG, "").rpartition(":")
-        if host == socket.gethostname() and pid.isdigit() and not _process_alive(int(pid)):
+        space, _, pid = run.tags.get(CLI_PROCESS_TAG, "").rpartition(":")
+        if space == _process_space() and pid.isdigit() and not _process_alive(int(pid)):
             instance.report_run_failed(run, message=f"the aggassets command running it (pid {pid}) is gone")
             failed.append(run.run_id)
     return failed

@@ -1,6 +1,5 @@
 """Sensors and the refresh command's partition choice, on their own: run keys, ranges, waits and retries."""
 
-import os
 import socket
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from aggassets.errors import AggassetsError
 from aggassets.jobs import ingest_inbox_job
 from aggassets.refresh import materialize_definitions, overlapping_keys
 from aggassets.resources import CatalogResource, WarehouseResource
-from aggassets.runs import CLI_PROCESS_TAG
+from aggassets.runs import CLI_PROCESS_TAG, cli_run_tags
 from aggassets.sensors import ATTEMPT_TAG, inbox_sensor, late_measures_sensor, late_ranges, retry_wait
 from aggassets.settings import partitions_start
 from aggassets.sources import inbox as inbox_source
@@ -147,12 +146,16 @@ def test_a_run_whose_aggassets_command_was_killed_is_failed_at_the_next_tick(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """kill -9 of `aggassets refresh` left its run STARTED, holding the pool slot for good (run monitoring
-    cannot see an in-process run): a sensor tick on the host marks it failed, and only it."""
+    cannot see an in-process run): a sensor tick on the host marks it failed, and only it; not one of another
+    host, or of a container sharing the host's name but not its pids (a pid there means another process)."""
     monkeypatch.setenv("AGGASSETS_INBOX", str(tmp_path))
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    host = socket.gethostname()
-    owners = {"killed": f"{host}:{gone.stdout.strip()}", "running": f"{host}:{os.getpid()}"}
-    owners |= {"other host": f"elsewhere:{gone.stdout.strip()}", "not a command's": None}
+    probe = f"from aggassets.runs import cli_run_tags; print(cli_run_tags()[{CLI_PROCESS_TAG!r}])"
+    gone = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    space, _, dead_pid = gone.rpartition(":")  # the tag of a command that has ended
+    assert dead_pid.isdigit() and socket.gethostname() in space
+    owners = {"killed": gone, "running": cli_run_tags()[CLI_PROCESS_TAG], "not a command's": None}
+    owners |= {"other host": f"elsewhere/{space.partition('/')[2]}:{dead_pid}"}
+    owners |= {"other pid namespace": f"{space.replace('pid:[', 'pid:[9')}:{dead_pid}"}
     with DagsterInstance.ephemeral() as instance:
         runs = {}
         for name, owner in owners.items():
@@ -169,6 +172,7 @@ def test_a_run_whose_aggassets_command_was_killed_is_failed_at_the_next_tick(
         "running": DagsterRunStatus.STARTED,
         "other host": DagsterRunStatus.STARTED,
         "not a command's": DagsterRunStatus.STARTED,
+        "other pid namespace": DagsterRunStatus.STARTED,
     }
 
 

@@ -15,7 +15,7 @@ from dagster import DagsterInstance, DagsterRunStatus, partition_loading_context
 
 from aggassets.catalog import load_measures
 from aggassets.cli import main
-from aggassets.runs import CLI_PROCESS_TAG
+from aggassets.runs import CLI_PROCESS_TAG, cli_run_tags
 from aggassets.sources.inbox import process_file
 from aggassets.warehouse import duckdb_engine, open_warehouse
 from aggassets_tests.helpers import DEFINITIONS, make_measures, write_ndjson
@@ -439,7 +439,8 @@ def test_refresh_records_its_runs_in_the_dagster_home_instance(
         for grain, keys in expected.items():
             run_id = report[grain]["run_id"]
             assert instance.get_run_by_id(run_id).status == DagsterRunStatus.SUCCESS
-            owner = f"{socket.gethostname()}:{os.getpid()}"  # a sensor tick fails it should this process die
+            owner = cli_run_tags()[CLI_PROCESS_TAG]  # a sensor tick fails it should this process die
+            assert owner.endswith(f":{os.getpid()}") and socket.gethostname() in owner
             assert instance.get_run_by_id(run_id).tags[CLI_PROCESS_TAG] == owner  # type: ignore[union-attr]
             assert (
                 instance.get_run_by_id(run_id).job_name == f"{ {'day': 'daily'}.get(grain, grain + 'ly') }_refresh_job"
