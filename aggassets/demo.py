@@ -17,7 +17,7 @@ from aggassets.errors import AggassetsError
 from aggassets.experiment_runs import run_experiment
 from aggassets.experiments.definition import load_experiments
 from aggassets.refresh import materialize_definitions, refresh_range
-from aggassets.warehouse import duckdb_path, open_warehouse, redacted
+from aggassets.warehouse import duckdb_path, open_warehouse, redacted, refuse_default_in_production
 from aggassets.warehouse.values import file_sha256, intake_totals
 
 # Per measure: SQL value expression over random() (r1, r2) and group value choices.
@@ -140,6 +140,7 @@ def demo_warehouse() -> Path:
             f"the demo resets the project's own warehouse {own}, but AGGASSETS_WAREHOUSE names "
             f"{redacted(chosen)!r}: unset it to run the demo (nothing was changed)"
         )
+    refuse_default_in_production(f"duckdb:///{own}")  # before the file is reset
     return own
 
 

@@ -148,3 +148,19 @@ def test_the_demo_leaves_a_warehouse_named_by_aggassets_warehouse_alone(
     )
     assert (done.returncode, done.stdout) == (2, "") and len(done.stderr.splitlines()) == 1
     assert done.stderr.startswith("aggassets demo: error: the demo resets the project's own warehouse")
+
+
+def test_the_demo_refuses_its_own_file_in_a_production_environment_before_resetting_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With DAGSTER_PG_HOST set and AGGASSETS_WAREHOUSE unset, the project's DuckDB file is refused (README,
+    Unset variables): the demo deleted the file, then refused."""
+    own = tmp_path / "project" / "data" / "aggassets.duckdb"
+    own.parent.mkdir(parents=True)
+    own.write_bytes(b"the project's warehouse")
+    monkeypatch.setattr(settings, "PROJECT_ROOT", tmp_path / "project")
+    monkeypatch.delenv("AGGASSETS_WAREHOUSE", raising=False)
+    monkeypatch.setenv("DAGSTER_PG_HOST", "db.internal")
+    with pytest.raises(AggassetsError, match="AGGASSETS_WAREHOUSE is not set, though DAGSTER_PG_HOST is"):
+        demo.main()
+    assert own.read_bytes() == b"the project's warehouse" and not (own.parent / "demo").exists()
