@@ -22,6 +22,7 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 # (kill -9, out of memory), it leaves the run STARTED and holding its `warehouse` pool slot: Dagster's run
 # monitoring cannot tell (no run worker of its launcher), so the next command or sensor tick there fails it.
 CLI_PROCESS_TAG = "aggassets/cli_process"
+PARENT_RUN_TAG = "dagster/parent_run_id"
 _UNFINISHED = [DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
 
 
@@ -57,6 +58,8 @@ def fail_orphaned_cli_runs(instance: DagsterInstance) -> list[str]:
     is gone (their pool slot is then freed by run monitoring); the ids of those runs."""
     failed = []
     for run in instance.get_runs(filters=RunsFilter(statuses=_UNFINISHED)):
+        if PARENT_RUN_TAG in run.tags:  # a re-execution or retry copies the tags: a run worker runs it
+            continue
         space, _, pid = run.tags.get(CLI_PROCESS_TAG, "").rpartition(":")
         if space == _process_space() and pid.isdigit() and not _process_alive(int(pid)):
             instance.report_run_failed(run, message=f"the aggassets command running it (pid {pid}) is gone")

@@ -155,7 +155,7 @@ def late_measures_sensor(context: SensorEvaluationContext, warehouse: WarehouseR
         (str(g), f"{p:%Y-%m-%d}", f"{t:%Y-%m-%dT%H:%M:%S}")
         for frame in frames
         for g, p, t in frame.itertuples(index=False)
-        if f"{p:%Y-%m-%d}" >= first[str(g)]  # measures of days before the partitions start have no partition
+        if first[str(g)] is not None and f"{p:%Y-%m-%d}" >= first[str(g)]  # days before the start: no partition
     ]
     if not late:
         return SkipReason("no late or unaggregated measures")

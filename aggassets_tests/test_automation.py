@@ -13,6 +13,7 @@ from dagster import (
     DagsterInstance,
     DagsterRun,
     DagsterRunStatus,
+    MonthlyPartitionsDefinition,
     RunRequest,
     SkipReason,
     build_sensor_context,
@@ -147,7 +148,8 @@ def test_a_run_whose_aggassets_command_was_killed_is_failed_at_the_next_tick(
 ) -> None:
     """kill -9 of `aggassets refresh` left its run STARTED, holding the pool slot for good (run monitoring
     cannot see an in-process run): a sensor tick on the host marks it failed, and only it; not one of another
-    host, or of a container sharing the host's name but not its pids (a pid there means another process)."""
+    host, or of a container sharing the host's name but not its pids (a pid there means another process), nor
+    a re-execution of it, which carries a copy of its tags."""
     monkeypatch.setenv("AGGASSETS_INBOX", str(tmp_path))
     probe = f"from aggassets.runs import cli_run_tags; print(cli_run_tags()[{CLI_PROCESS_TAG!r}])"
     gone = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
@@ -155,12 +157,14 @@ def test_a_run_whose_aggassets_command_was_killed_is_failed_at_the_next_tick(
     assert dead_pid.isdigit() and socket.gethostname() in space
     owners = {"killed": gone, "running": cli_run_tags()[CLI_PROCESS_TAG], "not a command's": None}
     owners |= {"other host": f"elsewhere/{space.partition('/')[2]}:{dead_pid}"}
-    owners |= {"other pid namespace": f"{space.replace('pid:[', 'pid:[9')}:{dead_pid}"}
+    owners |= {"other pid namespace": f"{space.replace('pid:[', 'pid:[9')}:{dead_pid}", "re-executed": gone}
     with DagsterInstance.ephemeral() as instance:
         runs = {}
         for name, owner in owners.items():
             config = {"ops": {"ingest_inbox_files": {"config": {"files": []}}}}
             tags = {CLI_PROCESS_TAG: owner} if owner else {}
+            if name == "re-executed":  # Dagster copies the parent's tags: a run worker runs this one
+                tags["dagster/parent_run_id"] = runs["killed"]
             run = instance.create_run_for_job(ingest_inbox_job, run_config=config, tags=tags)
             event = DagsterEvent(event_type_value=DagsterEventType.RUN_START.value, job_name=ingest_inbox_job.name)
             instance.report_dagster_event(event, run_id=run.run_id)
@@ -173,7 +177,31 @@ def test_a_run_whose_aggassets_command_was_killed_is_failed_at_the_next_tick(
         "other host": DagsterRunStatus.STARTED,
         "not a command's": DagsterRunStatus.STARTED,
         "other pid namespace": DagsterRunStatus.STARTED,
+        "re-executed": DagsterRunStatus.STARTED,
     }
+
+
+def test_the_late_measures_sensor_skips_a_grain_without_any_partition_yet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In the first month after AGGASSETS_PARTITIONS_START there is no monthly partition yet (its first key
+    is None): the month's rows are left out, the days and weeks requested (the tick raised TypeError)."""
+    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    catalog = load_measures(DEFINITIONS)
+    with open_warehouse(url) as wh:
+        wh.sync_definitions(catalog.measures)
+        path = write_ndjson(tmp_path / "a.ndjson", make_measures(date(2025, 3, 3), 1, 3))
+        wh.ingest_file(path, catalog.measures, partitions_start())
+    no_month_yet = MonthlyPartitionsDefinition(start_date=date.today().replace(day=1).isoformat())
+    assert no_month_yet.get_first_partition_key() is None
+    monkeypatch.setitem(sensors.PARTITIONS_BY_GRAIN, "month", no_month_yet)
+    with DagsterInstance.ephemeral() as instance:
+        context = build_sensor_context(resources={"warehouse": WarehouseResource(url=url)}, instance=instance)
+        requests = late_measures_sensor(context).run_requests
+    assert sorted((r.job_name, r.partition_key) for r in requests) == [
+        ("daily_refresh_job", "2025-03-03"),
+        ("weekly_refresh_job", "2025-03-03"),
+    ]
 
 
 def test_refresh_takes_every_partition_overlapping_the_range() -> None:
