@@ -237,10 +237,41 @@ class _Parser:
         return value
 
 
+# Levels of nested operations an expression may have: far beyond any metric, and within Python's recursion
+# limit for the recursive walks over it (1000 terms, or 1000 nested parentheses, raised RecursionError).
+MAX_DEPTH = 100
+
+
+class ExpressionTooDeep(ExpressionError):
+    """An expression nested more deeply than MAX_DEPTH."""
+
+    def __init__(self, text: str) -> None:
+        self.text, self.position, self.expected = text, 0, f"at most {MAX_DEPTH} levels of operations"
+        levels = f"more than {MAX_DEPTH} levels of operations or parentheses"
+        ValueError.__init__(self, f"nested too deeply: {levels} ({len(text)} characters)")
+
+
+def _depth(expr: Expr) -> int:
+    """Levels of nested operations of the expression (without recursion)."""
+    deepest, stack = 0, [(expr, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, BinOp):
+            deepest = max(deepest, level)
+            stack += [(node.left, level + 1), (node.right, level + 1)]
+    return deepest
+
+
 @lru_cache(maxsize=65536)
 def parse_expression(text: str) -> Expr:
     """Parse one expression; raise ExpressionError naming the position and the expected token."""
-    return _Parser(text).parse()
+    try:
+        expr = _Parser(text).parse()
+    except RecursionError:
+        raise ExpressionTooDeep(text) from None
+    if _depth(expr) > MAX_DEPTH:
+        raise ExpressionTooDeep(text)
+    return expr
 
 
 def walk(expr: Expr) -> Iterator[Expr]:

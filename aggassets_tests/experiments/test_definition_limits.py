@@ -73,3 +73,29 @@ def test_every_error_of_an_experiment_file_is_on_one_stderr_line(
     first, second = err.removeprefix("aggassets: error: invalid experiment file (2 error(s)): ").split("; ")
     assert first.startswith(f"{path}: metrics.0.nominator: cannot parse nominator at position 16")
     assert second == f"{path}: confidence_level: Input should be less than 1\n"
+
+
+@pytest.mark.parametrize(
+    "nominator",
+    [
+        "+".join(["value(user.unit.purchase)"] * 1000),  # a left-associative chain 999 levels deep
+        "(" * 1000 + "value(user.unit.purchase)" + ")" * 1000,
+        "-" * 5000 + "value(user.unit.purchase)",
+    ],
+    ids=["1000 terms", "1000 parentheses", "5000 minus signs"],
+)
+def test_an_expression_nested_too_deeply_is_a_located_error_not_a_crash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], nominator: str
+) -> None:
+    """These raised RecursionError, a traceback and exit 1; 100 levels of operations are allowed."""
+    path = tmp_path / "experiments" / "x.json"
+    path.parent.mkdir()
+    metric = {"id": 1, "name": "m", "nominator": nominator, "denominator": "count(user.global.exposure)"}
+    raw = {"id": "x", "control_variant": "a", "unit_type": "user", "metrics": [metric]}
+    path.write_text(json.dumps(raw))
+    assert main(["definitions", "validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{path}: metrics.0.nominator: cannot parse nominator nested too deeply" in err
+    deepest = "+".join(["value(user.unit.purchase)"] * 101)  # 100 levels of '+'
+    path.write_text(json.dumps({**raw, "metrics": [{**metric, "nominator": deepest}]}))
+    assert main(["definitions", "validate", str(path)]) == 0
