@@ -72,7 +72,7 @@ class MetricDefinition(BaseModel):
     simple: bool = Field(False, description="ep-stats' SimpleMetric: value(<unit_type>.global.<goal>)")
     nominator: NonEmpty
     denominator: NonEmpty
-    minimum_effect: Annotated[float, Field(gt=0)] | None = None
+    minimum_effect: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
 
     @field_validator("nominator", "denominator")
     @classmethod

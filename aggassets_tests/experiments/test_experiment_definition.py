@@ -123,6 +123,10 @@ def test_every_error_is_listed_with_its_location() -> None:
             {"metrics": [{"id": 1, "name": "m", "simple": True, "nominator": "count(x)", "denominator": "views"}]},
             "goal name, got 'count(x)'",
         ),
+        (
+            {"metrics": [{**BASE["metrics"][0], "minimum_effect": float("inf")}]},
+            "metrics.0.minimum_effect: Input should be a finite number",
+        ),  # type: ignore[index]
         ({"unit_type": "bad unit"}, "unit_type"),
         ({"confidence_level": "0.95"}, "confidence_level: Input should be a valid number"),
         ({"confidence_level": True}, "confidence_level: Input should be a valid number"),
