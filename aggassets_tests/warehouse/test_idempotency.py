@@ -37,10 +37,14 @@ def snapshot(wh: Warehouse) -> dict[str, pd.DataFrame]:
     return out
 
 
+def partitions(report: pd.DataFrame) -> set[tuple[str, date]]:
+    """A partition report's rows as (grain, period start)."""
+    return {(g, pd.Timestamp(p).date()) for g, p in zip(report["grain"], report["period_start"], strict=True)}
+
+
 def late(wh: Warehouse) -> set[tuple[str, date]]:
     """The late partitions as (grain, period start)."""
-    report = wh.late_partitions()
-    return {(g, pd.Timestamp(p).date()) for g, p in zip(report["grain"], report["period_start"], strict=True)}
+    return partitions(wh.late_partitions())
 
 
 def test_refreshing_twice_gives_identical_tables(warehouse: Warehouse, tmp_path: Path) -> None:
@@ -101,8 +105,7 @@ def test_late_partitions_are_exactly_those_fed_after_materialization(warehouse: 
 
 def unaggregated(wh: Warehouse, ended_by: date) -> set[tuple[str, date]]:
     """The never-materialized partitions with measures whose period ended by `ended_by`."""
-    report = wh.unaggregated_partitions(ended_by)
-    return {(g, pd.Timestamp(p).date()) for g, p in zip(report["grain"], report["period_start"], strict=True)}
+    return partitions(wh.unaggregated_partitions(ended_by))
 
 
 def test_unaggregated_partitions_are_those_never_materialized_whose_period_ended(
