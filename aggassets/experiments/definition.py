@@ -186,43 +186,66 @@ class ExperimentDefinition(BaseModel):
         """ep-stats accepts `"filters": null`."""
         return [] if value is None else value
 
-    @model_validator(mode="after")
-    def _consistent(self) -> "ExperimentDefinition":
-        """Unique ids, dates in order, variants and weights that fit together."""
-        for what, ids in (("metric", [m.id for m in self.metrics]), ("check", [c.id for c in self.checks])):
-            dupes = sorted({i for i in ids if ids.count(i) > 1})
-            if dupes:
-                raise ValueError(f"duplicate {what} ids: {dupes}")
-        self._check_dates()
-        if self.variants is not None:
-            if len(set(self.variants)) != len(self.variants):
-                raise ValueError("variants must be unique")
-            if self.control_variant not in self.variants:
-                raise ValueError(f"control_variant {self.control_variant!r} is not in variants")
-        self._check_weights()
-        return self
+    # Rules between fields are field checks (on the later field, reading the earlier ones from info.data), so
+    # that each is listed at its field with every other error; an invalid earlier field skips the rule.
+    @field_validator("variants")
+    @classmethod
+    def _variants_hold_control(cls, variants: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        """Variants are unique and include control_variant."""
+        problems = []
+        if variants is not None and len(set(variants)) != len(variants):
+            problems.append("variants must be unique")
+        control = info.data.get("control_variant")
+        if variants is not None and control is not None and control not in variants:
+            problems.append(f"control_variant {control!r} is not in variants")
+        return _refuse(problems, variants)
 
-    def _check_dates(self) -> None:
-        """date_to >= date_from; date_for needs both and lies between them (as ep-stats)."""
-        if self.date_from and self.date_to and self.date_to < self.date_from:
+    @field_validator("date_to")
+    @classmethod
+    def _date_to_after_from(cls, date_to: datetime.date | None, info: ValidationInfo) -> datetime.date | None:
+        """date_to >= date_from."""
+        date_from = info.data.get("date_from")
+        if date_from and date_to and date_to < date_from:
             raise ValueError("date_to must be on or after date_from")
-        if self.date_for is not None:
-            if self.date_from is None or self.date_to is None:
-                raise ValueError("date_for requires date_from and date_to")
-            if not self.date_from <= self.date_for <= self.date_to:
-                raise ValueError("date_for must lie between date_from and date_to")
+        return date_to
 
-    def _check_weights(self) -> None:
+    @field_validator("date_for")
+    @classmethod
+    def _date_for_within(cls, date_for: datetime.date | None, info: ValidationInfo) -> datetime.date | None:
+        """date_for needs date_from and date_to and lies between them (as ep-stats)."""
+        if date_for is None or not {"date_from", "date_to"} <= set(info.data):  # an invalid date: listed already
+            return date_for
+        date_from, date_to = info.data["date_from"], info.data["date_to"]
+        if date_from is None or date_to is None:
+            raise ValueError("date_for requires date_from and date_to")
+        if not date_from <= date_for <= date_to:
+            raise ValueError("date_for must lie between date_from and date_to")
+        return date_for
+
+    @field_validator("metrics", "checks")
+    @classmethod
+    def _unique_ids(cls, items: list, info: ValidationInfo) -> list:
+        """Metric ids, and check ids, are unique."""
+        ids = [item.id for item in items]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        return _refuse([f"duplicate {info.field_name[:-1]} ids: {dupes}"] if dupes else [], items)
+
+    @field_validator("traffic_weights")
+    @classmethod
+    def _weights_fit_variants(cls, weights: dict[str, float] | None, info: ValidationInfo) -> dict[str, float] | None:
         """Positive finite weights, naming the control and exactly the variants when those are listed."""
-        if self.traffic_weights is None:
-            return
-        bad = [k for k, w in self.traffic_weights.items() if not (math.isfinite(w) and w > 0)]
+        if weights is None:
+            return None
+        problems = []
+        bad = [k for k, w in weights.items() if not (math.isfinite(w) and w > 0)]
         if bad:
-            raise ValueError(f"traffic_weights must be positive numbers: {bad}")
-        if self.control_variant not in self.traffic_weights:
-            raise ValueError("traffic_weights must include the control variant")
-        if self.variants is not None and set(self.variants) != set(self.traffic_weights):
-            raise ValueError("traffic_weights must name exactly the variants")
+            problems.append(f"traffic_weights must be positive numbers: {bad}")
+        control, variants = info.data.get("control_variant"), info.data.get("variants")
+        if control is not None and control not in weights:
+            problems.append("traffic_weights must include the control variant")
+        if variants is not None and set(variants) != set(weights):
+            problems.append("traffic_weights must name exactly the variants")
+        return _refuse(problems, weights)
 
     def exposure_ref(self) -> GoalRef:
         """`count(<unit_type>.global.exposure)`: the exposures per variant."""
@@ -232,6 +255,13 @@ class ExperimentDefinition(BaseModel):
         """Parsed (nominator or None, denominator) of a check."""
         nominator = parse_expression(check.nominator) if check.nominator else None
         return nominator, parse_expression(check.denominator)
+
+
+def _refuse(problems: list[str], value: object) -> object:
+    """`value`, or a ValueError naming every problem found with it."""
+    if problems:
+        raise ValueError("; ".join(problems))
+    return value
 
 
 def parse_experiment(raw: object, source: str = "<experiment>") -> ExperimentDefinition:

@@ -62,6 +62,34 @@ def test_every_error_is_listed_with_its_location() -> None:
     assert "exp.json: confidence_level:" in message
 
 
+def test_errors_across_fields_are_listed_with_the_field_errors() -> None:
+    """Rules between fields (ids, dates, variants, weights) are reported at their field, all at once and
+    next to the fields' own errors: a user fixes the file in one pass."""
+    metric = BASE["metrics"][0]  # type: ignore[index]
+    message = _errors(
+        metrics=[metric, metric],
+        checks=[{"id": 7, "name": "S", "denominator": "count(user.global.exposure)"}] * 2,
+        variants=["b", "b"],
+        date_from="2026-10-10",
+        date_to="2026-10-01",
+        confidence_level=1.5,
+        traffic_weights={"b": 0.0},
+    )
+    lines = message.splitlines()[1:]
+    assert lines == [
+        "exp.json: variants: variants must be unique; control_variant 'a' is not in variants",
+        "exp.json: date_to: date_to must be on or after date_from",
+        "exp.json: metrics: duplicate metric ids: [1]",
+        "exp.json: checks: duplicate check ids: [7]",
+        "exp.json: confidence_level: Input should be less than 1",
+        "exp.json: traffic_weights: traffic_weights must be positive numbers: ['b']; "
+        "traffic_weights must include the control variant",
+    ]
+    assert message.startswith("invalid experiment file (6 error(s)):")
+    dates = _errors(date_from="2026-10-01", date_to="2026-10-09", date_for="2026-10-10", unit_type="bad unit")
+    assert "exp.json: unit_type:" in dates and "exp.json: date_for: date_for must lie between" in dates
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
