@@ -57,27 +57,30 @@ def add_experiment_commands(experiments_subparsers: argparse._SubParsersAction) 
     run.set_defaults(func=run_run)
 
 
-def _read_csv(path: Path, numeric: tuple[str, ...], what: str, signed: tuple[str, ...] = ()) -> pd.DataFrame:
+def _read_csv(
+    path: Path, numeric: tuple[str, ...], what: str, signed: tuple[str, ...] = (), whole: tuple[str, ...] = ()
+) -> pd.DataFrame:
     """A CSV read as text (dimensions keep their spelling), `numeric` columns converted: finite numbers,
-    >= 0 unless `signed` (a bad cell is an error naming its line)."""
+    >= 0 unless `signed`, whole numbers if `whole` (a bad cell is an error naming its line)."""
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise AggassetsError(f"cannot read {what} {path}: {exc}") from exc
     for col in numeric:
-        if col in frame.columns:
-            values = pd.to_numeric(frame[col], errors="coerce").astype(float)
-            if not bool(np.isfinite(values).all()):
-                row = int(np.flatnonzero(~np.isfinite(values.to_numpy()))[0]) + 2
-                value = frame[col].iloc[row - 2]
-                raise AggassetsError(f"{path}: line {row}: column {col} is not a finite number: {value!r}")
-            if col not in signed and bool((values < 0).any()):
-                row = int(np.flatnonzero(values.to_numpy() < 0)[0]) + 2
-                value = frame[col].iloc[row - 2]
-                raise AggassetsError(
-                    f"{path}: line {row}: column {col} is negative: {value!r} (counts and squares are >= 0)"
-                )
-            frame[col] = values
+        if col not in frame.columns:
+            continue
+        values = pd.to_numeric(frame[col], errors="coerce").astype(float).to_numpy()
+        with np.errstate(invalid="ignore"):
+            rules = [(~np.isfinite(values), "is not a finite number", "")]
+            if col not in signed:
+                rules.append((values < 0, "is negative", " (counts and squares are >= 0)"))
+            if col in whole:
+                rules.append((values != np.floor(values), "is not a whole number", ""))
+        for bad, what, why in rules:
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0])
+                raise AggassetsError(f"{path}: line {row + 2}: column {col} {what}: {frame[col].iloc[row]!r}{why}")
+        frame[col] = values
     return frame
 
 
@@ -113,7 +116,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     experiment = load_experiment(args.experiment)
     goals = _read_csv(args.goals, NUMERIC, "goals", signed=("sum_value",))
     cross = (
-        _read_csv(args.cross, ("sum_product", "units"), "cross products", signed=("sum_product",))
+        _read_csv(args.cross, ("sum_product", "units"), "cross products", signed=("sum_product",), whole=("units",))
         if args.cross
         else None
     )

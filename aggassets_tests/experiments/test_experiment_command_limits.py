@@ -2,6 +2,7 @@
 
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -78,19 +79,31 @@ def test_evaluate_as_of_sets_the_sequential_level(tmp_path: Path, capsys: pytest
     assert levels["2026-01-05"] == {obf(5)}
 
 
-@pytest.mark.parametrize("units", ["", "many", "inf"])
-def test_a_cross_products_units_cell_must_be_a_number(
-    units: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("units", "error"),
+    [
+        ("", "is not a finite number: ''"),
+        ("many", "is not a finite number: 'many'"),
+        ("inf", "is not a finite number: 'inf'"),
+        ("-2", "is negative: '-2'"),
+        ("2.5", "is not a whole number: '2.5'"),  # units counts a variant's units (0 for one without any)
+        ("1e-3", "is not a whole number: '1e-3'"),
+    ],
+)
+def test_a_cross_products_units_cell_is_a_whole_number_of_units(
+    units: str, error: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """docs: bad input is a one-line error; a units cell of the --cross file is a number like sum_product."""
+    """docs: bad input is a one-line error naming its line; a units cell of the --cross file counts units."""
     rng = np.random.default_rng(4)
     goals, cross = _views_goals({"a": _view_units(rng, 60), "b": _view_units(rng, 70)})
     experiment, goals_csv, cross_csv = tmp_path / "e.json", tmp_path / "goals.csv", tmp_path / "cross.csv"
     experiment.write_text(json.dumps(_user_definition("count(user.unit.click)", "count(user.unit.view)")))
     goals.to_csv(goals_csv, index=False)
-    cross.astype({"units": object}).assign(units=units).to_csv(cross_csv, index=False)
+    cross = cross.astype({"units": object})
+    cross.loc[cross.index[0], "units"] = units
+    cross.to_csv(cross_csv, index=False)
     argv = ["evaluate", "--experiment", str(experiment), "--goals", str(goals_csv), "--cross", str(cross_csv)]
-    with pytest.raises(AggassetsError, match="column units is not a finite number"):
+    with pytest.raises(AggassetsError, match=re.escape(f"line 2: column units {error}")):
         _run(argv, capsys)
 
 
