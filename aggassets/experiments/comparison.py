@@ -82,7 +82,7 @@ def _reasons(x: ComparisonInput) -> tuple[list[tuple[np.ndarray, str]], dict[str
     zero_mean = ~bad_control & (m.mean[:, c : c + 1] == 0)
     parts = [
         (empty, EMPTY), (few, FEW_UNITS), (negative, NEGATIVE_VARIANCE),
-        (bad_control & ~bad, CONTROL_INVALID), (zero_mean & ~bad, ZERO_CONTROL_MEAN), (zero_var, ZERO_VARIANCE),
+        (bad_control & ~bad, CONTROL_INVALID), (zero_mean & ~no_mean, ZERO_CONTROL_MEAN), (zero_var, ZERO_VARIANCE),
     ]  # fmt: skip
     masks = {"empty": empty, "no_mean": no_mean, "bad": bad | bad_control, "zero_var": zero_var}
     masks["zero_mean"] = zero_mean

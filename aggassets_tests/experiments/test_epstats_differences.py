@@ -159,12 +159,18 @@ def test_zero_control_mean_is_nan_with_reason() -> None:
     assert m.loc["b", "abs_diff"] == pytest.approx(0.25)
 
 
-def _value_metric(a: tuple[float, float], b: tuple[float, float]) -> pd.DataFrame:
+def _value_metric(a: tuple[float, float], b: tuple[float, float], units: tuple[int, int] = (50, 60)) -> pd.DataFrame:
     """Our evaluation of value(u.unit.x) per exposure, from (Σx, Σx²) of 50 units of a (the control) and 60
-    units of b."""
+    units of b (or `units`)."""
     raw = {"id": "z", "control_variant": "a", "unit_type": "u"}
     raw["metrics"] = [{"id": 1, "name": "x", "nominator": "value(u.unit.x)", "denominator": "count(u.global.exposure)"}]
-    rows = [("a", "exposure", 50, 0.0, 0.0), ("a", "x", 50, *a), ("b", "exposure", 60, 0.0, 0.0), ("b", "x", 60, *b)]
+    (n_a, n_b) = units
+    rows = [
+        ("a", "exposure", n_a, 0.0, 0.0),
+        ("a", "x", n_a, *a),
+        ("b", "exposure", n_b, 0.0, 0.0),
+        ("b", "x", n_b, *b),
+    ]
     goals = pd.DataFrame(
         [("z", v, "u", "global" if g == "exposure" else "unit", g, n, n, sv, ssv, n) for v, g, n, sv, ssv in rows],
         columns=["exp_id", "exp_variant_id", "unit_type", "agg_type", "goal", "count", "sum_sqr_count", "sum_value",
@@ -191,6 +197,14 @@ def test_zero_control_mean_with_a_variance_has_no_relative_standard_error() -> N
     df = np.trunc((v_a + v_b) ** 2 / (v_a**2 / 49 + v_b**2 / 59))  # Welch-Satterthwaite, truncated (ep-stats)
     expected = 2 * st.t.sf(2.0 / np.sqrt(v_a + v_b), df)
     assert m.loc["b", "abs_diff"] == pytest.approx(2.0) and m.loc["b", "abs_p_value"] == pytest.approx(expected)
+
+
+def test_a_zero_control_mean_is_named_beside_the_rows_own_reason() -> None:
+    """One unit of b (its diff is kept, docs) against a control of mean 0: the relative diff is NaN for the
+    zero control mean, and the reason says so too, not only that b has fewer than 2 units."""
+    m = _value_metric((0.0, 0.0), (5.0, 25.0), units=(50, 1))
+    assert np.isnan(m.loc["b", "diff"]) and m.loc["b", "abs_diff"] == 5.0
+    assert FEW_UNITS in m.loc["b", "reason"] and ZERO_CONTROL_MEAN in m.loc["b", "reason"]
 
 
 @pytest.mark.parametrize(
