@@ -160,7 +160,8 @@ def read_json_file(path: Path | str, kind: str) -> object:
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"), object_pairs_hook=_unique_keys)
     except (OSError, UnicodeDecodeError) as exc:
-        raise AggassetsError(f"cannot read {kind} file {path}: {exc}") from exc
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise AggassetsError(f"cannot read {kind} file {path}: {reason}") from exc
     except json.JSONDecodeError as exc:
         raise AggassetsError(f"{path}: not JSON: {exc}") from exc
 

@@ -6,7 +6,6 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import date
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -20,14 +19,6 @@ from aggassets.experiments.commands import add_experiment_commands
 from aggassets.experiments.definition import load_experiment, load_experiments
 from aggassets.warehouse import Warehouse, events_intake, open_warehouse, require_existing, require_lasting
 from aggassets.warehouse.values import PERIODS_FEEDING, file_sha256, intake_totals
-
-
-def _date(text: str) -> date:
-    """An argparse type: YYYY-MM-DD."""
-    try:
-        return settings.iso_day(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
 def _print(obj: Any) -> None:
@@ -62,6 +53,9 @@ def cmd_definitions_validate(args: argparse.Namespace) -> int:
             _print({"file": str(path), "valid": True, "measures": len(load_measures_file(path).measures)})
         return 0
     folder = Path(args.file or args.definitions)
+    if not (folder / "measures.json").exists() and any(folder.glob("*.json")):  # e.g. definitions/experiments
+        _print({"folder": str(folder), "valid": True, "experiments": sorted(load_experiments(folder))})
+        return 0
     errors, catalog, experiments = [], None, {}
     try:
         catalog = load_measures(folder)
@@ -243,14 +237,16 @@ def build_parser() -> argparse.ArgumentParser:
     aggregates = groups.add_parser("aggregates", help="released aggregates").add_subparsers(required=True)
     query = _add(aggregates, "query", cmd_aggregates_query, "DACC restitution of one measure")
     query.add_argument("--measure", required=True, help="the measure's name (see definitions list)")
-    query.add_argument("--start", type=_date, required=True, help="first period start, YYYY-MM-DD (inclusive)")
-    query.add_argument("--end", type=_date, required=True, help="YYYY-MM-DD (exclusive)")
+    query.add_argument(
+        "--start", type=settings.date_argument, required=True, help="first period start, YYYY-MM-DD (inclusive)"
+    )
+    query.add_argument("--end", type=settings.date_argument, required=True, help="YYYY-MM-DD (exclusive)")
     query.add_argument("--grain", choices=["day", "week", "month"], help="default: the measure's own period")
     query.add_argument("--created-by", help="only the rows of this application (createdBy)")
 
     refresh = _add(groups, "refresh", cmd_refresh, "materialize every grain over [start, end)")
-    refresh.add_argument("--start", type=_date, required=True, help="YYYY-MM-DD (inclusive)")
-    refresh.add_argument("--end", type=_date, required=True, help="YYYY-MM-DD (exclusive)")
+    refresh.add_argument("--start", type=settings.date_argument, required=True, help="YYYY-MM-DD (inclusive)")
+    refresh.add_argument("--end", type=settings.date_argument, required=True, help="YYYY-MM-DD (exclusive)")
 
     purge = _add(groups, "purge", cmd_purge, "purge old raw measures into sealed moments")
     purge.add_argument(
@@ -263,7 +259,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     experiments = groups.add_parser("experiments", help="A/B experiment evaluation").add_subparsers(required=True)
     add_experiment_commands(experiments)
+    _name_commands(parser)
     return parser
+
+
+def _name_commands(parser: argparse.ArgumentParser) -> None:
+    """Each command's parser in its namespace (`command_parser`), so that an error found after parsing (an
+    unknown option) is reported by the command given."""
+    parser.set_defaults(command_parser=parser)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                _name_commands(command)
 
 
 def _one_line(message: str) -> str:
@@ -277,7 +284,9 @@ def _one_line(message: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run the command; bad input is one line on stderr and a non-zero exit."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # named by the command given, whose --help lists what it takes
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(args.func(args))
     except AggassetsError as exc:

@@ -1,5 +1,6 @@
 """Where things live: warehouse URL, catalog folder, inbox folder, first partition (env overrides)."""
 
+import argparse
 import os
 from datetime import date
 from pathlib import Path
@@ -32,6 +33,14 @@ def iso_day(text: str) -> date:
     if len(text) != 10 or text[4] != "-" or text[7] != "-":
         raise ValueError(f"not a date (YYYY-MM-DD): {text!r}")
     return date.fromisoformat(text)
+
+
+def date_argument(text: str) -> date:
+    """An argparse type: YYYY-MM-DD (a bad one is the command's own one-line error)."""
+    try:
+        return iso_day(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
 def partitions_start() -> date:

@@ -632,3 +632,75 @@ def test_the_default_duckdb_file_is_refused_in_a_production_environment(
     monkeypatch.setenv("AGGASSETS_WAREHOUSE", f"duckdb:///{default}")
     code, _, _ = run(capsys, "measures", "ingest", str(path))
     assert code == 0 and default.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "prog"),
+    [
+        (("experiments", "run", "checkout-button-conversion", "--as-of", "26-10-2026"), "aggassets experiments run"),
+        (("experiments", "evaluate", "--experiment", "e.json", "--goals", "g.csv", "--as-of", "2020/01/01"),
+         "aggassets experiments evaluate"),
+    ],
+)  # fmt: skip
+def test_a_malformed_as_of_is_named_with_its_command(
+    capsys: pytest.CaptureFixture[str], argv: tuple[str, ...], prog: str
+) -> None:
+    """README: a malformed argument is `aggassets COMMAND: error: ...`, for --as-of as for --start."""
+    with pytest.raises(SystemExit) as exc:
+        main(list(argv))
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert (
+        exc.value.code == 2
+        and err == f"{prog}: error: argument --as-of: not a date (YYYY-MM-DD): '{argv[-1]}' (see {prog} --help)"
+    )
+
+
+def test_an_unknown_option_is_named_with_its_command(capsys: pytest.CaptureFixture[str]) -> None:
+    """An option given after the command that only the top level takes (or none does) names that command."""
+    argv = ["aggregates", "query", "--measure", "m", "--start", "2025-01-01", "--end", "2025-02-01", "--warehouse", "x"]
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exc.value.code == 2 and err == (
+        "aggassets aggregates query: error: unrecognized arguments: --warehouse x "
+        "(see aggassets aggregates query --help)"
+    )
+
+
+def test_validating_a_folder_of_experiments_validates_them(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """`definitions validate definitions/experiments` checks those experiments (not a measures.json never
+    named); a folder with neither is named as such."""
+    code, out, _ = run(capsys, "definitions", "validate", str(DEFINITIONS / "experiments"))
+    expected = sorted(p.stem for p in (DEFINITIONS / "experiments").glob("*.json"))
+    assert code == 0 and json.loads(out) == {
+        "folder": str(DEFINITIONS / "experiments"), "valid": True, "experiments": expected
+    }  # fmt: skip
+    folder = tmp_path / "experiments"
+    shutil.copytree(DEFINITIONS / "experiments", folder)
+    (folder / "product-page-layout.json").write_text('{"id": "product-page-layout"}')
+    code, out, err = run(capsys, "definitions", "validate", str(folder))
+    assert (code, out) == (2, "") and "product-page-layout.json: control_variant: Field required" in err
+    (tmp_path / "empty").mkdir()
+    code, out, err = run(capsys, "definitions", "validate", str(tmp_path / "empty"))
+    assert (code, out) == (2, "")
+    assert (
+        err.strip() == f"aggassets: error: cannot read definitions file {tmp_path / 'empty' / 'measures.json'}: "
+        "No such file or directory"
+    )
+
+
+def test_a_warehouse_path_under_a_file_is_named_as_the_problem(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A DuckDB path whose folder is a file: the error names the warehouse and its folder, not `[Errno 17]`."""
+    (tmp_path / "wh.duckdb").write_text("")
+    measures = write_ndjson(tmp_path / "m.ndjson", make_measures(date(2025, 1, 1), 1, 3))
+    url = f"duckdb:///{tmp_path / 'wh.duckdb' / 'x.duckdb'}"
+    code, out, err = run(
+        capsys, "--warehouse", url, "--definitions", str(DEFINITIONS), "measures", "ingest", str(measures)
+    )
+    assert (code, out) == (2, "")
+    assert err.strip() == (
+        f"aggassets: error: cannot open the DuckDB warehouse {tmp_path / 'wh.duckdb' / 'x.duckdb'}: "
+        f"cannot create its folder {tmp_path / 'wh.duckdb'}: File exists"
+    )

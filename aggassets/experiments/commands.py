@@ -12,7 +12,7 @@ import pandas as pd
 from aggassets.errors import AggassetsError
 from aggassets.experiments.definition import load_experiment
 from aggassets.experiments.goals import NUMERIC
-from aggassets.settings import iso_day
+from aggassets.settings import date_argument
 
 # The statistics (scipy.stats: 2 s to import) are imported by the commands that use them, so that every
 # other `aggassets` command starts in about a second.
@@ -28,7 +28,7 @@ def add_experiment_commands(experiments_subparsers: argparse._SubParsersAction) 
     ev.add_argument("--experiment", required=True, type=Path, help="experiment definition (JSON)")
     ev.add_argument("--goals", required=True, type=Path, help="goals aggregated per variant (CSV)")
     ev.add_argument("--cross", type=Path, help="per-unit cross products (CSV) for the delta method")
-    ev.add_argument("--as-of", help="evaluation date YYYY-MM-DD (default: date_for, else today)")
+    ev.add_argument("--as-of", type=date_argument, help="evaluation date YYYY-MM-DD (default: date_for, else today)")
     ev.add_argument("--checks-out", type=Path, help="write the checks frame to this CSV file")
     ev.add_argument("--exposures-out", type=Path, help="write the exposures frame to this CSV file")
     ev.add_argument("--format", choices=["csv", "json"], default="csv", help="csv: metrics; json: ep-stats REST")
@@ -53,7 +53,7 @@ def add_experiment_commands(experiments_subparsers: argparse._SubParsersAction) 
         description="aggregate one catalog experiment's goals from the warehouse events and evaluate them",
     )
     run.add_argument("experiment_id", help="id of an experiment in definitions/experiments/")
-    run.add_argument("--as-of", help="evaluation date YYYY-MM-DD (default: today, UTC)")
+    run.add_argument("--as-of", type=date_argument, help="evaluation date YYYY-MM-DD (default: today, UTC)")
     run.set_defaults(func=run_run)
 
 
@@ -84,16 +84,6 @@ def _read_csv(
     return frame
 
 
-def _as_of(text: str | None) -> datetime.date | None:
-    """The --as-of date, or None."""
-    if text is None:
-        return None
-    try:
-        return iso_day(text)
-    except ValueError as exc:
-        raise AggassetsError(f"--as-of: expected YYYY-MM-DD, got {text!r}") from exc
-
-
 def _write(frame: pd.DataFrame, path: Path) -> None:
     """Write a frame as CSV, with a clear error."""
     try:
@@ -120,7 +110,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if args.cross
         else None
     )
-    evaluation = evaluate_goals(experiment, goals, cross, _as_of(args.as_of), compat=args.compat)
+    evaluation = evaluate_goals(experiment, goals, cross, args.as_of, compat=args.compat)
     warnings = per_unit_variance_warnings(experiment) if cross is None else []
     for warning in [*warnings, *srm_warnings(evaluation.checks, experiment)]:
         print(f"aggassets: warning: {warning}", file=sys.stderr)
@@ -142,7 +132,7 @@ def run_run(args: argparse.Namespace) -> int:
     from aggassets.experiment_runs import run_experiment, stored_checks  # Dagster only for this command
     from aggassets.experiments.evaluate import EPSTATS_METRIC_COLUMNS, srm_warnings
 
-    as_of = _as_of(args.as_of) or datetime.datetime.now(datetime.UTC).date()
+    as_of = args.as_of or datetime.datetime.now(datetime.UTC).date()
     metrics = run_experiment(args.experiment_id, as_of, args.warehouse, str(args.definitions))
     columns = [*EPSTATS_METRIC_COLUMNS, "abs_diff", "abs_confidence_interval", "abs_p_value"]
     metrics[columns].to_csv(sys.stdout, index=False)

@@ -62,7 +62,13 @@ class DuckDBWarehouse(Warehouse):
 
     def __init__(self, path: str) -> None:
         if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # a file where a folder should be, no permission, ...
+                reason = exc.strerror or exc
+                raise AggassetsError(
+                    f"cannot open the DuckDB warehouse {path}: cannot create its folder {exc.filename}: {reason}"
+                ) from exc
         self.path = path
         try:
             self.con = _connect(path)

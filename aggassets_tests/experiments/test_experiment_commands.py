@@ -100,8 +100,9 @@ def test_evaluate_json_is_the_rest_shape(goals_csv: Path, capsys: pytest.Capture
 
 def test_evaluate_bad_inputs(goals_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     experiment = str(REFERENCE_DIR / "test-multiple.json")
-    with pytest.raises(AggassetsError, match="--as-of"):
+    with pytest.raises(SystemExit):  # argparse's error, by the command (tests/test_cli_errors.py)
         _run(["evaluate", "--experiment", experiment, "--goals", str(goals_csv), "--as-of", "yesterday"], capsys)
+    assert "argument --as-of: not a date (YYYY-MM-DD): 'yesterday'" in capsys.readouterr().err
     bad = tmp_path / "bad.csv"
     bad.write_text(goals_csv.read_text().replace(",3000,", ",many,", 1))
     with pytest.raises(AggassetsError, match="column count is not a finite number: 'many'"):
