@@ -17,7 +17,7 @@ from aggassets.errors import AggassetsError
 from aggassets.experiment_runs import run_experiment
 from aggassets.experiments.definition import load_experiments
 from aggassets.refresh import materialize_definitions, refresh_range
-from aggassets.warehouse import duckdb_path, open_warehouse, redacted, refuse_default_in_production
+from aggassets.warehouse import demo_sql, duckdb_path, open_warehouse, redacted, refuse_default_in_production
 from aggassets.warehouse.values import file_sha256, intake_totals
 
 # Per measure: SQL value expression over random() (r1, r2) and group value choices.
@@ -56,35 +56,16 @@ MALFORMED = [
 ]
 
 
-def _text(value: object) -> str:
-    """An SQL string literal of the generator's own queries (a catalog's createdBy may hold a quote)."""
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def _measure_sql(m: MeasureDefinition, first: date, last: date, per_period: dict[str, int] | None = None) -> str:
-    """SELECT of one measure's JSON payloads, one row per generated measure."""
-    step = {"day": "1 DAY", "week": "7 DAY", "month": "1 MONTH"}[m.aggregation_period]
-    trunc = f"date_trunc('{m.aggregation_period}', DATE '{first}')"
-    parts = [
-        f"'measureName', {_text(m.name)}",
-        f"'value', {VALUES.get(m.name, 'r1')}",
-        "'startDate', strftime(p + INTERVAL (floor(r2 * 20)) HOUR, '%Y-%m-%dT%H:%M:%SZ')",
-    ]
+def _insert_measures(con: duckdb.DuckDBPyConnection, m: MeasureDefinition, first: date, last: date, count: int) -> None:
+    """Generate one measure's payloads into the `payloads` table, `count` a period."""
+    keys = [k for k in m.group_keys() if k]
+    params: dict[str, object] = {"name": m.name, "first": first, "last": last, "count": count}
     if m.created_by:
-        parts.append(f"'createdBy', CASE WHEN r3 < 0.9 THEN {_text(m.created_by)} ELSE 'cozy-home' END")
-    for i, key in enumerate(m.group_keys(), start=1):
-        if key:
-            options = CHOICES.get(key, ["a", "b"])
-            pick = f"{options!r}[1 + floor(power(r{3 + i % 2}, 1.5) * {len(options)})::INT]"
-            rare = f"CASE WHEN r3 > 0.9985 THEN {_text(key + '-rare')} ELSE {pick} END"  # below every threshold
-            parts.append(f"'group{i}', json_object({_text(key)}, {rare})")
-    return f"""
-SELECT json_object({", ".join(parts)})::VARCHAR AS payload FROM (
-  SELECT p, random() AS r1, random() AS r2, random() AS r3, random() AS r4
-  FROM generate_series({trunc}, DATE '{last}', INTERVAL {step}) g(p),
-       range({(per_period or PER_PERIOD)[m.aggregation_period]})
-  WHERE p >= DATE '{first}' OR '{m.aggregation_period}' = 'week'
-)"""
+        params["created_by"] = m.created_by
+    for i, key in enumerate(keys, start=1):  # a rare value: below every threshold
+        params |= {f"key{i}": key, f"rare{i}": f"{key}-rare", f"options{i}": CHOICES.get(key, ["a", "b"])}
+    statement = demo_sql.insert_measures(VALUES.get(m.name, "r1"), m.aggregation_period, bool(m.created_by), len(keys))
+    con.execute(statement, params)
 
 
 def generate(
@@ -92,15 +73,17 @@ def generate(
 ) -> tuple[Path, Path]:
     """The main NDJSON file and a late file (late + malformed measures)."""
     folder.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect()
-    con.execute("SET enable_progress_bar = false; SELECT setseed(0.42)")
+    counts = per_period or PER_PERIOD
     main, late = folder / "measures.ndjson", folder / "late-measures.ndjson"
-    query = " UNION ALL ".join(_measure_sql(m, first, last, per_period) for m in catalog.measures)
-    con.execute(f"COPY ({query}) TO {_text(main)} (FORMAT csv, HEADER false, QUOTE '', ESCAPE '', DELIMITER '\x1e')")
-    late_rows = con.execute(f"""
-        SELECT payload FROM ({_measure_sql(catalog.get("connection-count-daily"), last - timedelta(days=2), last)})
-        USING SAMPLE 300 ROWS (reservoir, 7)""").fetchall()
-    lines = [r[0] for r in late_rows]
+    with duckdb.connect() as con:
+        con.execute(demo_sql.SETUP)
+        for m in catalog.measures:
+            _insert_measures(con, m, first, last, counts[m.aggregation_period])
+        con.execute(demo_sql.WRITE_PAYLOADS, {"path": str(main)})
+        con.execute(demo_sql.CLEAR_PAYLOADS)
+        daily = catalog.get("connection-count-daily")
+        _insert_measures(con, daily, last - timedelta(days=2), last, PER_PERIOD["day"])  # 300 sampled
+        lines = [r[0] for r in con.execute(demo_sql.LATE_PAYLOADS).fetchall()]
     lines += [t % last.isoformat() if "%s" in t else t for t in MALFORMED for _ in range(20)]
     late.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return main, late
@@ -119,7 +102,7 @@ def summary(url: str, first: date, last: date) -> dict[str, object]:
             ("month", "monthly_aggregates"),
         ):
             s = wh.fetch(wh.sql.window_summary(grain), {"start": date(2000, 1, 1), "end": date(2999, 1, 1)}).iloc[0]
-            parts = wh.fetch(f"SELECT count(DISTINCT period_start) FROM {table}").iloc[0, 0]
+            parts = wh.fetch(demo_sql.PARTITIONS[table]).iloc[0, 0]
             out[table] = {
                 "partitions": int(parts),
                 "rows": int(s["rows"]),

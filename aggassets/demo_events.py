@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 
 from aggassets import settings
 from aggassets.experiments.definition import ExperimentDefinition, load_experiment
+from aggassets.warehouse import demo_sql
 
 MALFORMED_REASONS = {
     "missing_unit_id": 2,
@@ -232,9 +233,8 @@ def generate_events(folder: Path, seed: int = 7, scale: float = 1.0, definitions
     pq.write_table(pa.concat_tables([reco, _malformed_parquet(reco)]), paths[1])
     page = product_page(exp["product-page-layout"], rng, size["product-page-layout"])
     with duckdb.connect() as con:
-        con.register("page", page)
-        target = str(paths[2]).replace("'", "''")
-        con.execute(f"COPY (SELECT * FROM page) TO '{target}' (FORMAT json)")
+        con.register("events", page)
+        con.execute(demo_sql.WRITE_EVENTS, {"path": str(paths[2])})
     _append(paths[2], _malformed_json("product-page-layout"))
     return paths
 
