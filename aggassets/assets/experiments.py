@@ -3,8 +3,6 @@
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 
-import numpy as np
-import pandas as pd
 from dagster import (
     AssetExecutionContext,
     AssetsDefinition,
@@ -18,8 +16,8 @@ from dagster import (
 from aggassets.assets.markdown import markdown
 from aggassets.checks import experiment_check_specs, finite_result, srm_result
 from aggassets.errors import AggassetsError
-from aggassets.experiments.definition import ExperimentDefinition
-from aggassets.experiments.evaluate import Evaluation, evaluate_goals
+from aggassets.experiments.evaluate import evaluate_goals
+from aggassets.experiments.summary import evaluated_level, goal_exposures, metrics_table, per_variant
 from aggassets.resources import WAREHOUSE_KINDS, CatalogResource, WarehouseResource
 from aggassets.settings import iso_day
 from aggassets.warehouse.experiments import compute_goals, last_data_day, latest_goals, store_evaluation, store_goals
@@ -43,33 +41,6 @@ def evaluation_date(text: str) -> date:
         raise AggassetsError(f"as_of: expected YYYY-MM-DD, got {text!r}") from exc
 
 
-def per_variant(variants: pd.Series, counts: pd.Series) -> dict[str, int]:
-    """{variant: count} for the metadata."""
-    return {str(v): int(c) for v, c in zip(variants, counts, strict=True)}
-
-
-def _number(value: float, digits: int = 4) -> str:
-    """A compact cell for the Markdown table."""
-    return "" if value is None or not np.isfinite(value) else f"{value:.{digits}g}"
-
-
-def metrics_markdown(evaluation: Evaluation, experiment: ExperimentDefinition) -> MetadataValue:
-    """One Markdown row per metric and variant: mean, differences, interval, p-value, significance."""
-    rows = []
-    for r in evaluation.metrics.to_dict("records"):
-        control = r["exp_variant_id"] == experiment.control_variant
-        alpha = 1 - r["confidence_level"]
-        significant = "" if control or not np.isfinite(r["p_value"]) else ("yes" if r["p_value"] < alpha else "no")
-        rows.append({
-            "metric": r["metric_name"], "variant": r["exp_variant_id"] + (" (control)" if control else ""),
-            "mean": _number(r["mean"]), "diff %": _number(100 * r["diff"], 3),
-            "CI ± %": _number(100 * r["confidence_interval"], 3), "p-value": _number(r["p_value"], 3),
-            "abs diff": _number(r["abs_diff"]), "abs p-value": _number(r["abs_p_value"], 3),
-            "significant": significant, "note": r["reason"],
-        })  # fmt: skip
-    return markdown(pd.DataFrame(rows), "_no metrics_")
-
-
 def build_experiment_assets(experiment_ids: Sequence[str]) -> list[AssetsDefinition]:
     """experiment_goals and experiment_evaluations, one static partition per catalog experiment."""
     partitions = StaticPartitionsDefinition(sorted(experiment_ids))
@@ -87,13 +58,12 @@ def build_experiment_assets(experiment_ids: Sequence[str]) -> list[AssetsDefinit
         with warehouse.open() as wh:
             goals = compute_goals(wh, experiment, as_of)
             store_goals(wh, goals)
-        exposures = goals.goals[goals.goals.goal_key == experiment.exposure_ref().key]
         preview = goals.goals.drop(columns=["exp_id"]).head(30)
         return MaterializeResult(metadata={
             "evaluation_date": str(as_of),
             "data_window": f"{experiment.date_from or '-'} .. {last_data_day(experiment, as_of)}",
             "goal_rows": len(goals.goals), "cross_product_rows": len(goals.cross),
-            "exposures": MetadataValue.json(per_variant(exposures.exp_variant_id, exposures["count"])),
+            "exposures": MetadataValue.json(goal_exposures(goals.goals, experiment)),
             "preview": markdown(preview, "_no goals_"),
         })  # fmt: skip
 
@@ -118,11 +88,9 @@ def build_experiment_assets(experiment_ids: Sequence[str]) -> list[AssetsDefinit
         return MaterializeResult(
             metadata={
                 "evaluation_date": str(goals.evaluation_date),
-                "confidence_level": float(evaluation.metrics.confidence_level.iloc[0])
-                if len(evaluation.metrics)
-                else experiment.confidence_level,
+                "confidence_level": evaluated_level(evaluation, experiment),
                 "exposures": MetadataValue.json(exposures),
-                "metrics": metrics_markdown(evaluation, experiment),
+                "metrics": markdown(metrics_table(evaluation, experiment), "_no metrics_"),
             },
             check_results=[srm_result(evaluation, experiment), finite_result(evaluation, experiment)],
         )
