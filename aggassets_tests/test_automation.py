@@ -3,7 +3,7 @@
 import socket
 import subprocess
 import sys
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -192,7 +192,7 @@ def test_the_late_measures_sensor_skips_a_grain_without_any_partition_yet(
         wh.sync_definitions(catalog.measures)
         path = write_ndjson(tmp_path / "a.ndjson", make_measures(date(2025, 3, 3), 1, 3))
         wh.ingest_file(path, catalog.measures, partitions_start())
-    no_month_yet = MonthlyPartitionsDefinition(start_date=date.today().replace(day=1).isoformat())
+    no_month_yet = MonthlyPartitionsDefinition(start_date=datetime.now(UTC).date().replace(day=1).isoformat())
     assert no_month_yet.get_first_partition_key() is None
     monkeypatch.setitem(sensors.PARTITIONS_BY_GRAIN, "month", no_month_yet)
     with DagsterInstance.ephemeral() as instance:
