@@ -1,6 +1,6 @@
 """Jobs: partitioned refresh jobs per grain, the purge job and the inbox intake job."""
 
-from pathlib import Path
+import os
 from typing import Any
 
 from dagster import (
@@ -18,8 +18,8 @@ from dagster import (
 from aggassets.checks import STORED_CHECK
 from aggassets.partitions import daily_partitions, monthly_partitions, weekly_partitions
 from aggassets.resources import CatalogResource, WarehouseResource
-from aggassets.settings import partitions_start
-from aggassets.sources.inbox import process_file
+from aggassets.settings import inbox_dir, partitions_start
+from aggassets.sources.inbox import inbox_file, process_file
 from aggassets.warehouse.values import AGGREGATE_TABLES
 
 daily_refresh_job = define_asset_job(
@@ -88,10 +88,10 @@ def ingest_inbox_files(
 ) -> None:
     """Ingest inbox files once each, then move them to processed/ or failed/."""
     measures = catalog.measures()
+    paths = [inbox_file(name, inbox_dir()) for name in config.files]  # every one checked before any is read
     with warehouse.open(measures, create=True) as wh:
-        for name in config.files:
-            path = Path(name)
-            if not path.exists():
+        for name, path in zip(config.files, paths, strict=True):
+            if not os.path.lexists(path):
                 context.log.info(f"{name}: already moved, skipped")
                 continue
             report = process_file(wh, path, measures, partitions_start())

@@ -77,8 +77,8 @@ def inbox_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
     _fail_orphaned_cli_runs(context)
     if not inbox_dir().is_dir():  # a mistyped AGGASSETS_INBOX must not look like an empty inbox
         return SkipReason(f"the inbox folder {inbox_dir()} does not exist: create it, or check AGGASSETS_INBOX")
-    for path in inbox.set_aside_misnamed(inbox_dir()):
-        context.log.warning(f"{os.fsencode(path)!r}: the file name is not UTF-8 text; moved to failed/")
+    for path, reason in inbox.set_aside_unreadable(inbox_dir()):
+        context.log.warning(f"{os.fsencode(path)!r}: {reason}; moved to failed/")
     files = inbox.pending_files(inbox_dir())
     if not files:
         waiting = len(inbox.measure_files(inbox_dir()))

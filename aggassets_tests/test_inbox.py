@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, SkipReason, build_sensor_context
 
-from aggassets.errors import WarehouseUnavailable
+from aggassets.errors import AggassetsError, WarehouseUnavailable
 from aggassets.jobs import ingest_inbox_job
 from aggassets.resources import CatalogResource, WarehouseResource
 from aggassets.sensors import ATTEMPT_TAG, inbox_sensor
@@ -195,18 +195,80 @@ def test_a_file_moved_back_from_processed_is_new_work(tmp_path: Path, monkeypatc
 
 
 def test_a_file_that_cannot_be_read_goes_to_failed(tmp_path: Path) -> None:
-    """An I/O error reading a file (here a link to /proc/self/mem, which fails to read even as root; a
+    """An I/O error reading a file (here a folder named like one, which fails to read even as root; a
     file without read permission takes the same path) moves it to failed/ with the reason."""
     inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    link = inbox / "unreadable.json"
-    link.symlink_to("/proc/self/mem")
+    (inbox / "unreadable.json").mkdir(parents=True)
     catalog = CatalogResource(definitions_dir=str(DEFINITIONS)).measures()
     with open_warehouse(f"duckdb:///{tmp_path / 'wh.duckdb'}") as wh:
-        outcome = inbox_source.process_file(wh, link, catalog, date(2020, 1, 1))
+        outcome = inbox_source.process_file(wh, inbox / "unreadable.json", catalog, date(2020, 1, 1))
         assert wh.loss_counts() == (0, 0, 0)
     assert outcome["status"] == "failed" and "cannot read" in outcome["reason"]
     assert sorted(p.name for p in (inbox / "failed").iterdir()) == ["unreadable.json", "unreadable.json.reason"]
+
+
+def test_a_link_in_the_inbox_is_set_aside_unfollowed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whoever may drop files in the inbox must not make the code location read files outside it (an env
+    file of passwords would land in `inbox` payloads): a symbolic link gets no run and goes to failed/,
+    as a link, its target untouched."""
+    inbox, outside = tmp_path / "inbox", tmp_path / "secrets.json"
+    inbox.mkdir()
+    monkeypatch.setenv("AGGASSETS_INBOX", str(inbox))
+    write_ndjson(outside, make_measures(date(2025, 3, 3), 1, 2))
+    text = outside.read_text()
+    (inbox / "link.json").symlink_to(outside)
+    good = write_ndjson(inbox / "good.json", make_measures(date(2025, 3, 3), 1, 1))
+    with DagsterInstance.ephemeral() as instance:
+        requests = inbox_sensor(build_sensor_context(instance=instance)).run_requests
+    assert [r.run_config["ops"]["ingest_inbox_files"]["config"]["files"] for r in requests] == [[str(good)]]
+    assert (inbox / "failed" / "link.json").is_symlink() and outside.read_text() == text
+    assert "symbolic link" in (inbox / "failed" / "link.json.reason").read_text()
+    catalog = CatalogResource(definitions_dir=str(DEFINITIONS)).measures()
+    (inbox / "again.json").symlink_to(outside)  # and a run asked for it (from the UI) refuses it too
+    with open_warehouse(f"duckdb:///{tmp_path / 'wh.duckdb'}") as wh:
+        outcome = inbox_source.process_file(wh, inbox / "again.json", catalog, date(2020, 1, 1))
+        assert wh.loss_counts() == (0, 0, 0)
+    assert outcome["status"] == "failed" and (inbox / "failed" / "again.json").is_symlink()
+
+
+def test_nothing_is_written_through_a_link_in_failed_or_processed(tmp_path: Path) -> None:
+    """A `.reason` name or a folder planted as a link: the reason goes to a new name inside failed/, a
+    linked processed/ is refused before anything is stored; no file outside the inbox changes."""
+    inbox, victim, elsewhere = tmp_path / "inbox", tmp_path / "victim.txt", tmp_path / "elsewhere"
+    (inbox / "failed").mkdir(parents=True)
+    elsewhere.mkdir()
+    victim.write_text("ORIGINAL\n")
+    (inbox / "failed" / "bad.json.reason").symlink_to(victim)
+    (inbox / "bad.json").write_text("[{")
+    catalog = CatalogResource(definitions_dir=str(DEFINITIONS)).measures()
+    with open_warehouse(f"duckdb:///{tmp_path / 'wh.duckdb'}") as wh:
+        outcome = inbox_source.process_file(wh, inbox / "bad.json", catalog, date(2020, 1, 1))
+        assert outcome["status"] == "failed" and outcome["moved_to"] == str(inbox / "failed" / "bad.1.json")
+        assert victim.read_text() == "ORIGINAL\n" and (inbox / "failed" / "bad.1.json.reason").is_file()
+        (inbox / "processed").symlink_to(elsewhere)
+        good = write_ndjson(inbox / "good.json", make_measures(date(2025, 3, 3), 1, 1))
+        with pytest.raises(AggassetsError, match="processed is a symbolic link"):
+            inbox_source.process_file(wh, good, catalog, date(2020, 1, 1))
+        assert wh.loss_counts() == (0, 0, 0)
+    assert good.is_file() and not list(elsewhere.iterdir())
+
+
+def test_the_inbox_job_takes_only_files_of_the_inbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run launched by hand (UI, GraphQL) with any path must not ingest nor move a file outside the
+    inbox: the run fails naming it, before anything is stored."""
+    inbox, other = tmp_path / "inbox", tmp_path / "other"
+    inbox.mkdir()
+    other.mkdir()
+    monkeypatch.setenv("AGGASSETS_INBOX", str(inbox))
+    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    outside = write_ndjson(other / "config.json", make_measures(date(2025, 3, 3), 1, 1))
+    inside = write_ndjson(inbox / "a.json", make_measures(date(2025, 3, 3), 1, 1))
+    for files in ([str(outside)], [str(inside), str(outside)], [str(inbox / ".." / "other" / "config.json")]):
+        with pytest.raises(AggassetsError, match="not a file of the inbox folder"):
+            ingest_run(url, files)
+    assert outside.is_file() and inside.is_file() and not (other / "processed").exists()
+    ingest_run(url, [str(inside)])
+    assert (inbox / "processed" / "a.json").is_file()
 
 
 def test_jsonl_files_are_taken_and_a_later_file_of_the_same_name_is_kept_beside_the_first(tmp_path: Path) -> None:

@@ -26,10 +26,19 @@ NAME_MAX = 255  # bytes in a file name, on Linux's file systems
 
 
 def measure_files(inbox: Path) -> list[Path]:
-    """The inbox's measure files (not those in processed/ or failed/)."""
+    """The inbox's measure files (not those in processed/ or failed/), links named so included."""
     if not inbox.is_dir():
         return []
-    return [p for p in inbox.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES]
+    return [p for p in inbox.iterdir() if (p.is_symlink() or p.is_file()) and p.suffix.lower() in SUFFIXES]
+
+
+def inbox_file(name: str, inbox: Path) -> Path:
+    """`name` as a measure file of the inbox folder itself: a run may name no other file (it would ingest
+    and move it)."""
+    path = Path(name)
+    if path.parent.resolve() != inbox.resolve() or path.suffix.lower() not in SUFFIXES or path.name in ("", ".."):
+        raise AggassetsError(f"{name}: not a file of the inbox folder {inbox} (a {', '.join(SUFFIXES)} file in it)")
+    return path
 
 
 def ends_mid_line(path: Path) -> bool:
@@ -58,26 +67,37 @@ def pending_files(inbox: Path, now: float | None = None) -> list[Path]:
     now = time.time() if now is None else now
     pending = []
     for path in measure_files(inbox):
+        if path.is_symlink():  # set aside by set_aside_unreadable
+            continue
         age = now - path.stat().st_mtime
         if utf8_name(path) and age >= SETTLE_SECONDS and (age >= MID_LINE_SETTLE_SECONDS or not ends_mid_line(path)):
             pending.append(path)
     return sorted(pending)
 
 
-def set_aside_misnamed(inbox: Path) -> list[Path]:
-    """Move measure files whose names are not UTF-8 (left by zip, SMB or FTP tools) to failed/ with a
-    .reason: no run can name them (Dagster's run keys, configs and DuckDB's paths are UTF-8)."""
+LINKED = "a symbolic link: the inbox reads only files dropped in it (copy the file in instead); not followed"
+MISNAMED = "the file name is not UTF-8 text; rename the file and drop it again"
+
+
+def set_aside_unreadable(inbox: Path) -> list[tuple[Path, str]]:
+    """Move to failed/, with a .reason, the measure files no run may take: names that are not UTF-8 (left by
+    zip, SMB or FTP tools: Dagster's run keys, configs and DuckDB's paths are UTF-8) and symbolic links
+    (moved as links: the inbox never reads a file outside itself). (moved path, reason) of each."""
     moved = []
     for path in measure_files(inbox):
-        if not utf8_name(path):
-            moved.append(_fail(path, "the file name is not UTF-8 text; rename the file and drop it again"))
+        reason = MISNAMED if not utf8_name(path) else LINKED if path.is_symlink() else None
+        if reason:
+            moved.append((_fail(path, reason), reason))
     return moved
 
 
 def _fail(path: Path, reason: str) -> Path:
-    """Move `path` to failed/ beside its `.reason` file; the moved path."""
-    moved = _move(path, path.parent / "failed", room=NAME_MAX - len(".reason"))
-    moved.with_name(moved.name + ".reason").write_text(f"{reason}\n", encoding="utf-8")
+    """Move `path` to failed/ beside its `.reason` file (a new file: never written through a link); the
+    moved path."""
+    moved = _move(path, path.parent / "failed", room=NAME_MAX - len(".reason"), beside=".reason")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    with os.fdopen(os.open(moved.with_name(moved.name + ".reason"), flags, 0o644), "w", encoding="utf-8") as fh:
+        fh.write(f"{reason}\n")
     return moved
 
 
@@ -88,13 +108,26 @@ def _fitted(stem: str, tail: str, room: int) -> str:
     return stem + tail
 
 
-def _move(path: Path, folder: Path, room: int = NAME_MAX) -> Path:
-    """Move `path` into `folder`, never overwriting an earlier file of the same name; a name that would be
-    too long with the `.N` that keeps it apart (or the `.reason` beside it) loses the end of its stem."""
-    folder.mkdir(parents=True, exist_ok=True)
+def _own_folder(folder: Path) -> Path:
+    """processed/ or failed/, a folder of the inbox itself: a link would move files elsewhere."""
+    if folder.is_symlink():
+        raise AggassetsError(f"{folder} is a symbolic link: the inbox moves files only into its own folders")
+    return folder
+
+
+def _taken(target: Path, beside: str) -> bool:
+    """Whether the name, or the file beside it, exists (a dangling link included)."""
+    return any(os.path.lexists(p) for p in (target, target.with_name(target.name + beside) if beside else target))
+
+
+def _move(path: Path, folder: Path, room: int = NAME_MAX, beside: str = "") -> Path:
+    """Move `path` into `folder`, never overwriting an earlier file of the same name (nor, with `beside`,
+    the file `name + beside`); a name that would be too long with the `.N` that keeps it apart (or the
+    `.reason` beside it) loses the end of its stem."""
+    _own_folder(folder).mkdir(parents=True, exist_ok=True)
     target = folder / _fitted(path.stem, path.suffix, room)
     n = 1
-    while target.exists():
+    while _taken(target, beside):
         target = folder / _fitted(path.stem, f".{n}{path.suffix}", room)
         n += 1
     shutil.move(str(path), target)
@@ -104,6 +137,10 @@ def _move(path: Path, folder: Path, room: int = NAME_MAX) -> Path:
 def process_file(warehouse: Warehouse, path: Path, catalog: MeasureCatalog, first_day: date) -> dict[str, Any]:
     """Ingest one inbox file (at most once, by content hash), then move it to processed/ or failed/."""
     inbox = path.parent
+    for folder in ("processed", "failed"):  # before anything is stored: the file stays in the inbox
+        _own_folder(inbox / folder)
+    if path.is_symlink():
+        return {"file": path.name, "status": "failed", "reason": LINKED, "moved_to": str(_fail(path, LINKED))}
     try:
         sha = file_sha256(path)
         if warehouse.file_seen(sha):  # before reading the file; ingest_file checks again under the lock
