@@ -50,7 +50,7 @@ def test_commands_that_read_refuse_a_missing_duckdb_file(
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("schema", ["a-b", "A%20b", ""])
+@pytest.mark.parametrize("schema", ["a-b", "A%20b", "", "abc%0A"])
 @pytest.mark.parametrize(
     "argv",
     [
@@ -69,7 +69,7 @@ def test_every_command_refuses_a_schema_name_that_is_not_an_identifier(
     url = postgres_url.rsplit("schema=", 1)[0] + "schema=" + schema
     argv = tuple(str(measures) if a == "MEASURES" else a for a in argv)
     code, out, err = run(capsys, "--warehouse", url, "--definitions", str(DEFINITIONS), *argv)
-    name = schema.replace("%20", " ")
+    name = schema.replace("%20", " ").replace("%0A", "\n")
     assert (code, out, err) == (2, "", f"aggassets: error: invalid PostgreSQL schema name {name!r}\n")
 
 

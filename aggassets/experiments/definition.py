@@ -79,7 +79,7 @@ class MetricDefinition(BaseModel):
     def _parses(cls, text: str, info: ValidationInfo) -> str:
         """An expression, or with `simple` a bare goal name."""
         if info.data.get("simple"):
-            if not _GOAL_RE.match(text):
+            if not _GOAL_RE.fullmatch(text):
                 raise PydanticCustomError("goal", "a simple metric takes a goal name, got {text}", {"text": repr(text)})
             return text
         return _check_expression(text, str(info.field_name))

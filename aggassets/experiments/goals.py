@@ -24,7 +24,7 @@ _NUMBER_TEXT = re.compile(NUMBER_PATTERN)
 
 def number_or_none(text: str) -> float | None:
     """The number a dimension value denotes, or None when it is text."""
-    return float(text) if len(text) <= NUMBER_MAX_LENGTH and _NUMBER_TEXT.match(text) else None
+    return float(text) if len(text) <= NUMBER_MAX_LENGTH and _NUMBER_TEXT.fullmatch(text) else None
 
 
 @dataclass(frozen=True)

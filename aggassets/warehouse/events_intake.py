@@ -196,7 +196,7 @@ def check_columns(path: Path, names: Sequence[str], required: bool = True) -> No
             raise AggassetsError(  # it would be read as a dimension, its count or value ignored
                 f"{path}: column {name!r} is written {name.lower()!r} (the fixed columns are in lower case)"
             )
-        if name not in REQUIRED + OPTIONAL and not _DIMENSION.match(name):
+        if name not in REQUIRED + OPTIONAL and not _DIMENSION.fullmatch(name):
             raise AggassetsError(
                 f"{path}: column {name!r} is not a valid dimension name "
                 "(letters, digits and _, not starting with a digit, at most 59 characters)"

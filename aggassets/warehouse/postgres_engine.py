@@ -85,7 +85,7 @@ def split_url(url: str) -> tuple[str, str | None]:
 
 def _check_schema_name(schema: str) -> None:
     """Refuse a schema name that is not a plain identifier (letters, digits, _; case-sensitive)."""
-    if not _SCHEMA_NAME.match(schema):
+    if not _SCHEMA_NAME.fullmatch(schema):
         raise AggassetsError(f"invalid PostgreSQL schema name {schema!r}")
 
 

@@ -152,6 +152,10 @@ def test_errors_across_fields_are_listed_with_the_field_errors() -> None:
             "goal name, got 'count(x)'",
         ),
         (
+            {"metrics": [{"id": 1, "name": "m", "simple": True, "nominator": "clicks\n", "denominator": "views"}]},
+            "goal name, got 'clicks\\n'",
+        ),
+        (
             {"metrics": [{**BASE["metrics"][0], "minimum_effect": float("inf")}]},
             "metrics.0.minimum_effect: Input should be a finite number",
         ),  # type: ignore[index]

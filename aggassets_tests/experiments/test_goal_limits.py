@@ -17,6 +17,7 @@ def test_a_three_digit_exponent_is_text_not_a_number() -> None:
     cells = pd.Series(["1e2", "1e100", "7", "1E99", "3"])
     assert number_or_none("1e2") == 100.0 and number_or_none("1E99") == 1e99
     assert number_or_none("1e100") is None
+    assert number_or_none("5\n") is None  # as the SQL path reads it: a line end is not part of a number
     np.testing.assert_array_equal(matches(cells, ">", "5"), [True, False, True, True, False])
     np.testing.assert_array_equal(matches(pd.Series(["1.0e100", "1e100"]), "=", "1e100"), [False, True])
 

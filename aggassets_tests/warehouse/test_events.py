@@ -378,6 +378,7 @@ FILE_ERRORS = {
     "corrupt parquet": "cannot read Parquet",
     "parquet without unit_id": "missing required column(s) unit_id ",
     "ndjson key not an identifier": "column 'new dim' is not a valid dimension name",
+    "ndjson key ending with a line end": "column 'country\\n' is not a valid dimension name",
     "ndjson without goal": "missing required column(s) exp_id, exp_variant_id, unit_type, unit_id, goal ",
     "truncated json array": "not a valid JSON array",
     "not UTF-8": "not UTF-8 text",
@@ -415,6 +416,7 @@ def _bad_files(tmp: Path) -> dict[str, Path]:
         "corrupt parquet": write_lines(tmp / "bad.parquet", ["PAR1 not really"]),
         "parquet without unit_id": tmp / "nounit.parquet",
         "ndjson key not an identifier": write_lines(tmp / "key.ndjson", [json.dumps(VALID | {"new dim": 1})]),
+        "ndjson key ending with a line end": write_lines(tmp / "nl.ndjson", [json.dumps(VALID | {"country\n": 1})]),
         "ndjson without goal": write_lines(tmp / "nogoal.ndjson", [json.dumps({"date": "2026-10-05"})]),
         "truncated json array": write_lines(tmp / "trunc.json", ['[{"date": "2026-10-05"}, ']),
     }
