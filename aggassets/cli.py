@@ -273,12 +273,18 @@ def _name_commands(parser: argparse.ArgumentParser) -> None:
                 _name_commands(command)
 
 
+# Control characters a message may quote from a file (a header cell, a file name) are shown escaped, so
+# that an error line cannot move the terminal's cursor, retitle it or clear it.
+_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]}
+
+
 def _one_line(message: str) -> str:
-    """A multi-line message (a list of errors) on one line: '; ' between items, a heading's ':' kept."""
+    """A multi-line message (a list of errors) on one line: '; ' between items, a heading's ':' kept;
+    control characters escaped."""
     out = ""
     for line in (line.strip() for line in message.splitlines() if line.strip()):
         out += (" " if out.endswith(":") else "; " if out else "") + line
-    return out
+    return out.translate(_CONTROLS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -296,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except OSError as exc:
-        print(f"aggassets: error: {exc}", file=sys.stderr)
+        print(f"aggassets: error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
     except (duckdb.Error, psycopg2.Error) as exc:  # after connecting: a table changed by hand, a lost connection
         print(f"aggassets: error: database: {_one_line(str(exc)) or type(exc).__name__}", file=sys.stderr)

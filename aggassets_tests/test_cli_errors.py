@@ -704,3 +704,27 @@ def test_a_warehouse_path_under_a_file_is_named_as_the_problem(
         f"aggassets: error: cannot open the DuckDB warehouse {tmp_path / 'wh.duckdb' / 'x.duckdb'}: "
         f"cannot create its folder {tmp_path / 'wh.duckdb'}: File exists"
     )
+
+
+@pytest.mark.parametrize(("name", "kind"), [("measures.json", "definitions"), ("experiments/deep.json", "experiment")])
+def test_a_catalog_file_nested_thousands_deep_is_a_one_line_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str, kind: str
+) -> None:
+    """Python's JSON decoder recurses: 100k nested arrays were a RecursionError traceback, exit 1."""
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    code, out, err = run(capsys, "definitions", "validate", str(path))
+    assert (code, out, err) == (2, "", f"aggassets: error: {path}: not a {kind} file: its JSON is nested too deeply\n")
+
+
+def test_control_characters_quoted_from_a_file_are_escaped_in_errors(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """An events file whose header holds terminal escapes: the error line shows them escaped, so that it
+    cannot retitle or clear the terminal."""
+    path = tmp_path / "e.ndjson"
+    path.write_text(json.dumps({"\x1b]0;PWNED\x07\x1b[2J": 1}) + "\n")
+    code, out, err = run(capsys, "--warehouse", f"duckdb:///{tmp_path / 'wh.duckdb'}", "events", "ingest", str(path))
+    assert (code, out) == (2, "") and "\\x1b]0;PWNED\\x07\\x1b[2J" in err
+    assert not [c for c in err[:-1] if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0] and err.endswith("\n")
