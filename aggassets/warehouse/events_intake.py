@@ -46,7 +46,7 @@ import pyarrow.parquet as pq
 
 from aggassets.errors import AggassetsError, require_file
 from aggassets.warehouse.intake import IN_RANGE, TIMESTAMP_RE, lenient_json, validation_connection
-from aggassets.warehouse.values import quote
+from aggassets.warehouse.values import last_line_length, quote
 
 REQUIRED = ("date", "exp_id", "exp_variant_id", "unit_type", "unit_id", "goal")
 OPTIONAL = ("count", "value")
@@ -107,6 +107,16 @@ def _fail(path: Path, what: str, exc: Exception) -> AggassetsError:
     return AggassetsError(f"{path}: {what}: {detail[:300]}")
 
 
+# DuckDB's line reader's limit: a longer line is a file-level error (a last line far longer was dropped).
+LINE_LIMIT = 2_000_000
+
+
+def _last_line_fits(path: Path, what: str) -> None:
+    """Refuse a file read without an error whose last line is over the reader's limit: DuckDB dropped it."""
+    if last_line_length(path) > LINE_LIMIT:
+        raise AggassetsError(f"{path}: {what}: its last line is longer than {LINE_LIMIT:,} bytes, the reader's limit")
+
+
 def _read_csv(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
     """Table `raw` from a CSV file; returns its column names (the header, trimmed)."""
     try:
@@ -129,6 +139,7 @@ def _read_csv(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
         )
     except duckdb.Error as exc:
         raise _fail(path, "cannot read CSV", exc) from exc
+    _last_line_fits(path, "cannot read CSV")
     return names
 
 
@@ -174,6 +185,8 @@ def _read_json(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
         names = [r[0] for r in con.execute(_JSON_KEYS).fetchall()]
     except duckdb.Error as exc:
         raise _fail(path, "cannot read JSON", exc) from exc
+    if not is_array:
+        _last_line_fits(path, "cannot read JSON")
     objects = con.execute("SELECT count(*) FROM json_rows WHERE shape IS NULL").fetchone()
     check_columns(path, names, required=bool(objects and objects[0]))
     cells = "".join(f", j ->> '$.\"{n}\"' AS c{i}" for i, n in enumerate(names, start=1))

@@ -18,6 +18,7 @@ from aggassets.warehouse.json_documents import (
     streamed_array_items,
     where_broken,
 )
+from aggassets.warehouse.values import last_line_length
 
 # One row per received item: the item's number and its payload text, as it came.
 # The file's lines in file order; a line is an item unless blank (JSON whitespace only). $delim is a
@@ -167,7 +168,9 @@ def _items_source(con: duckdb.DuckDBPyConnection, path: Path, scratch: Path) -> 
     delim = _free_delimiter(path)
     if delim is None:
         return _registered(con, _python_lines(_read_text(path)))
-    return _READ_LINES, {"path": str(path), "delim": delim, "max_line": _MAX_LINE}
+    # a last line over the limit is read with room from the start: DuckDB would drop it without an error
+    room = _MAX_LINE if last_line_length(path) <= _MAX_LINE else _longest_line(path) + 2
+    return _READ_LINES, {"path": str(path), "delim": delim, "max_line": room}
 
 
 def _document_source(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[str, dict[str, object]] | None:

@@ -199,3 +199,24 @@ def consecutive_runs(grain: str, periods: Iterable[date]) -> list[tuple[date, da
         else:
             runs.append((p, p))
     return runs
+
+
+def last_line_length(path: Path | str) -> int:
+    """Bytes of the file's last line that holds something (trailing line ends left out), read backwards in
+    blocks: DuckDB's line reader drops, without an error, a last line far longer than its limit."""
+    with open(path, "rb") as fh:
+        pos, content_end = fh.seek(0, 2), None
+        while pos > 0:
+            step = min(1 << 20, pos)
+            pos -= step
+            fh.seek(pos)
+            chunk = fh.read(step)
+            if content_end is None:  # still in the trailing line ends
+                kept = len(chunk.rstrip(b"\r\n"))
+                if not kept:
+                    continue
+                content_end, chunk = pos + kept, chunk[:kept]
+            newline = chunk.rfind(b"\n")
+            if newline >= 0:
+                return content_end - (pos + newline + 1)
+        return content_end or 0

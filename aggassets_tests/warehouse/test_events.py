@@ -374,6 +374,9 @@ FILE_ERRORS = {
     "ragged row": "cannot read CSV: line 3: Expected Number of Columns: 9 Found: 10",
     "csv line over 2,000,000 bytes": "cannot read CSV: line 2 is longer than 2,000,000 bytes, the reader's limit",
     "ndjson line over 2,000,000 bytes": "cannot read JSON: line 2 is longer than 2,000,000 bytes, the reader's limit",
+    "csv last line over 32 MiB": "cannot read CSV: its last line is longer than 2,000,000 bytes, the reader's limit",
+    "ndjson last line over 32 MiB": "cannot read JSON: its last line is longer than 2,000,000 bytes, the reader's "
+    "limit",
     "empty file": "no header row",
     "corrupt parquet": "cannot read Parquet",
     "parquet without unit_id": "missing required column(s) unit_id ",
@@ -412,6 +415,10 @@ def _bad_files(tmp: Path) -> dict[str, Path]:
         "ndjson line over 2,000,000 bytes": write_lines(
             tmp / "longline.ndjson", [json.dumps(VALID), json.dumps(VALID | {"newdim": "x" * 2_000_000})]
         ),
+        "csv last line over 32 MiB": write_lines(tmp / "last.csv", [header, line, line[:-1] + "x" * 34_000_000]),
+        "ndjson last line over 32 MiB": write_lines(
+            tmp / "last.ndjson", [json.dumps(VALID), json.dumps(VALID | {"newdim": "x" * 34_000_000})]
+        ),
         "empty file": write_lines(tmp / "empty.csv", []),
         "corrupt parquet": write_lines(tmp / "bad.parquet", ["PAR1 not really"]),
         "parquet without unit_id": tmp / "nounit.parquet",
@@ -440,7 +447,10 @@ def test_file_level_errors_change_nothing(warehouse: Warehouse, tmp_path: Path) 
             warehouse.ingest_events(path)
         message = str(err.value)
         assert message.startswith(f"{path}: ") and FILE_ERRORS[case] in message and "\n" not in message, case
-        if case in ("ragged row", "csv line over 2,000,000 bytes", "ndjson line over 2,000,000 bytes"):
+        if (
+            case in ("ragged row", "csv line over 2,000,000 bytes", "ndjson line over 2,000,000 bytes")
+            or "32 MiB" in case
+        ):
             assert message == f"{path}: {FILE_ERRORS[case]}"  # the reader's reason only, no advice, no line
         assert snapshot(warehouse) == before, case
 

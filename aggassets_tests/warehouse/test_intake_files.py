@@ -279,6 +279,14 @@ def test_a_line_of_more_than_32_mib_among_others_is_one_oversized_item(warehouse
     assert (result["received"], result["accepted"], result["rejected_by_reason"]) == (3, 2, {"oversized": 1})
 
 
+@pytest.mark.parametrize("end", ["\n", "", "\r\n\n"])
+def test_a_last_line_of_more_than_32_mib_is_one_oversized_item(warehouse: Warehouse, tmp_path: Path, end: str) -> None:
+    """DuckDB's reader dropped such a last line without an error (received 2): nothing may be lost."""
+    long_line = json.dumps({**MEASURE, "createdBy": "x" * (40 * 2**20)})
+    result = ingest_text(warehouse, tmp_path / "long.ndjson", f"{ITEM}\n{ITEM}\n{long_line}{end}")
+    assert (result["received"], result["accepted"], result["rejected_by_reason"]) == (3, 2, {"oversized": 1})
+
+
 def test_ndjson_with_a_huge_integer_on_its_first_line_stays_ndjson(warehouse: Warehouse, tmp_path: Path) -> None:
     """NDJSON whose first item holds a 4,301-digit group integer is still read as NDJSON from its first
     line (not as a whole document first): bytes that are not UTF-8 on line 3 are named by line."""
