@@ -280,9 +280,14 @@ class Warehouse(ABC):
             if once and sha256 is not None:
                 self.refuse_seen(sha256, events=True)
             present = set(self.event_dimensions())
-            for name in dimensions:
-                if name not in present:
-                    self.execute(self.sql.add_event_dimension(name))
+            new = [name for name in dimensions if name not in present]
+            if len(present) + len(new) > events_intake.MAX_DIMENSIONS:
+                raise AggassetsError(
+                    f"{source}: its {len(new)} new dimension(s) would make {len(present) + len(new)} event dimensions, "
+                    f"over the {events_intake.MAX_DIMENSIONS} the warehouse keeps"
+                )
+            for name in new:
+                self.execute(self.sql.add_event_dimension(name))
             self.stage("staged_events", validated)
             params: dict[str, Any] = {"batch_id": int(self.fetch(self.sql.NEXT_EVENT_BATCH).iloc[0, 0])}
             self.execute(self.sql.insert_events(dimensions), params)

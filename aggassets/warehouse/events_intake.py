@@ -52,6 +52,9 @@ REQUIRED = ("date", "exp_id", "exp_variant_id", "unit_type", "unit_id", "goal")
 OPTIONAL = ("count", "value")
 EXTENSIONS = {".csv": "csv", ".parquet": "parquet", ".ndjson": "json", ".jsonl": "json", ".json": "json"}
 _DIMENSION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,58}$")  # dim_ + 59 characters fit PostgreSQL's 63
+# Event dimensions the warehouse keeps, in all (each is a column: PostgreSQL allows 1,600 to a table, dropped
+# ones included; a file of thousands of keys would exhaust DuckDB's memory before that).
+MAX_DIMENSIONS = 500
 _DATE_RE = r"\d{4}-\d{2}-\d{2}"
 _NUMBER_RE = r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?"
 # The largest count of one event row: squares of 2^62 at most keep the goals query's integer sums of squares
@@ -214,6 +217,11 @@ def check_columns(path: Path, names: Sequence[str], required: bool = True) -> No
                 f"{path}: column {name!r} is not a valid dimension name "
                 "(letters, digits and _, not starting with a digit, at most 59 characters)"
             )
+    dimensions = [n for n in names if n not in REQUIRED + OPTIONAL]
+    if len(dimensions) > MAX_DIMENSIONS:
+        raise AggassetsError(
+            f"{path}: {len(dimensions):,} dimension columns, over the {MAX_DIMENSIONS} the warehouse keeps"
+        )
     seen: dict[str, str] = {}
     for name in names:
         if name.lower() in seen:

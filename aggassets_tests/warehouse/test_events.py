@@ -18,7 +18,7 @@ from aggassets import cli
 from aggassets.cli import main
 from aggassets.demo_events import generate_events
 from aggassets.errors import AggassetsError
-from aggassets.warehouse import open_warehouse
+from aggassets.warehouse import events_intake, open_warehouse
 from aggassets.warehouse.base import Warehouse
 from aggassets_tests.warehouse.engines import WarehouseFactory
 
@@ -600,3 +600,26 @@ def test_an_ndjson_file_is_read_line_by_line_even_when_it_starts_with_an_array(
         "invalid_json",
         "not_an_object",
     ]
+
+
+def test_the_number_of_event_dimensions_is_bounded(
+    warehouse: Warehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each dimension is a column: one file of thousands of keys exhausted DuckDB's memory, files adding keys
+    filled PostgreSQL's 1,600 columns for good. A file over the bound, or one that would take the warehouse
+    over it, is refused and stores nothing."""
+    keys = {f"d{i}": "x" for i in range(events_intake.MAX_DIMENSIONS + 1)}
+    wide = write_lines(tmp_path / "wide.ndjson", [json.dumps(VALID | keys)])
+    with pytest.raises(AggassetsError, match=r"wide\.ndjson: 501 dimension columns, over the 500 the warehouse keeps"):
+        warehouse.ingest_events(wide)
+    monkeypatch.setattr(events_intake, "MAX_DIMENSIONS", 3)  # the warehouse's bound, small enough to reach
+    warehouse.ingest_events(write_csv(tmp_path / "a.csv", [row(country="FR", device="phone")]))
+    before = snapshot(warehouse)
+    more = write_csv(tmp_path / "b.csv", [row(country="FR", os="ios", browser="x")])
+    with pytest.raises(
+        AggassetsError, match=r"b\.csv: its 2 new dimension\(s\) would make 4 event dimensions, over the 3"
+    ):
+        warehouse.ingest_events(more)
+    assert snapshot(warehouse) == before and warehouse.event_dimensions() == ["country", "device"]
+    warehouse.ingest_events(write_csv(tmp_path / "c.csv", [row(os="ios")]))  # up to the bound
+    assert sorted(warehouse.event_dimensions()) == ["country", "device", "os"]
