@@ -13,6 +13,7 @@ first failing one gives the row's reason:
   nul_character            a NUL character in exp_id, exp_variant_id, unit_id or a dimension (PostgreSQL text cannot
                            hold it: as U+FFFD it could merge two units or values); in the other columns a NUL fails
                            the column's own rule below
+  id_too_long              exp_id, exp_variant_id, unit_type, unit_id or goal longer than 1,024 bytes (UTF-8)
   bad_date                 not YYYY-MM-DD, or an ISO date-time (hours 00-23, an offset up to 23:59; its UTC
                            date is kept), within 1900-01-01..2999-12-31
   missing_exp_id, missing_exp_variant_id           empty
@@ -55,6 +56,8 @@ _DIMENSION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,58}$")  # dim_ + 59 character
 # Event dimensions the warehouse keeps, in all (each is a column: PostgreSQL allows 1,600 to a table, dropped
 # ones included; a file of thousands of keys would exhaust DuckDB's memory before that).
 MAX_DIMENSIONS = 500
+# Bytes of an exp_id, variant, unit type, unit id or goal: PostgreSQL's index entries hold about 2,700.
+MAX_ID_BYTES = 1024
 _DATE_RE = r"\d{4}-\d{2}-\d{2}"
 _NUMBER_RE = r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?"
 # The largest count of one event row: squares of 2^62 at most keep the goals query's integer sums of squares
@@ -252,6 +255,8 @@ def validation_sql(names: Sequence[str]) -> str:
     as_json = ", ".join(f"'{n}', {pos[n]}" for n in names)
     key_cells = [std[c] for c in ("exp_id", "exp_variant_id", "unit_id")] + [_cell(pos[n]) for n in dims]
     nul = " OR ".join(f"contains(coalesce({cell}, ''), chr(0))" for cell in key_cells)
+    ids = ("exp_id", "exp_variant_id", "unit_type", "unit_id", "goal")
+    long_id = " OR ".join(f"strlen(coalesce({std[c]}, '')) > {MAX_ID_BYTES}" for c in ids)
     fields = ", ".join(
         f"{_accepted(f'{p}_{c}')} AS {c}"
         for c in REQUIRED + OPTIONAL
@@ -279,6 +284,7 @@ WITH cells AS (
   SELECT *, CASE
       WHEN shape IS NOT NULL THEN shape
       WHEN {nul} THEN 'nul_character'
+      WHEN {long_id} THEN 'id_too_long'
       WHEN v_date IS NULL OR v_date < DATE '1900-01-01' OR v_date > DATE '2999-12-31' THEN 'bad_date'
       WHEN f_exp_id IS NULL THEN 'missing_exp_id'
       WHEN f_exp_variant_id IS NULL THEN 'missing_exp_variant_id'
