@@ -204,9 +204,19 @@ def test_cli_run_prints_metrics_csv_with_absolute_columns(
     code, out, err = cli_run(tmp_path, catalog_dir, {"a": 400, "b": 400}, {"a": 0.1, "b": 0.2}, capsys)
     assert code == 0 and err == ""  # an even split: no SRM warning
     frame = pd.read_csv(io.StringIO(out))
-    assert list(frame.columns[-3:]) == ["abs_diff", "abs_confidence_interval", "abs_p_value"]
+    assert list(frame.columns[-4:]) == ["abs_diff", "abs_confidence_interval", "abs_p_value", "reason"]
     assert {"exp_id", "metric_id", "p_value", "confidence_interval", "false_positive_risk"} <= set(frame.columns)
     assert len(frame) == 4 and set(frame.exp_variant_id) == {"a", "b"}
+
+
+def test_cli_run_says_why_a_statistic_is_empty(
+    tmp_path: Path, catalog_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No purchase in the control: the relative difference is NaN, and the printed reason says why."""
+    code, out, _ = cli_run(tmp_path, catalog_dir, {"a": 400, "b": 400}, {"a": 0.0, "b": 0.2}, capsys)
+    frame = pd.read_csv(io.StringIO(out), keep_default_na=False)
+    b = frame[(frame.exp_variant_id == "b") & (frame.metric_id == 1)].iloc[0]
+    assert code == 0 and b["diff"] == "" and b["reason"].startswith("zero control mean")
 
 
 def test_cli_run_warns_on_stderr_when_the_srm_check_fails(

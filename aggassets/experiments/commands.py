@@ -128,14 +128,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_run(args: argparse.Namespace) -> int:
-    """Materialize the experiment's goals and evaluation; print its metrics CSV (ep-stats + abs_* columns)."""
+    """Materialize the experiment's goals and evaluation; print its metrics CSV (ep-stats + abs_* columns and
+    the reason of a NaN)."""
     from aggassets.experiment_runs import run_experiment, stored_checks  # Dagster only for this command
-    from aggassets.experiments.evaluate import EPSTATS_METRIC_COLUMNS, srm_warnings
+    from aggassets.experiments.evaluate import METRIC_COLUMNS, srm_warnings
 
     as_of = args.as_of or datetime.datetime.now(datetime.UTC).date()
     metrics = run_experiment(args.experiment_id, as_of, args.warehouse, str(args.definitions))
-    columns = [*EPSTATS_METRIC_COLUMNS, "abs_diff", "abs_confidence_interval", "abs_p_value"]
-    metrics[columns].to_csv(sys.stdout, index=False)
+    metrics[METRIC_COLUMNS].to_csv(sys.stdout, index=False)
     checks, experiment = stored_checks(args.experiment_id, as_of, args.warehouse, str(args.definitions))
     for warning in srm_warnings(checks, experiment):  # the asset check warns in the UI; say it here too
         print(f"aggassets: warning: {warning}", file=sys.stderr)
