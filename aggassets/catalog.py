@@ -165,7 +165,7 @@ def read_json_file(path: Path | str, kind: str) -> object:
     except json.JSONDecodeError as exc:
         raise AggassetsError(f"{path}: not JSON: {exc}") from exc
     except RecursionError as exc:  # arrays or objects nested thousands deep: no catalog file is
-        raise AggassetsError(f"{path}: not a {kind} file: its JSON is nested too deeply") from exc
+        raise AggassetsError(f"cannot read {kind} file {path}: its JSON is nested too deeply") from exc
 
 
 def load_measures_file(path: Path) -> MeasureCatalog:

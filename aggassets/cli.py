@@ -53,7 +53,7 @@ def cmd_definitions_validate(args: argparse.Namespace) -> int:
             _print({"file": str(path), "valid": True, "measures": len(load_measures_file(path).measures)})
         return 0
     folder = Path(args.file or args.definitions)
-    if not (folder / "measures.json").exists() and any(folder.glob("*.json")):  # e.g. definitions/experiments
+    if folder.name == "experiments" and not (folder / "measures.json").exists():  # definitions/experiments
         _print({"folder": str(folder), "valid": True, "experiments": sorted(load_experiments(folder))})
         return 0
     errors, catalog, experiments = [], None, {}
@@ -275,7 +275,7 @@ def _name_commands(parser: argparse.ArgumentParser) -> None:
 
 # Control characters a message may quote from a file (a header cell, a file name) are shown escaped, so
 # that an error line cannot move the terminal's cursor, retitle it or clear it.
-_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]}
+_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)] if c != 0x09}  # a tab is harmless
 
 
 def _one_line(message: str) -> str:
@@ -291,8 +291,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run the command; bad input is one line on stderr and a non-zero exit."""
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
-    if unknown:  # named by the command given, whose --help lists what it takes
-        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if unknown:  # named by the command given after it, whose --help lists what it takes
+        given = list(sys.argv[1:] if argv is None else argv)
+        before = given.index(unknown[0]) < given.index(args.command) if args.command in given else False
+        (parser if before else args.command_parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(args.func(args))
     except AggassetsError as exc:

@@ -655,6 +655,13 @@ def test_a_malformed_as_of_is_named_with_its_command(
     )
 
 
+def test_an_unknown_option_before_the_command_is_the_top_levels(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--bogus", "definitions", "list"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exc.value.code == 2 and err == "aggassets: error: unrecognized arguments: --bogus (see aggassets --help)"
+
+
 def test_an_unknown_option_is_named_with_its_command(capsys: pytest.CaptureFixture[str]) -> None:
     """An option given after the command that only the top level takes (or none does) names that command."""
     argv = ["aggregates", "query", "--measure", "m", "--start", "2025-01-01", "--end", "2025-02-01", "--warehouse", "x"]
@@ -680,6 +687,10 @@ def test_validating_a_folder_of_experiments_validates_them(capsys: pytest.Captur
     (folder / "product-page-layout.json").write_text('{"id": "product-page-layout"}')
     code, out, err = run(capsys, "definitions", "validate", str(folder))
     assert (code, out) == (2, "") and "product-page-layout.json: control_variant: Field required" in err
+    (tmp_path / "misnamed").mkdir()  # a catalog whose measures file is misnamed is not a folder of experiments
+    shutil.copy(DEFINITIONS / "measures.json", tmp_path / "misnamed" / "measure.json")
+    code, out, err = run(capsys, "definitions", "validate", str(tmp_path / "misnamed"))
+    assert (code, out) == (2, "") and f"{tmp_path / 'misnamed' / 'measures.json'}: No such file" in err
     (tmp_path / "empty").mkdir()
     code, out, err = run(capsys, "definitions", "validate", str(tmp_path / "empty"))
     assert (code, out) == (2, "")
@@ -715,7 +726,11 @@ def test_a_catalog_file_nested_thousands_deep_is_a_one_line_error(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("[" * 100_000 + "]" * 100_000)
     code, out, err = run(capsys, "definitions", "validate", str(path))
-    assert (code, out, err) == (2, "", f"aggassets: error: {path}: not a {kind} file: its JSON is nested too deeply\n")
+    assert (code, out, err) == (
+        2,
+        "",
+        f"aggassets: error: cannot read {kind} file {path}: its JSON is nested too deeply\n",
+    )
 
 
 def test_control_characters_quoted_from_a_file_are_escaped_in_errors(
@@ -728,3 +743,5 @@ def test_control_characters_quoted_from_a_file_are_escaped_in_errors(
     code, out, err = run(capsys, "--warehouse", f"duckdb:///{tmp_path / 'wh.duckdb'}", "events", "ingest", str(path))
     assert (code, out) == (2, "") and "\\x1b]0;PWNED\\x07\\x1b[2J" in err
     assert not [c for c in err[:-1] if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0] and err.endswith("\n")
+    code, _, err = run(capsys, "measures", "ingest", str(tmp_path / "no\tsuch é😀.json"))  # a tab is harmless
+    assert code == 2 and err == f"aggassets: error: {tmp_path / 'no	such é😀.json'}: no such file\n"

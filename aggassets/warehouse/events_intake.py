@@ -101,11 +101,10 @@ def _fail(path: Path, what: str, exc: Exception) -> AggassetsError:
     reader's limit of 2,000,000 bytes is named as such)."""
     message = re.split(r"Possible (?:fix|Solution)", str(exc))[0]  # DuckDB's advice is about its options
     line, size = _ERROR_LINE.search(message), _LINE_SIZE.search(message)
-    if size:
+    if size or "does not support a full read" in message:  # DuckDB's parallel reader on a line of 32 MiB+
         where = f"line {line.group(1)}" if line else "a line"
-        return AggassetsError(
-            f"{path}: {what}: {where} is longer than {int(size.group(1)):,} bytes, the reader's limit"
-        )
+        limit = int(size.group(1)) if size else LINE_LIMIT
+        return AggassetsError(f"{path}: {what}: {where} is longer than {limit:,} bytes, the reader's limit")
     kept = [text for text in message.splitlines() if not text.startswith("Original Line:")]
     detail = " ".join(" ".join(kept).split()).removeprefix("Invalid Input Error: ")
     if line:

@@ -382,6 +382,8 @@ FILE_ERRORS = {
     "csv last line over 32 MiB": "cannot read CSV: its last line is longer than 2,000,000 bytes, the reader's limit",
     "ndjson last line over 32 MiB": "cannot read JSON: its last line is longer than 2,000,000 bytes, the reader's "
     "limit",
+    "ndjson line over 32 MiB then blank lines": "cannot read JSON: a line is longer than 2,000,000 bytes, the reader's "
+    "limit",
     "empty file": "no header row",
     "corrupt parquet": "cannot read Parquet",
     "parquet without unit_id": "missing required column(s) unit_id ",
@@ -423,6 +425,9 @@ def _bad_files(tmp: Path) -> dict[str, Path]:
         "csv last line over 32 MiB": write_lines(tmp / "last.csv", [header, line, line[:-1] + "x" * 34_000_000]),
         "ndjson last line over 32 MiB": write_lines(
             tmp / "last.ndjson", [json.dumps(VALID), json.dumps(VALID | {"newdim": "x" * 34_000_000})]
+        ),
+        "ndjson line over 32 MiB then blank lines": write_lines(
+            tmp / "blank.ndjson", [json.dumps(VALID), json.dumps(VALID | {"newdim": "x" * 34_000_000}) + "\r\n\r"]
         ),
         "empty file": write_lines(tmp / "empty.csv", []),
         "corrupt parquet": write_lines(tmp / "bad.parquet", ["PAR1 not really"]),
