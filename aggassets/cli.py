@@ -221,7 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
     definitions = groups.add_parser("definitions", help="the catalog").add_subparsers(required=True)
     validate_help = "validate a measures or experiment file (one under experiments/), else the whole catalog"
     validate = _add(definitions, "validate", cmd_definitions_validate, validate_help)
-    validate.add_argument("file", nargs="?", help="a measures.json or experiments/*.json file (default: the catalog)")
+    validate.add_argument(
+        "file",
+        nargs="?",
+        help="a measures.json or experiments/*.json file, a catalog folder or its experiments/ folder "
+        "(default: the catalog)",
+    )
     _add(definitions, "list", cmd_definitions_list, "list the catalog's measures")
 
     measures = groups.add_parser("measures", help="raw measures").add_subparsers(required=True)
