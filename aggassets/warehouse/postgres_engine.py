@@ -11,11 +11,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
 
-import numpy as np
 import pandas as pd
 import psycopg2
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 from psycopg2 import sql as pgsql
 
@@ -24,14 +22,10 @@ from aggassets.errors import AggassetsError, WarehouseUnavailable
 from aggassets.warehouse import intake, intake_fast, postgres_sql, redacted, without_password
 from aggassets.warehouse.aggregates_sql import RAW_KEY_COLUMNS
 from aggassets.warehouse.base import Warehouse
+from aggassets.warehouse.postgres_values import copyable, pg_type, plain_params, result_column
 from aggassets.warehouse.values import IntakeResult
 
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-_INT_OIDS = {20: 64, 21: 16, 23: 32}
-_FLOAT_OIDS = {700, 701, 1700}
-_TIME_OIDS = {1082, 1114, 1184}
-_BOOL_OID = 16
-_TEXT_OIDS = {25, 1043, 1042, 19}
 _log = logging.getLogger("aggassets")
 # Said once a write finds another one going on (the lock has no time limit: see README, "The writer lock")
 LOCK_WAIT_MESSAGE = "waiting for another write to the warehouse ({schema}) to finish: PostgreSQL's writer lock"
@@ -87,75 +81,6 @@ def _check_schema_name(schema: str) -> None:
     """Refuse a schema name that is not a plain identifier (letters, digits, _; case-sensitive)."""
     if not _SCHEMA_NAME.fullmatch(schema):
         raise AggassetsError(f"invalid PostgreSQL schema name {schema!r}")
-
-
-def _pg_type(dtype: pa.DataType) -> str:
-    """The column type a staged Arrow column gets in PostgreSQL."""
-    if pa.types.is_integer(dtype):
-        return "BIGINT"
-    if pa.types.is_floating(dtype):
-        return "DOUBLE PRECISION"
-    if pa.types.is_boolean(dtype):
-        return "BOOLEAN"
-    if pa.types.is_date(dtype):
-        return "DATE"
-    if pa.types.is_timestamp(dtype):
-        return "TIMESTAMP"
-    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or pa.types.is_null(dtype):
-        return "TEXT"
-    raise AggassetsError(f"cannot stage a column of Arrow type {dtype} in PostgreSQL")
-
-
-def _copyable(table: pa.Table) -> pa.Table:
-    """Dictionary columns decoded, zone-aware timestamps as naive UTC, NUL characters replaced."""
-    columns = []
-    for column in table.columns:
-        if pa.types.is_dictionary(column.type):
-            column = column.cast(column.type.value_type)
-        if pa.types.is_timestamp(column.type) and column.type.tz is not None:
-            column = column.cast(pa.timestamp(column.type.unit, "UTC")).cast(pa.timestamp(column.type.unit))
-        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-            column = pc.replace_substring(column, "\x00", "\ufffd")  # PostgreSQL text cannot hold NUL
-        columns.append(column)
-    return pa.table(columns, names=table.column_names)
-
-
-def _param(value: Any) -> Any:
-    """A value psycopg2 can adapt (numpy and pandas scalars converted)."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, pd.Timestamp):
-        return value.to_pydatetime()
-    return value
-
-
-def _params(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """The parameters as plain Python values; None when there are none."""
-    return {k: _param(v) for k, v in params.items()} if params else None
-
-
-def _column(values: Sequence[Any], oid: int) -> pd.Series:
-    """One result column with the dtype DuckDB's `.df()` gives the same SQL type."""
-    has_null = any(v is None for v in values)
-    if oid in _INT_OIDS:
-        bits = _INT_OIDS[oid]
-        return pd.Series(values, dtype=f"Int{bits}" if has_null else f"int{bits}")
-    if oid in _FLOAT_OIDS:
-        return pd.Series([np.nan if v is None else float(v) for v in values], dtype="float64")
-    if oid in _TIME_OIDS:
-        return pd.Series(pd.to_datetime(pd.Series(values, dtype=object), utc=oid == 1184)).pipe(_naive_us)
-    if oid == _BOOL_OID:
-        return pd.Series(values, dtype="boolean" if has_null else "bool")
-    if oid in _TEXT_OIDS:  # DuckDB gives object for a column without any string
-        return pd.Series(values, dtype="str" if len(values) > values.count(None) else object)
-    return pd.Series(values, dtype=object)
-
-
-def _naive_us(series: pd.Series) -> pd.Series:
-    """Timestamps as naive UTC, microsecond unit."""
-    if isinstance(series.dtype, pd.DatetimeTZDtype):
-        series = series.dt.tz_convert("UTC").dt.tz_localize(None)
-    return series.astype("datetime64[us]")
 
 
 # The columns of aggassets' inbox: a table `inbox` without them is another application's.
@@ -309,26 +234,27 @@ class PostgresWarehouse(Warehouse):
     def execute(self, statement: str, params: Mapping[str, Any] | None = None) -> None:
         """Run one statement with named parameters."""
         with self.con.cursor() as cur:
-            cur.execute(statement, _params(params))
+            cur.execute(statement, plain_params(params))
 
     def fetch(self, statement: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
         """Run one query and return its rows as a DataFrame (dtypes as DuckDB gives them)."""
         with self.con.cursor() as cur:
-            cur.execute(statement, _params(params))
+            cur.execute(statement, plain_params(params))
             names = [d.name for d in cur.description]
             oids = [d.type_code for d in cur.description]
             rows = cur.fetchall()
         columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
-        frame = pd.DataFrame({i: _column(col, oid) for i, (col, oid) in enumerate(zip(columns, oids, strict=True))})
+        pairs = zip(columns, oids, strict=True)
+        frame = pd.DataFrame({i: result_column(col, oid) for i, (col, oid) in enumerate(pairs)})
         frame.columns = names
         return frame
 
     def stage(self, name: str, table: pa.Table) -> None:
         """Copy the Arrow table into a temp table `name` (replaced if present) with COPY ... CSV."""
-        table = _copyable(table)
+        table = copyable(table)
         ident = pgsql.Identifier(name)
         columns = pgsql.SQL(", ").join(
-            pgsql.SQL("{} {}").format(pgsql.Identifier(f.name), pgsql.SQL(_pg_type(f.type))) for f in table.schema
+            pgsql.SQL("{} {}").format(pgsql.Identifier(f.name), pgsql.SQL(pg_type(f.type))) for f in table.schema
         )
         on_commit = pgsql.SQL(" ON COMMIT DROP" if self._in_transaction else "")
         with self.con.cursor() as cur:
@@ -341,10 +267,10 @@ class PostgresWarehouse(Warehouse):
 
     def copy_into(self, name: str, table: pa.Table) -> None:
         """COPY the Arrow table's rows into the existing table `name` (columns by name), as CSV."""
-        self._copy_csv(name, _copyable(table))
+        self._copy_csv(name, copyable(table))
 
     def _copy_csv(self, name: str, table: pa.Table) -> None:
-        """COPY rows already made copyable (_copyable) into the table `name`."""
+        """COPY rows already made copyable (copyable) into the table `name`."""
         buffer = io.BytesIO()
         pa_csv.write_csv(table, buffer, pa_csv.WriteOptions(include_header=False))
         buffer.seek(0)
