@@ -4,7 +4,7 @@ refresh and checks (aggregates_sql.py), the goals query (goals_sql.py), the meas
 
 from collections.abc import Sequence
 
-from aggassets.warehouse import aggregates_sql, goals_sql, intake, intake_fast, intake_files
+from aggassets.warehouse import aggregates_sql, checks_sql, goals_sql, intake, intake_fast, intake_files
 from aggassets.warehouse.values import AGGREGATE_TABLES, MAX_AGE_DAYS, quote
 
 _AGGREGATE_COLUMNS = """
@@ -298,12 +298,12 @@ PURGE_SUMMARY = """SELECT measure_name, count(*) AS purged FROM purge_candidates
 # --- asset checks over the window [$start, $end): each returns the number of violating rows
 def check_violations(grain: str) -> dict[str, str]:
     """Violation counts for one grain's window (aggregates_sql.py)."""
-    return aggregates_sql.check_violations(grain, aggregates_sql.DUCKDB)
+    return checks_sql.check_violations(grain, aggregates_sql.DUCKDB)
 
 
 def current_partitions(grain: str) -> str:
     """Partitions up to date for today's catalog (aggregates_sql.py)."""
-    return aggregates_sql.current_partitions(grain, aggregates_sql.DUCKDB)
+    return checks_sql.current_partitions(grain, aggregates_sql.DUCKDB)
 
 
 # -- experiments: events and evaluation history ------------------------------------------------

@@ -9,7 +9,7 @@ the aggregates is one text for both engines (aggregates_sql.py), as is the goals
 
 from collections.abc import Sequence
 
-from aggassets.warehouse import aggregates_sql, goals_sql
+from aggassets.warehouse import aggregates_sql, checks_sql, goals_sql
 from aggassets.warehouse.values import AGGREGATE_TABLES, MAX_AGE_DAYS, quote
 
 KEY = "measure_name, period_start, created_by, group1, group2, group3"
@@ -307,12 +307,12 @@ GROUP BY 1 ORDER BY measure_name{_C}"""
 # --- asset checks over the window [start, end): each returns the number of violating rows
 def check_violations(grain: str) -> dict[str, str]:
     """Violation counts for one grain's window (aggregates_sql.py)."""
-    return aggregates_sql.check_violations(grain, aggregates_sql.POSTGRES)
+    return checks_sql.check_violations(grain, aggregates_sql.POSTGRES)
 
 
 def current_partitions(grain: str) -> str:
     """Partitions up to date for today's catalog (aggregates_sql.py)."""
-    return aggregates_sql.current_partitions(grain, aggregates_sql.POSTGRES)
+    return checks_sql.current_partitions(grain, aggregates_sql.POSTGRES)
 
 
 # -- experiments: events and evaluation history ------------------------------------------------
