@@ -203,21 +203,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The whole command line."""
-    parser = _Parser(prog="aggassets", description=__doc__)
-    parser.add_argument(
-        "--warehouse",
-        default=settings.warehouse_url(),
-        help="warehouse URL (env AGGASSETS_WAREHOUSE; default the project's DuckDB file)",
-    )
-    parser.add_argument(
-        "--definitions",
-        default=str(settings.definitions_dir()),
-        help="catalog folder (env AGGASSETS_DEFINITIONS; default definitions/)",
-    )
-    groups = parser.add_subparsers(dest="command", required=True)
-
+def _add_catalog_commands(groups: argparse._SubParsersAction) -> None:
+    """`definitions validate` and `definitions list`."""
     definitions = groups.add_parser("definitions", help="the catalog").add_subparsers(required=True)
     validate_help = "validate a measures or experiment file (one under experiments/), else the whole catalog"
     validate = _add(definitions, "validate", cmd_definitions_validate, validate_help)
@@ -229,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add(definitions, "list", cmd_definitions_list, "list the catalog's measures")
 
+
+def _add_intake_commands(groups: argparse._SubParsersAction) -> None:
+    """`measures ingest` and `events ingest`."""
     measures = groups.add_parser("measures", help="raw measures").add_subparsers(required=True)
     ingest = _add(measures, "ingest", cmd_measures_ingest, "ingest JSON array / {measures: []} / NDJSON files")
     ingest.add_argument("files", nargs="+", help='measures files (each a JSON array, {"measures": [...]} or NDJSON)')
@@ -239,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     events_ingest.add_argument("files", nargs="+", help="events files (.csv, .parquet, .ndjson/.jsonl or .json)")
     events_ingest.add_argument("--again", action="store_true", help="ingest files whose content was ingested already")
 
+
+def _add_aggregate_commands(groups: argparse._SubParsersAction) -> None:
+    """`aggregates query`, `refresh` and `purge`."""
     aggregates = groups.add_parser("aggregates", help="released aggregates").add_subparsers(required=True)
     query = _add(aggregates, "query", cmd_aggregates_query, "DACC restitution of one measure")
     query.add_argument("--measure", required=True, help="the measure's name (see definitions list)")
@@ -262,6 +255,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     purge.add_argument("--measure", help="only this measure (default: every measure)")
 
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line."""
+    parser = _Parser(prog="aggassets", description=__doc__)
+    parser.add_argument(
+        "--warehouse",
+        default=settings.warehouse_url(),
+        help="warehouse URL (env AGGASSETS_WAREHOUSE; default the project's DuckDB file)",
+    )
+    parser.add_argument(
+        "--definitions",
+        default=str(settings.definitions_dir()),
+        help="catalog folder (env AGGASSETS_DEFINITIONS; default definitions/)",
+    )
+    groups = parser.add_subparsers(dest="command", required=True)
+    _add_catalog_commands(groups)
+    _add_intake_commands(groups)
+    _add_aggregate_commands(groups)
     experiments = groups.add_parser("experiments", help="A/B experiment evaluation").add_subparsers(required=True)
     add_experiment_commands(experiments)
     _name_commands(parser)
