@@ -179,8 +179,6 @@ def cmd_purge(args: argparse.Namespace) -> int:
     catalog = load_measures(Path(args.definitions))
     if args.measure is not None:
         catalog.get(args.measure)
-    if args.days < 0:
-        raise AggassetsError("--days must be >= 0")
     with _open(args, existing=True) as wh:
         purged = wh.purge(args.days, args.measure)
     _print({"purged": sum(purged.values()), "by_measure": purged})
@@ -249,7 +247,7 @@ def _add_aggregate_commands(groups: argparse._SubParsersAction) -> None:
     purge = _add(groups, "purge", cmd_purge, "purge old raw measures into sealed moments")
     purge.add_argument(
         "--days",
-        type=int,
+        type=settings.days_argument,
         default=90,
         help="raw measures received more than DAYS days ago (default 90; README: Measure semantics, Purge)",
     )

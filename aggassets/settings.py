@@ -43,6 +43,17 @@ def date_argument(text: str) -> date:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
+def days_argument(text: str) -> int:
+    """An argparse type: a whole number of days, 0 or more."""
+    try:
+        days = int(text)
+    except ValueError:
+        days = -1
+    if days < 0:
+        raise argparse.ArgumentTypeError(f"not a whole number of days >= 0: {text!r}")
+    return days
+
+
 def partitions_start() -> date:
     """First day of every partitions definition (AGGASSETS_PARTITIONS_START, default 2020-01-01); a value
     that is not a date is an AggassetsError naming the variable."""

@@ -210,7 +210,6 @@ def test_a_bad_file_among_several_names_the_files_stored_before_it(
         (("measures", "ingest", "/proc/self/mem"), "/proc/self/mem: cannot read: Input/output error"),
         # /proc/version holds text but its size reads as 0: it was stored as an empty batch, its content as seen
         (("measures", "ingest", "/proc/version"), "/proc/version: its size reads as 0 but it holds data"),
-        (("purge", "--days", "-1"), "--days must be >= 0"),
         (("purge", "--measure", "nope"), "unknown measure"),
         (("refresh", "--start", "2025-01-05", "--end", "2025-01-01"), "must be after"),
     ],
@@ -243,7 +242,12 @@ def test_bad_input_is_one_line_and_non_zero(
             ),
             "invalid choice",
         ),
-        (("purge", "--days", "many"), "invalid int value"),
+        (
+            ("purge", "--days", "many"),
+            "aggassets purge: error: argument --days: not a whole number of days >= 0: 'many'",
+        ),
+        (("purge", "--days", "-1"), "aggassets purge: error: argument --days: not a whole number of days >= 0: '-1'"),
+        (("purge", "--days", "1.5"), "aggassets purge: error: argument --days: not a whole number of days >= 0: '1.5'"),
         (("frobnicate",), "invalid choice"),
         ((), "required"),
     ],
