@@ -57,7 +57,10 @@ def dimension_column(name: str) -> str:
     return f"dim_{name.lower()}"
 
 
-def selection_key(ref: GoalRef) -> tuple[str, str, tuple[tuple[str, str, str], ...]]:
+Selection = tuple[str, str, tuple[tuple[str, str, str], ...]]  # unit type, goal, dimension conditions
+
+
+def selection_key(ref: GoalRef) -> Selection:
     """What a reference selects from the events, whatever its function and agg_type."""
     return ref.unit_type, ref.goal, tuple(sorted(ref.dimensions))
 
@@ -131,20 +134,8 @@ class GoalsQuery:
     pairs: list[tuple[GoalRef, GoalRef]]
 
 
-def goals_query(
-    experiment: ExperimentDefinition,
-    refs: Sequence[GoalRef],
-    pairs: Sequence[tuple[GoalRef, GoalRef]],
-    last_day: date,
-    dimensions: Sequence[str],
-    dialect: Dialect,
-) -> GoalsQuery:
-    """One statement: per variant, s{i}_* sums of every selection, x{j} cross products and units."""
-    b = _Builder(dialect, frozenset(d.lower() for d in dimensions))
-    selections = list(dict.fromkeys(selection_key(r) for r in [*refs, *(g for p in pairs for g in p)]))
-    index = {s: i for i, s in enumerate(selections)}
-    goal_filters = " AND ".join(b.accepted(f) for f in experiment.filters if f.scope == "goal")
-
+def _scope(experiment: ExperimentDefinition, b: _Builder, selections: Sequence[Selection], last_day: date) -> list[str]:
+    """The conditions on the events an evaluation reads: its experiment, dates, variants and goals."""
     where = [f"exp_id = {b.param(experiment.id)}", f"date <= {b.param(last_day)}"]
     if experiment.date_from is not None:
         where.append(f"date >= {b.param(experiment.date_from)}")
@@ -152,7 +143,15 @@ def goals_query(
         where.append(f"exp_variant_id IN ({', '.join(b.param(v) for v in sorted(experiment.variants))})")
     goals = sorted({s[1] for s in selections} | {"exposure"} | {str(f.goal) for f in experiment.filters if f.goal})
     where.append(f"goal IN ({', '.join(b.param(g) for g in goals)})")
+    return where
 
+
+def _per_unit(
+    experiment: ExperimentDefinition, b: _Builder, selections: Sequence[Selection], dialect: Dialect
+) -> tuple[list[str], list[str], list[str]]:
+    """(the event columns m{i} / g{k} saying which selection or segment filter an event matches, the per-unit
+    sums c{i} / v{i} and flags, the segment{k} columns a unit must have)."""
+    goal_filters = " AND ".join(b.accepted(f) for f in experiment.filters if f.scope == "goal")
     matched = [f"({b.selection(key, goal_filters)}) AS m{i}" for i, key in enumerate(selections)]
     level1 = []
     for i in range(len(selections)):
@@ -168,7 +167,18 @@ def goals_query(
         matched.append(f"({test}) AS g{k}")
         level1.append(f"bool_or(g{k}) AS segment{k}")
         segments.append(f"segment{k}")
+    return matched, level1, segments
 
+
+def _per_variant(
+    selections: Sequence[Selection],
+    pairs: Sequence[tuple[GoalRef, GoalRef]],
+    unit_type: str,
+    b: _Builder,
+    dialect: Dialect,
+) -> list[str]:
+    """The per-variant columns: s{i}_* sums of each selection, x{j} cross products, units."""
+    index = {s: i for i, s in enumerate(selections)}
     double = dialect.double
     level2 = []
     for i in range(len(selections)):
@@ -184,8 +194,24 @@ def goals_query(
         product = f"{_unit_value(left, index[selection_key(left)])} * {_unit_value(right, index[selection_key(right)])}"
         exact = "value" in (left.func, right.func)
         level2.append(f"CAST({dialect.sum(product) if exact else f'sum({product})'} AS {double}) AS x{j}")
-    level2.append(f"count(*) FILTER (WHERE hit AND unit_type = {b.param(experiment.unit_type)}) AS units")
+    level2.append(f"count(*) FILTER (WHERE hit AND unit_type = {b.param(unit_type)}) AS units")
+    return level2
 
+
+def goals_query(
+    experiment: ExperimentDefinition,
+    refs: Sequence[GoalRef],
+    pairs: Sequence[tuple[GoalRef, GoalRef]],
+    last_day: date,
+    dimensions: Sequence[str],
+    dialect: Dialect,
+) -> GoalsQuery:
+    """One statement: per variant, s{i}_* sums of every selection, x{j} cross products and units."""
+    b = _Builder(dialect, frozenset(d.lower() for d in dimensions))
+    selections = list(dict.fromkeys(selection_key(r) for r in [*refs, *(g for p in pairs for g in p)]))
+    where = _scope(experiment, b, selections, last_day)
+    matched, level1, segments = _per_unit(experiment, b, selections, dialect)
+    level2 = _per_variant(selections, pairs, experiment.unit_type, b, dialect)
     columns = ["exp_variant_id", "unit_type", "unit_id", "goal", "count", "value"]
     columns += [quote(dimension_column(d)) for d in sorted(b.used)]
     sep1, sep2 = ",\n    ", ",\n  "
