@@ -20,7 +20,8 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 # host/boot/pid-namespace:pid of the `aggassets` command running a run in its own process. Killed outright
 # (kill -9, out of memory), it leaves the run STARTED and holding its `warehouse` pool slot: Dagster's run
-# monitoring cannot tell (no run worker of its launcher), so the next command or sensor tick there fails it.
+# monitoring cannot tell (no run worker of its launcher), so the next command or sensor tick there fails it
+# and frees the slot.
 CLI_PROCESS_TAG = "aggassets/cli_process"
 PARENT_RUN_TAG = "dagster/parent_run_id"
 _UNFINISHED = [DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
@@ -55,14 +56,18 @@ def _process_alive(pid: int) -> bool:
 
 def fail_orphaned_cli_runs(instance: DagsterInstance) -> list[str]:
     """Mark failed the unfinished runs of `aggassets` commands of this host (and pid namespace) whose process
-    is gone (their pool slot is then freed by run monitoring); the ids of those runs."""
+    is gone, and free their pool slots (run monitoring frees them only where a daemon runs: without it, the
+    next command would wait for the slot for ever); the ids of those runs."""
     failed = []
+    storage = instance.event_log_storage
     for run in instance.get_runs(filters=RunsFilter(statuses=_UNFINISHED)):
         if PARENT_RUN_TAG in run.tags:  # a re-execution or retry copies the tags: a run worker runs it
             continue
         space, _, pid = run.tags.get(CLI_PROCESS_TAG, "").rpartition(":")
         if space == _process_space() and pid.isdigit() and not _process_alive(int(pid)):
             instance.report_run_failed(run, message=f"the aggassets command running it (pid {pid}) is gone")
+            if storage.supports_global_concurrency_limits:
+                storage.free_concurrency_slots_for_run(run.run_id)
             failed.append(run.run_id)
     return failed
 

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dagster import DagsterInstance, DagsterRunStatus, partition_loading_context
+from dagster import DagsterEvent, DagsterEventType, DagsterInstance, DagsterRunStatus, partition_loading_context
 
 from aggassets.catalog import load_measures
 from aggassets.cli import main
+from aggassets.definitions import defs
 from aggassets.runs import CLI_PROCESS_TAG, cli_run_tags
 from aggassets.sources.inbox import process_file
 from aggassets.warehouse import duckdb_engine, open_warehouse
@@ -465,6 +466,36 @@ def test_refresh_records_its_runs_in_the_dagster_home_instance(
             checked = {(c.asset_key.to_user_string(), c.check_name) for c in evaluations}  # type: ignore[union-attr]
             assert (assets[-1], "stored_rows_valid") in checked  # README: after each refresh job's asset
             assert any(e.dagster_event and e.dagster_event.event_type_value == "STEP_START" for e in logs)
+
+
+def test_refresh_after_a_killed_refresh_frees_its_pool_slot_without_a_daemon(
+    capsys: pytest.CaptureFixture[str], url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kill -9 of `aggassets refresh` left its run STARTED and holding the `warehouse` slot; the next refresh,
+    with no daemon to free it, waited for the slot for ever. Here the killed command is a process that has
+    ended, its run started and its slot claimed as the command's step had; the next refresh must end."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((DEFINITIONS.parent / "deploy" / "dagster.yaml").read_text())
+    probe = f"from aggassets.runs import cli_run_tags; print(cli_run_tags()[{CLI_PROCESS_TAG!r}])"
+    gone = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    job = defs.resolve_job_def("daily_refresh_job")
+    with DagsterInstance.get() as instance:
+        killed = instance.create_run_for_job(job, tags={CLI_PROCESS_TAG: gone})
+        event = DagsterEvent(event_type_value=DagsterEventType.RUN_START.value, job_name=job.name)
+        instance.report_dagster_event(event, run_id=killed.run_id)
+        storage = instance.event_log_storage
+        storage.initialize_concurrency_limit_to_default("warehouse")
+        assert storage.claim_concurrency_slot("warehouse", killed.run_id, "raw_measures").is_claimed
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    argv = ["--warehouse", url, "--definitions", str(DEFINITIONS), "refresh", "--start", "2025-03-03"]
+    command = [sys.executable, "-m", "aggassets.cli", *argv, "--end", "2025-03-04"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=180)
+    assert done.returncode == 0, done.stderr
+    with DagsterInstance.get() as instance:
+        assert instance.get_run_by_id(killed.run_id).status == DagsterRunStatus.FAILURE  # type: ignore[union-attr]
+        assert instance.event_log_storage.get_concurrency_info("warehouse").claimed_slots == []
 
 
 def test_the_command_line_loads_neither_scipy_nor_dagster_until_a_command_needs_them() -> None:
