@@ -159,19 +159,22 @@ def _raw_moments(d: Dialect) -> str:
 
 
 def purged_moments(d: Dialect, now: str) -> str:
-    """The moments of each key of purge_candidates (rows of sealed_moments), M2 in two passes: exact."""
+    """The moments of each key of purge_candidates (rows of sealed_moments), computed as the refresh computes
+    them from the same raw rows (one pass, a second one for a narrow spread: _raw_part), so that a key whose
+    period's raw rows are all purged recomputes to the same bits."""
     key = "measure_name, start_date, created_by, group1, group2, group3"
     on_key = " AND ".join(f"c.{col} = k.{col}" for col in key.split(", "))
     return f"""WITH k AS (
-  SELECT {key}, count(*) AS n, count(*) FILTER (WHERE value <> 0) AS nz, {d.sum("value")} AS s,
-         min(value) AS mn, max(value) AS mx
-  FROM purge_candidates GROUP BY {key}
+  SELECT {key}, {_raw_moments(d)} FROM purge_candidates r GROUP BY {key}
+), narrow AS (
+  SELECT {", ".join(f"k.{col}" for col in key.split(", "))},
+         {d.sum("(c.value - k.s / k.n) * (c.value - k.s / k.n)")} AS m2
+  FROM k JOIN purge_candidates c ON {on_key} WHERE {NARROW}
+  GROUP BY {", ".join(f"k.{col}" for col in key.split(", "))}
 )
 SELECT k.measure_name, k.start_date, k.created_by, k.group1, k.group2, k.group3, k.n, k.nz, k.s,
-       CASE WHEN k.mn = k.mx THEN 0 ELSE {d.sum("(c.value - k.s / k.n) * (c.value - k.s / k.n)")} END, k.mn, k.mx,
-       {now}
-FROM k JOIN purge_candidates c ON {on_key}
-GROUP BY k.measure_name, k.start_date, k.created_by, k.group1, k.group2, k.group3, k.n, k.nz, k.s, k.mn, k.mx"""
+       CASE WHEN k.mn = k.mx THEN 0 ELSE coalesce(w.m2, k.m2) END, k.mn, k.mx, {now}
+FROM k LEFT JOIN narrow w ON {on_key.replace("c.", "w.")}"""
 
 
 _NO_MOMENTS = "0 AS n, 0 AS nz, NULL::FLOAT8 AS s, NULL::FLOAT8 AS m2, NULL::FLOAT8 AS mn, NULL::FLOAT8 AS mx"

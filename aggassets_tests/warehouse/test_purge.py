@@ -109,6 +109,36 @@ def test_purge_keeps_figures_and_recompute_is_identical(loaded: Loaded) -> None:
     assert released and all(r["lastRawMeasuresPurged"] == now.isoformat() for r in released)
 
 
+def test_a_wholly_purged_key_recomputes_to_the_same_bits(warehouse: Warehouse, tmp_path: Path) -> None:
+    """DESIGN §4.5: a purge never changes a released figure. When every raw row of a key's period is purged,
+    its sealed moments are those the refresh computed from them, so the recomputed row is the same to the bit,
+    std included (sealed M2 came from a second pass, the refresh's from one: std moved in its last digit),
+    for wide and for narrow spreads (1e9 + a fraction: the refresh's second pass), on every grain."""
+    rng = np.random.default_rng(11)
+    days = [FIRST + timedelta(days=i) for i in range(14)]
+    items = []
+    for day in days:
+        for device in ("desktop", "mobile"):
+            items += [
+                measure("visits-daily", float(v), day.isoformat(), group1=device, group2="ios")
+                for v in rng.normal(50, 20, 7)
+            ]
+        items += [measure("errors-daily", float(v), day.isoformat()) for v in 1e9 + rng.random(6)]
+        items += [measure("duration-daily", float(v), day.isoformat(), group1="s") for v in rng.gamma(2, 3e3, 5)]
+        items += [measure("sharing-weekly", float(v), day.isoformat(), group1="k") for v in rng.normal(7, 3, 3)]
+    warehouse.sync_definitions(DEFINITIONS)
+    ingest(warehouse, tmp_path, items)
+    refresh_all(warehouse, days)
+    figures = [*STATS, "m2"]
+    before = {g: aggregates(warehouse, g)[["measure_name", "period_start", "group1", *figures]] for g in TABLES}
+    purged = warehouse.purge(0, now=utc_now() + timedelta(days=400))
+    assert sum(purged.values()) == len(items) and len(warehouse.read_table("raw_measures")) == 0
+    refresh_all(warehouse, days)
+    for grain in TABLES:
+        after = aggregates(warehouse, grain)[["measure_name", "period_start", "group1", *figures]]
+        pd.testing.assert_frame_equal(after, before[grain], check_exact=True, obj=grain)
+
+
 def test_quartile_measures_wait_for_both_delays(loaded: Loaded) -> None:
     """A quartile measure is purged only when older than both --days and maxDaysToUpdateQuartile."""
     wh, t0 = loaded.wh, loaded.received
