@@ -301,6 +301,12 @@ def _one_line(message: str) -> str:
     return out.translate(_CONTROLS)
 
 
+def _interrupted() -> int:
+    """Ctrl-C: one line, the shell's exit status for SIGINT."""
+    print("aggassets: interrupted (what was being written is rolled back)", file=sys.stderr)
+    return 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run the command; bad input is one line on stderr and a non-zero exit."""
     parser = build_parser()
@@ -310,7 +316,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         before = given.index(unknown[0]) < given.index(args.command) if args.command in given else False
         (parser if before else args.command_parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # a reader that stopped early shows here, not as Python's message at exit
+        return code
+    except KeyboardInterrupt:
+        return _interrupted()
+    except RuntimeError as exc:  # DuckDB turns Ctrl-C during a query into RuntimeError('Query interrupted')
+        if not str(exc).startswith("Query interrupted"):
+            raise
+        return _interrupted()
     except AggassetsError as exc:
         print(f"aggassets: error: {_one_line(str(exc))}", file=sys.stderr)
         return 2

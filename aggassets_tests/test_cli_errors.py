@@ -745,3 +745,64 @@ def test_control_characters_quoted_from_a_file_are_escaped_in_errors(
     assert not [c for c in err[:-1] if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0] and err.endswith("\n")
     code, _, err = run(capsys, "measures", "ingest", str(tmp_path / "no\tsuch é😀.json"))  # a tab is harmless
     assert code == 2 and err == f"aggassets: error: {tmp_path / 'no	such é😀.json'}: no such file\n"
+
+
+@pytest.mark.parametrize(
+    "interruption",
+    [
+        KeyboardInterrupt,  # Ctrl-C while Python runs (Dagster's instance set-up, say): a 50-line traceback
+        # DuckDB's Python client turns Ctrl-C during a query into this (seen on `measures ingest` of a large
+        # file): an 18-line traceback and exit 1
+        lambda: RuntimeError("Query interrupted"),
+    ],
+)
+def test_ctrl_c_is_one_line_and_exit_130(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, interruption: Any
+) -> None:
+    def interrupted(args: Any) -> int:
+        raise interruption()
+
+    monkeypatch.setattr("aggassets.cli.cmd_definitions_list", interrupted)
+    try:
+        code, out, err = run(capsys, "--definitions", str(DEFINITIONS), "definitions", "list")
+    except KeyboardInterrupt:  # left alone, it would stop the whole test session
+        pytest.fail("Ctrl-C went through main() as a traceback")
+    assert (code, out, err) == (130, "", "aggassets: interrupted (what was being written is rolled back)\n")
+
+
+def test_other_runtime_errors_are_not_taken_for_ctrl_c(monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing(args: Any) -> int:
+        raise RuntimeError("something else")
+
+    monkeypatch.setattr("aggassets.cli.cmd_definitions_list", failing)
+    with pytest.raises(RuntimeError, match="something else"):
+        main(["--definitions", str(DEFINITIONS), "definitions", "list"])
+
+
+# A command that prints more than one pipe write, then works on (closing the warehouse) before it returns.
+_PRINTS_THEN_WORKS = """
+import sys, time
+from aggassets import cli
+
+def query(args):
+    cli._print([{"measureName": "m", "count": i} for i in range(400)])
+    time.sleep(1)
+    return 0
+
+cli.cmd_definitions_list = query
+sys.exit(cli.main(["--definitions", sys.argv[1], "definitions", "list"]))
+"""
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly() -> None:
+    """`aggassets aggregates query ... | head -c 600`: the reader left while the rest of the output was still
+    buffered, so it failed at exit: Python's 'Exception ignored ... BrokenPipeError' and status 120."""
+    command = [sys.executable, "-c", _PRINTS_THEN_WORKS, str(DEFINITIONS)]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # stdout buffered, as by default
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as process:
+        assert process.stdout is not None and process.stderr is not None
+        assert process.stdout.read(600)  # then the reader stops, as `head -c 600` does
+        process.stdout.close()
+        err = process.stderr.read()
+        assert process.wait(timeout=120) == 0
+    assert err == b""
