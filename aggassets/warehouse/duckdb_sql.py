@@ -219,23 +219,25 @@ _FEEDS = """WITH feeds AS (
   JOIN (VALUES ('day'), ('week'), ('month')) g(grain)
     ON g.grain = d.aggregation_period OR (d.aggregation_period = 'day' AND g.grain IN ('week', 'month'))
 )"""
-LATE_PARTITIONS = f"""
-{_FEEDS}
-SELECT f.grain, pm.period_start, max(r.received_at) AS last_received
-FROM raw_measures r JOIN feeds f ON f.name = r.measure_name
-JOIN partition_materializations pm
-  ON pm.grain = f.grain AND pm.period_start = CAST(date_trunc(f.grain, r.start_date) AS DATE)
-WHERE r.received_at >= pm.materialized_at
-GROUP BY ALL ORDER BY 1, 2"""
-# --- unaggregated measures: in a partition never materialized whose period ended by $ended_by
-UNAGGREGATED_PARTITIONS = f"""
-{_FEEDS}, days AS (  -- first per measure and day: 12x faster than per raw row and grain (0.2 s for 20M rows)
+# Raw rows grouped per measure and day first, then per partition: joining raw rows to the partitions of their
+# measure (and filtering on the period after the join) paired each row with every partition materialized
+# before it arrived, billions of pairs for a year of partitions (minutes, holding the warehouse).
+_FED = f"""{_FEEDS}, days AS (  -- 12x faster than per raw row and grain (0.2 s for 20M rows)
   SELECT measure_name, start_date, max(received_at) AS last_received FROM raw_measures GROUP BY ALL
 ), fed AS (
   SELECT f.grain, CAST(date_trunc(f.grain, r.start_date) AS DATE) AS period_start,
     max(r.last_received) AS last_received
   FROM days r JOIN feeds f ON f.name = r.measure_name GROUP BY ALL
-)
+)"""
+LATE_PARTITIONS = f"""
+{_FED}
+SELECT fed.grain, fed.period_start, fed.last_received
+FROM fed JOIN partition_materializations pm ON pm.grain = fed.grain AND pm.period_start = fed.period_start
+WHERE fed.last_received >= pm.materialized_at
+ORDER BY 1, 2"""
+# --- unaggregated measures: in a partition never materialized whose period ended by $ended_by
+UNAGGREGATED_PARTITIONS = f"""
+{_FED}
 SELECT grain, period_start, last_received FROM fed
 WHERE period_start + CASE grain WHEN 'day' THEN INTERVAL 1 DAY WHEN 'week' THEN INTERVAL 7 DAY
                                 ELSE INTERVAL 1 MONTH END <= $ended_by
