@@ -17,6 +17,10 @@ class AlreadyIngested(AggassetsError):
     """Content the warehouse holds already (same SHA-256), found under the writer's lock."""
 
 
+class FileChanged(AggassetsError):
+    """The file changed while it was read (a writer still at work): nothing of it was stored."""
+
+
 def utf8_name(path: Path) -> bool:
     """Whether the path is UTF-8 text (a name in another encoding reads as lone surrogates)."""
     try:

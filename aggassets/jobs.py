@@ -95,7 +95,9 @@ def ingest_inbox_files(
                 context.log.info(f"{name}: already moved, skipped")
                 continue
             report = process_file(wh, path, measures, partitions_start())
-            (context.log.warning if report.get("status") == "failed" else context.log.info)(str(report))
+            # not ingested by this run (failed/, processed/ as a copy of stored content, or left to settle)
+            unstored = report.get("status") in ("failed", "already_ingested", "still_changing")
+            (context.log.warning if unstored else context.log.info)(str(report))
 
 
 @job(description="Ingest measure files dropped in the inbox folder.")

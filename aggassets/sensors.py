@@ -84,7 +84,7 @@ def inbox_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
         waiting = len(inbox.measure_files(inbox_dir()))
         return SkipReason(
             f"{waiting} measure file(s) in {inbox_dir()} still changing: each is taken once unchanged for "
-            f"{inbox.SETTLE_SECONDS:g} s ({inbox.MID_LINE_SETTLE_SECONDS:g} s for a file ending mid-line)"
+            f"{inbox.SETTLE_SECONDS:g} s ({inbox.MID_LINE_SETTLE_SECONDS:g} s for a file ending mid-line or empty)"
             if waiting
             else f"no measure file ({', '.join(inbox.SUFFIXES)}) in {inbox_dir()}"
         )

@@ -194,7 +194,10 @@ def test_the_purge_job_seals_what_it_may_and_changes_no_figure(url: str) -> None
     with DagsterInstance.ephemeral() as instance:
         run_all(url, instance)
         before = tables(url)
-        for bad, message in (({"days": 0, "measure": "no-such"}, "unknown measure"), ({"days": -1}, "--days")):
+        for bad, message in (
+            ({"days": 0, "measure": "no-such"}, "unknown measure"),
+            ({"days": -1}, "days must be >= 0 (the age of the raw measures to purge), not -1"),
+        ):
             failed = run_purge(instance, **bad)
             errors = [str(e.event_specific_data.error) for e in failed.get_step_failure_events()]  # type: ignore[union-attr]
             assert not failed.success and any(message in e for e in errors)

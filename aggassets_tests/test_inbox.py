@@ -4,6 +4,7 @@ import json
 import os
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dagster import DagsterInstance, SkipReason, build_sensor_context
@@ -13,7 +14,7 @@ from aggassets.jobs import ingest_inbox_job
 from aggassets.resources import CatalogResource, WarehouseResource
 from aggassets.sensors import ATTEMPT_TAG, inbox_sensor
 from aggassets.sources import inbox as inbox_source
-from aggassets.warehouse import open_warehouse
+from aggassets.warehouse import intake_fast, intake_files, open_warehouse
 from aggassets_tests.helpers import DEFINITIONS, make_measures, write_ndjson
 from aggassets_tests.warehouse.support import server_gone_mid_copy
 
@@ -105,7 +106,7 @@ def test_a_file_changed_in_the_last_seconds_waits_for_a_later_tick(
         skipped = inbox_sensor(build_sensor_context(instance=instance))  # written just now
         assert isinstance(skipped, SkipReason) and skipped.skip_message == (
             f"1 measure file(s) in {inbox} still changing: each is taken once unchanged for 5 s"
-            " (300 s for a file ending mid-line)"
+            " (300 s for a file ending mid-line or empty)"
         )
         os.utime(path, (now - 60, now - 60))
         assert len(inbox_sensor(build_sensor_context(instance=instance)).run_requests) == 1
@@ -379,3 +380,46 @@ def test_a_connection_lost_while_ingesting_leaves_the_file_for_the_runs_retry(
     finally:
         wh.close()
     assert path.exists() and not (inbox / "failed").exists()
+
+
+def test_an_empty_file_waits_five_minutes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file created but not yet written (0 bytes) is a writer at work, like one ending mid-line: it was
+    taken at once, stored as an empty batch and moved, so what the writer wrote next was never read."""
+    monkeypatch.undo()
+    path = tmp_path / "new.ndjson"
+    path.touch()
+    now = path.stat().st_mtime
+    assert inbox_source.pending_files(tmp_path, now=now + 299.9) == []
+    assert inbox_source.pending_files(tmp_path, now=now + 300.0) == [path]
+
+
+def test_a_file_written_to_while_it_is_ingested_stays_and_nothing_is_stored(
+    warehouse_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer that paused longer than the settling wait, then wrote on while the file was read: its first
+    part was stored and the file moved to processed/, where the rest was never read (and dropped again, the
+    first part counted twice). Now nothing is stored, the file stays for a later run, which stores it whole."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    path = write_ndjson(inbox / "m.ndjson", make_measures(date(2025, 3, 3), 2, 10))
+    first = len(path.read_text().splitlines())
+    read_items = intake_files.read_items
+
+    def read_then_written(con: Any, read: Path) -> Any:
+        result = read_items(con, read)
+        with read.open("a", encoding="utf-8") as fh:  # the writer goes on after the file was read
+            fh.write(json.dumps(make_measures(date(2025, 3, 4), 1, 1)[0]) + "\n")
+        return result
+
+    catalog = CatalogResource(definitions_dir=str(DEFINITIONS)).measures()
+    with open_warehouse(warehouse_url) as wh:
+        with monkeypatch.context() as patched:
+            patched.setattr(intake_files, "read_items", read_then_written)
+            patched.setattr(intake_fast, "read_items", read_then_written)
+            report = inbox_source.process_file(wh, path, catalog, date(2020, 1, 1))
+        assert report["status"] == "still_changing" and "changed while it was read" in report["reason"]
+        assert path.exists() and not (inbox / "processed").exists() and not (inbox / "failed").exists()
+        assert wh.loss_counts() == (0, 0, 0) and wh.read_table("intake_batches").empty
+        report = inbox_source.process_file(wh, path, catalog, date(2020, 1, 1))
+        assert (report["status"], report["received"]) == ("ingested", first + 1)
+        assert wh.loss_counts() == (first + 1, first + 1, 0)

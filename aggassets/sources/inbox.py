@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from aggassets.catalog import MeasureCatalog
-from aggassets.errors import AggassetsError, AlreadyIngested, WarehouseUnavailable, utf8_name
+from aggassets.errors import AggassetsError, AlreadyIngested, FileChanged, WarehouseUnavailable, utf8_name
 from aggassets.warehouse import Warehouse
-from aggassets.warehouse.values import file_sha256
+from aggassets.warehouse.values import file_sha256, file_state
 
 SUFFIXES = (".json", ".ndjson", ".jsonl")
 # A file changed this recently may still be being written: it waits for a later tick (drop files
@@ -63,14 +63,16 @@ def ends_mid_line(path: Path) -> bool:
 
 def pending_files(inbox: Path, now: float | None = None) -> list[Path]:
     """Measure files waiting in the inbox, named in UTF-8 and unchanged for SETTLE_SECONDS (for
-    MID_LINE_SETTLE_SECONDS when they end mid-line), by name."""
+    MID_LINE_SETTLE_SECONDS when they end mid-line or are empty), by name."""
     now = time.time() if now is None else now
     pending = []
     for path in measure_files(inbox):
         if path.is_symlink():  # set aside by set_aside_unreadable
             continue
-        age = now - path.stat().st_mtime
-        if utf8_name(path) and age >= SETTLE_SECONDS and (age >= MID_LINE_SETTLE_SECONDS or not ends_mid_line(path)):
+        stat = path.stat()
+        age = now - stat.st_mtime
+        unfinished = stat.st_size == 0 or ends_mid_line(path)  # an empty file: created, not yet written
+        if utf8_name(path) and age >= SETTLE_SECONDS and (age >= MID_LINE_SETTLE_SECONDS or not unfinished):
             pending.append(path)
     return sorted(pending)
 
@@ -142,13 +144,16 @@ def process_file(warehouse: Warehouse, path: Path, catalog: MeasureCatalog, firs
     if path.is_symlink():
         return {"file": path.name, "status": "failed", "reason": LINKED, "moved_to": str(_fail(path, LINKED))}
     try:
+        state = file_state(path)  # before the hash: the content hashed is the content stored
         sha = file_sha256(path)
         if warehouse.file_seen(sha):  # before reading the file; ingest_file checks again under the lock
             raise AlreadyIngested(f"{path}: ingested already")
-        result = warehouse.ingest_file(path, catalog.measures, first_day, sha256=sha, once=True)
+        result = warehouse.ingest_file(path, catalog.measures, first_day, sha256=sha, once=True, unchanged_since=state)
     except AlreadyIngested:
         moved = _move(path, inbox / "processed")
         return {"file": path.name, "status": "already_ingested", "moved_to": str(moved)}
+    except FileChanged as exc:  # a writer still at work: the file stays for a later run, once it settles
+        return {"file": path.name, "status": "still_changing", "reason": str(exc)}
     except WarehouseUnavailable:  # the warehouse's fault, not the file's: it stays for the run's retry
         raise
     except (AggassetsError, OSError) as exc:  # OSError: a file that cannot be read (permissions, I/O)

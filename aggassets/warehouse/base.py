@@ -13,16 +13,18 @@ import pandas as pd
 import pyarrow as pa
 
 from aggassets.catalog import MeasureDefinition
-from aggassets.errors import AggassetsError, AlreadyIngested
+from aggassets.errors import AggassetsError, AlreadyIngested, FileChanged
 from aggassets.warehouse import events_intake
 from aggassets.warehouse.aggregates_sql import KEY_IDS_REQUIRED, RAW_KEY_COLUMNS
 from aggassets.warehouse.values import (
     GRAINS,
     MAX_AGE_DAYS,
+    FileState,
     IntakeResult,
     RefreshResult,
     consecutive_runs,
     definitions_frame,
+    file_state,
     period_end,
     period_start,
     preview_groups,
@@ -116,10 +118,12 @@ class Warehouse(ABC):
         first_day: date,
         sha256: str | None = None,
         once: bool = False,
+        unchanged_since: FileState | None = None,
     ) -> IntakeResult:
         """Store every item of the file in the inbox, then in raw_measures or rejected_measures (one
         transaction; each engine has its own way, see intake_fast.py). `once`: refuse content the warehouse
-        holds already (by sha256), checked inside the transaction, after the writer lock."""
+        holds already (by sha256), checked inside the transaction, after the writer lock. FileChanged, and
+        nothing stored, when the file changed since `unchanged_since` (by default: since it was first read)."""
 
     def stamp(self) -> datetime:
         """Inside a writer's transaction: the time to store, always after every receive and refresh time
@@ -139,9 +143,17 @@ class Warehouse(ABC):
         ids = self.fetch(self.sql.NEXT_IDS).iloc[0]
         return {"seq0": int(ids["seq"]), "batch_id": int(ids["batch_id"]) + 1, "now": self.stamp()}
 
-    def record_batch(self, ids: Mapping[str, Any], source: str, sha256: str | None, received: int) -> IntakeResult:
+    def record_batch(
+        self, ids: Mapping[str, Any], source: Path, sha256: str | None, received: int, read: FileState | None
+    ) -> IntakeResult:
         """Once the batch's rows are stored (seq > seq0): accepted items of a sealed quartile key rejected,
-        the counts checked against what was read, the batch recorded; the intake's result."""
+        the counts checked against what was read, the file checked unchanged since `read`, the batch
+        recorded; the intake's result."""
+        if file_state(source) != read:
+            raise FileChanged(
+                f"{source}: it changed while it was read (still being written?); nothing of it is stored: "
+                "ingest it once it is complete"
+            )
         if bool(self.fetch(self.sql.ANY_FROZEN).iloc[0, 0]):  # nothing to seal against otherwise
             for statement in self.sql.REJECT_SEALED_KEYS:
                 self.execute(statement, ids)
@@ -156,7 +168,7 @@ class Warehouse(ABC):
             self.sql.INSERT_BATCH,
             {
                 **ids,
-                "source": source,
+                "source": str(source),
                 "sha256": sha256,
                 "received": received,
                 "accepted": received - rejected,
@@ -255,7 +267,7 @@ class Warehouse(ABC):
     def purge(self, days: int, measure: str | None = None, now: datetime | None = None) -> dict[str, int]:
         """DESIGN §4.5 in one transaction; returns purged raw measures per measure name."""
         if days < 0:
-            raise AggassetsError("--days must be >= 0")
+            raise AggassetsError(f"days must be >= 0 (the age of the raw measures to purge), not {days}")
         params: dict[str, Any] = {"days": min(days, MAX_AGE_DAYS), "measure": measure, "now": now}
         with self.transaction():
             params["now"] = now or self.stamp()  # after any writer lock
@@ -300,7 +312,7 @@ class Warehouse(ABC):
                 self.sql.INSERT_EVENT_BATCH,
                 {
                     **params,
-                    "source": source,
+                    "source": str(source),
                     "sha256": sha256,
                     "now": now,
                     "received": received,

@@ -16,7 +16,7 @@ from aggassets.catalog import MeasureDefinition
 from aggassets.errors import AggassetsError, WarehouseUnavailable
 from aggassets.warehouse import duckdb_sql, intake, intake_fast, intake_files
 from aggassets.warehouse.base import Warehouse
-from aggassets.warehouse.values import IntakeResult
+from aggassets.warehouse.values import FileState, IntakeResult, file_state
 
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -107,12 +107,14 @@ class DuckDBWarehouse(Warehouse):
         first_day: date,
         sha256: str | None = None,
         once: bool = False,
+        unchanged_since: FileState | None = None,
     ) -> IntakeResult:
         """Read, validate and store the file in one transaction of the warehouse connection.
 
         The items are read once into `lines`; the inbox and raw_measures are filled from it directly
         (the fast path, intake_fast.py); only the items it leaves are checked carefully (intake.py).
         """
+        read = unchanged_since or file_state(path)
         self.con.execute("SET memory_limit = $limit", {"limit": self.intake_memory_limit})
         try:
             row0, received = intake_files.read_items(self.con, Path(path))  # before: it may read twice
@@ -134,7 +136,7 @@ class DuckDBWarehouse(Warehouse):
                         self.execute(self.sql.STAGE_CAREFUL, {**ids, "first_day": first_day, "received": received})
                     for statement in (self.sql.INSERT_RAW_CAREFUL, self.sql.INSERT_REJECTED_CAREFUL):
                         self.execute(statement, ids)
-                return self.record_batch(ids, str(path), sha256, received)
+                return self.record_batch(ids, Path(path), sha256, received, read)
         finally:
             self.con.execute("DROP TABLE IF EXISTS temp.lines")
             self.con.execute("RESET memory_limit; RESET preserve_insertion_order")

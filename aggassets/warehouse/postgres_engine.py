@@ -23,7 +23,7 @@ from aggassets.warehouse import intake, intake_fast, postgres_sql, redacted, wit
 from aggassets.warehouse.aggregates_sql import RAW_KEY_COLUMNS
 from aggassets.warehouse.base import Warehouse
 from aggassets.warehouse.postgres_values import copyable, pg_type, plain_params, result_column
-from aggassets.warehouse.values import IntakeResult
+from aggassets.warehouse.values import FileState, IntakeResult, file_state
 
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _log = logging.getLogger("aggassets")
@@ -188,9 +188,11 @@ class PostgresWarehouse(Warehouse):
         first_day: date,
         sha256: str | None = None,
         once: bool = False,
+        unchanged_since: FileState | None = None,
     ) -> IntakeResult:
         """Validate the file in an in-memory DuckDB, then COPY its items straight into inbox, raw_measures
         and rejected_measures, in one transaction (no staged copy in PostgreSQL)."""
+        read = unchanged_since or file_state(path)
         with intake.validation_connection(Path(path)) as con:  # bounded in memory: it spills beyond
             intake_fast.stage_items(con, Path(path), definitions, first_day)
             received = int(con.execute("SELECT count(*) FROM staged").fetchall()[0][0])
@@ -204,7 +206,7 @@ class PostgresWarehouse(Warehouse):
                     named = {k: v for k, v in ids.items() if f"${k}" in rows}  # DuckDB refuses extra parameters
                     for batch in con.sql(rows, params=named).to_arrow_reader(_COPY_ROWS):
                         self.copy_into(table, pa.Table.from_batches([batch]))
-                return self.record_batch(ids, str(path), sha256, received)
+                return self.record_batch(ids, Path(path), sha256, received, read)
 
     def setup(self) -> None:
         """Create every table and index that does not exist yet (nothing to do, and no writer lock taken,

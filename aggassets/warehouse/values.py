@@ -76,6 +76,19 @@ def utc_now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+FileState = tuple[int, int, int, int]  # size, modification time (ns), inode, device
+
+
+def file_state(path: Path) -> FileState | None:
+    """What tells that a file changed (it grew, was rewritten or replaced) while it was read; None when it
+    cannot be looked at (missing: reading it says so)."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_dev
+
+
 def file_sha256(path: Path) -> str:
     """The file's SHA-256, to ingest an inbox file at most once."""
     digest = hashlib.sha256()

@@ -260,7 +260,7 @@ def test_a_negative_purge_age_is_refused_by_the_warehouse_itself(warehouse: Ware
     warehouse.sync_definitions(DEFINITIONS)
     ingest(warehouse, tmp_path, items=[measure("errors-daily", 1.0, "2022-03-07")])
     refresh_all(warehouse, [date(2022, 3, 7)])
-    with pytest.raises(AggassetsError, match="--days must be >= 0"):
+    with pytest.raises(AggassetsError, match=r"^days must be >= 0 \(the age of the raw measures to purge\), not -1$"):
         warehouse.purge(-1, now=utc_now() + timedelta(days=1))
     assert len(warehouse.read_table("raw_measures")) == 1
 

@@ -254,7 +254,7 @@ def test_purge_per_measure(loaded: Loaded) -> None:
 
 def test_purge_refuses_negative_days(warehouse: Warehouse) -> None:
     """A negative age is an error, not a purge of the future."""
-    with pytest.raises(AggassetsError, match="--days must be >= 0"):
+    with pytest.raises(AggassetsError, match=r"^days must be >= 0 \(the age of the raw measures to purge\), not -1$"):
         warehouse.purge(-1)
 
 
