@@ -423,3 +423,38 @@ def test_a_file_written_to_while_it_is_ingested_stays_and_nothing_is_stored(
         report = inbox_source.process_file(wh, path, catalog, date(2020, 1, 1))
         assert (report["status"], report["received"]) == ("ingested", first + 1)
         assert wh.loss_counts() == (first + 1, first + 1, 0)
+
+
+def test_a_reason_that_cannot_be_written_leaves_the_file_in_the_inbox(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk: the malformed file went to failed/ beside an empty `.reason` and the run failed. Now the
+    `.reason` is written first: the run fails, the file stays in the inbox (the sensor retries it) and
+    failed/ holds nothing."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    path = inbox / "bad.json"
+    path.write_text("[1, 2", encoding="utf-8")  # not a JSON document: the file fails as a whole
+    real_fdopen = os.fdopen
+
+    class FullDisk:
+        def __init__(self, fd: int, *args: Any, **kwargs: Any) -> None:
+            self.file = real_fdopen(fd, *args, **kwargs)
+
+        def __enter__(self) -> "FullDisk":
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.file.close()
+
+        def write(self, text: str) -> int:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(inbox_source.os, "fdopen", FullDisk)
+    catalog = CatalogResource(definitions_dir=str(DEFINITIONS)).measures()
+    with open_warehouse(f"duckdb:///{tmp_path / 'wh.duckdb'}") as wh:
+        with pytest.raises(OSError, match="No space left on device"):
+            inbox_source.process_file(wh, path, catalog, date(2020, 1, 1))
+        assert wh.loss_counts() == (0, 0, 0)
+    assert path.read_text(encoding="utf-8") == "[1, 2"
+    assert list((inbox / "failed").iterdir()) == []

@@ -1,5 +1,6 @@
 """The inbox folder: measure files dropped there are ingested once, then moved aside."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -94,13 +95,21 @@ def set_aside_unreadable(inbox: Path) -> list[tuple[Path, str]]:
 
 
 def _fail(path: Path, reason: str) -> Path:
-    """Move `path` to failed/ beside its `.reason` file (a new file: never written through a link); the
-    moved path."""
-    moved = _move(path, path.parent / "failed", room=NAME_MAX - len(".reason"), beside=".reason")
+    """Move `path` to failed/ beside its `.reason` file (a new file: never written through a link), written
+    first: when it cannot be (a full disk), nothing is left of it and the file stays where it was, for a
+    retry (it went to failed/ beside an empty `.reason`). The moved path."""
+    target = _free_name(path, _own_folder(path.parent / "failed"), NAME_MAX - len(".reason"), ".reason")
+    note = target.with_name(target.name + ".reason")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-    with os.fdopen(os.open(moved.with_name(moved.name + ".reason"), flags, 0o644), "w", encoding="utf-8") as fh:
-        fh.write(f"{reason}\n")
-    return moved
+    try:
+        with os.fdopen(os.open(note, flags, 0o644), "w", encoding="utf-8") as fh:
+            fh.write(f"{reason}\n")
+    except OSError:
+        with contextlib.suppress(OSError):
+            note.unlink()
+        raise
+    shutil.move(str(path), target)
+    return target
 
 
 def _fitted(stem: str, tail: str, room: int) -> str:
@@ -122,16 +131,22 @@ def _taken(target: Path, beside: str) -> bool:
     return any(os.path.lexists(p) for p in (target, target.with_name(target.name + beside) if beside else target))
 
 
-def _move(path: Path, folder: Path, room: int = NAME_MAX, beside: str = "") -> Path:
-    """Move `path` into `folder`, never overwriting an earlier file of the same name (nor, with `beside`,
-    the file `name + beside`); a name that would be too long with the `.N` that keeps it apart (or the
-    `.reason` beside it) loses the end of its stem."""
+def _free_name(path: Path, folder: Path, room: int = NAME_MAX, beside: str = "") -> Path:
+    """Where `path` goes in `folder` (created), never over an earlier file of the same name (nor, with
+    `beside`, the file `name + beside`); a name that would be too long with the `.N` that keeps it apart
+    (or the `.reason` beside it) loses the end of its stem."""
     _own_folder(folder).mkdir(parents=True, exist_ok=True)
     target = folder / _fitted(path.stem, path.suffix, room)
     n = 1
     while _taken(target, beside):
         target = folder / _fitted(path.stem, f".{n}{path.suffix}", room)
         n += 1
+    return target
+
+
+def _move(path: Path, folder: Path) -> Path:
+    """Move `path` into `folder` under a free name (_free_name)."""
+    target = _free_name(path, folder)
     shutil.move(str(path), target)
     return target
 
