@@ -158,19 +158,24 @@ def _raw_moments(d: Dialect) -> str:
          min(r.value) AS mn, max(r.value) AS mx"""
 
 
+def _second_pass_m2(d: Dialect, value: str, mean: str) -> str:
+    """M2 from a second pass around the mean: the refresh and the purge write it alike (the same bits)."""
+    return d.sum(f"({value} - {mean}) * ({value} - {mean})")
+
+
 def purged_moments(d: Dialect, now: str) -> str:
     """The moments of each key of purge_candidates (rows of sealed_moments), computed as the refresh computes
     them from the same raw rows (one pass, a second one for a narrow spread: _raw_part), so that a key whose
     period's raw rows are all purged recomputes to the same bits."""
     key = "measure_name, start_date, created_by, group1, group2, group3"
     on_key = " AND ".join(f"c.{col} = k.{col}" for col in key.split(", "))
+    k_key = ", ".join(f"k.{col}" for col in key.split(", "))
     return f"""WITH k AS (
   SELECT {key}, {_raw_moments(d)} FROM purge_candidates r GROUP BY {key}
 ), narrow AS (
-  SELECT {", ".join(f"k.{col}" for col in key.split(", "))},
-         {d.sum("(c.value - k.s / k.n) * (c.value - k.s / k.n)")} AS m2
+  SELECT {k_key}, {_second_pass_m2(d, "c.value", "(k.s / k.n)")} AS m2
   FROM k JOIN purge_candidates c ON {on_key} WHERE {NARROW}
-  GROUP BY {", ".join(f"k.{col}" for col in key.split(", "))}
+  GROUP BY {k_key}
 )
 SELECT k.measure_name, k.start_date, k.created_by, k.group1, k.group2, k.group3, k.n, k.nz, k.s,
        CASE WHEN k.mn = k.mx THEN 0 ELSE coalesce(w.m2, k.m2) END, k.mn, k.mx, {now}
@@ -252,7 +257,7 @@ raw_part AS (
          p.mn, p.mx, p.sealed_at, p.q
   FROM raw_first p JOIN (
     SELECT k.measure_name, k.period_start, k.created_by, k.group1, k.group2, k.group3,
-           {d.sum("(r.value - k.mean) * (r.value - k.mean)")} AS m2
+           {_second_pass_m2(d, "r.value", "k.mean")} AS m2
     FROM {raw_rows} JOIN narrow k ON {narrow_key}
     GROUP BY 1, 2, 3, 4, 5, 6
   ) w ON {fixed_key}
